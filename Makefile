@@ -1,0 +1,36 @@
+# Two entry points: `make demo` runs the demo sweep, `make test` runs the test suite.
+# Both create .venv on a fresh machine. torch is installed first and pinned, because a bare
+# `torch` requirement with nothing installed pulls a multi-GB CUDA build.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.ltxlab-installed
+TORCH  ?= torch==2.13.0
+RESULTS ?= results
+
+.PHONY: install demo test browser clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Debian's chromium for the browser tests; Playwright drives it and never downloads one.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Install Debian's chromium (sudo apt-get install chromium) to run the browser tests."; fi; }
+
+demo: $(STAMP)
+	$(VENV)/bin/ltxlab sweep demo --results $(RESULTS)
+
+test: $(STAMP) browser
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache
