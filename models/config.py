@@ -110,3 +110,20 @@ def replace_path(cfg: C, dotted: str, value: Any) -> C:
         return dataclasses.replace(cfg, **{head: replace_path(getattr(cfg, head), rest, value)})
     hint = get_type_hints(type(cfg))[head]
     return dataclasses.replace(cfg, **{head: _coerce(value, hint, f"{type(cfg).__name__}.{head}")})
+
+
+def switch_values(cls: type) -> dict[str, list[Any]]:
+    """The design switches of a config class: every `Literal` or `bool` field and its values.
+
+    Tests generated from the registries iterate over these, so a new switch is covered
+    without editing any test.
+    """
+    out: dict[str, list[Any]] = {}
+    for name, hint in get_type_hints(cls).items():
+        if name == "kind":
+            continue
+        if get_origin(hint) is Literal:
+            out[name] = list(get_args(hint))
+        elif hint is bool:
+            out[name] = [False, True]
+    return out
