@@ -13,11 +13,15 @@ import tempfile
 from fractions import Fraction
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import av
 import numpy as np
-import torch
 
 from clips.errors import ClipError
+
+if TYPE_CHECKING:  # torch is imported lazily so CLI --help and the dashboard stay fast
+    import torch
 
 # Broadcast rates that float round-tripping would otherwise turn into 2997/100 etc.
 _NTSC_RATES = (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001))
@@ -38,15 +42,16 @@ def read_video(
     path: str | os.PathLike,
     max_frames: int | None = None,
     *,
-    size: tuple[int, int] | None = None,
+    short_side: int | None = None,
 ) -> tuple[np.ndarray, float]:
     """Decode a video file into RGB frames.
 
     Args:
         path: video file (anything FFmpeg reads; mp4 in practice).
         max_frames: stop after this many frames (None = all).
-        size: optional `(height, width)` to resize each frame to while decoding
-            (area interpolation; cheaper than decoding at full size and resizing later).
+        short_side: optional length to resize the shorter side to while decoding
+            (aspect ratio kept, area interpolation); resizing inside swscale avoids
+            holding full-size 720p frames in memory.
 
     Returns:
         frames: uint8 `(T, H, W, 3)` RGB.
@@ -67,11 +72,12 @@ def read_video(
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             frames = []
             for frame in container.decode(stream):
-                if size is None:
+                if short_side is None:
                     frames.append(frame.to_ndarray(format="rgb24"))
                 else:
+                    height, width = resized_hw(frame.height, frame.width, short_side)
                     frames.append(frame.to_ndarray(
-                        format="rgb24", height=size[0], width=size[1], interpolation="AREA"))
+                        format="rgb24", height=height, width=width, interpolation="AREA"))
                 if max_frames is not None and len(frames) >= max_frames:
                     break
     except ClipError:
@@ -88,6 +94,14 @@ def read_video(
     return np.stack(frames), float(rate)  # (T, H, W, 3)
 
 
+def resized_hw(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(height, width) after scaling so the shorter side is `short_side` (aspect kept)."""
+    if short_side < 1:
+        raise ClipError(f"short_side must be a positive number of pixels, got {short_side}.")
+    factor = short_side / min(height, width)
+    return max(short_side, round(height * factor)), max(short_side, round(width * factor))
+
+
 def exact_rate(fps: float | Fraction) -> Fraction:
     """The exact rational frame rate for `fps` (29.97 and 29.97003 both become 30000/1001)."""
     if isinstance(fps, Fraction):
@@ -102,7 +116,7 @@ def exact_rate(fps: float | Fraction) -> Fraction:
 
 
 def _as_uint8(frames) -> np.ndarray:
-    if isinstance(frames, torch.Tensor):
+    if hasattr(frames, "detach"):  # a torch.Tensor, without importing torch
         frames = frames.detach().cpu().numpy()
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -164,15 +178,19 @@ def write_video(path: str | os.PathLike, frames, fps: float | Fraction) -> Path:
     return path
 
 
-def to_model(frames: np.ndarray) -> torch.Tensor:
+def to_model(frames: np.ndarray) -> "torch.Tensor":
     """uint8 `(T, H, W, 3)` frames -> float32 `(3, T, H, W)` in [-1, 1]."""
+    import torch
+
     frames = _as_uint8(frames)
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (3, T, H, W)
     return x.float() / 127.5 - 1.0
 
 
-def from_model(x: torch.Tensor) -> np.ndarray:
+def from_model(x: "torch.Tensor") -> np.ndarray:
     """float `(3, T, H, W)` in [-1, 1] -> uint8 `(T, H, W, 3)` (clamped, rounded)."""
+    import torch
+
     if x.ndim != 4 or x.shape[0] != 3:
         raise ValueError(f"expected a (3, T, H, W) tensor, got shape {tuple(x.shape)}")
     x = ((x.detach().float().cpu().clamp(-1.0, 1.0) + 1.0) * 127.5).round()

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from clips.errors import ClipError
-from clips.io import exact_rate, from_model, read_video, to_model, write_video
+from clips.io import exact_rate, from_model, read_video, resized_hw, to_model, write_video
 
 
 def smooth_video(t: int = 9, h: int = 64, w: int = 96) -> np.ndarray:
@@ -75,8 +75,9 @@ def test_max_frames_and_resize_on_decode(tmp_path):
     path = write_video(tmp_path / "m.mp4", smooth_video(t=9), 25)
     frames, _ = read_video(path, max_frames=4)
     assert frames.shape == (4, 64, 96, 3)
-    small, _ = read_video(path, size=(32, 48))
-    assert small.shape == (9, 32, 48, 3)
+    small, _ = read_video(path, short_side=32)
+    assert small.shape == (9, 32, 48, 3)  # aspect kept: 64x96 -> 32x48
+    assert psnr(small, smooth_video()[:, ::2, ::2]) > 25.0  # still the same picture
 
 
 def test_missing_file(tmp_path):
@@ -120,6 +121,21 @@ def test_from_model_clamps_and_rounds():
     out = from_model(x)
     assert out.shape == (4, 1, 1, 3)
     assert out[:, 0, 0, 0].tolist() == [0, 255, 128, 255]
+
+
+def test_resized_hw():
+    assert resized_hw(720, 1280, 64) == (64, 114)
+    assert resized_hw(272, 640, 64) == (64, 151)
+    assert resized_hw(100, 100, 64) == (64, 64)
+
+
+def test_io_import_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, clips.io; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_exact_rate():
