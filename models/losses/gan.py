@@ -1,0 +1,53 @@
+"""Hinge GAN loss with a 3D PatchGAN discriminator that judges one video at a time.
+
+The hinge form follows SAGAN / taming-transformers' `hinge_d_loss`: the discriminator
+pushes real logits above +1 and fake logits below -1, the generator raises the logits of
+its reconstructions.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.losses.base import LOSSES, LossInputs, LossTerm, VAELossConfig
+from models.losses.discriminator import PatchDiscriminator3d
+
+
+def hinge_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Hinge loss of the discriminator: mean(relu(1 - real)) + mean(relu(1 + fake)) -> scalar."""
+    return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+
+
+def hinge_generator_loss(fake_logits: Tensor) -> Tensor:
+    """Generator side of the hinge GAN: -mean(fake logits) -> scalar."""
+    return -fake_logits.mean()
+
+
+@LOSSES.register("gan")
+class GANLoss(LossTerm):
+    """Hinge GAN on single videos; the discriminator is this module's only parameter set."""
+
+    adversarial = True
+
+    def __init__(self, channels: int = 16, layers: int = 3, start_step: int = 0) -> None:
+        super().__init__()
+        self.discriminator = PatchDiscriminator3d(in_channels=3, channels=channels, layers=layers)
+        self.start_step = start_step  # optimizer step at which the term switches on
+
+    @classmethod
+    def from_config(cls, cfg: VAELossConfig) -> "GANLoss":
+        return cls(channels=cfg.disc_channels, layers=cfg.disc_layers, start_step=cfg.gan_start_step)
+
+    def is_active(self, step: int) -> bool:
+        return step >= self.start_step
+
+    def forward(self, inp: LossInputs) -> Tensor:
+        return hinge_generator_loss(self.discriminator(inp.recon))
+
+    def discriminator_loss(self, inp: LossInputs) -> Tensor:
+        # both videos in one batch: one conv pass, and GroupNorm sees each sample on its own
+        logits = self.discriminator(torch.cat([inp.video, inp.recon], dim=0))  # (2B, 1, t, h, w)
+        real, fake = logits.chunk(2, dim=0)
+        return hinge_discriminator_loss(real, fake)

@@ -1,0 +1,78 @@
+"""Reconstruction GAN (LTX-Video, arXiv 2501.00103, §2.1 "Reconstruction GAN").
+
+The discriminator sees the original and its reconstruction TOGETHER, concatenated along
+channels in a random order per sample, and must say which half is the original. The
+judgement is relative (which of the two is real), which LTX-Video found to train more
+stably at high compression than a discriminator that judges each video alone.
+
+Loss (hinge on the ordering): with y = +1 when the original comes first and -1 when it
+comes second, the discriminator minimises mean(relu(1 - y * D(pair))); the generator
+minimises mean(y * D(pair)), i.e. it lowers the discriminator's margin for the true order.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.losses.base import LOSSES, LossInputs, LossTerm, VAELossConfig
+from models.losses.discriminator import PatchDiscriminator3d
+
+
+def rgan_pairs(video: Tensor, recon: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Stack (original, reconstruction) along channels in a random order per sample.
+
+    Args:
+        video, recon: (B, C, T, H, W) each.
+        generator: optional torch.Generator for the order draw (on video's device).
+
+    Returns:
+        pairs (B, 2C, T, H, W) and labels (B,) in video's dtype: +1 where the original is
+        the first C channels, -1 where the reconstruction is.
+    """
+    batch = video.shape[0]
+    original_first = torch.rand(batch, generator=generator, device=video.device) < 0.5  # (B,)
+    mask = original_first.view(batch, 1, 1, 1, 1)  # (B, 1, 1, 1, 1) broadcasts over C, T, H, W
+    first = torch.where(mask, video, recon)
+    second = torch.where(mask, recon, video)
+    labels = original_first.to(video.dtype) * 2.0 - 1.0  # (B,) in {-1, +1}
+    return torch.cat([first, second], dim=1), labels
+
+
+def rgan_discriminator_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Hinge loss on the ordering: logits (B, 1, t, h, w), labels (B,) in {-1, +1} -> scalar."""
+    signed = logits * labels.view(-1, *([1] * (logits.ndim - 1)))  # (B, 1, t, h, w) margin for the true order
+    return F.relu(1.0 - signed).mean()
+
+
+def rgan_generator_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Generator side: mean(label * logit), the discriminator's margin for the true order -> scalar."""
+    return (logits * labels.view(-1, *([1] * (logits.ndim - 1)))).mean()
+
+
+@LOSSES.register("rgan")
+class ReconstructionGANLoss(LossTerm):
+    """Reconstruction GAN: a PatchGAN on (original, reconstruction) pairs in random order."""
+
+    adversarial = True
+
+    def __init__(self, channels: int = 16, layers: int = 3, start_step: int = 0) -> None:
+        super().__init__()
+        self.discriminator = PatchDiscriminator3d(in_channels=6, channels=channels, layers=layers)
+        self.start_step = start_step  # optimizer step at which the term switches on
+
+    @classmethod
+    def from_config(cls, cfg: VAELossConfig) -> "ReconstructionGANLoss":
+        return cls(channels=cfg.disc_channels, layers=cfg.disc_layers, start_step=cfg.gan_start_step)
+
+    def is_active(self, step: int) -> bool:
+        return step >= self.start_step
+
+    def forward(self, inp: LossInputs) -> Tensor:
+        pairs, labels = rgan_pairs(inp.video, inp.recon)
+        return rgan_generator_loss(self.discriminator(pairs), labels)
+
+    def discriminator_loss(self, inp: LossInputs) -> Tensor:
+        pairs, labels = rgan_pairs(inp.video, inp.recon)
+        return rgan_discriminator_loss(self.discriminator(pairs), labels)
