@@ -1,0 +1,313 @@
+"""The causal video VAE shared by the `ltx` and `conventional` kinds: config, encoder, decoder.
+
+Mirrors the block sequence of LTX-Video 0.9.1 (arXiv 2501.00103, section 2.1) as
+implemented by diffusers' `models/autoencoders/autoencoder_kl_ltx.py`
+(`LTXVideoEncoder3d`, `LTXVideoDecoder3d`, `AutoencoderKLLTXVideo`):
+
+  encoder: patchify -> conv_in -> stages [resnets -> strided causal conv -> widening resnet]
+           -> mid resnets -> pixel norm -> SiLU -> conv_out (Cz + 1 channels: uniform log-variance)
+  decoder: conv_in -> mid resnets -> stages [widening resnet -> depth-to-space upsample -> resnets]
+           -> pixel norm -> AdaLN(timestep) -> SiLU -> conv_out -> unpatchify
+
+The two kinds differ only in their config values (patch size, strides, widths, latent
+channels); `models/vae/convert.py` maps diffusers' weights onto this module.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.config import ConfigError
+from models.layers import TimestepMLP, timestep_embedding
+from models.vae.blocks import (
+    CausalConv3d,
+    DepthToSpaceUpsample,
+    ResnetBlock3d,
+    Triple,
+    modulate,
+    patchify,
+    pixel_norm,
+    unpatchify,
+)
+
+TIMESTEP_SINUSOID_DIM = 256  # LTX's PixArt-style timestep embedder projects a 256-d sinusoid
+LOGVAR_RANGE = (-30.0, 20.0)  # clamp of diffusers' DiagonalGaussianDistribution
+
+
+@dataclass(frozen=True, kw_only=True)
+class CausalVAEConfig:
+    """Fields shared by every causal video VAE kind; subclasses set `kind` and presets."""
+
+    kind: str  # registry name of the VAE family ("ltx", "conventional")
+    size: str = "custom"  # preset this config came from (a label; the widths below are what counts)
+    in_channels: int = 3  # pixel channels (RGB)
+    latent_channels: int = 128  # Cz, channels of the posterior mean
+    patch_size: int = 4  # spatial patchify at the VAE input (LTX: 4x4 -> 48 channels)
+    encoder_channels: tuple[int, ...] = (128, 256, 512, 512)  # width of each encoder stage's resnets
+    encoder_layers: tuple[int, ...] = (4, 3, 3, 3, 4)  # resnets per encoder stage, then the mid-block
+    encoder_strides: tuple[tuple[int, int, int], ...] = ((2, 2, 2), (2, 2, 2), (2, 2, 2), (1, 1, 1))  # (t, h, w) per stage
+    decoder_channels: tuple[int, ...] = (256, 512, 1024)  # decoder stage widths before upsampling, pixel side first
+    decoder_layers: tuple[int, ...] = (5, 6, 7, 8)  # resnets per decoder stage (pixel side first), then the mid-block
+    decoder_strides: tuple[tuple[int, int, int], ...] = ((2, 2, 2), (2, 2, 2), (2, 2, 2))  # (t, h, w), pixel side first
+    decoder_upsample_factor: int = 2  # channel divisor of each depth-to-space upsample (0.9.1: 2, 0.9.0: 1)
+    decoder_upsample_residual: bool = True  # skip path around each upsample (0.9.1: on)
+    decoder_causal: bool = False  # decoder pads time from the past only (LTX: off; the encoder is always causal)
+    logvar: Literal["uniform", "per_channel"] = "uniform"  # one predicted log-variance for all channels (LTX) or one each
+    decoder_timestep_conditioning: bool = True  # denoising decoder: AdaLN scale/shift from a timestep embedding
+    decoder_noise_injection: bool = True  # learned per-channel noise on the mid-block and all but the last stage
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if len(self.encoder_layers) != len(self.encoder_channels) + 1:
+            raise ConfigError(f"{name}.encoder_layers needs one entry per encoder stage plus one for the mid-block.")
+        if len(self.encoder_strides) != len(self.encoder_channels):
+            raise ConfigError(f"{name}.encoder_strides needs one (t, h, w) stride per encoder stage.")
+        if len(self.decoder_layers) != len(self.decoder_channels) + 1:
+            raise ConfigError(f"{name}.decoder_layers needs one entry per decoder stage plus one for the mid-block.")
+        if len(self.decoder_strides) != len(self.decoder_channels):
+            raise ConfigError(f"{name}.decoder_strides needs one (t, h, w) stride per decoder stage.")
+        if _total_stride(self.encoder_strides) != _total_stride(self.decoder_strides):
+            raise ConfigError(f"{name}: the decoder strides must undo the encoder strides (same product per axis).")
+        factor = self.decoder_upsample_factor
+        if factor > 1 and any(math.prod(s) == 1 for s in self.decoder_strides):
+            raise ConfigError(f"{name}.decoder_upsample_factor > 1 needs every decoder stage to upsample.")
+        if any(c % factor or (c * math.prod(s)) % factor for c, s in zip(self.decoder_channels, self.decoder_strides)):
+            raise ConfigError(f"{name}.decoder_channels must be divisible by decoder_upsample_factor.")
+
+    @property
+    def temporal_compression(self) -> int:
+        return _total_stride(self.encoder_strides)[0]
+
+    @property
+    def spatial_compression(self) -> int:
+        return self.patch_size * _total_stride(self.encoder_strides)[1]
+
+    def build(self) -> "CausalVideoVAE":
+        return CausalVideoVAE(self)
+
+
+def _total_stride(strides: tuple[Triple, ...]) -> Triple:
+    return tuple(math.prod(s[i] for s in strides) for i in range(3))  # type: ignore[return-value]
+
+
+class EncoderStage(nn.Module):
+    """Resnets at `channels`, then an optional strided causal conv, then a widening resnet."""
+
+    def __init__(self, channels: int, out_channels: int, layers: int, stride: Triple) -> None:
+        super().__init__()
+        self.resnets = nn.ModuleList(ResnetBlock3d(channels, channels) for _ in range(layers))
+        self.downsample = CausalConv3d(channels, channels, 3, stride=stride) if math.prod(stride) > 1 else None
+        self.widen = ResnetBlock3d(channels, out_channels) if out_channels != channels else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) -> (B, Cout, T', H', W')."""
+        for resnet in self.resnets:
+            x = resnet(x)
+        if self.downsample is not None:
+            x = self.downsample(x)
+        if self.widen is not None:
+            x = self.widen(x)
+        return x
+
+
+class Encoder(nn.Module):
+    """Video (B, 3, T, H, W) -> posterior parameters (B, Cz + 1 or 2 Cz, t, h, w)."""
+
+    def __init__(self, cfg: CausalVAEConfig) -> None:
+        super().__init__()
+        self.patch_size = cfg.patch_size
+        widths = cfg.encoder_channels
+        self.conv_in = CausalConv3d(cfg.in_channels * cfg.patch_size**2, widths[0], 3)
+        self.stages = nn.ModuleList(
+            EncoderStage(widths[i], widths[min(i + 1, len(widths) - 1)], cfg.encoder_layers[i], cfg.encoder_strides[i])
+            for i in range(len(widths))
+        )
+        self.mid = EncoderStage(widths[-1], widths[-1], cfg.encoder_layers[-1], (1, 1, 1))
+        out = cfg.latent_channels + 1 if cfg.logvar == "uniform" else 2 * cfg.latent_channels
+        self.conv_out = CausalConv3d(widths[-1], out, 3)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, 3, T, H, W) -> (B, Cout, t, h, w)."""
+        x = self.conv_in(patchify(video, self.patch_size))
+        for stage in self.stages:
+            x = stage(x)
+        x = self.mid(x)
+        return self.conv_out(F.silu(pixel_norm(x)))
+
+
+class DecoderStage(nn.Module):
+    """Optional widening resnet, optional depth-to-space upsample, then resnets.
+
+    With `factor` > 1 the upsample also divides the width, so the resnets (and the
+    stage's timestep embedder) run at `channels // factor`.
+    """
+
+    def __init__(
+        self, in_channels: int, channels: int, layers: int, stride: Triple, cfg: CausalVAEConfig, noise: bool
+    ) -> None:
+        super().__init__()
+        causal = cfg.decoder_causal
+        upsamples = math.prod(stride) > 1
+        width = channels // cfg.decoder_upsample_factor if upsamples else channels
+        # diffusers' LTX decoder feeds the widening resnet the raw timestep, so it is never conditioned
+        self.widen = ResnetBlock3d(in_channels, channels, causal=causal) if in_channels != channels else None
+        self.upsample = (
+            DepthToSpaceUpsample(
+                channels, stride, residual=cfg.decoder_upsample_residual, factor=cfg.decoder_upsample_factor, causal=causal
+            )
+            if upsamples
+            else None
+        )
+        conditioned = cfg.decoder_timestep_conditioning
+        self.time_embed = TimestepMLP(TIMESTEP_SINUSOID_DIM, 4 * width) if conditioned else None
+        self.resnets = nn.ModuleList(
+            ResnetBlock3d(width, width, causal=causal, timestep_conditioning=conditioned, noise_injection=noise)
+            for _ in range(layers)
+        )
+        self.out_channels = width
+
+    def forward(
+        self, x: torch.Tensor, sinusoid: torch.Tensor | None, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """x (B, Cin, t, h, w), sinusoid (B, 256) when conditioned -> (B, C', t', h', w')."""
+        if self.widen is not None:
+            x = self.widen(x)
+        if self.upsample is not None:
+            x = self.upsample(x)
+        emb = self.time_embed(sinusoid) if self.time_embed is not None else None  # (B, 4C)
+        for resnet in self.resnets:
+            x = resnet(x, emb, generator)
+        return x
+
+
+class Decoder(nn.Module):
+    """Latents (B, Cz, t, h, w) -> video (B, 3, T, H, W)."""
+
+    def __init__(self, cfg: CausalVAEConfig) -> None:
+        super().__init__()
+        self.patch_size = cfg.patch_size
+        n = len(cfg.decoder_channels)
+        # execution order runs from the latent side: reverse the pixel-side-first config tuples
+        widths = cfg.decoder_channels[::-1]
+        layers = cfg.decoder_layers[::-1]  # mid-block first
+        strides = cfg.decoder_strides[::-1]
+        noisy = [cfg.decoder_noise_injection and i < n - 1 for i in range(n)]  # LTX: all but the last stage
+        self.conv_in = CausalConv3d(cfg.latent_channels, widths[0], 3, causal=cfg.decoder_causal)
+        self.mid = DecoderStage(widths[0], widths[0], layers[0], (1, 1, 1), cfg, cfg.decoder_noise_injection)
+        stages, channels = [], widths[0]
+        for i in range(n):
+            stages.append(DecoderStage(channels, widths[i], layers[i + 1], strides[i], cfg, noisy[i]))
+            channels = stages[-1].out_channels
+        self.stages = nn.ModuleList(stages)
+        self.conv_out = CausalConv3d(channels, cfg.in_channels * cfg.patch_size**2, 3, causal=cfg.decoder_causal)
+        self.timestep_scale: nn.Parameter | None = None
+        self.time_embed: TimestepMLP | None = None
+        self.scale_shift_table: nn.Parameter | None = None
+        if cfg.decoder_timestep_conditioning:
+            # a learned multiplier (LTX inits it at 1000) maps t in [0, 1] to the sinusoid's range
+            self.timestep_scale = nn.Parameter(torch.tensor(1000.0))
+            self.time_embed = TimestepMLP(TIMESTEP_SINUSOID_DIM, 2 * channels)
+            self.scale_shift_table = nn.Parameter(torch.randn(2, channels) / channels**0.5)
+
+    def forward(
+        self, z: torch.Tensor, timestep: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """z (B, Cz, t, h, w), timestep (B,) -> (B, 3, T, H, W)."""
+        x = self.conv_in(z)
+        sinusoid = None
+        if self.timestep_scale is not None:
+            if timestep is None:
+                timestep = torch.zeros(z.shape[0], device=z.device)  # clean latents
+            scaled = timestep.to(z.device).float().reshape(-1).expand(z.shape[0]) * self.timestep_scale  # (B,)
+            sinusoid = timestep_embedding(scaled, TIMESTEP_SINUSOID_DIM).to(x.dtype)  # (B, 256)
+        x = self.mid(x, sinusoid, generator)
+        for stage in self.stages:
+            x = stage(x, sinusoid, generator)
+        x = pixel_norm(x)
+        if self.time_embed is not None:
+            table = self.time_embed(sinusoid).unflatten(1, (2, -1)) + self.scale_shift_table[None]  # (B, 2, C)
+            shift, scale = table[..., None, None, None].unbind(1)  # (B, C, 1, 1, 1) each
+            x = modulate(x, shift, scale)
+        x = self.conv_out(F.silu(x))
+        return unpatchify(x, self.patch_size)
+
+
+class CausalVideoVAE(nn.Module):
+    """KL video autoencoder with a causal encoder; see the module docstring for the layout.
+
+    Video is (B, 3, T, H, W) in [-1, 1] with T = 1 + k * temporal_compression and H, W
+    multiples of `spatial_compression`; latents are (B, Cz, 1 + k, H / s, W / s).
+    """
+
+    def __init__(self, cfg: CausalVAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.temporal_compression = cfg.temporal_compression
+        self.spatial_compression = cfg.spatial_compression
+        self.latent_channels = cfg.latent_channels
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        # per-channel latent statistics for the diffusion model, filled in after training
+        self.register_buffer("latents_mean", torch.zeros(cfg.latent_channels))
+        self.register_buffer("latents_std", torch.ones(cfg.latent_channels))
+
+    def check_video_shape(self, video: torch.Tensor) -> None:
+        _, _, t, h, w = video.shape
+        tc, sc = self.temporal_compression, self.spatial_compression
+        if (t - 1) % tc or h % sc or w % sc:
+            raise ValueError(
+                f"video of {t}x{h}x{w} (frames x height x width) does not fit this VAE; "
+                f"use 1 + {tc}k frames and height/width multiples of {sc}."
+            )
+
+    def encode(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, T, H, W) -> mean, logvar, each (B, Cz, t, h, w); logvar clamped to [-30, 20]."""
+        self.check_video_shape(video)
+        params = self.encoder(video)
+        cz = self.latent_channels
+        mean = params[:, :cz]
+        if self.cfg.logvar == "uniform":
+            logvar = params[:, cz:].expand_as(mean)  # one predicted channel broadcast to all Cz (LTX)
+        else:
+            logvar = params[:, cz:]
+        return mean, logvar.clamp(*LOGVAR_RANGE)
+
+    def decode(
+        self, z: torch.Tensor, timestep: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """(B, Cz, t, h, w) -> (B, 3, T, H, W); `timestep` (B,) only matters when conditioned.
+
+        A conditioned decoder given no timestep decodes at t = 0. Injected noise is drawn
+        from `generator` (or the global RNG).
+        """
+        return self.decoder(z, timestep, generator)
+
+    def forward(
+        self,
+        video: torch.Tensor,
+        sample_posterior: bool = True,
+        generator: torch.Generator | None = None,
+        timestep: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, 3, T, H, W) -> reconstruction (B, 3, T, H, W), mean, logvar (B, Cz, t, h, w)."""
+        mean, logvar = self.encode(video)
+        z = mean
+        if sample_posterior:
+            device = generator.device if generator is not None else mean.device
+            eps = torch.randn(mean.shape, generator=generator, device=device, dtype=mean.dtype).to(mean.device)
+            z = mean + torch.exp(0.5 * logvar) * eps
+        return self.decode(z, timestep, generator), mean, logvar
+
+    def normalize_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, Cz, t, h, w) -> per-channel standardised latents for the diffusion model."""
+        return (z - self.latents_mean[:, None, None, None]) / self.latents_std[:, None, None, None]
+
+    def denormalize_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """Inverse of `normalize_latents`."""
+        return z * self.latents_std[:, None, None, None] + self.latents_mean[:, None, None, None]

@@ -1,0 +1,200 @@
+"""Building blocks of the causal video VAEs: causal conv3d, pixel norm, resnet, resampling.
+
+Follows the block math of LTX-Video 0.9.1 as implemented by diffusers'
+`models/autoencoders/autoencoder_kl_ltx.py` (`LTXVideoCausalConv3d`,
+`LTXVideoResnetBlock3d`, `LTXVideoUpsampler3d`, the encoder's patchify and the
+decoder's unpatchify), so that its weights map onto ours key by key
+(`models/vae/convert.py`). The code is ours; the numerics are meant to be identical.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Triple = tuple[int, int, int]
+
+PIXEL_NORM_EPS = 1e-8  # LTX-Video's pixel norm (diffusers' RMSNorm(eps=1e-8) over channels)
+
+
+def as_triple(value: int | Triple) -> Triple:
+    return (value, value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
+
+
+def pixel_norm(x: torch.Tensor, eps: float = PIXEL_NORM_EPS) -> torch.Tensor:
+    """RMS-normalise (B, C, ...) over channels, without affine weights; statistics in fp32."""
+    variance = x.float().pow(2).mean(dim=1, keepdim=True)  # (B, 1, ...)
+    return (x * torch.rsqrt(variance + eps)).to(x.dtype)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """AdaLN-style `x * (1 + scale) + shift` (written in this order to match LTX's rounding)."""
+    return x * (1 + scale) + shift
+
+
+def patchify(video: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, C*p*p, T, H/p, W/p), channel order (c, p_w, p_h) as LTX-Video.
+
+    LTX packs the width offset before the height offset; keeping that order is what
+    lets the official `conv_in` weights load unchanged.
+    """
+    if patch == 1:
+        return video
+    b, c, t, h, w = video.shape
+    x = video.reshape(b, c, t, h // patch, patch, w // patch, patch)  # (B, C, T, H', ph, W', pw)
+    x = x.permute(0, 1, 6, 4, 2, 3, 5)  # (B, C, pw, ph, T, H', W')
+    return x.reshape(b, c * patch * patch, t, h // patch, w // patch)
+
+
+def unpatchify(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """Inverse of `patchify`: (B, C*p*p, T, H', W') -> (B, C, T, H'*p, W'*p)."""
+    if patch == 1:
+        return x
+    b, cpp, t, h, w = x.shape
+    x = x.reshape(b, cpp // (patch * patch), patch, patch, t, h, w)  # (B, C, pw, ph, T, H', W')
+    x = x.permute(0, 1, 4, 5, 3, 6, 2)  # (B, C, T, H', ph, W', pw)
+    return x.reshape(b, cpp // (patch * patch), t, h * patch, w * patch)
+
+
+def depth_to_space(x: torch.Tensor, stride: Triple) -> torch.Tensor:
+    """(B, C*st*sh*sw, T, H, W) -> (B, C, T*st, H*sh, W*sw), channel order (c, st, sh, sw)."""
+    b, c, t, h, w = x.shape
+    st, sh, sw = stride
+    x = x.reshape(b, c // (st * sh * sw), st, sh, sw, t, h, w)  # (B, C', st, sh, sw, T, H, W)
+    x = x.permute(0, 1, 5, 2, 6, 3, 7, 4)  # (B, C', T, st, H, sh, W, sw)
+    return x.reshape(b, c // (st * sh * sw), t * st, h * sh, w * sw)
+
+
+class CausalConv3d(nn.Conv3d):
+    """Conv3d with zero padding in space and first/last-frame replication in time.
+
+    `causal=True` pads only from the past (kt-1 copies of the first frame), so output
+    frame i depends on input frames <= i; `causal=False` pads (kt-1)/2 copies of the
+    first and last frames on each side (LTX-Video's decoder).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Triple = 3,
+        stride: int | Triple = 1,
+        causal: bool = True,
+    ) -> None:
+        kernel = as_triple(kernel_size)
+        super().__init__(
+            in_channels, out_channels, kernel, stride=as_triple(stride), padding=(0, kernel[1] // 2, kernel[2] // 2)
+        )
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, Cin, T, H, W) -> (B, Cout, T', H', W')."""
+        kt = self.kernel_size[0]
+        if kt > 1:
+            before, after = (kt - 1, 0) if self.causal else ((kt - 1) // 2, (kt - 1) // 2)
+            parts = [x[:, :, :1].expand(-1, -1, before, -1, -1), x]
+            if after:
+                parts.append(x[:, :, -1:].expand(-1, -1, after, -1, -1))
+            x = torch.cat(parts, dim=2)  # (B, Cin, T + kt - 1, H, W)
+        return F.conv3d(x, self.weight, self.bias, self.stride, self.padding)
+
+
+class ResnetBlock3d(nn.Module):
+    """Pixel norm -> [AdaLN] -> SiLU -> conv -> [noise], twice, plus a (projected) shortcut.
+
+    `timestep_conditioning` adds a learned (4, C) table to a per-sample (B, 4C) embedding
+    to get shift/scale for both norms (LTX-Video 0.9.1's denoising decoder).
+    `noise_injection` adds `scale_c * n(h, w)` after each conv: one (H, W) Gaussian field
+    shared by batch, frames and channels, with a zero-initialised per-channel scale.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        causal: bool = True,
+        timestep_conditioning: bool = False,
+        noise_injection: bool = False,
+        shortcut_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        if (timestep_conditioning or noise_injection) and in_channels != out_channels:
+            raise ValueError("timestep conditioning and noise injection need a resnet with in_channels == out_channels")
+        self.conv1 = CausalConv3d(in_channels, out_channels, 3, causal=causal)
+        self.conv2 = CausalConv3d(out_channels, out_channels, 3, causal=causal)
+        self.shortcut_norm: nn.LayerNorm | None = None
+        self.shortcut: CausalConv3d | None = None
+        if in_channels != out_channels:
+            self.shortcut_norm = nn.LayerNorm(in_channels, eps=shortcut_eps)
+            self.shortcut = CausalConv3d(in_channels, out_channels, 1, causal=causal)
+        self.noise_scale1: nn.Parameter | None = None
+        self.noise_scale2: nn.Parameter | None = None
+        if noise_injection:
+            # zero-init: an untrained (or converted 0.9.0) model is unaffected by the noise
+            self.noise_scale1 = nn.Parameter(torch.zeros(out_channels))
+            self.noise_scale2 = nn.Parameter(torch.zeros(out_channels))
+        self.scale_shift_table: nn.Parameter | None = None
+        if timestep_conditioning:
+            self.scale_shift_table = nn.Parameter(torch.randn(4, in_channels) / in_channels**0.5)
+
+    @staticmethod
+    def _add_noise(h: torch.Tensor, scale: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        device = generator.device if generator is not None else h.device
+        noise = torch.randn(h.shape[-2:], generator=generator, device=device, dtype=h.dtype).to(h.device)  # (H, W)
+        return h + noise * scale[:, None, None, None]  # (C, 1, H, W) broadcast over (B, C, T, H, W)
+
+    def forward(
+        self, x: torch.Tensor, emb: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """x (B, Cin, T, H, W), emb (B, 4*Cin) when timestep-conditioned -> (B, Cout, T, H, W)."""
+        h = pixel_norm(x)
+        if self.scale_shift_table is not None:
+            if emb is None:
+                raise ValueError("this resnet is timestep-conditioned; pass the timestep embedding")
+            table = emb.unflatten(1, (4, -1)) + self.scale_shift_table[None]  # (B, 4, C)
+            shift1, scale1, shift2, scale2 = table[..., None, None, None].unbind(1)  # (B, C, 1, 1, 1) each
+            h = modulate(h, shift1, scale1)
+        h = self.conv1(F.silu(h))
+        if self.noise_scale1 is not None:
+            h = self._add_noise(h, self.noise_scale1, generator)
+        h = pixel_norm(h)
+        if self.scale_shift_table is not None:
+            h = modulate(h, shift2, scale2)
+        h = self.conv2(F.silu(h))
+        if self.noise_scale2 is not None:
+            h = self._add_noise(h, self.noise_scale2, generator)
+        if self.shortcut is not None:
+            x = self.shortcut_norm(x.movedim(1, -1)).movedim(-1, 1)  # LayerNorm over channels
+            x = self.shortcut(x)
+        return h + x
+
+
+class DepthToSpaceUpsample(nn.Module):
+    """Conv to C*prod(stride)/factor channels, depth-to-space, drop the first st-1 frames.
+
+    With `residual`, the input itself is rearranged depth-to-space and tiled along channels
+    as a skip path (LTX-Video 0.9.1's "compress_all, residual, multiplier 2"). Dropping
+    st-1 frames maps 1+k latent frames to 1+st*k, keeping the first frame alone.
+    """
+
+    def __init__(self, channels: int, stride: Triple, *, residual: bool, factor: int, causal: bool) -> None:
+        super().__init__()
+        self.stride = stride
+        self.residual = residual
+        self.repeats = math.prod(stride) // factor  # how often the d2s input is tiled on the skip path
+        self.conv = CausalConv3d(channels, channels * math.prod(stride) // factor, 3, causal=causal)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) -> (B, C/factor, st*T - st + 1, sh*H, sw*W)."""
+        drop = self.stride[0] - 1
+        h = depth_to_space(self.conv(x), self.stride)[:, :, drop:]  # (B, C/f, T', H', W')
+        if not self.residual:
+            return h
+        skip = depth_to_space(x, self.stride)[:, :, drop:]  # (B, C/prod, T', H', W')
+        # tile by broadcasting instead of materialising `skip.repeat(...)`
+        out = h.unflatten(1, (self.repeats, -1)) + skip[:, None]  # (B, repeats, C/prod, T', H', W')
+        return out.flatten(1, 2)
