@@ -1,0 +1,130 @@
+"""LTX-Video transformer pieces: attention with QK RMSNorm + RoPE, GELU-tanh FFN, the block.
+
+Follows diffusers' `LTXAttention`, `LTXVideoAttnProcessor` and `LTXVideoTransformerBlock`
+(models/transformers/transformer_ltx.py), with two speed changes that keep the math:
+self-attention's q, k, v are one fused Linear (`to_qkv`) and cross-attention's k, v
+another (`to_kv`); `models.dit.convert` concatenates diffusers' weights accordingly.
+Attention is `F.scaled_dot_product_attention` with an additive mask bias of -10000 on
+padded text tokens, as diffusers builds it (a fully padded caption then attends
+uniformly instead of producing NaN).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.dit.rope import apply_rope
+
+Rope = tuple[torch.Tensor, torch.Tensor]
+
+QK_NORM_EPS = 1e-5  # diffusers' LTXAttention hard-codes this for norm_q / norm_k
+
+
+def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm without affine over the last dim, computed in fp32 (diffusers' `RMSNorm`)."""
+    return F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
+
+
+def mask_bias(text_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, L) bool mask -> (B, 1, 1, L) additive bias: 0 for kept tokens, -10000 for padding."""
+    return ((1 - text_mask.to(dtype)) * -10000.0)[:, None, None, :]
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, bias: torch.Tensor | None) -> torch.Tensor:
+    """Multi-head attention on flat tokens: q (B, N, inner), k/v (B, M, inner) -> (B, N, inner)."""
+    b, n, inner = q.shape
+    q = q.view(b, n, heads, -1).transpose(1, 2)  # (B, H, N, Dh)
+    k = k.view(b, k.shape[1], heads, -1).transpose(1, 2)  # (B, H, M, Dh)
+    v = v.view(b, v.shape[1], heads, -1).transpose(1, 2)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, N, Dh)
+    return out.transpose(1, 2).reshape(b, n, inner)
+
+
+def make_qk_norm(kind: str, inner: int) -> nn.Module:
+    if kind == "rms_across_heads":
+        return nn.RMSNorm(inner, eps=QK_NORM_EPS, elementwise_affine=True)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"qk_norm must be 'none' or 'rms_across_heads', not {kind!r}.")
+
+
+class SelfAttention(nn.Module):
+    """Self-attention over video tokens with QK norm across heads and RoPE on q, k."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, qk_norm: str) -> None:
+        super().__init__()
+        inner = heads * head_dim
+        self.heads = heads
+        self.to_qkv = nn.Linear(dim, 3 * inner)
+        self.norm_q = make_qk_norm(qk_norm, inner)
+        self.norm_k = make_qk_norm(qk_norm, inner)
+        self.to_out = nn.Linear(inner, dim)
+
+    def forward(self, x: torch.Tensor, rope: Rope | None) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D)."""
+        q, k, v = self.to_qkv(x).chunk(3, dim=-1)  # 3 x (B, N, inner)
+        q, k = self.norm_q(q), self.norm_k(k)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return self.to_out(attend(q, k, v, self.heads, None))
+
+
+class CrossAttention(nn.Module):
+    """Video queries attending to projected text tokens (no RoPE, as LTX-Video)."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, qk_norm: str) -> None:
+        super().__init__()
+        inner = heads * head_dim
+        self.heads = heads
+        self.to_q = nn.Linear(dim, inner)
+        self.to_kv = nn.Linear(dim, 2 * inner)
+        self.norm_q = make_qk_norm(qk_norm, inner)
+        self.norm_k = make_qk_norm(qk_norm, inner)
+        self.to_out = nn.Linear(inner, dim)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """x (B, N, D), text (B, L, D), bias (B, 1, 1, L) -> (B, N, D)."""
+        q = self.norm_q(self.to_q(x))
+        k, v = self.to_kv(text).chunk(2, dim=-1)  # 2 x (B, L, inner)
+        return self.to_out(attend(q, self.norm_k(k), v, self.heads, bias))
+
+
+class FeedForward(nn.Module):
+    """Linear -> GELU(tanh) -> Linear (diffusers' `FeedForward(activation_fn='gelu-approximate')`)."""
+
+    def __init__(self, dim: int, mult: int) -> None:
+        super().__init__()
+        self.fc_in = nn.Linear(dim, mult * dim)
+        self.fc_out = nn.Linear(mult * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc_out(F.gelu(self.fc_in(x), approximate="tanh"))
+
+
+class CrossAttentionBlock(nn.Module):
+    """LTX-Video block: AdaLN-single(self-attn) -> cross-attn (ungated) -> AdaLN-single(FFN)."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, qk_norm: str, ffn_mult: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.self_attn = SelfAttention(dim, heads, head_dim, qk_norm)
+        self.cross_attn = CrossAttention(dim, heads, head_dim, qk_norm)
+        self.ff = FeedForward(dim, ffn_mult)
+        # Rows: shift/scale/gate of the attention, shift/scale/gate of the FFN (PixArt-alpha §2.3).
+        self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
+
+    def forward(
+        self, x: torch.Tensor, text: torch.Tensor, temb: torch.Tensor, rope: Rope | None, bias: torch.Tensor, **_: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, N, D), text (B, L, D), temb (B, 1|N, 6D), bias (B, 1, 1, L) -> (x, text unchanged)."""
+        b = x.shape[0]
+        ada = self.scale_shift_table[None, None] + temb.view(b, temb.shape[1], 6, -1)  # (B, 1|N, 6, D)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ada.unbind(dim=2)
+        h = rms_norm(x, self.eps) * (1 + scale_msa) + shift_msa
+        x = x + self.self_attn(h, rope) * gate_msa
+        x = x + self.cross_attn(x, text, bias)
+        h = rms_norm(x, self.eps) * (1 + scale_mlp) + shift_mlp
+        x = x + self.ff(h) * gate_mlp
+        return x, text

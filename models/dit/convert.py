@@ -1,0 +1,106 @@
+"""diffusers `LTXVideoTransformer3DModel` state dict -> `LTXDiT` state dict (pure key mapping).
+
+Only the cross-attention, QK-norm configuration exists in diffusers, so this is the one
+that converts. Self-attention q, k, v (and cross-attention k, v) are concatenated into
+our fused projections along the output dim, in q, k, v order (see models/dit/blocks.py).
+"""
+
+from __future__ import annotations
+
+import re
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from models.dit.config import DiTConfig
+
+_RENAMES = {
+    "proj_in.": "patch_embed.",
+    "time_embed.emb.timestep_embedder.": "time_mlp.",
+    "time_embed.linear.": "time_modulation.",
+    "caption_projection.": "caption_projection.",
+    "proj_out.": "proj_out.",
+}
+_BLOCK_RENAMES = {
+    "scale_shift_table": "scale_shift_table",
+    "attn1.norm_q.weight": "self_attn.norm_q.weight",
+    "attn1.norm_k.weight": "self_attn.norm_k.weight",
+    "attn1.to_out.0.": "self_attn.to_out.",
+    "attn2.norm_q.weight": "cross_attn.norm_q.weight",
+    "attn2.norm_k.weight": "cross_attn.norm_k.weight",
+    "attn2.to_q.": "cross_attn.to_q.",
+    "attn2.to_out.0.": "cross_attn.to_out.",
+    "ff.net.0.proj.": "ff.fc_in.",
+    "ff.net.2.": "ff.fc_out.",
+}
+_FUSED = {  # our fused name -> diffusers' parts, concatenated along dim 0
+    "self_attn.to_qkv": ("attn1.to_q", "attn1.to_k", "attn1.to_v"),
+    "cross_attn.to_kv": ("attn2.to_k", "attn2.to_v"),
+}
+
+
+def convert_diffusers_ltx(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map a diffusers LTX-Video transformer state dict onto `LTXDiT` (cross-attention) keys.
+
+    Raises ValueError naming any diffusers key that has no destination.
+    """
+    out: dict[str, torch.Tensor] = {}
+    used: set[str] = set()
+    if "scale_shift_table" in state:
+        out["final_scale_shift"] = state["scale_shift_table"]
+        used.add("scale_shift_table")
+    for key, value in state.items():
+        for src, dst in _RENAMES.items():
+            if key.startswith(src):
+                out[dst + key[len(src) :]] = value
+                used.add(key)
+    blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r"transformer_blocks\.(\d+)\.", k))})
+    for i in blocks:
+        prefix = f"transformer_blocks.{i}."
+        for key, value in state.items():
+            if not key.startswith(prefix):
+                continue
+            rest = key[len(prefix) :]
+            for src, dst in _BLOCK_RENAMES.items():
+                if rest.startswith(src):
+                    out[f"blocks.{i}.{dst}{rest[len(src):]}"] = value
+                    used.add(key)
+        for fused, parts in _FUSED.items():
+            for suffix in ("weight", "bias"):
+                names = [f"{prefix}{p}.{suffix}" for p in parts]
+                out[f"blocks.{i}.{fused}.{suffix}"] = torch.cat([state[n] for n in names], dim=0)
+                used.update(names)
+    unused = sorted(set(state) - used)
+    if unused:
+        raise ValueError(f"diffusers keys with no LTXDiT destination: {unused[:5]} ({len(unused)} in all).")
+    return out
+
+
+def config_from_diffusers(
+    diffusers_config: dict, *, vae_temporal_compression: int = 8, vae_spatial_compression: int = 32
+) -> "DiTConfig":
+    """A diffusers `LTXVideoTransformer3DModel.config` -> the equivalent `DiTConfig`.
+
+    The VAE factors are not part of diffusers' transformer config (its pipeline passes
+    them as `rope_interpolation_scale`), so they are arguments here.
+    """
+    from models.dit.config import DiTConfig
+
+    c = dict(diffusers_config)
+    if c.get("patch_size", 1) != 1 or c.get("patch_size_t", 1) != 1:
+        raise ValueError("only diffusers checkpoints with patch_size = patch_size_t = 1 convert.")
+    hidden = c["num_attention_heads"] * c["attention_head_dim"]
+    if c.get("cross_attention_dim", hidden) != hidden:
+        raise ValueError("diffusers' LTX cross-attention reads projected captions, so cross_attention_dim must equal the hidden size.")
+    return DiTConfig(
+        in_channels=c["in_channels"],
+        vae_temporal_compression=vae_temporal_compression,
+        vae_spatial_compression=vae_spatial_compression,
+        num_layers=c["num_layers"],
+        num_heads=c["num_attention_heads"],
+        head_dim=c["attention_head_dim"],
+        caption_channels=c["caption_channels"],
+        norm_eps=c.get("norm_eps", 1e-6),
+    )

@@ -1,0 +1,95 @@
+"""MM-DiT joint-attention block (SD3, Esser et al. 2024, §5.1), in LTX-Video's AdaLN-single form.
+
+Follows diffusers' `JointTransformerBlock` (models/attention.py, SD3): video and text
+tokens keep separate weights (norm modulation, QKV, QK norms, output projection, FFN)
+and attend jointly in one softmax over [video; text] keys. Differences from SD3, kept to
+stay inside LTX-Video's design so the switch isolates "cross-attention vs joint attention":
+
+- Modulation is AdaLN-single: the one timestep MLP's 6D output plus a learned per-block,
+  per-stream `scale_shift_table` (no per-block conditioning Linear, no pooled text vector).
+- The text stream's timestep is the per-sample maximum of the per-token timesteps (with
+  image conditioning, the noise level of the generated frames; frame-0 tokens are at 0).
+- RoPE rotates video q, k only; text tokens carry no position.
+- As SD3's last block (`context_pre_only`), the last block only reads the text stream
+  (keys and values), so no text parameters sit outside the loss's graph.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.dit.blocks import FeedForward, Rope, attend, make_qk_norm, rms_norm
+from models.dit.rope import apply_rope
+
+
+class JointBlock(nn.Module):
+    """One MM-DiT block: joint self-attention over video and text tokens, per-stream FFNs."""
+
+    def __init__(
+        self, dim: int, heads: int, head_dim: int, qk_norm: str, ffn_mult: int, eps: float, text_pre_only: bool
+    ) -> None:
+        super().__init__()
+        inner = heads * head_dim
+        self.heads, self.eps, self.text_pre_only = heads, eps, text_pre_only
+        self.video_qkv = nn.Linear(dim, 3 * inner)
+        self.video_norm_q = make_qk_norm(qk_norm, inner)
+        self.video_norm_k = make_qk_norm(qk_norm, inner)
+        self.video_out = nn.Linear(inner, dim)
+        self.video_ff = FeedForward(dim, ffn_mult)
+        self.video_scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
+        # The last block only needs the text keys/values: no queries, output or FFN there.
+        self.text_kv_only = text_pre_only
+        self.text_qkv = nn.Linear(dim, (2 if text_pre_only else 3) * inner)
+        self.text_norm_k = make_qk_norm(qk_norm, inner)
+        rows = 2 if text_pre_only else 6
+        self.text_scale_shift_table = nn.Parameter(torch.randn(rows, dim) / dim**0.5)
+        if not text_pre_only:
+            self.text_norm_q = make_qk_norm(qk_norm, inner)
+            self.text_out = nn.Linear(inner, dim)
+            self.text_ff = FeedForward(dim, ffn_mult)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        text: torch.Tensor,
+        temb: torch.Tensor,
+        rope: Rope | None,
+        bias: torch.Tensor,
+        text_temb: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, N, D), text (B, L, D), temb (B, 1|N, 6D), bias (B, 1, 1, N+L), text_temb (B, 1, 6D).
+
+        Returns the updated (x, text); text is returned unchanged by the last block.
+        """
+        b, n, _ = x.shape
+        ada = self.video_scale_shift_table[None, None] + temb.view(b, temb.shape[1], 6, -1)  # (B, 1|N, 6, D)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ada.unbind(dim=2)
+        rows = self.text_scale_shift_table.shape[0]
+        text_ada = self.text_scale_shift_table[None, None] + text_temb.view(b, 1, 6, -1)[:, :, :rows]  # (B,1,rows,D)
+
+        h = rms_norm(x, self.eps) * (1 + scale_msa) + shift_msa
+        q, k, v = self.video_qkv(h).chunk(3, dim=-1)  # 3 x (B, N, inner)
+        q, k = self.video_norm_q(q), self.video_norm_k(k)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+
+        text_h = rms_norm(text, self.eps) * (1 + text_ada[:, :, 1]) + text_ada[:, :, 0]
+        text_proj = self.text_qkv(text_h)
+        if self.text_kv_only:
+            text_k, text_v = text_proj.chunk(2, dim=-1)  # 2 x (B, L, inner)
+        else:
+            text_q, text_k, text_v = text_proj.chunk(3, dim=-1)
+            q = torch.cat([q, self.text_norm_q(text_q)], dim=1)  # (B, N+L, inner)
+        k = torch.cat([k, self.text_norm_k(text_k)], dim=1)  # (B, N+L, inner)
+        v = torch.cat([v, text_v], dim=1)
+        out = attend(q, k, v, self.heads, bias)  # (B, N or N+L, inner)
+
+        x = x + self.video_out(out[:, :n]) * gate_msa
+        x = x + self.video_ff(rms_norm(x, self.eps) * (1 + scale_mlp) + shift_mlp) * gate_mlp
+        if self.text_kv_only:
+            return x, text
+        t_shift_msa, t_scale_msa, t_gate_msa, t_shift_mlp, t_scale_mlp, t_gate_mlp = text_ada.unbind(dim=2)
+        text = text + self.text_out(out[:, n:]) * t_gate_msa
+        text = text + self.text_ff(rms_norm(text, self.eps) * (1 + t_scale_mlp) + t_shift_mlp) * t_gate_mlp
+        return x, text

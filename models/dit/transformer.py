@@ -1,0 +1,132 @@
+"""LTX-Video's denoising transformer (PixArt-alpha style), with the ablation switches.
+
+Mirrors diffusers' `LTXVideoTransformer3DModel` (models/transformers/transformer_ltx.py):
+linear patch embedding -> AdaLN-single timestep conditioning (one sinusoid + MLP, a
+Linear to 6 x hidden, a learned per-block `scale_shift_table`) -> blocks -> LayerNorm
+(no affine) modulated by a final 2-row table -> linear projection back to patches.
+Captions pass through PixArt's two-layer GELU-tanh projection first.
+
+Timestep convention: `forward` takes flow time t in [0, 1] (t = 1 pure noise) and
+multiplies by `timestep_scale` = 1000 before the sinusoid, exactly what diffusers'
+pipelines feed the transformer (FlowMatchEulerDiscreteScheduler's timesteps are
+sigma x 1000). Timesteps may be (B,) or per token (B, N); per-token timesteps are how
+image conditioning works (first-frame tokens at t = 0).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from models.dit.blocks import CrossAttentionBlock, mask_bias
+from models.dit.config import DiTConfig
+from models.dit.mmdit import JointBlock
+from models.dit.patch import patchify, token_coordinates, token_grid, unpatchify
+from models.dit.rope import rope_frequencies
+from models.layers import TimestepMLP, timestep_embedding
+
+TIMESTEP_FREQ_DIM = 256  # sinusoid width of PixArt's timestep embedder
+
+
+class CaptionProjection(nn.Module):
+    """PixArt-alpha's caption projection: Linear -> GELU(tanh) -> Linear."""
+
+    def __init__(self, in_features: int, hidden: int) -> None:
+        super().__init__()
+        self.linear_1 = nn.Linear(in_features, hidden)
+        self.linear_2 = nn.Linear(hidden, hidden)
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        """(B, L, caption_channels) -> (B, L, hidden)."""
+        return self.linear_2(F.gelu(self.linear_1(text), approximate="tanh"))
+
+
+class LTXDiT(nn.Module):
+    """Velocity-predicting video transformer; see the module docstring."""
+
+    def __init__(self, cfg: DiTConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        dim = cfg.hidden
+        self.patch_embed = nn.Linear(cfg.patch_channels, dim)
+        self.time_mlp = TimestepMLP(TIMESTEP_FREQ_DIM, dim)
+        self.time_modulation = nn.Linear(dim, 6 * dim)  # AdaLN-single: shared by every block
+        self.caption_projection = CaptionProjection(cfg.caption_channels, dim)
+        args = (dim, cfg.num_heads, cfg.head_dim, cfg.qk_norm, cfg.ffn_mult, cfg.norm_eps)
+        if cfg.text_conditioning == "cross_attention":
+            blocks = [CrossAttentionBlock(*args) for _ in range(cfg.num_layers)]
+        else:
+            blocks = [JointBlock(*args, text_pre_only=i == cfg.num_layers - 1) for i in range(cfg.num_layers)]
+        self.blocks = nn.ModuleList(blocks)
+        self.final_scale_shift = nn.Parameter(torch.randn(2, dim) / dim**0.5)
+        self.proj_out = nn.Linear(dim, cfg.patch_channels)
+        self.gradient_checkpointing = False  # recompute block activations in backward (memory for time)
+
+    def embed_timesteps(self, timestep: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B,) or (B, N) flow time -> block modulation (B, 1|N, 6D) and embedding (B, 1|N, D)."""
+        freq = timestep_embedding(timestep.flatten() * self.config.timestep_scale, TIMESTEP_FREQ_DIM)
+        emb = self.time_mlp(freq.to(self.patch_embed.weight.dtype))  # (B or B*N, D)
+        temb = self.time_modulation(F.silu(emb))  # (B or B*N, 6D)
+        return temb.view(batch, -1, temb.shape[-1]), emb.view(batch, -1, emb.shape[-1])
+
+    def rope(self, latent_shape: tuple[int, int, int], fps: float, device: torch.device) -> tuple | None:
+        """cos, sin tables (1, N, hidden) for the token grid, or None with RoPE off."""
+        cfg = self.config
+        if cfg.rope == "off":
+            return None
+        coords = token_coordinates(
+            latent_shape,
+            cfg.patch,
+            vae_temporal_compression=cfg.vae_temporal_compression,
+            vae_spatial_compression=cfg.vae_spatial_compression,
+            fps=fps,
+            device=device,
+        )
+        return rope_frequencies(
+            coords, cfg.hidden, spacing=cfg.rope_spacing, theta=cfg.rope_theta, max_positions=cfg.rope_max_positions
+        )
+
+    def forward(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        fps: float,
+    ) -> torch.Tensor:
+        """Predict the flow velocity eps - x0.
+
+        latents (B, C, T, H, W); timestep (B,) or (B, N) in [0, 1]; text (B, L, caption_channels);
+        text_mask (B, L) bool (True = real token); fps: frames per second of the pixel video.
+        Returns (B, C, T, H, W).
+        """
+        b, _, frames, height, width = latents.shape
+        latent_shape = (frames, height, width)
+        x = self.patch_embed(patchify(latents, self.config.patch))  # (B, N, D)
+        n = x.shape[1]
+        if timestep.dim() == 2 and timestep.shape[1] != n:
+            raise ValueError(f"per-token timesteps have {timestep.shape[1]} tokens; the latents give {n}.")
+        temb, emb = self.embed_timesteps(timestep, b)
+        text_h = self.caption_projection(text.to(x.dtype))  # (B, L, D)
+        rope = self.rope(latent_shape, fps, x.device)
+        bias = mask_bias(text_mask, x.dtype)  # (B, 1, 1, L)
+        text_temb = temb
+        if self.config.text_conditioning == "mmdit":
+            video_keys = torch.zeros(b, 1, 1, n, dtype=bias.dtype, device=bias.device)
+            bias = torch.cat([video_keys, bias], dim=-1)  # (B, 1, 1, N+L): text padding masked
+            if timestep.dim() == 2:
+                text_temb, _ = self.embed_timesteps(timestep.amax(dim=1), b)  # (B, 1, 6D)
+        for block in self.blocks:
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                x, text_h = checkpoint(block, x, text_h, temb, rope, bias, text_temb=text_temb, use_reentrant=False)
+            else:
+                x, text_h = block(x, text_h, temb, rope, bias, text_temb=text_temb)
+        shift, scale = (self.final_scale_shift[None, None] + emb[:, :, None]).unbind(dim=2)  # (B, 1|N, D) each
+        x = F.layer_norm(x, (x.shape[-1],), eps=1e-6) * (1 + scale) + shift
+        return unpatchify(self.proj_out(x), latent_shape, self.config.patch)
+
+    def token_count(self, latent_shape: tuple[int, int, int]) -> int:
+        t, h, w = token_grid(latent_shape, self.config.patch)
+        return t * h * w
