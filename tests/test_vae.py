@@ -66,3 +66,123 @@ def test_wrong_video_shape_is_one_sentence() -> None:
         vae.encode(torch.zeros(1, 3, 16, 64, 64))
     with pytest.raises(ValueError, match="multiples of 32"):
         vae.encode(torch.zeros(1, 3, 9, 48, 64))
+
+
+def test_describe_full_ltx() -> None:
+    info = describe_vae(vae_config("ltx", "full"), 121, 512, 768)
+    assert info["latent_shape"] == [128, 16, 16, 24]
+    assert info["reconstruction_shape"] == [3, 121, 512, 768]
+    assert info["compression_ratio"] == 192 and info["pixels_per_token"] == 8192
+    assert (info["temporal_compression"], info["spatial_compression"]) == (8, 32)
+    # diffusers' AutoencoderKLLTXVideo at the 0.9.1 config (tests/test_vae_parity.py checks it live)
+    assert info["encoder_params"] == 180_404_353
+    assert info["decoder_params"] == 754_587_185
+    assert info["total_params"] == info["encoder_params"] + info["decoder_params"]
+    assert info["shape_compression_ratio"] == pytest.approx(3 * 121 * 512 * 768 / (128 * 16 * 16 * 24), abs=0.01)
+
+
+def test_describe_conventional_and_tiny_match_a_real_build() -> None:
+    conv = describe_vae(vae_config("conventional", "full"), 121, 512, 768)
+    assert conv["latent_shape"] == [16, 31, 64, 96]
+    assert conv["compression_ratio"] == 48 and conv["pixels_per_token"] == 256
+    cfg = vae_config("ltx", "tiny")
+    info = describe_vae(cfg, 17, 64, 96)
+    vae = cfg.build()
+    assert info["encoder_params"] == sum(p.numel() for p in vae.encoder.parameters())
+    assert info["decoder_params"] == sum(p.numel() for p in vae.decoder.parameters())
+    with torch.no_grad():
+        assert list(vae.encode(torch.zeros(1, 3, 17, 64, 96))[0].shape[1:]) == info["latent_shape"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_encoder_is_causal(kind: str) -> None:
+    """Changing frames after 1 + tc*k leaves latent frames 0..k unchanged; later ones change."""
+    torch.manual_seed(0)
+    vae = vae_config(kind, "tiny").build().eval()
+    tc = vae.temporal_compression
+    video = video_for(vae, latent_frames=4, latent_hw=1)
+    k = 1
+    edited = video.clone()
+    edited[:, :, 1 + tc * k :] = torch.rand_like(edited[:, :, 1 + tc * k :]) * 2 - 1
+    with torch.no_grad():
+        a, _ = vae.encode(video)
+        b, _ = vae.encode(edited)
+    torch.testing.assert_close(a[:, :, : k + 1], b[:, :, : k + 1], atol=0, rtol=0)
+    assert (a[:, :, k + 1 :] - b[:, :, k + 1 :]).abs().max() > 1e-4
+
+
+def switch_cases() -> list[tuple[str, str, object]]:
+    return [(kind, field, value) for kind, cls in VAES.items() for field, values in switch_values(cls).items() for value in values]
+
+
+@pytest.mark.parametrize("kind,field,value", switch_cases())
+def test_every_switch_trains(kind: str, field: str, value: object) -> None:
+    """Forward + L1 backward at `tiny` for each value of each design switch."""
+    torch.manual_seed(0)
+    vae = vae_config(kind, "tiny", **{field: value}).build()
+    assert getattr(vae.cfg, field) == value
+    video = video_for(vae, latent_frames=2, latent_hw=1, batch=2)
+    recon, mean, logvar = vae(video, generator=torch.Generator().manual_seed(0), timestep=torch.tensor([0.1, 0.9]))
+    loss = (recon - video).abs().mean() + 1e-3 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+    loss.backward()
+    assert torch.isfinite(loss)
+    for name, param in vae.named_parameters():
+        assert param.grad is not None, f"{name} got no gradient"
+        assert torch.isfinite(param.grad).all(), f"{name} has a non-finite gradient"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_config_json_round_trip(kind: str) -> None:
+    import json
+
+    cfg = vae_config(kind, "small", logvar="per_channel", decoder_causal=True)
+    again = from_dict(type(cfg), json.loads(to_json(cfg)))
+    assert again == cfg and to_dict(again) == to_dict(cfg)
+    assert dataclasses.is_dataclass(again) and again.encoder_strides == cfg.encoder_strides
+
+
+def test_config_errors_are_sentences() -> None:
+    with pytest.raises(ConfigError, match="logvar must be one of"):
+        vae_config("ltx", "tiny", logvar="per-channel")
+    with pytest.raises(ConfigError, match="Unknown VAE size"):
+        vae_config("ltx", "huge")
+    with pytest.raises(ConfigError, match="decoder strides must undo"):
+        vae_config("ltx", "tiny", decoder_strides=[[2, 2, 2], [2, 2, 2], [1, 2, 2]])
+    with pytest.raises(KeyError, match="did you mean|Did you mean"):
+        vae_config("ltxx", "tiny")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        vae_config("ltx", "tiny").latent_channels = 4  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_deterministic_with_seed(kind: str) -> None:
+    def run() -> tuple[torch.Tensor, ...]:
+        torch.manual_seed(3)
+        vae = vae_config(kind, "tiny").build()
+        with torch.no_grad():
+            for name, param in vae.named_parameters():
+                if "noise_scale" in name:
+                    param.fill_(0.3)
+        video = video_for(vae, seed=5)
+        with torch.no_grad():
+            return vae(video, generator=torch.Generator().manual_seed(7))
+
+    first, second = run(), run()
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+def test_latent_normalisation_round_trip_and_buffers() -> None:
+    vae = vae_config("ltx", "tiny").build()
+    with torch.no_grad():
+        vae.latents_mean.copy_(torch.randn(128))
+        vae.latents_std.copy_(torch.rand(128) + 0.5)
+    z = torch.randn(2, 128, 2, 2, 3)
+    normed = vae.normalize_latents(z)
+    torch.testing.assert_close(normed[:, 5], (z[:, 5] - vae.latents_mean[5]) / vae.latents_std[5])
+    torch.testing.assert_close(vae.denormalize_latents(normed), z)
+    state = vae.state_dict()
+    assert state["latents_mean"].shape == (128,) and "latents_std" in state
+    fresh = vae_config("ltx", "tiny").build()
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.latents_std, vae.latents_std)
