@@ -38,10 +38,11 @@ def rope_frequencies(
     """(B, N, 3) or (N, 3) physical coordinates -> cos, sin of shape (B|1, N, dim), fp32."""
     if coords.dim() == 2:
         coords = coords[None]  # (1, N, 3)
-    coords = coords.float()
+    # fp32 as diffusers ("always compute rope in fp32"); fp64 coordinates stay fp64 (tests).
+    coords = coords if coords.dtype == torch.float64 else coords.float()
     grid = torch.stack([coords[..., i] / max_positions[i] for i in range(3)], dim=-1)  # (B, N, 3) fractions
     n = dim // 6
-    exponents = torch.linspace(math.log(1.0, theta), math.log(theta, theta), n, device=coords.device)
+    exponents = torch.linspace(math.log(1.0, theta), math.log(theta, theta), n, device=coords.device, dtype=coords.dtype)
     if spacing == "inverse_exp":
         exponents = -exponents
     elif spacing != "exp":
@@ -63,4 +64,5 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     pairs = x.unflatten(-1, (-1, 2))  # (B, N, dim/2, 2)
     real, imag = pairs.unbind(-1)
     rotated = torch.stack([-imag, real], dim=-1).flatten(-2)  # (B, N, dim)
-    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+    work = torch.promote_types(x.dtype, cos.dtype)  # fp32 for fp32/bf16 activations, as diffusers
+    return (x.to(work) * cos + rotated.to(work) * sin).to(x.dtype)
