@@ -1,0 +1,186 @@
+"""`ltxlab survey create|serve|report|export`: blinded pairwise human-preference studies.
+
+Heavy imports (PyAV, pandas, starlette, uvicorn) happen inside the command functions so that
+`ltxlab --help` stays fast. No torch anywhere in the survey package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("survey", help="blinded pairwise human-preference surveys",
+                                   description="Build, serve and analyse blinded pairwise video-preference studies.")
+    sub = parser.add_subparsers(dest="survey_command", metavar="ACTION", required=True)
+
+    create = sub.add_parser("create", help="build a study from a sweep's samples or a folder of videos")
+    create.add_argument("name", help="study name (researcher-facing; raters never see it)")
+    source = create.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sweep", help="sweep name in the results store")
+    source.add_argument("--from-dir", type=Path, help="folder DIR/<system>/<prompt_id>.mp4 with DIR/prompts.jsonl")
+    create.add_argument("--variants", nargs="+", help="only these variants of the sweep (default: all done)")
+    create.add_argument("--results", type=Path, default=Path("results"), help="results store (default ./results)")
+    create.add_argument("--db", required=True, help="SQLite file path or SQLAlchemy URL")
+    create.add_argument("--media-dir", type=Path, help="where blinded media go (default: <db>-media next to the db)")
+    create.add_argument("--question", action="append", dest="questions",
+                        help="question to ask per pair (repeat for several; default 'Which video is better overall?')")
+    create.add_argument("--pairs-per-rater", type=int, default=10)
+    create.add_argument("--gold-per-rater", type=int, default=2, help="gold pairs mixed in per rater (0: none)")
+    create.add_argument("--gold-fail-max", type=float, default=0.25, help="flag raters failing more than this share")
+    create.add_argument("--adaptive", action="store_true", help="favour system pairs with the most uncertain outcome")
+    create.add_argument("--min-watch-fraction", type=float, default=0.9,
+                        help="refuse votes faster than this x the longer clip's duration (0 disables)")
+    create.add_argument("--max-raters", type=int, help="admit at most this many raters")
+    create.add_argument("--completion-url", help="platform completion URL; '{code}' is replaced by the code")
+    create.add_argument("--title", default="Video comparison study", help="page title shown to raters")
+    create.add_argument("--media-format", choices=["mp4", "webm"], default="mp4",
+                        help="mp4 (H.264, default) or webm (VP9) for browsers without H.264")
+    create.add_argument("--seed", type=int, default=0)
+    create.set_defaults(func=run_create)
+
+    serve = sub.add_parser("serve", help="run the survey web app")
+    serve.add_argument("--db", required=True, help="SQLite file path or SQLAlchemy URL")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--admin-token", help="token for /admin (default: a random one, printed)")
+    serve.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL",
+                       help="SQLite fsync policy: NORMAL survives a killed server, FULL also a power cut")
+    serve.add_argument("--log-level", default="warning")
+    serve.set_defaults(func=run_serve)
+
+    report = sub.add_parser("report", help="win rates, Bradley-Terry ratings, agreement")
+    report.add_argument("name")
+    report.add_argument("--db", required=True)
+    report.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    report.add_argument("--include-flagged", action="store_true", help="keep raters who failed gold pairs")
+    report.add_argument("--question", type=int, default=0, help="question index (default 0)")
+    report.add_argument("--both-bad", choices=["tie", "drop"], default="tie")
+    report.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples over raters")
+    report.set_defaults(func=run_report)
+
+    export = sub.add_parser("export", help="every vote as CSV or Parquet")
+    export.add_argument("name")
+    export.add_argument("--db", required=True)
+    export.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    export.add_argument("--out", type=Path, help="output file (default: <name>-votes.<format>)")
+    export.set_defaults(func=run_export)
+
+    parser.set_defaults(func=lambda args: parser.print_help() or 0)
+
+
+def _user_error(message: str) -> Exception:
+    from ablations.cli import UserError
+
+    return UserError(message)
+
+
+def _default_media_dir(db: str) -> Path:
+    if "://" in db:
+        raise _user_error("With a database URL, pass --media-dir (a folder the server can read).")
+    path = Path(db).expanduser().resolve()
+    return path.with_name(path.stem + "-media")
+
+
+def run_create(args: argparse.Namespace) -> int:
+    from survey import build
+    from survey.db import make_engine
+
+    for flag, value in (("--pairs-per-rater", args.pairs_per_rater), ("--gold-per-rater", args.gold_per_rater)):
+        if value < (1 if flag == "--pairs-per-rater" else 0):
+            raise _user_error(f"{flag} must be {'positive' if flag == '--pairs-per-rater' else 'zero or more'}.")
+    try:
+        if args.sweep:
+            sources = build.collect_from_sweep(args.results, args.sweep, args.variants)
+        else:
+            if not args.from_dir.is_dir():
+                raise _user_error(f"{args.from_dir} is not a folder; pass DIR laid out as DIR/<system>/<prompt_id>.mp4.")
+            sources = build.collect_from_dir(args.from_dir)
+        options = build.StudyOptions(
+            questions=tuple(args.questions or [build.DEFAULT_QUESTION]), pairs_per_rater=args.pairs_per_rater,
+            gold_per_rater=args.gold_per_rater, gold_fail_max=args.gold_fail_max, adaptive=args.adaptive,
+            min_watch_fraction=args.min_watch_fraction, max_raters=args.max_raters,
+            completion_url=args.completion_url, title=args.title, media_format=args.media_format, seed=args.seed)
+        summary = build.create_study(make_engine(args.db), args.name, sources,
+                                     args.media_dir or _default_media_dir(args.db), options)
+    except build.StudyError as exc:
+        raise _user_error(str(exc)) from None
+    print(json.dumps(summary, indent=2))
+    print(f"Serve it with: ltxlab survey serve --db {args.db}   then open http://127.0.0.1:8000/s/{summary['public_id']}"
+          f"  (crowd platforms: append ?pid=<participant id>)")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from survey.app import create_app
+    from survey.db import make_engine
+
+    token = args.admin_token or secrets.token_urlsafe(18)
+    if not args.admin_token:
+        print(f"Admin token: {token}   (admin page: http://{args.host}:{args.port}/admin)", flush=True)
+    app = create_app(make_engine(args.db, synchronous=args.synchronous), token)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def _report_or_error(args: argparse.Namespace) -> dict:
+    from survey import reports
+
+    if "://" not in args.db and not Path(args.db).exists():
+        raise _user_error(f"No survey database at {args.db}; create a study first with `ltxlab survey create`.")
+    try:
+        return reports.study_report(args.db, args.name, include_flagged=args.include_flagged,
+                                    question=args.question, both_bad=args.both_bad, n_boot=args.n_boot)
+    except reports.UnknownStudyError as exc:
+        raise _user_error(str(exc)) from None
+
+
+def run_report(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    rep = _report_or_error(args)
+    if args.json:
+        out = {k: (json.loads(v.to_json(orient="split" if k == "win_matrix" else "records", date_format="iso"))
+                   if isinstance(v, pd.DataFrame) else v) for k, v in rep.items()}
+        print(json.dumps(out, indent=2, default=float))
+        return 0
+    c = rep["counts"]
+    print(f"Study {c['study']!r}, question: {c['question']}")
+    print(f"votes: {c['votes_total']} total, {c['votes_gold']} gold, {c['votes_used']} used "
+          f"({c['votes_excluded_flagged']} from flagged raters excluded); raters: {c['raters_total']} total, "
+          f"{c['raters_flagged']} flagged, {c['raters_used']} used")
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 3):
+        print("\nOverall win rate (ties as half, 95% CI):\n" + rep["overall"].to_string(index=False))
+        if len(rep["overall_by_task"]):
+            print("\nBy task:\n" + rep["overall_by_task"].to_string(index=False))
+        print("\nWin-rate matrix (row beats column):\n" + rep["win_matrix"].to_string())
+        print("\nBradley-Terry (bootstrap over raters, 95% CI, rank bounds):\n"
+              + rep["bradley_terry"].to_string(index=False))
+    a = rep["agreement"]
+    print(f"\nAgreement on {a['items']} pairs with 2+ raters ({a['ratings']} ratings): "
+          f"Fleiss' kappa {a['fleiss_kappa']:.3f}, Krippendorff's alpha {a['krippendorff_alpha']:.3f}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from survey import reports
+
+    if "://" not in args.db and not Path(args.db).exists():
+        raise _user_error(f"No survey database at {args.db}; create a study first with `ltxlab survey create`.")
+    try:
+        frame = reports.export_votes(args.db, args.name)
+    except reports.UnknownStudyError as exc:
+        raise _user_error(str(exc)) from None
+    out = args.out or Path(f"{args.name}-votes.{args.format}")
+    if args.format == "csv":
+        frame.to_csv(out, index=False)
+    else:
+        frame.to_parquet(out, index=False)
+    print(f"Wrote {len(frame)} votes to {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,171 @@
+"""The survey's vote store: SQLAlchemy Core tables and the engine set-up.
+
+SQLite (a file path) is the default; any SQLAlchemy URL (e.g. postgresql+psycopg://...) works for
+hosted studies. Uniqueness constraints, not application code, guarantee exactly-once votes and
+that a rater never gets the same comparison twice, so concurrent requests cannot break them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+
+metadata = MetaData()
+
+studies = Table(
+    "studies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),  # researcher-facing, never shown to raters
+    Column("public_id", String(40), nullable=False, unique=True),  # opaque id used in rater URLs
+    Column("secret", String(64), nullable=False),  # HMAC key that signs assignments
+    Column("config", Text, nullable=False),  # JSON: questions, pairs per rater, gold, URLs
+    Column("media_root", Text, nullable=False),  # folder with the study's opaque media files
+    Column("created_at", Float, nullable=False),
+)
+
+systems = Table(
+    "systems",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_id", ForeignKey("studies.id"), nullable=False, index=True),
+    Column("name", String(400), nullable=False),
+    UniqueConstraint("study_id", "name"),
+)
+
+media = Table(
+    "media",
+    metadata,
+    Column("id", String(40), primary_key=True),  # random url-safe token; also the file stem
+    Column("study_id", ForeignKey("studies.id"), nullable=False, index=True),
+    Column("file", String(80), nullable=False),  # file name under media_root
+    Column("mime", String(40), nullable=False),
+    Column("duration_s", Float, nullable=True),  # None for images
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_id", ForeignKey("studies.id"), nullable=False, index=True),
+    Column("task", String(8), nullable=False),  # t2v | i2v
+    Column("prompt_id", String(200), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("image_media", ForeignKey("media.id"), nullable=True),  # conditioning frame for i2v
+    UniqueConstraint("study_id", "task", "prompt_id"),
+)
+
+comparisons = Table(
+    "comparisons",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_id", ForeignKey("studies.id"), nullable=False, index=True),
+    Column("item_id", ForeignKey("items.id"), nullable=False),
+    Column("system_a", ForeignKey("systems.id"), nullable=False),
+    Column("system_b", ForeignKey("systems.id"), nullable=False),  # == system_a for gold pairs
+    Column("media_a", ForeignKey("media.id"), nullable=False),
+    Column("media_b", ForeignKey("media.id"), nullable=False),
+    Column("is_gold", Boolean, nullable=False, default=False),  # media_b is a corrupted media_a
+)
+
+raters = Table(
+    "raters",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_id", ForeignKey("studies.id"), nullable=False, index=True),
+    Column("external_id", String(200), nullable=False),  # platform pid or random cookie id
+    Column("source", String(8), nullable=False),  # pid | cookie
+    Column("completion_code", String(40), nullable=False),
+    Column("gold_slots", Text, nullable=False),  # JSON list of positions that serve gold pairs
+    Column("n_pairs", Integer, nullable=False),  # pairs this rater will see, gold included
+    Column("created_at", Float, nullable=False),
+    Column("completed_at", Float, nullable=True),
+    UniqueConstraint("study_id", "external_id"),
+)
+
+assignments = Table(
+    "assignments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_id", ForeignKey("studies.id"), nullable=False, index=True),
+    Column("rater_id", ForeignKey("raters.id"), nullable=False, index=True),
+    Column("comparison_id", ForeignKey("comparisons.id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("left_is_a", Boolean, nullable=False),
+    Column("served_at", Float, nullable=False),
+    UniqueConstraint("rater_id", "comparison_id"),  # never the same pair twice
+    UniqueConstraint("rater_id", "position"),  # two racing /next calls cannot both add a pair
+)
+
+votes = Table(
+    "votes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("assignment_id", ForeignKey("assignments.id"), nullable=False),
+    Column("question", Integer, nullable=False),
+    Column("choice", String(10), nullable=False),  # left | right | tie | both_bad
+    Column("created_at", Float, nullable=False),
+    Column("client_elapsed_ms", Float, nullable=True),  # page-measured time on the pair
+    Column("server_elapsed_s", Float, nullable=False),  # served_at -> vote, measured here
+    UniqueConstraint("assignment_id", "question"),  # exactly once
+)
+
+CHOICES = ("left", "right", "tie", "both_bad")
+
+
+def db_url(db: str | Path) -> str:
+    """A file path becomes a SQLite URL; anything with '://' is taken as a SQLAlchemy URL."""
+    text = str(db)
+    if "://" in text:
+        return text
+    return f"sqlite:///{Path(text).expanduser().resolve()}"
+
+
+def make_engine(db: str | Path, synchronous: str = "NORMAL") -> Engine:
+    """Engine with the schema created; SQLite runs in WAL mode.
+
+    Durability: with WAL, a commit appends the transaction to the -wal file with write() before
+    the server acknowledges the vote, so a killed server process (SIGKILL, OOM) loses nothing that
+    was acknowledged: the bytes are in the OS page cache and the next open replays the WAL.
+    synchronous=NORMAL skips the fsync per commit; only a power cut or kernel crash can lose the
+    last transactions. Pass synchronous="FULL" to fsync every commit (slower) when that matters.
+    """
+    url = db_url(db)
+    if url.startswith("sqlite"):
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}.")
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI connection
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine
+
+
+def random_id(nbytes: int = 16) -> str:
+    """Opaque url-safe id (no system name can be derived from it)."""
+    return secrets.token_urlsafe(nbytes)
