@@ -89,3 +89,43 @@ def write_example_sweep(results: str | Path, sweep: str, variants: list[str], n_
         (samples / "index.jsonl").write_text("\n".join(json.dumps(r) for r in index) + "\n")
     pd.DataFrame(rows).to_parquet(root / "runs.parquet", index=False)
     return root
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(db: str | Path, admin_token: str = "admin-token", port: int | None = None,
+                 synchronous: str = "NORMAL", timeout_s: float = 30.0):  # noqa: ANN201 - (Popen, str)
+    """Run `ltxlab survey serve` as a real uvicorn subprocess on loopback; returns (process, base URL).
+
+    Waits until the server answers. The caller stops it (terminate or SIGKILL) and waits on it.
+    """
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "ablations.cli", "survey", "serve", "--db", str(db), "--host", "127.0.0.1",
+           "--port", str(port), "--admin-token", admin_token, "--synchronous", synchronous]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"survey server exited early: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            urllib.request.urlopen(base + "/api/admin/studies", timeout=1)
+        except urllib.error.HTTPError:
+            return proc, base  # 401 without the token: it is up
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"survey server did not answer on {base} within {timeout_s} s")
