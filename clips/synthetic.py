@@ -116,7 +116,13 @@ def _photo_background(name: str, height: int, width: int, rng: np.random.Generat
     y = int(rng.integers(0, int(ph - crop_h) + 1))
     x = int(rng.integers(0, int(pw - crop_w) + 1))
     crop = photo[y:y + int(crop_h), x:x + int(crop_w)]
-    return resize(crop, (height, width), order=1, anti_aliasing=True, preserve_range=True)
+    # Box-average by the integer part of the shrink factor first: anti-aliased resizing of
+    # a 512 px crop straight to 32 px costs a large Gaussian filter per scene.
+    factor = int(min(crop.shape[0] / height, crop.shape[1] / width))
+    if factor >= 2:
+        h, w = crop.shape[0] // factor, crop.shape[1] // factor
+        crop = crop[:h * factor, :w * factor].reshape(h, factor, w, factor, 3).mean(axis=(1, 3))
+    return resize(crop, (height, width), order=1, anti_aliasing=False, preserve_range=True)
 
 
 def _coverage(shape: str, top: float, left: float, size: float, height: int, width: int) -> np.ndarray:
@@ -199,6 +205,7 @@ def make_scene(
 # ---------------------------------------------------------------------------- the oracle
 
 _DIFF_FLOOR = 35.0  # RGB distance from the background below which a pixel is background
+_DIFF_FRACTION = 0.4  # ... and below this fraction of the strongest change in the video
 _MIN_PIXELS = 6  # smaller components are noise, not a shape
 # (fill ratio, top-corner fill, bottom-corner fill) of the ideal shapes in their bounding
 # box; the triangle's fill sits above its ideal 0.5 because edge pixels of small blobs count.
@@ -217,7 +224,7 @@ def _foreground(video: np.ndarray) -> np.ndarray:
     background = np.median(video, axis=0)  # (H, W, 3): the shape is elsewhere most of the time
     diff = np.linalg.norm(video - background, axis=-1)  # (T, H, W)
     diff = ndimage.uniform_filter(diff, size=(1, 3, 3))  # averages out per-pixel noise
-    threshold = max(_DIFF_FLOOR, 0.4 * float(np.percentile(diff, 99.5)))
+    threshold = max(_DIFF_FLOOR, _DIFF_FRACTION * float(np.percentile(diff, 99.5)))
     masks = diff > threshold
     for t in range(len(masks)):
         labels, count = ndimage.label(masks[t])
