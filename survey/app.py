@@ -156,14 +156,20 @@ def create_app(engine: Engine, admin_token: str) -> Starlette:
         _check_admin(request)
         from survey import reports
 
-        status = await run_in_threadpool(reports.study_status, engine, request.path_params["name"])
+        try:
+            status = await run_in_threadpool(reports.study_status, engine, request.path_params["name"])
+        except reports.UnknownStudyError:
+            raise ApiError(404, "No study of that name; GET /api/admin/studies lists them.") from None
         return JSONResponse(status, headers=_HEADERS)
 
     async def admin_export(request: Request) -> Response:
         _check_admin(request)
         from survey import reports
 
-        frame = await run_in_threadpool(reports.export_votes, engine, request.path_params["name"])
+        try:
+            frame = await run_in_threadpool(reports.export_votes, engine, request.path_params["name"])
+        except reports.UnknownStudyError:
+            raise ApiError(404, "No study of that name; GET /api/admin/studies lists them.") from None
         return Response(frame.to_csv(index=False), media_type="text/csv", headers=_HEADERS)
 
     async def api_error(request: Request, exc: ApiError) -> Response:
