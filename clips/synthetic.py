@@ -18,7 +18,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from clips.errors import ClipError
 from clips.types import Clip, Split
@@ -221,6 +220,8 @@ def _empty_reading(reason: str) -> dict:
 
 def _foreground(video: np.ndarray) -> np.ndarray:
     """bool `(T, H, W)`: the largest moving blob per frame, against the temporal median."""
+    from scipy import ndimage  # lazy: 0.5 s of imports that configs and the CLI never need
+
     background = np.median(video, axis=0)  # (H, W, 3): the shape is elsewhere most of the time
     diff = np.linalg.norm(video - background, axis=-1)  # (T, H, W)
     diff = ndimage.uniform_filter(diff, size=(1, 3, 3))  # averages out per-pixel noise
@@ -237,6 +238,8 @@ def _foreground(video: np.ndarray) -> np.ndarray:
 
 
 def _read_color(video: np.ndarray, masks: np.ndarray) -> tuple[str, float]:
+    from scipy import ndimage
+
     # the interior only: edge pixels are mixed with the photo (anti-aliasing, blur)
     interior = ndimage.binary_erosion(masks, structure=np.ones((1, 3, 3), bool))
     pixels = video[interior] if interior.sum() >= _MIN_PIXELS else video[masks]
@@ -280,6 +283,8 @@ def _read_shape(masks: np.ndarray) -> tuple[str | None, float]:
 
 
 def _read_direction(masks: np.ndarray) -> tuple[str | None, float]:
+    from scipy import ndimage
+
     times, centroids = [], []
     for t, mask in enumerate(masks):
         if mask.any():
