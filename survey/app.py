@@ -95,7 +95,7 @@ def create_app(engine: Engine, admin_token: str) -> Starlette:
             return HTMLResponse(_render("error.html", message=html.escape(exc.message)), exc.status, headers=_HEADERS)
         cfg = {"study": state.public_id, "questions": state.config["questions"]}
         page = _render("study.html", title=html.escape(state.config.get("title") or "Video comparison study"),
-                       config=html.escape(json.dumps(cfg)))
+                       config=json.dumps(cfg).replace("<", "\\u003c"))  # inert inside <script>
         return HTMLResponse(page, headers={**_HEADERS, "Content-Security-Policy": _CSP})
 
     async def start(request: Request) -> Response:

@@ -1,0 +1,144 @@
+"""Survey against a real uvicorn subprocess: blinding of everything a rater receives, SIGKILL durability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from survey import build
+from survey import db as t
+from survey.examples import start_server, write_example_dir
+
+# distinctive names, so that a substring hit can only be a leak
+SYSTEMS = ["leakcheck_alpha", "leakcheck_beta", "leakcheck_gamma"]
+STUDY = "leakcheck_study_name"
+
+
+def _make(tmp_path: Path, systems=SYSTEMS, n_prompts: int = 3, **options) -> tuple[Path, dict]:
+    src = write_example_dir(tmp_path / "src", systems, n_prompts=n_prompts, i2v_prompts=1)
+    db = tmp_path / "survey.db"
+    opts = dict(pairs_per_rater=4, gold_per_rater=1, min_watch_fraction=0.0)
+    opts.update(options)
+    summary = build.create_study(t.make_engine(db), STUDY, build.collect_from_dir(src), tmp_path / "media",
+                                 build.StudyOptions(**opts))
+    return db, summary
+
+
+def _leaks(text: str) -> list[str]:
+    low = text.lower()
+    return [s for s in SYSTEMS + [STUDY, "leakcheck"] if s.lower() in low]
+
+
+def test_nothing_a_rater_receives_names_a_system(tmp_path):
+    db, summary = _make(tmp_path)
+    proc, base = start_server(db)
+    try:
+        with httpx.Client(base_url=base) as client:
+            seen: list[tuple[str, httpx.Response]] = []
+
+            def get(url: str) -> httpx.Response:
+                res = client.get(url)
+                seen.append((url, res))
+                return res
+
+            page = get(f"/s/{summary['public_id']}?pid=P7")
+            assert page.status_code == 200
+            for asset in ("/static/app.js", "/static/style.css"):
+                assert get(asset).status_code == 200
+            res = client.post(f"/api/s/{summary['public_id']}/start", json={"pid": "P7"})
+            seen.append(("start", res))
+            rater = res.json()["rater"]
+            res = client.post(f"/api/s/{summary['public_id']}/next", json={"rater": rater})
+            pair = res.json()
+            seen.append(("next", res))
+            while not pair["done"]:
+                for url in (pair["left"], pair["right"], pair["image"]):
+                    if url:
+                        media = get(url)
+                        assert media.status_code == 200
+                        assert media.headers["content-type"] in ("video/mp4", "image/png")
+                        assert "content-disposition" not in media.headers
+                res = client.post(f"/api/s/{summary['public_id']}/vote", json={
+                    "rater": rater, "assignment": pair["assignment"], "token": pair["token"], "answers": ["left"]})
+                seen.append(("vote", res))
+                pair = res.json()["next"]
+        assert len(seen) > 10
+        for url, res in seen:
+            assert not _leaks(url) and not _leaks(str(res.url)), url
+            assert not _leaks(" ".join(f"{k}: {v}" for k, v in res.headers.items())), (url, res.headers)
+            body = res.content
+            assert not any(s.encode() in body for s in SYSTEMS + [STUDY]), url
+            if res.headers.get("content-type", "").startswith(("text/", "application/json")):
+                assert not _leaks(res.text), url
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _rater_loop(base: str, sid: str, pid: str, acked: list, stop: threading.Event) -> None:
+    """One rater voting as fast as it can; appends (assignment id) only after a 200 reply."""
+    try:
+        with httpx.Client(base_url=base, timeout=5) as client:
+            rater = client.post(f"/api/s/{sid}/start", json={"pid": pid}).json()["rater"]
+            pair = client.post(f"/api/s/{sid}/next", json={"rater": rater}).json()
+            while not pair["done"] and not stop.is_set():
+                res = client.post(f"/api/s/{sid}/vote", json={
+                    "rater": rater, "assignment": pair["assignment"], "token": pair["token"], "answers": ["tie"]})
+                if res.status_code != 200:
+                    return
+                acked.append(pair["assignment"])  # the server acknowledged: it must be on disk
+                pair = res.json()["next"]
+    except (httpx.HTTPError, OSError, ValueError):
+        return  # the server died under us: whatever was acknowledged is already recorded
+
+
+@pytest.mark.slow
+def test_sigkill_loses_no_acknowledged_vote(tmp_path):
+    systems = [f"sys{k}" for k in range(6)]
+    db, summary = _make(tmp_path, systems=systems, n_prompts=10, pairs_per_rater=150, gold_per_rater=0)
+    proc, base = start_server(db)
+    acked: list[int] = []
+    stop = threading.Event()
+    threads = [threading.Thread(target=_rater_loop, args=(base, summary["public_id"], f"r{k}", acked, stop))
+               for k in range(8)]
+    for th in threads:
+        th.start()
+    deadline = time.monotonic() + 30
+    while len(acked) < 150 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-stream: votes are still coming in
+    proc.wait()
+    stop.set()
+    for th in threads:
+        th.join(timeout=10)
+    assert len(acked) >= 150
+    acked_ids = set(acked)
+    engine = t.make_engine(db)  # opening replays the WAL
+    with engine.connect() as conn:
+        stored = set(conn.execute(select(t.votes.c.assignment_id)).scalars())
+        n_votes = conn.execute(select(func.count()).select_from(t.votes)).scalar_one()
+    missing = acked_ids - stored
+    print(f"acknowledged {len(acked_ids)}, stored {len(stored)} ({n_votes} rows), lost {len(missing)}")
+    assert not missing
+    assert n_votes == len(stored)  # one row per assignment: exactly once
+    assert len(stored) - len(acked_ids) <= len(threads)  # at most one in-flight commit per rater unacknowledged
+    # the study carries on after a restart
+    proc, base = start_server(db)
+    try:
+        with httpx.Client(base_url=base) as client:
+            rater = client.post(f"/api/s/{summary['public_id']}/start", json={"pid": "r0"}).json()["rater"]
+            pair = client.post(f"/api/s/{summary['public_id']}/next", json={"rater": rater}).json()
+            assert pair["done"] is False
+            res = client.post(f"/api/s/{summary['public_id']}/vote", json={
+                "rater": rater, "assignment": pair["assignment"], "token": pair["token"], "answers": ["left"]})
+            assert res.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait()
