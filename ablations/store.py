@@ -309,8 +309,14 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pq.read_table(path).to_pandas()
     except (OSError, pa.ArrowException, ValueError) as exc:
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise StoreError(f"{path} is not a readable parquet file ({reason}); rerun the stage that writes it or delete it.") from None
+        raise StoreError(f"{path} is not a readable parquet file ({_short_reason(exc, path)}); rerun the stage that writes it or delete it.") from None
+
+
+def _short_reason(exc: Exception, path: Path) -> str:
+    """pyarrow's first sentence, without the path (already in our message), at most ~90 characters."""
+    text = str(exc).replace(f"'{path}'", "").replace(str(path), "").replace("Could not open Parquet input source : ", "")
+    sentence = text.strip().split(". ")[0].splitlines()[0].strip().rstrip(".") if text.strip() else type(exc).__name__
+    return sentence if len(sentence) <= 90 else sentence[:87].rsplit(" ", 1)[0] + "..."
 
 
 def sweep_names(root: str | os.PathLike) -> list[str]:

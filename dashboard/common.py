@@ -1,0 +1,170 @@
+"""Shared plumbing of the dashboard pages: paths, the sweep picker, cached loaders, messages.
+
+Loaders are `st.cache_data` functions whose arguments include the files' modification
+times, so a rerun (browser refresh or any widget change) after the runner writes new
+results misses the cache and reads the new files, without restarting the server.
+No torch, no ray: the dashboard reads the results store and the survey database only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from ablations.store import StoreError, SweepData, list_sweeps, load_sweep, run_curve, run_samples, sweep_mtimes
+from evaluation.stats import EffectReport, factorial_effects
+
+RESULTS_ENV = "LTXLAB_RESULTS"  # results root (set by `ltxlab dashboard --results`)
+SURVEY_DB_ENV = "LTXLAB_SURVEY_DB"  # survey database path or URL (`--survey-db`)
+COST_COLUMNS = ["cost.params", "cost.tokens", "cost.flops_run", "cost.flops_ref", "cost.latency_s", "cost.h100_estimate_s"]
+COST_LABELS = {
+    "cost.params": "parameters", "cost.tokens": "tokens per sample", "cost.flops_run": "FLOPs (run shape)",
+    "cost.flops_ref": "FLOPs at 121x512x768", "cost.latency_s": "measured latency (s)",
+    "cost.h100_estimate_s": "H100 estimate at 121x512x768 (s)",
+}  # fmt: skip
+N_BOOT = 2000  # bootstrap resamples for effect CIs
+
+
+def results_root() -> Path:
+    return Path(os.environ.get(RESULTS_ENV, "results")).expanduser()
+
+
+def survey_db() -> str | None:
+    return os.environ.get(SURVEY_DB_ENV) or None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime_ns / 1e9
+    except OSError:
+        return 0.0
+
+
+def root_mtime(root: Path) -> tuple[float, ...]:
+    """Cache key for the sweep list: the root's and each sweep's files' mtimes."""
+    keys = [_mtime(root)]
+    if root.is_dir():
+        for child in sorted(root.iterdir()):
+            if child.is_dir():
+                keys += [_mtime(child), _mtime(child / "sweep.json"), _mtime(child / "runs.parquet")]
+    return tuple(keys)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_sweeps(root: str, _key: tuple) -> pd.DataFrame:
+    return list_sweeps(root)
+
+
+# `mtimes` is hashed (not `_`-prefixed): a changed file means a new cache entry.
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_sweep(root: str, sweep: str, mtimes: tuple) -> SweepData:
+    return load_sweep(root, sweep)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_effects(root: str, sweep: str, mtimes: tuple, split: str | None, metrics: tuple[str, ...]) -> EffectReport:
+    data = load_sweep(root, sweep)
+    hib = {m: data.higher_is_better(m) for m in data.metric_specs} | {m: data.higher_is_better(m) for m in metrics}
+    return factorial_effects(
+        data.metrics, data.runs, data.axes, axis_levels=data.axis_levels, higher_is_better=hib,
+        metric_names=list(metrics) or None, split=split, n_boot=N_BOOT, seed=0,
+    )  # fmt: skip
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_samples(root: str, sweep: str, run_id: str, mtime: float) -> list[dict]:
+    return run_samples(root, sweep, run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_curve(root: str, sweep: str, run_id: str, mtime: float) -> pd.DataFrame:
+    return run_curve(root, sweep, run_id)
+
+
+def samples_of(data: SweepData, run_id: str) -> list[dict]:
+    """Sample index rows of a run (cached on index.jsonl's mtime); StoreError shown by caller."""
+    index = data.path / "runs" / run_id / "samples" / "index.jsonl"
+    return cached_samples(str(data.path.parent), data.name, run_id, _mtime(index))
+
+
+def curve_of(data: SweepData, run_id: str) -> pd.DataFrame:
+    path = data.path / "runs" / run_id / "curve.parquet"
+    return cached_curve(str(data.path.parent), data.name, run_id, _mtime(path))
+
+
+def sweep_table() -> pd.DataFrame:
+    root = results_root()
+    return cached_sweeps(str(root), root_mtime(root))
+
+
+def sidebar() -> None:
+    """Results root and sweep picker, shown on every page; the choice lives in st.session_state["_sweep_pick"]."""
+    root = results_root()
+    st.sidebar.caption(f"Results: `{root}`")
+    table = sweep_table()
+    names = table["sweep"].tolist()
+    if not names:
+        return
+    wanted = st.query_params.get("sweep")
+    if wanted in names and st.session_state.get("_sweep_from_url") != wanted:
+        st.session_state["_sweep_pick"] = wanted  # a deep link (?sweep=NAME) wins once
+        st.session_state["_sweep_from_url"] = wanted
+    if st.session_state.get("_sweep_pick") not in names:
+        st.session_state["_sweep_pick"] = names[0]
+    st.sidebar.selectbox("Sweep", names, key="_sweep_pick")
+    if st.sidebar.button("Reload results", help="Reads any files written since the last view."):
+        st.cache_data.clear()
+
+
+def chosen_sweep() -> str | None:
+    """The sweep picked in the sidebar, else the newest; None when the root has no sweeps.
+
+    Resolved here rather than read from the sidebar's run, so a page is right even when
+    it runs on its own (AppTest.switch_page runs only the page script).
+    """
+    names = sweep_table()["sweep"].tolist()
+    picked = st.session_state.get("_sweep_pick")
+    return picked if picked in names else (names[0] if names else None)
+
+
+def current_sweep() -> SweepData | None:
+    """The chosen sweep's data, or None after showing a one-sentence message in the page."""
+    root = results_root()
+    name = chosen_sweep()
+    if not name:
+        if not root.is_dir():
+            st.info(f"The results folder {root} does not exist yet; run `ltxlab sweep demo --results {root}` to make a sweep.")
+        else:
+            st.info(f"No sweeps in {root} yet; run `ltxlab sweep demo --results {root}` to make one.")
+        return None
+    try:
+        data = cached_sweep(str(root), name, sweep_mtimes(root, name))
+    except StoreError as exc:
+        st.error(str(exc))
+        return None
+    for note in data.notes:
+        st.info(note)
+    return data
+
+
+def runs_with_axes(data: SweepData) -> list[str]:
+    """Columns to show for a run table: id, axes, seed, status, headline metrics, wall time, cost, failure."""
+    runs = data.runs
+    headline = [m for m in data.headline_metrics if m in runs.columns]
+    cols = ["run_id", "variant", *data.axes, "seed", "status", *headline, "wall_time_s", "cost.h100_estimate_s", "failure_reason"]
+    return [c for c in dict.fromkeys(cols) if c in runs.columns]
+
+
+def axis_label(value) -> str:
+    """Axis levels as text for widgets and chart colours (0.0 and 0 read the same)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def compare_selection() -> list[str]:
+    """Run ids chosen on the Runs page for the Compare page (kept outside widget state)."""
+    return list(st.session_state.get("compare_runs", []))

@@ -1,0 +1,91 @@
+"""Runs: the run table of a sweep, filters and grouping by any axis, failures, parallel coordinates, compare picks."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.charts import parallel_coordinates
+from dashboard.common import axis_label, compare_selection, current_sweep, runs_with_axes
+
+def main() -> None:
+    """Render the Runs page (a function, so early exits are `return`, not st.stop)."""
+    st.title("Runs")
+    data = current_sweep()
+    if data is None:
+        return
+    runs = data.runs
+    if runs.empty:
+        st.info(f"Sweep {data.name} has no runs recorded yet; they appear here as the runner starts them.")
+        return
+
+    # --- filters: one multiselect per axis plus status; an empty selection means "all"
+    filter_cols = st.columns(min(4, len(data.axes) + 1))
+    mask = pd.Series(True, index=runs.index)
+    for i, axis in enumerate(data.axes):
+        levels = list(dict.fromkeys(runs[axis].map(axis_label)))
+        picked = filter_cols[i % len(filter_cols)].multiselect(axis, levels, key=f"filter:{data.name}:{axis}", placeholder="all")
+        if picked:
+            mask &= runs[axis].map(axis_label).isin(picked)
+    statuses = [s for s in ("done", "failed", "running", "pending") if s in set(runs["status"])]
+    picked_status = filter_cols[len(data.axes) % len(filter_cols)].multiselect("status", statuses, key=f"filter:{data.name}:status", placeholder="all")
+    if picked_status:
+        mask &= runs["status"].isin(picked_status)
+    shown = runs[mask]
+    counts = shown["status"].value_counts().to_dict()
+    st.caption(f"{len(shown)} of {len(runs)} runs shown: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+
+    failed = shown[shown["status"] == "failed"]
+    if len(failed):
+        st.warning(f"{len(failed)} run(s) failed; their reasons are in the failure_reason column and listed below the table.")
+
+    columns = runs_with_axes(data)
+    headline = [m for m in data.headline_metrics if m in runs.columns]
+    st.dataframe(
+        shown[columns], hide_index=True,
+        column_config={m: st.column_config.NumberColumn(m, format="%.4g") for m in [*headline, "cost.h100_estimate_s", "wall_time_s"]},
+    )  # fmt: skip
+    if len(failed):
+        with st.expander(f"Failure reasons ({len(failed)})", expanded=True):
+            st.table(failed[["run_id", "variant", "failure_reason"]].set_index("run_id"))
+
+    # --- grouping: mean and spread of headline metrics and cost per level of the chosen axes
+    st.subheader("Grouped")
+    group_by = st.multiselect("Group by", data.axes, default=data.axes[:1], key=f"group:{data.name}")
+    done = shown[shown["status"] == "done"]
+    value_cols = [c for c in [*headline, "cost.h100_estimate_s", "wall_time_s"] if c in done.columns]
+    if group_by and len(done) and value_cols:
+        keyed = done.assign(**{a: done[a].map(axis_label) for a in group_by})
+        grouped = keyed.groupby(group_by, sort=False)[value_cols].agg(["mean", "std"])
+        grouped.columns = [f"{c} {s}" for c, s in grouped.columns]
+        grouped.insert(0, "runs", keyed.groupby(group_by, sort=False).size())
+        st.dataframe(grouped.reset_index(), hide_index=True)
+    elif not len(done):
+        st.info("No finished runs match the filters yet, so there is nothing to group.")
+
+    # --- parallel coordinates over axes and headline metrics
+    st.subheader("Parallel coordinates")
+    if len(done) >= 1 and data.axes:
+        dims = [*data.axes, *headline, *(["cost.h100_estimate_s"] if "cost.h100_estimate_s" in done.columns else [])]
+        color = st.selectbox("Colour by", data.axes, key=f"pc-color:{data.name}")
+        st.altair_chart(parallel_coordinates(done, dims, color), width="stretch")
+    else:
+        st.info("Parallel coordinates need at least one finished run with axes.")
+
+    # --- choose runs for the Compare page (kept in session state across pages)
+    st.subheader("Compare")
+    done_ids = runs.loc[runs["status"] == "done", "run_id"].tolist()
+    kept = [r for r in compare_selection() if r in done_ids]
+    label = dict(zip(runs["run_id"], runs["variant"].fillna("").astype(str) + " (seed " + runs["seed"].astype(str) + ")"))
+    chosen = st.multiselect(
+        "Runs to compare (2-4)", done_ids, default=kept, max_selections=4, format_func=lambda r: f"{r}: {label.get(r, '')}",
+        key=f"compare-pick:{data.name}",
+    )  # fmt: skip
+    st.session_state["compare_runs"] = chosen
+    if len(chosen) >= 2:
+        st.page_link("pages/compare.py", label=f"Compare {len(chosen)} runs side by side")
+    else:
+        st.caption("Pick two to four finished runs, then open the Compare page.")
+
+
+main()

@@ -1,0 +1,126 @@
+"""Survey: win-rate matrix, Bradley-Terry ratings with CIs, votes over time, raters, flags and agreement.
+
+Reads the survey database through `survey.reports` (pure pandas over SQLAlchemy; no torch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboard.charts import heatmap
+from dashboard.common import survey_db
+
+
+def _db_key(db: str) -> tuple[float, ...]:
+    """mtimes of a SQLite file and its WAL (votes land in the WAL first); URLs get a constant key."""
+    if "://" in db:
+        return (0.0,)
+    out = []
+    for suffix in ("", "-wal"):
+        try:
+            out.append(Path(db + suffix).stat().st_mtime_ns / 1e9)
+        except OSError:
+            out.append(0.0)
+    return tuple(out)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _studies(db: str, key: tuple) -> list[dict]:
+    from survey.reports import list_studies
+
+    return list_studies(db)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _report(db: str, study: str, include_flagged: bool, question: int, key: tuple) -> dict:
+    from survey.reports import study_report
+
+    return study_report(db, study, include_flagged=include_flagged, question=question)
+
+
+def main() -> None:
+    """Render the Survey page (a function, so early exits are `return`, not st.stop)."""
+    st.title("Survey")
+    db = survey_db()
+    if not db:
+        st.info("No survey database given; start the dashboard with `ltxlab dashboard --survey-db PATH` to see study results.")
+        return
+    if "://" not in db and not Path(db).exists():
+        st.warning(f"The survey database {db} does not exist; create a study with `ltxlab survey create` first.")
+        return
+    try:
+        studies = _studies(db, _db_key(db))
+    except Exception as exc:  # a locked, corrupt or foreign database must not take the page down
+        st.error(f"Could not read the survey database {db} ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}).")
+        return
+    if not studies:
+        st.info(f"The survey database {db} has no studies yet; create one with `ltxlab survey create`.")
+        return
+
+    names = [s["name"] for s in studies]
+    c1, c2, c3 = st.columns([2, 1, 1])
+    study = c1.selectbox("Study", names, key="survey-study")
+    include_flagged = c2.checkbox("Include flagged raters", value=False, key="survey-flagged")
+    meta = next(s for s in studies if s["name"] == study)
+    c3.metric("Votes", meta["votes"])
+    try:
+        report = _report(db, study, include_flagged, 0, _db_key(db))
+    except Exception as exc:
+        st.error(f"Could not build the report of study {study} ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}).")
+        return
+    counts = report["counts"]
+    st.caption(
+        f"Question: *{counts.get('question')}*. {counts['votes_used']} of {counts['votes_real']} real votes used "
+        f"({counts['votes_excluded_flagged']} from flagged raters left out, {counts['votes_gold']} gold-pair votes checked), "
+        f"{counts['raters_used']} of {counts['raters_total']} raters; ties count as half a win."
+    )
+    if counts["votes_used"] == 0:
+        st.info(f"Study {study} has no usable votes yet; results appear as raters vote.")
+        return
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Win rate (row beats column)")
+        st.altair_chart(heatmap(report["win_matrix"], "win rate"), width="stretch")
+    with right:
+        st.subheader("Bradley-Terry ratings")
+        bt = report["bradley_terry"]
+        base = alt.Chart(bt).encode(y=alt.Y("system:N", sort=list(bt["system"]), title=None))
+        chart = base.mark_rule(strokeWidth=2).encode(x=alt.X("ci_low:Q", title="rating (log-odds, 95% CI)"), x2="ci_high:Q") + base.mark_point(
+            filled=True, size=80
+        ).encode(x="rating:Q", tooltip=["system:N", alt.Tooltip("rating:Q", format=".3f"), "rank:Q", "votes:Q"])  # fmt: skip
+        st.altair_chart(chart.properties(height=max(120, 40 * len(bt))), width="stretch")
+        st.dataframe(bt, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("rating", "ci_low", "ci_high", "p_beats_average")})
+
+    st.subheader("Overall win rates")
+    st.dataframe(report["overall"], hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("win_rate", "ci_low", "ci_high")})
+
+    over_time = report["votes_over_time"]
+    a, b = st.columns(2)
+    with a:
+        st.subheader("Votes over time")
+        if len(over_time):
+            st.altair_chart(alt.Chart(over_time).mark_line(point=True).encode(x=alt.X("hour:T"), y=alt.Y("cumulative:Q", title="votes (cumulative)")), width="stretch")
+    with b:
+        st.subheader("Agreement")
+        agreement = report["agreement"]
+        if agreement["items"]:
+            st.metric("Fleiss' kappa", f"{agreement['fleiss_kappa']:.3f}")
+            st.metric("Krippendorff's alpha (nominal)", f"{agreement['krippendorff_alpha']:.3f}")
+            st.caption(f"over {agreement['items']} comparisons with two or more ratings ({agreement['ratings']} ratings)")
+        else:
+            st.info("No comparison has two or more ratings yet, so agreement cannot be measured.")
+
+    st.subheader("Raters")
+    raters = report["raters"]
+    n_flagged = int(raters["flagged"].sum()) if len(raters) else 0
+    if n_flagged:
+        st.warning(f"{n_flagged} rater(s) flagged for failing gold pairs; their votes are {'included' if include_flagged else 'left out'}.")
+    st.dataframe(pd.DataFrame(raters), hide_index=True)
+
+
+main()

@@ -1,0 +1,126 @@
+"""The real dashboard in headless Chromium: `ltxlab dashboard` on a free loopback port, every page opened,
+checked for Streamlit exceptions and screenshotted (to a tmp dir, and to $LTXLAB_SCREENSHOTS if set)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+REPO = Path(__file__).resolve().parents[1]
+PAGES = {"sweeps": ("", "Sweeps"), "runs": ("runs", "Runs"), "effects": ("effects", "Effects"),
+         "compare": ("compare", "Compare"), "survey": ("survey", "Survey"), "cost": ("cost", "Cost")}  # fmt: skip
+
+
+def _load(name: str, path: Path):  # noqa: ANN202 - a module
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make browser installs it)")
+    pytest.importorskip("playwright")
+    root = tmp_path_factory.mktemp("results")
+    _load("make_store", REPO / "benchmarks" / "make_store.py").make_store(root, "synthetic", "small")
+    survey_db = None
+    helper = REPO / "tests" / "test_dashboard.py"
+    try:
+        survey_db = _load("dash_helpers", helper).make_survey_db(tmp_path_factory.mktemp("survey"))
+    except ImportError:  # survey/ not importable: the Survey page then shows its "no database" message
+        pass
+    port = _free_port()
+    cmd = [str(Path(sys.executable).with_name("ltxlab")), "dashboard", "--results", str(root), "--port", str(port)]
+    if survey_db:
+        cmd += ["--survey-db", str(survey_db)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"dashboard exited early: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if urllib.request.urlopen(base + "/_stcore/health", timeout=1).status == 200:
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("dashboard did not answer on /_stcore/health within 60 s")
+            time.sleep(0.3)
+    yield base
+    os.killpg(proc.pid, signal.SIGTERM)  # streamlit runs in its own session: stop exactly it
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _wait_rendered(page, title: str) -> None:
+    page.wait_for_selector(f"h1:has-text('{title}')", timeout=60_000)
+    # the status widget shows while the script runs; charts draw after it finishes
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    page.wait_for_timeout(1500)
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_renders_in_chromium(dashboard, browser, tmp_path, name):
+    path, title = PAGES[name]
+    page = browser.new_page(viewport={"width": 1400, "height": 2200})
+    try:
+        if name == "compare":  # pick runs on the Runs page first; the selection must carry over
+            page.goto(f"{dashboard}/runs")
+            _wait_rendered(page, "Runs")
+            page.get_by_role("link", name="Compare").first.click()
+        else:
+            page.goto(f"{dashboard}/{path}")
+        _wait_rendered(page, title)
+        errors = page.locator("[data-testid='stException']")
+        assert errors.count() == 0, errors.first.inner_text()
+        if name in ("runs", "effects", "cost", "compare"):
+            assert page.locator("[data-testid='stVegaLiteChart'], .vega-embed").count() >= 1
+        if name == "compare":
+            frame = page.frame_locator("iframe").first
+            assert frame.locator("video").count() >= 3  # reference + two runs
+        shot = tmp_path / f"{name}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+        if os.environ.get("LTXLAB_SCREENSHOTS"):
+            out = Path(os.environ["LTXLAB_SCREENSHOTS"])
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, out / f"{name}.png")
+    finally:
+        page.close()
