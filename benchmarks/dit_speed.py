@@ -1,0 +1,118 @@
+"""DiT speed: tiny training steps/s, and our forward time vs diffusers' at identical weights.
+
+    python benchmarks/dit_speed.py [--device cpu|cuda] [--reps 30] [--threads 2]
+
+1. Training: `dit_config("ltx", "tiny")`, batch 4, latents (4, 128, 5, 4, 4) (a 33x128x128
+   video, 80 tokens), 16 MiniLM-width text tokens, `flow_matching_loss` + AdamW step.
+2. Forward ratio: for each config below, a diffusers `LTXVideoTransformer3DModel` with
+   random weights and our `LTXDiT` with the converted weights, same inputs; the two
+   forwards alternate (ours, theirs, ours, ...) and the ratio of medians is printed
+   (< 1.0: ours is faster). Outputs are checked equal first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from models.dit import dit_config
+from models.dit.convert import config_from_diffusers, convert_diffusers_ltx
+from models.flow import flow_config, flow_matching_loss
+
+RATIO_CONFIGS = {
+    # name: (diffusers kwargs, latent (C, T, H, W), text tokens)
+    "tiny (2L, 4x16)": (dict(num_attention_heads=4, attention_head_dim=16, num_layers=2), (128, 5, 4, 4), 16),
+    "small (8L, 8x64)": (dict(num_attention_heads=8, attention_head_dim=64, num_layers=8), (128, 5, 8, 8), 32),
+}
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def train_steps_per_second(device: str, reps: int) -> float:
+    cfg = dit_config("ltx", "tiny")
+    torch.manual_seed(0)
+    model = cfg.build().to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    g = torch.Generator(device=device).manual_seed(0)
+    x0 = torch.randn(4, 128, 5, 4, 4, device=device)
+    text = torch.randn(4, cfg.max_text_tokens, cfg.caption_channels, device=device)
+    mask = torch.ones(4, cfg.max_text_tokens, dtype=torch.bool, device=device)
+    flow = flow_config("tiny")
+    times = []
+    for i in range(reps + 5):
+        sync(device)
+        start = time.perf_counter()
+        loss, _ = flow_matching_loss(model, x0, text, mask, 24.0, flow, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sync(device)
+        if i >= 5:
+            times.append(time.perf_counter() - start)
+    return 1.0 / statistics.median(times)
+
+
+def forward_ratio(name: str, device: str, reps: int) -> tuple[float, float, float]:
+    from diffusers import LTXVideoTransformer3DModel
+
+    kwargs, (c, t, h, w), text_tokens = RATIO_CONFIGS[name]
+    hidden = kwargs["num_attention_heads"] * kwargs["attention_head_dim"]
+    torch.manual_seed(0)
+    ref = LTXVideoTransformer3DModel(in_channels=c, out_channels=c, cross_attention_dim=hidden, caption_channels=384, **kwargs)
+    ref = ref.to(device).eval()
+    ours = config_from_diffusers(ref.config).build().to(device).eval()
+    ours.load_state_dict(convert_diffusers_ltx(ref.state_dict()))
+    latents = torch.randn(2, c, t, h, w, device=device)
+    packed = latents.flatten(2).transpose(1, 2)  # (B, N, C) for diffusers
+    text = torch.randn(2, text_tokens, 384, device=device)
+    mask = torch.ones(2, text_tokens, dtype=torch.bool, device=device)
+    mask[0, text_tokens // 2 :] = False
+    timestep = torch.tensor([0.3, 0.8], device=device)
+
+    def run_ours():
+        return ours(latents, timestep, text, mask, 24.0)
+
+    def run_ref():
+        return ref(packed, text, timestep * 1000, mask.long(), t, h, w, (8 / 24.0, 32, 32), return_dict=False)[0]
+
+    with torch.no_grad():
+        diff = (run_ours().flatten(2).transpose(1, 2) - run_ref()).abs().max().item()
+        mine, theirs = [], []
+        for i in range(reps + 3):
+            for fn, out in ((run_ours, mine), (run_ref, theirs)):
+                sync(device)
+                start = time.perf_counter()
+                fn()
+                sync(device)
+                if i >= 3:
+                    out.append(time.perf_counter() - start)
+    return statistics.median(mine), statistics.median(theirs), diff
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} reps={args.reps}")
+    sps = train_steps_per_second(args.device, args.reps)
+    print(f"tiny DiT training (ltx pairing, batch 4, latents 128x5x4x4 = 80 tokens, 16 text tokens): {sps:.1f} steps/s")
+    for name in RATIO_CONFIGS:
+        mine, theirs, diff = forward_ratio(name, args.device, args.reps)
+        print(
+            f"forward {name}: ours {mine * 1e3:.2f} ms, diffusers {theirs * 1e3:.2f} ms, "
+            f"ratio ours/diffusers {mine / theirs:.3f} (max |diff| {diff:.1e})"
+        )
+
+
+if __name__ == "__main__":
+    main()
