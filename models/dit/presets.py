@@ -16,7 +16,7 @@ VAE_PAIRINGS: dict[str, dict[str, Any]] = {
 SIZES: dict[str, dict[str, Any]] = {
     # trains on a 2-core CPU; captions from MiniLM (384-d, padded to 16 tokens)
     "tiny": dict(num_layers=2, num_heads=4, head_dim=16, caption_channels=384, max_text_tokens=16),
-    # a single-GPU study size (~50M parameters with the ltx pairing)
+    # a single-GPU study size (36.2M parameters with the ltx pairing)
     "small": dict(num_layers=8, num_heads=8, head_dim=64, caption_channels=384, max_text_tokens=32),
     # LTX-Video 2B = diffusers' LTXVideoTransformer3DModel() defaults, T5-XXL captions
     "full": dict(num_layers=28, num_heads=32, head_dim=64, caption_channels=4096, max_text_tokens=128),
