@@ -68,11 +68,10 @@ def choose(
     if not pool:
         return None
     if adaptive and not gold:
-        best = max(_uncertainty(cov, c.pair) for c in pool)
-        pool = [c for c in pool if _uncertainty(cov, c.pair) >= best - 1e-12]
-
-    def key(c: Comparison) -> tuple:
-        return (cov.served[c.id], cov.pair_served[c.pair], c.item_id in seen_items, cov.item_served[c.item_id])
-
-    lowest = min(key(c) for c in pool)
-    return rng.choice([c for c in pool if key(c) == lowest])
+        scores = [_uncertainty(cov, c.pair) for c in pool]
+        best = max(scores)
+        pool = [c for c, u in zip(pool, scores) if u >= best - 1e-12]
+    served, pair_served, item_served = cov.served, cov.pair_served, cov.item_served
+    keys = [(served[c.id], pair_served[c.pair], c.item_id in seen_items, item_served[c.item_id]) for c in pool]
+    lowest = min(keys)
+    return rng.choice([c for c, k in zip(pool, keys) if k == lowest])
