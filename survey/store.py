@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, insert, select, text, update
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from survey import db as t
