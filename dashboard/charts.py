@@ -7,6 +7,10 @@ import numpy as np
 import pandas as pd
 
 
+# distinct hues for runs and levels (Streamlit's default palette shades one hue for few categories)
+CATEGORICAL = alt.Scale(scheme="category10")
+
+
 def _label(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -31,15 +35,15 @@ def parallel_coordinates(runs: pd.DataFrame, dims: list[str], color: str) -> alt
             pos = {v: (i / (len(levels) - 1) if len(levels) > 1 else 0.5) for i, v in enumerate(levels)}
             scaled = col.astype(str).map(pos)
         rows.append(pd.DataFrame({"run_id": runs["run_id"].to_numpy(), "dimension": dim, "scaled": scaled.to_numpy(),
-                                  "value": col.astype(str).to_numpy(), color: runs[color].astype(str).to_numpy()}))  # fmt: skip
+                                  "value": col.astype(str).to_numpy(), "colour": runs[color].map(_label).to_numpy()}))  # fmt: skip
     long = pd.concat(rows, ignore_index=True)
     return (
         alt.Chart(long)
         .mark_line(opacity=0.55, point=True)
         .encode(
-            x=alt.X("dimension:N", sort=dims, title=None, axis=alt.Axis(labelAngle=0)),
+            x=alt.X("dimension:N", sort=dims, title=None, axis=alt.Axis(labelAngle=0, labelLimit=160)),
             y=alt.Y("scaled:Q", title="scaled to the range of each column", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color(f"{color}:N", title=color),
+            color=alt.Color("colour:N", title=color, scale=CATEGORICAL),
             detail="run_id:N",
             tooltip=["run_id:N", "dimension:N", "value:N"],
         )
@@ -54,28 +58,36 @@ def effect_bars(effects: pd.DataFrame, metric: str) -> alt.Chart:
     df = df.assign(level_a=df["level_a"].map(_label), level_b=df["level_b"].map(_label))
     df["effect"] = df["axis"] + ": " + df["level_a"] + " vs " + df["level_b"]
     df["evidence"] = np.where(df["ci_includes_zero"], "CI includes 0", "CI excludes 0")
-    base = alt.Chart(df).encode(y=alt.Y("effect:N", sort=None, title=None))
+    base = alt.Chart(df).encode(y=alt.Y("effect:N", sort=None, title=None, axis=alt.Axis(labelLimit=320)))
     rules = base.mark_rule(strokeWidth=2).encode(x=alt.X("ci_low:Q", title=f"difference in {metric}"), x2="ci_high:Q",
                                                  color=alt.Color("evidence:N", scale=alt.Scale(domain=["CI excludes 0", "CI includes 0"], range=["#d62728", "#999999"])))  # fmt: skip
     points = base.mark_point(filled=True, size=70).encode(
         x="estimate:Q", color="evidence:N", tooltip=["effect:N", alt.Tooltip("estimate:Q", format=".4g"),
                                                      alt.Tooltip("ci_low:Q", format=".4g"), alt.Tooltip("ci_high:Q", format=".4g"), "verdict:N"],
     )  # fmt: skip
-    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4], color="black").encode(x="x:Q")
-    return (rules + points + zero).properties(height=max(60, 28 * len(df)))
+    zero = alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(strokeDash=[4, 4], color="black").encode(x="zero:Q")
+    # a step height: Streamlit squeezes a fixed pixel height of a layered chart with a discrete y
+    return (rules + points + zero).properties(height=alt.Step(30))
 
 
 def quality_cost_scatter(points: pd.DataFrame, quality: str, cost: str, label: str, log_cost: bool) -> alt.Chart:
-    """Variants as points (quality vs cost), the Pareto front as a connected, highlighted line."""
+    """Variants as points (quality vs cost), the Pareto front as a connected, highlighted line.
+
+    `points` has columns `label`, `quality`, `cost`, runs and pareto (bool).
+    """
+    # Vega-Lite reads "cost.flops_ref" as a nested field: chart renamed copies
+    df = points.rename(columns={quality: "quality", cost: "cost", label: "label"})[["label", "quality", "cost", "runs", "pareto"]]
     scale = alt.Scale(type="log") if log_cost else alt.Scale(zero=False)
-    base = alt.Chart(points).encode(x=alt.X(f"{cost}:Q", title=cost, scale=scale), y=alt.Y(f"{quality}:Q", title=quality, scale=alt.Scale(zero=False)))
-    dots = base.mark_circle(size=90).encode(
+    x = alt.X("cost:Q", title=cost, scale=scale, axis=alt.Axis(format="~s"))
+    y = alt.Y("quality:Q", title=quality, scale=alt.Scale(zero=False))
+    dots = alt.Chart(df).mark_circle(size=110).encode(
+        x=x, y=y,
         color=alt.Color("pareto:N", title="Pareto front", scale=alt.Scale(domain=[True, False], range=["#d62728", "#1f77b4"])),
-        tooltip=[f"{label}:N", alt.Tooltip(f"{quality}:Q", format=".4g"), alt.Tooltip(f"{cost}:Q", format=".4g"), "runs:Q"],
-    )
-    front = points[points["pareto"]].sort_values(cost)
-    line = alt.Chart(front).mark_line(color="#d62728", strokeDash=[5, 3]).encode(x=f"{cost}:Q", y=f"{quality}:Q")
-    return (line + dots).properties(height=360)
+        tooltip=[alt.Tooltip("label:N", title=label), alt.Tooltip("quality:Q", format=".4g", title=quality),
+                 alt.Tooltip("cost:Q", format=".4g", title=cost), "runs:Q"],
+    )  # fmt: skip
+    line = alt.Chart(df[df["pareto"]].sort_values("cost")).mark_line(color="#d62728", strokeDash=[5, 3]).encode(x=x, y=y)
+    return (line + dots).properties(height=380)
 
 
 def heatmap(matrix: pd.DataFrame, title: str, fmt: str = ".2f") -> alt.Chart:
@@ -84,8 +96,8 @@ def heatmap(matrix: pd.DataFrame, title: str, fmt: str = ".2f") -> alt.Chart:
     order = list(matrix.index)
     base = alt.Chart(long).encode(x=alt.X("column:N", sort=order, title="opponent"), y=alt.Y("row:N", sort=order, title="system"))
     cells = base.mark_rect().encode(color=alt.Color("value:Q", title=title, scale=alt.Scale(scheme="redblue", domain=[0, 1])))
-    text = base.mark_text(fontSize=12).encode(text=alt.Text("value:Q", format=fmt))
-    return (cells + text).properties(height=max(120, 40 * len(order)))
+    text = base.mark_text(fontSize=12).encode(text=alt.Text("value:Q", format=fmt)).transform_filter("isValid(datum.value)")
+    return (cells + text).properties(height=alt.Step(44))
 
 
 def curves_chart(curves: pd.DataFrame) -> alt.Chart:
@@ -94,7 +106,7 @@ def curves_chart(curves: pd.DataFrame) -> alt.Chart:
     return (
         alt.Chart(curves)
         .mark_line()
-        .encode(x=alt.X("step:Q"), y=alt.Y("value:Q", scale=alt.Scale(zero=False)), color="run:N", tooltip=["run:N", "step:Q", "value:Q"])
+        .encode(x=alt.X("step:Q"), y=alt.Y("value:Q", scale=alt.Scale(zero=False)), color=alt.Color("run:N", scale=CATEGORICAL), tooltip=["run:N", "step:Q", "value:Q"])
         .properties(height=220, width=320)
         .facet(facet=alt.Facet("panel:N", title=None), columns=2)
         .resolve_scale(y="independent")
@@ -106,7 +118,7 @@ def frame_psnr_chart(psnr: pd.DataFrame) -> alt.Chart:
     return (
         alt.Chart(psnr)
         .mark_line(point=True)
-        .encode(x=alt.X("frame:Q"), y=alt.Y("psnr:Q", title="PSNR (dB)", scale=alt.Scale(zero=False)), color="run:N", tooltip=["run:N", "frame:Q", alt.Tooltip("psnr:Q", format=".2f")])
+        .encode(x=alt.X("frame:Q"), y=alt.Y("psnr:Q", title="PSNR (dB)", scale=alt.Scale(zero=False)), color=alt.Color("run:N", scale=CATEGORICAL), tooltip=["run:N", "frame:Q", alt.Tooltip("psnr:Q", format=".2f")])
         .properties(height=260)
     )  # fmt: skip
 
@@ -116,6 +128,6 @@ def band_bars(bands: pd.DataFrame) -> alt.Chart:
     return (
         alt.Chart(bands)
         .mark_bar()
-        .encode(x=alt.X("band:N", sort=None), xOffset="run:N", y=alt.Y("value:Q", title="PSNR (dB)"), color="run:N", tooltip=["run:N", "band:N", alt.Tooltip("value:Q", format=".2f")])
+        .encode(x=alt.X("band:N", sort=None, axis=alt.Axis(labelAngle=0)), xOffset="run:N", y=alt.Y("value:Q", title="PSNR (dB)"), color=alt.Color("run:N", scale=CATEGORICAL), tooltip=["run:N", "band:N", alt.Tooltip("value:Q", format=".2f")])
         .properties(height=260)
     )  # fmt: skip

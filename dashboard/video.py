@@ -90,10 +90,11 @@ document.getElementById('step').onclick = () => { vids.forEach(v => { v.pause();
     fps_hint = json.dumps(1.0 / 24.0)
     return f"""
 <style>
- .row {{ display: flex; gap: 10px; flex-wrap: wrap; font-family: sans-serif; }}
- .cell {{ display: flex; flex-direction: column; align-items: center; }}
- .cap {{ font-size: 13px; margin-bottom: 4px; max-width: 360px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }}
- video {{ background: #111; image-rendering: pixelated; }}
+ body {{ margin: 0; }}
+ .row {{ display: flex; gap: 8px; font-family: sans-serif; }}
+ .cell {{ flex: 1 1 0; min-width: 0; display: flex; flex-direction: column; align-items: center; }}
+ .cap {{ font-size: 13px; margin-bottom: 4px; max-width: 100%; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }}
+ video {{ background: #111; image-rendering: pixelated; max-width: 100%; }}
  .ctl {{ margin-top: 8px; display: flex; gap: 8px; align-items: center; font-family: sans-serif; }}
 </style>
 <div class="row">{''.join(cells)}</div>

@@ -39,6 +39,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+base_urls_with_survey: dict[str, bool] = {}
+
+
+def survey_db_used(base: str) -> bool:
+    return base_urls_with_survey.get(base, False)
+
+
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory):
     if not Path(CHROMIUM).exists():
@@ -70,6 +77,7 @@ def dashboard(tmp_path_factory):
                 proc.kill()
                 pytest.fail("dashboard did not answer on /_stcore/health within 60 s")
             time.sleep(0.3)
+    base_urls_with_survey[base] = survey_db is not None
     yield base
     os.killpg(proc.pid, signal.SIGTERM)  # streamlit runs in its own session: stop exactly it
     try:
@@ -91,8 +99,8 @@ def browser():
 
 def _wait_rendered(page, title: str) -> None:
     page.wait_for_selector(f"h1:has-text('{title}')", timeout=60_000)
-    # the status widget shows while the script runs; charts draw after it finishes
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    # stApp carries the script state; wait for the run to finish, then for charts to draw
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=90_000)
     page.wait_for_timeout(1500)
 
 
@@ -101,17 +109,20 @@ def test_page_renders_in_chromium(dashboard, browser, tmp_path, name):
     path, title = PAGES[name]
     page = browser.new_page(viewport={"width": 1400, "height": 2200})
     try:
-        if name == "compare":  # pick runs on the Runs page first; the selection must carry over
+        if name == "compare":  # reach it through the sidebar link, as a user would (same session)
             page.goto(f"{dashboard}/runs")
             _wait_rendered(page, "Runs")
-            page.get_by_role("link", name="Compare").first.click()
+            page.locator("[data-testid='stSidebarNav'] a", has_text="Compare").click()
         else:
             page.goto(f"{dashboard}/{path}")
         _wait_rendered(page, title)
         errors = page.locator("[data-testid='stException']")
         assert errors.count() == 0, errors.first.inner_text()
-        if name in ("runs", "effects", "cost", "compare"):
-            assert page.locator("[data-testid='stVegaLiteChart'], .vega-embed").count() >= 1
+        charts = page.locator("[data-testid='stVegaLiteChart']").count()
+        expected = {"runs": 1, "effects": 2, "cost": 1, "compare": 3, "survey": 3 if survey_db_used(dashboard) else 0, "sweeps": 0}
+        assert charts >= expected[name], (name, charts)
+        if name in ("sweeps", "runs", "cost"):
+            assert page.locator("[data-testid='stDataFrame']").count() >= 1
         if name == "compare":
             frame = page.frame_locator("iframe").first
             assert frame.locator("video").count() >= 3  # reference + two runs

@@ -78,11 +78,15 @@ def main() -> None:
             fps = rows[chosen[0]].get("fps")
             if rows[chosen[0]].get("text"):
                 st.markdown(f"Prompt: *{rows[chosen[0]]['text']}*")
-            player = synced_player_html(videos)
+            first_frames, _ = _frames(videos[0][1], _mtime(videos[0][1]))
+            aspect = first_frames.shape[2] / first_frames.shape[1]  # width / height
+            # side by side in about 880 px, never taller than 360 px
+            video_height = int(min(360, 880 / len(videos) / aspect))
+            player = synced_player_html(videos, height=video_height)
             if hasattr(st, "iframe"):  # Streamlit >= 1.52; components.html is deprecated there
-                st.iframe(player, height=330)
+                st.iframe(player, height=video_height + 80)
             else:
-                components.html(player, height=330, scrolling=True)
+                components.html(player, height=video_height + 80)
             st.caption(f"Played at the files' native frame rate ({fps} fps); the first video drives the others.")
             if reference:
                 ref_frames, _ = _frames(reference, _mtime(reference))

@@ -7,6 +7,10 @@ import streamlit as st
 
 from dashboard.common import COST_COLUMNS, COST_LABELS, current_sweep
 
+# parameters and tokens read best as 1.9B / 7.7K, FLOPs in scientific notation, seconds plain
+COST_FORMATS = {"cost.params": "compact", "cost.tokens": "compact", "cost.flops_run": "scientific",
+                "cost.flops_ref": "scientific", "cost.latency_s": "%.3f", "cost.h100_estimate_s": "%.2f"}  # fmt: skip
+
 def main() -> None:
     """Render the Cost page (a function, so early exits are `return`, not st.stop)."""
     st.title("Cost")
@@ -22,7 +26,7 @@ def main() -> None:
     per_variant = runs.groupby("variant", sort=False).agg(
         **{COST_LABELS[c]: (c, "mean") for c in present}, runs=("run_id", "size")
     ).reset_index()  # fmt: skip
-    st.dataframe(per_variant, hide_index=True, column_config={COST_LABELS[c]: st.column_config.NumberColumn(format="%.4g") for c in present})
+    st.dataframe(per_variant, hide_index=True, column_config={COST_LABELS[c]: st.column_config.NumberColumn(format=COST_FORMATS[c]) for c in present})
 
     assumptions = data.sweep.get("cost_assumptions") or {}
     left, right = st.columns([2, 1])
@@ -39,9 +43,9 @@ def main() -> None:
         target = "cost.h100_estimate_s" if "cost.h100_estimate_s" in present else present[0]
         metric = st.selectbox("Show", present, index=present.index(target), format_func=lambda c: COST_LABELS[c], key=f"cost-col:{data.name}")
         chart = alt.Chart(per_variant).mark_bar().encode(
-            x=alt.X(f"{COST_LABELS[metric]}:Q"), y=alt.Y("variant:N", sort="-x", title=None), tooltip=["variant:N", alt.Tooltip(f"{COST_LABELS[metric]}:Q", format=".4g")]
+            x=alt.X(f"{COST_LABELS[metric]}:Q", axis=alt.Axis(format="~s")), y=alt.Y("variant:N", sort="-x", title=None, axis=alt.Axis(labelLimit=420)), tooltip=["variant:N", alt.Tooltip(f"{COST_LABELS[metric]}:Q", format=".4g")]
         )  # fmt: skip
-        st.altair_chart(chart.properties(height=max(120, 24 * len(per_variant))), width="stretch")
+        st.altair_chart(chart.properties(height=alt.Step(26)), width="stretch")
 
 
 main()

@@ -49,12 +49,14 @@ def main() -> None:
             direction = "higher" if data.higher_is_better(metric) else "lower"
             st.markdown(f"**{metric}** ({direction} is better)")
             st.altair_chart(effect_bars(report.main, metric), width="stretch")
+            st.markdown("\n".join(f"- **{r.axis}** ({axis_label(r.level_a)} vs {axis_label(r.level_b)}): {r.verdict}" for r in rows.itertuples()))
             table = rows[["axis", "level_a", "level_b", "estimate", "ci_low", "ci_high", "n_units", "n_units_missing", "verdict"]].copy()
             table[["level_a", "level_b"]] = table[["level_a", "level_b"]].map(axis_label)
             st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4g") for c in ("estimate", "ci_low", "ci_high")})
             inter = report.interactions[report.interactions["metric"] == metric]
             if len(inter):
-                st.markdown("2x2 interactions: (a1b1 - a0b1) - (a1b0 - a0b0)")
+                st.markdown("**2x2 interactions**: (a1b1 - a0b1) - (a1b0 - a0b0), averaged over the other axes")
+                st.markdown("\n".join(f"- **{r.axis_a} x {r.axis_b}**: {r.verdict}" for r in inter.itertuples()))
                 cols = ["axis_a", "a0", "a1", "axis_b", "b0", "b1", "estimate", "ci_low", "ci_high", "n_units", "verdict"]
                 shown = inter[cols].copy()
                 shown[["a0", "a1", "b0", "b1"]] = shown[["a0", "a1", "b0", "b1"]].map(axis_label)
@@ -85,7 +87,8 @@ def main() -> None:
     st.altair_chart(quality_cost_scatter(points, quality, cost, "variant", log_cost), width="stretch")
     front = points[points["pareto"]].sort_values(cost)
     st.caption(f"{int(points['pareto'].sum())} of {len(points)} variants are on the Pareto front (no other variant is both cheaper and better).")
-    st.dataframe(pd.DataFrame(front[["variant", quality, cost, "runs"]]), hide_index=True)
+    st.dataframe(pd.DataFrame(front[["variant", quality, cost, "runs"]]), hide_index=True,
+                 column_config={quality: st.column_config.NumberColumn(format="%.4f"), cost: st.column_config.NumberColumn(format="scientific")})
 
 
 main()

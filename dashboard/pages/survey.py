@@ -89,11 +89,11 @@ def main() -> None:
     with right:
         st.subheader("Bradley-Terry ratings")
         bt = report["bradley_terry"]
-        base = alt.Chart(bt).encode(y=alt.Y("system:N", sort=list(bt["system"]), title=None))
+        base = alt.Chart(bt).encode(y=alt.Y("system:N", sort=list(bt["system"]), title=None, axis=alt.Axis(labelLimit=240)))
         chart = base.mark_rule(strokeWidth=2).encode(x=alt.X("ci_low:Q", title="rating (log-odds, 95% CI)"), x2="ci_high:Q") + base.mark_point(
             filled=True, size=80
         ).encode(x="rating:Q", tooltip=["system:N", alt.Tooltip("rating:Q", format=".3f"), "rank:Q", "votes:Q"])  # fmt: skip
-        st.altair_chart(chart.properties(height=max(120, 40 * len(bt))), width="stretch")
+        st.altair_chart(chart.properties(height=alt.Step(36)), width="stretch")
         st.dataframe(bt, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("rating", "ci_low", "ci_high", "p_beats_average")})
 
     st.subheader("Overall win rates")
@@ -120,7 +120,10 @@ def main() -> None:
     n_flagged = int(raters["flagged"].sum()) if len(raters) else 0
     if n_flagged:
         st.warning(f"{n_flagged} rater(s) flagged for failing gold pairs; their votes are {'included' if include_flagged else 'left out'}.")
-    st.dataframe(pd.DataFrame(raters), hide_index=True)
+    raters = pd.DataFrame(raters)
+    if "first_vote_at" in raters.columns:  # epoch seconds -> readable UTC time
+        raters["first_vote_at"] = pd.to_datetime(raters["first_vote_at"], unit="s", utc=True).dt.strftime("%Y-%m-%d %H:%M UTC")
+    st.dataframe(raters, hide_index=True, column_config={"median_seconds_per_vote": st.column_config.NumberColumn(format="%.1f")})
 
 
 main()

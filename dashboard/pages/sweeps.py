@@ -21,14 +21,12 @@ def main() -> None:
     for row in table[table["error"].notna()].itertuples():
         st.warning(f"Sweep {row.sweep}: {row.error}")
     shown = table.assign(progress=(table["done"] + table["failed"]) / table["runs"].where(table["runs"] > 0))
-    shown["open"] = "/runs?sweep=" + shown["sweep"]
     st.dataframe(
-        shown[["sweep", "status", "progress", "runs", "done", "failed", "running", "pending", "started_at", "git_commit", "dirty", "recipe", "open"]],
+        shown[["sweep", "status", "progress", "runs", "done", "failed", "running", "pending", "started_at", "git_commit", "dirty", "recipe"]],
         hide_index=True,
         column_config={
             "progress": st.column_config.ProgressColumn("finished", help="done + failed over all runs", min_value=0.0, max_value=1.0, format="percent"),
             "git_commit": st.column_config.TextColumn("commit"),
-            "open": st.column_config.LinkColumn("runs", display_text="open"),
         },
     )
     chosen = chosen_sweep()
