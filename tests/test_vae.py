@@ -186,3 +186,33 @@ def test_latent_normalisation_round_trip_and_buffers() -> None:
     fresh = vae_config("ltx", "tiny").build()
     fresh.load_state_dict(state)
     assert torch.equal(fresh.latents_std, vae.latents_std)
+
+
+def test_pixel_norm_and_its_gradient_match_a_reference() -> None:
+    from models.vae.blocks import pixel_norm
+
+    x = torch.randn(2, 5, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    reference = x / torch.sqrt((x**2).mean(dim=1, keepdim=True) + 1e-8)
+    out = pixel_norm(x)
+    torch.testing.assert_close(out, reference)
+    g = torch.randn_like(out)
+    (grad,) = torch.autograd.grad(out, x, g)
+    (ref_grad,) = torch.autograd.grad(reference, x, g)
+    torch.testing.assert_close(grad, ref_grad)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_inference_path_matches_training_path(kind: str) -> None:
+    """Without grad the blocks work in place and use oneDNN convs; results must not change."""
+    torch.manual_seed(0)
+    vae = vae_config(kind, "tiny").build()
+    with torch.no_grad():
+        for name, param in vae.named_parameters():
+            if "noise_scale" in name:
+                param.fill_(0.2)
+    video = video_for(vae, batch=1)
+    t = torch.tensor([0.3])
+    with torch.no_grad():
+        fast = vae(video, sample_posterior=False, generator=torch.Generator().manual_seed(0), timestep=t)[0]
+    slow = vae(video, sample_posterior=False, generator=torch.Generator().manual_seed(0), timestep=t)[0]
+    torch.testing.assert_close(fast, slow.detach(), atol=1e-5, rtol=1e-5)

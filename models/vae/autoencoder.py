@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from models.config import ConfigError
@@ -30,9 +29,8 @@ from models.vae.blocks import (
     DepthToSpaceUpsample,
     ResnetBlock3d,
     Triple,
-    modulate,
+    norm_silu,
     patchify,
-    pixel_norm,
     unpatchify,
 )
 
@@ -138,7 +136,7 @@ class Encoder(nn.Module):
         for stage in self.stages:
             x = stage(x)
         x = self.mid(x)
-        return self.conv_out(F.silu(pixel_norm(x)))
+        return self.conv_out(norm_silu(x))
 
 
 class DecoderStage(nn.Module):
@@ -229,12 +227,11 @@ class Decoder(nn.Module):
         x = self.mid(x, sinusoid, generator)
         for stage in self.stages:
             x = stage(x, sinusoid, generator)
-        x = pixel_norm(x)
+        shift = scale = None
         if self.time_embed is not None:
             table = self.time_embed(sinusoid).unflatten(1, (2, -1)) + self.scale_shift_table[None]  # (B, 2, C)
             shift, scale = table[..., None, None, None].unbind(1)  # (B, C, 1, 1, 1) each
-            x = modulate(x, shift, scale)
-        x = self.conv_out(F.silu(x))
+        x = self.conv_out(norm_silu(x, shift, scale))
         return unpatchify(x, self.patch_size)
 
 

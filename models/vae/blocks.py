@@ -25,14 +25,28 @@ def as_triple(value: int | Triple) -> Triple:
 
 
 def pixel_norm(x: torch.Tensor, eps: float = PIXEL_NORM_EPS) -> torch.Tensor:
-    """RMS-normalise (B, C, ...) over channels, without affine weights; statistics in fp32."""
-    variance = x.float().pow(2).mean(dim=1, keepdim=True)  # (B, 1, ...)
-    return (x * torch.rsqrt(variance + eps)).to(x.dtype)
+    """RMS-normalise (B, C, ...) over channels, without affine weights; statistics in >= fp32."""
+    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    # in-place on the small (B, 1, ...) statistics only; autograd handles add_/rsqrt_ here
+    inv_rms = (xf * xf).mean(dim=1, keepdim=True).add_(eps).rsqrt_()  # (B, 1, ...)
+    return (x * inv_rms).to(x.dtype)
 
 
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """AdaLN-style `x * (1 + scale) + shift` (written in this order to match LTX's rounding)."""
-    return x * (1 + scale) + shift
+def _modulate(h: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """AdaLN-style `h * (1 + scale) + shift`; without grad it overwrites `h` (a temporary)."""
+    if torch.is_grad_enabled():
+        return h * (1 + scale) + shift
+    return h.mul_(1 + scale).add_(shift)
+
+
+def norm_silu(
+    x: torch.Tensor, shift: torch.Tensor | None = None, scale: torch.Tensor | None = None
+) -> torch.Tensor:
+    """SiLU(modulate(pixel_norm(x))), the pre-activation of every conv; works in place without grad."""
+    h = pixel_norm(x)
+    if scale is not None:
+        h = _modulate(h, shift, scale)  # type: ignore[arg-type]
+    return F.silu(h, inplace=not torch.is_grad_enabled())
 
 
 def patchify(video: torch.Tensor, patch: int) -> torch.Tensor:
@@ -99,6 +113,10 @@ class CausalConv3d(nn.Conv3d):
             if after:
                 parts.append(x[:, :, -1:].expand(-1, -1, after, -1, -1))
             x = torch.cat(parts, dim=2)  # (B, Cin, T + kt - 1, H, W)
+        if x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+            # PyTorch routes batch-1 convs with few channels to its slow im2col kernel; oneDNN is
+            # up to 10x faster there (same math, different summation order)
+            return torch.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride, self.dilation, 1)
         return F.conv3d(x, self.weight, self.bias, self.stride, self.padding)
 
 
@@ -151,20 +169,16 @@ class ResnetBlock3d(nn.Module):
         self, x: torch.Tensor, emb: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """x (B, Cin, T, H, W), emb (B, 4*Cin) when timestep-conditioned -> (B, Cout, T, H, W)."""
-        h = pixel_norm(x)
+        shift1 = scale1 = shift2 = scale2 = None
         if self.scale_shift_table is not None:
             if emb is None:
                 raise ValueError("this resnet is timestep-conditioned; pass the timestep embedding")
             table = emb.unflatten(1, (4, -1)) + self.scale_shift_table[None]  # (B, 4, C)
             shift1, scale1, shift2, scale2 = table[..., None, None, None].unbind(1)  # (B, C, 1, 1, 1) each
-            h = modulate(h, shift1, scale1)
-        h = self.conv1(F.silu(h))
+        h = self.conv1(norm_silu(x, shift1, scale1))
         if self.noise_scale1 is not None:
             h = self._add_noise(h, self.noise_scale1, generator)
-        h = pixel_norm(h)
-        if self.scale_shift_table is not None:
-            h = modulate(h, shift2, scale2)
-        h = self.conv2(F.silu(h))
+        h = self.conv2(norm_silu(h, shift2, scale2))
         if self.noise_scale2 is not None:
             h = self._add_noise(h, self.noise_scale2, generator)
         if self.shortcut is not None:

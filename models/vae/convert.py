@@ -115,3 +115,36 @@ def config_from_diffusers(config: Mapping[str, Any], size: str = "converted") ->
         decoder_timestep_conditioning=cfg.get("timestep_conditioning", False),
         decoder_noise_injection=noise,
     )
+
+
+def to_diffusers_config(cfg: LTXVAEConfig) -> dict[str, Any]:
+    """Our `LTXVAEConfig` -> the `AutoencoderKLLTXVideo(**config)` arguments of the same model.
+
+    The inverse of `config_from_diffusers` (benchmarks and parity checks build diffusers'
+    model from it); raises `ConfigError` for configs diffusers cannot express.
+    """
+    if cfg.logvar != "uniform":
+        raise ConfigError("diffusers' LTX VAE only has a uniform log-variance.")
+    for strides in (cfg.encoder_strides, cfg.decoder_strides):
+        if any(s not in ((1, 1, 1), (2, 2, 2)) for s in strides):
+            raise ConfigError("diffusers' LTX VAE (0.9.0/0.9.1) only has (1,1,1) or (2,2,2) stages.")
+    n = len(cfg.decoder_channels)
+    return dict(
+        in_channels=cfg.in_channels,
+        out_channels=cfg.in_channels,
+        latent_channels=cfg.latent_channels,
+        block_out_channels=tuple(cfg.encoder_channels),
+        decoder_block_out_channels=tuple(cfg.decoder_channels),
+        layers_per_block=tuple(cfg.encoder_layers),
+        decoder_layers_per_block=tuple(cfg.decoder_layers),
+        spatio_temporal_scaling=tuple(s == (2, 2, 2) for s in cfg.encoder_strides),
+        decoder_spatio_temporal_scaling=tuple(s == (2, 2, 2) for s in cfg.decoder_strides),
+        decoder_inject_noise=(False,) + (cfg.decoder_noise_injection,) * n,
+        upsample_residual=(cfg.decoder_upsample_residual,) * n,
+        upsample_factor=(cfg.decoder_upsample_factor,) * n,
+        timestep_conditioning=cfg.decoder_timestep_conditioning,
+        patch_size=cfg.patch_size,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=cfg.decoder_causal,
+    )
