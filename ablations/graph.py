@@ -1,0 +1,122 @@
+"""Expand a sweep into stage instances keyed by content hash.
+
+A stage's key hashes only the config fields that stage reads plus its upstream keys, so
+two variants that share a VAE share one `train_vae` instance, and a rerun with the same
+config finds the same folders (and their DONE markers) again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from models.config import ConfigError, content_hash, replace_path, to_dict
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What a stage reads: top-level RunConfig fields and the stages it consumes."""
+
+    name: str
+    fields: tuple[str, ...]  # RunConfig fields whose values enter the key
+    upstream: tuple[str, ...] = ()  # stages whose outputs it reads
+    gpu: bool = False  # asks for one GPU on GPU nodes
+    cpus: float = 1.0  # CPU slots it occupies
+
+
+@dataclass(frozen=True)
+class StageInstance:
+    stage: str
+    key: str  # content hash: folder name under _cache/<stage>/
+    config: Any  # the RunConfig of the first variant that needs it (fields outside the key may differ)
+    upstream: tuple[str, ...]  # ids ("stage/key") of the instances it depends on
+    runs: tuple[str, ...] = ()  # run ids that need this instance
+
+    @property
+    def id(self) -> str:
+        return f"{self.stage}/{self.key}"
+
+
+@dataclass(frozen=True)
+class Variant:
+    run_id: str
+    name: str  # "axis=value,..." for people
+    axes: Mapping[str, Any]  # axis -> value, as in runs.parquet columns
+    config: Any  # RunConfig
+    seed: int
+
+
+@dataclass
+class Plan:
+    variants: list[Variant]
+    instances: dict[str, StageInstance] = field(default_factory=dict)  # id -> instance (topological order)
+    run_stages: dict[str, list[str]] = field(default_factory=dict)  # run_id -> instance ids it needs
+
+
+def expand_variants(
+    base: Any,
+    axes: Mapping[str, Sequence[Any]],
+    seeds: Sequence[int],
+    explicit: Sequence[Mapping[str, Any]] | None = None,
+) -> list[Variant]:
+    """Full factorial over `axes` x `seeds` (or the explicit variant list x seeds).
+
+    Every variant is derived from `base` with `dataclasses.replace` along dotted paths;
+    a wrong field name or value raises `ConfigError` before anything runs.
+    """
+    if explicit:
+        combos = [dict(v) for v in explicit]
+    else:
+        names = list(axes)
+        combos = [dict(zip(names, values)) for values in itertools.product(*(axes[n] for n in names))]
+    variants: list[Variant] = []
+    for combo in combos:
+        cfg = base
+        for path, value in combo.items():
+            cfg = replace_path(cfg, path, value)
+        for seed in seeds:
+            seeded = dataclasses.replace(cfg, seed=seed)
+            name = ",".join(f"{k}={_short(v)}" for k, v in combo.items()) or "base"
+            run_id = f"{content_hash(seeded, 10)}"
+            variants.append(Variant(run_id=run_id, name=name, axes={**combo}, config=seeded, seed=seed))
+    ids = [v.run_id for v in variants]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("Two variants of this sweep have identical configs; remove the duplicate axis values.")
+    return variants
+
+
+def _short(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def plan_sweep(variants: Iterable[Variant], specs: Mapping[str, StageSpec], wanted: Sequence[str]) -> Plan:
+    """Stage instances for every variant: the `wanted` stages and everything upstream of them."""
+    plan = Plan(variants=list(variants))
+    for variant in plan.variants:
+        needed: list[str] = []
+        keys: dict[str, str] = {}
+
+        def visit(stage: str) -> str:
+            if stage in keys:
+                return keys[stage]
+            if stage not in specs:
+                raise ConfigError(f"Unknown stage '{stage}'; valid stages are: {', '.join(specs)}.")
+            spec = specs[stage]
+            ups = tuple(f"{u}/{visit(u)}" for u in spec.upstream)
+            payload = {"stage": stage, "fields": {f: to_dict(getattr(variant.config, f)) for f in spec.fields},
+                       "upstream": ups}
+            key = content_hash(payload, 16)
+            keys[stage] = key
+            iid = f"{stage}/{key}"
+            existing = plan.instances.get(iid)
+            runs = (existing.runs if existing else ()) + (variant.run_id,)
+            plan.instances[iid] = StageInstance(stage, key, existing.config if existing else variant.config, ups, runs)
+            needed.append(iid)
+            return key
+
+        for stage in wanted:
+            visit(stage)
+        plan.run_stages[variant.run_id] = needed
+    return plan

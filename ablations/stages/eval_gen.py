@@ -1,0 +1,74 @@
+"""The `eval_gen` stage: score a `sample` stage's folder with the generation metrics.
+
+Reads `samples/index.jsonl` (docs/results-store.md), decodes each mp4, and scores it with
+`evaluation.generation` against its prompt, its conditioning PNG (i2v) and, when the
+prompt came from a held-out synthetic scene, that scene (regenerated from its clip id,
+or taken from `references`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ablations.stages.sample import read_index, read_png
+
+_SYNTHETIC_ID = re.compile(r"^synthetic:(train|heldout):s(\d+):(\d+)x(\d+)x(\d+)$")
+
+
+def synthetic_reference(clip_id: str | None) -> np.ndarray | None:
+    """uint8 (T, H, W, 3) frames of the synthetic scene a clip id names, or None for other ids."""
+    from clips.synthetic import make_scene
+
+    match = _SYNTHETIC_ID.match(clip_id or "")
+    if match is None:
+        return None
+    split, seed, frames, height, width = match.groups()
+    return make_scene(int(seed), int(frames), int(height), int(width), split=split).frames
+
+
+def eval_gen(
+    samples_dir: Path,
+    *,
+    metric_names: list[str] | None = None,
+    references: Mapping[str, np.ndarray] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Score every sample listed in `samples_dir/index.jsonl`.
+
+    Returns long rows {clip_id, prompt_id, task, metric ("<task>.<name>"), base_metric,
+    value, metric_version} (clip_id falls back to the prompt id when a prompt has no clip)
+    and `evaluation.generation.summarize`'s flat summary (means, n, Wilson CIs, chance).
+    `references` maps clip ids to uint8 (T, H, W, 3) scenes; synthetic ids not in it
+    are regenerated.
+    """
+    from clips.io import read_video
+    from evaluation.generation import GENERATION_METRICS, GenerationSample, as_unit_float, score_sample, summarize
+
+    samples_dir = Path(samples_dir)
+    names = metric_names or GENERATION_METRICS.names()
+    for name in names:
+        GENERATION_METRICS.get(name)  # unknown names fail before any decoding
+    rows: list[dict[str, Any]] = []
+    ref_cache: dict[str, np.ndarray | None] = dict(references or {})
+    for entry in read_index(samples_dir):
+        if entry["task"] not in ("t2v", "i2v"):
+            continue
+        frames, _ = read_video(samples_dir / entry["file"])
+        video = as_unit_float(frames)  # (T, H, W, 3)
+        image = as_unit_float(read_png(samples_dir / entry["image"])) if entry.get("image") else None
+        clip_id = entry.get("clip_id")
+        if clip_id and clip_id not in ref_cache:
+            ref_cache[clip_id] = synthetic_reference(clip_id)
+        reference = ref_cache.get(clip_id) if clip_id else None
+        if reference is not None and reference.shape != video.shape:
+            reference = None  # a scene of another size cannot be compared frame for frame
+        sample = GenerationSample(video=video, task=entry["task"], text=entry["text"], image=image,
+                                  reference=None if reference is None else as_unit_float(reference))
+        for name, value in score_sample(sample, names).items():
+            rows.append({"clip_id": clip_id or entry["prompt_id"], "prompt_id": entry["prompt_id"],
+                         "task": entry["task"], "metric": f"{entry['task']}.{name}", "base_metric": name,
+                         "value": value, "metric_version": GENERATION_METRICS.get(name).version})
+    return rows, summarize(rows)

@@ -1,0 +1,217 @@
+"""The `sample` stage: text-to-video and image-to-video samples from a trained DiT + VAE.
+
+Prompts for scoring come from held-out synthetic scenes (`heldout_prompts`): their
+captions are the text, their first frames the image-to-video conditions, and their ids
+let `eval_gen` regenerate the ground-truth scene. Sampling is `models.flow.sample`
+(Euler, classifier-free guidance against the encoded null caption ""); image-to-video
+encodes the conditioning frame alone with the causal VAE (one latent frame) and holds
+it. Latents are de-normalised and decoded; a timestep-conditioned VAE decoder decodes
+at `flow.decode_timestep` after mixing in `flow.decode_noise_scale` noise (LTX-Video
+0.9.1, diffusers' LTXPipeline). Output follows docs/results-store.md "samples/index.jsonl".
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ablations.stages.common import Progress, atomic_write_bytes, pick_device
+
+INDEX = "index.jsonl"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleConfig:
+    steps: int = 20  # Euler steps of the flow sampler
+    guidance_scale: float = 3.0  # classifier-free guidance scale (1 = conditional only)
+    seed: int = 0  # seeds the sampling noise; sample i of a run always gets the same noise
+    batch_size: int = 16  # videos sampled per forward batch
+    tasks: tuple[str, ...] = ("t2v", "i2v")  # which tasks to sample (i2v only where an image is given)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prompt:
+    prompt_id: str  # stable id; two runs' samples with the same task and prompt_id are "the same item"
+    text: str  # the caption to condition on
+    clip_id: str | None = None  # the held-out clip the prompt was taken from, if any
+
+
+def heldout_prompts(data_spec: Any, count: int | None = None) -> tuple[list[Prompt], list[np.ndarray]]:
+    """Prompts and first frames (uint8 (H, W, 3)) of the spec's held-out synthetic scenes.
+
+    `count` overrides `data_spec.num_heldout_scenes`; seeds are disjoint from training.
+    """
+    import dataclasses
+
+    from clips.dataset import load_clips
+
+    if data_spec.source != "synthetic":
+        raise ValueError("held-out prompts with ground truth need synthetic scenes (data source 'synthetic').")
+    if count is not None:
+        data_spec = dataclasses.replace(data_spec, num_heldout_scenes=count)
+    clips = load_clips(data_spec, "heldout")
+    prompts = [Prompt(prompt_id=f"p{i:03d}", text=c.caption or "", clip_id=c.clip_id) for i, c in enumerate(clips)]
+    return prompts, [c.frames[0] for c in clips]
+
+
+def _conditioning_latents(vae: nn.Module, images: Sequence[np.ndarray], video_hw: tuple[int, int]) -> torch.Tensor:
+    """uint8 (H, W, 3) frames -> normalised latents of the frame encoded alone (B, Cz, 1, h, w)."""
+    from clips.io import to_model
+
+    device = next(vae.parameters()).device
+    for image in images:
+        if tuple(image.shape[:2]) != video_hw:
+            raise ValueError(f"conditioning image is {image.shape[0]}x{image.shape[1]}; the model makes "
+                             f"{video_hw[0]}x{video_hw[1]} video (resize it first).")
+    frames = torch.stack([to_model(image[None]) for image in images]).to(device)  # (B, 3, 1, H, W)
+    with torch.no_grad():
+        mean, _ = vae.encode(frames)  # (B, Cz, 1, h, w)
+    return vae.normalize_latents(mean.float())
+
+
+@torch.no_grad()
+def decode_latents(vae: nn.Module, latents: torch.Tensor, flow_cfg: Any, generator: torch.Generator) -> torch.Tensor:
+    """Normalised latents (B, Cz, t, h, w) -> video (B, 3, T, H, W) in [-1, 1]."""
+    from models.flow import prepare_decode
+
+    z = vae.denormalize_latents(latents.float())
+    if getattr(vae.cfg, "decoder_timestep_conditioning", False):
+        z, timestep = prepare_decode(z, flow_cfg, generator)
+        return vae.decode(z, timestep=timestep, generator=generator).clamp(-1, 1)
+    return vae.decode(z, generator=generator).clamp(-1, 1)
+
+
+@torch.no_grad()
+def generate(
+    vae: nn.Module,
+    dit: Any,
+    texts: Sequence[str],
+    cfg: SampleConfig,
+    *,
+    images: Sequence[np.ndarray] | None = None,
+    seed_offset: int = 0,
+) -> np.ndarray:
+    """Sample len(texts) videos -> uint8 (B, T, H, W, 3). `dit` is a `train_dit.TrainedDiT`.
+
+    With `images` (uint8 (H, W, 3), one per text) the first latent frame is held at the
+    image's latents (image-to-video). Noise comes from a generator seeded with
+    cfg.seed + seed_offset, so a prompt's sample does not depend on its batch-mates only
+    when batches are the same; runs compared item by item use the same batching.
+    """
+    from clips.io import from_model
+    from models.flow import sample
+
+    device = next(dit.model.parameters()).device
+    encoder = dit.text.build()
+    text, mask = encoder.encode(list(texts))
+    null = encoder.null()
+    generator = torch.Generator().manual_seed(cfg.seed + seed_offset)
+    cz, t, h, w = dit.latent_shape
+    cond = _conditioning_latents(vae, images, dit.video_shape[1:]) if images is not None else None
+    latents = sample(dit.model, (len(texts), cz, t, h, w), text.to(device), mask.to(device),
+                     (null[0].to(device), null[1].to(device)), dit.fps, cfg.steps, cfg.guidance_scale,
+                     cond_latents=cond, generator=generator, cfg=dit.flow)
+    video = decode_latents(vae, latents, dit.flow, generator)  # (B, 3, T, H, W)
+    return np.stack([from_model(v.cpu()) for v in video])
+
+
+def write_png(path: Path, image: np.ndarray) -> Path:
+    """uint8 (H, W, 3) -> PNG, atomically."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def read_png(path: Path) -> np.ndarray:
+    """Image file -> uint8 (H, W, 3) RGB."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def sample_videos(
+    vae_dir: Path | None,
+    dit_dir: Path,
+    prompts: Sequence[Prompt | str],
+    out_dir: Path,
+    *,
+    images: Sequence[np.ndarray | None] | None = None,
+    cfg: SampleConfig = SampleConfig(),
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Write t2v samples for every prompt and i2v samples for those with an image; return the index rows.
+
+    vae_dir None = the VAE recorded in `dit.pt`. `images` aligns with `prompts` (None
+    entries: no i2v for that prompt). Writes `<task>-<prompt_id>.mp4` (H.264 at the
+    training fps), `i2v-<prompt_id>.png` and `index.jsonl` (last, atomically: a reader
+    never sees an index pointing at missing files).
+    """
+    from ablations.stages.train_dit import load_dit
+    from ablations.stages.train_vae import load_vae
+    from clips.io import write_video
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device()
+    dit = load_dit(dit_dir, device)
+    vae = load_vae(vae_dir or dit.vae_dir, device)
+    prompts = [p if isinstance(p, Prompt) else Prompt(prompt_id=f"p{i:03d}", text=p) for i, p in enumerate(prompts)]
+    if images is not None and len(images) != len(prompts):
+        raise ValueError(f"{len(images)} images for {len(prompts)} prompts; pass one (or None) per prompt.")
+    jobs: list[tuple[str, list[int]]] = []
+    if "t2v" in cfg.tasks:
+        jobs.append(("t2v", list(range(len(prompts)))))
+    if "i2v" in cfg.tasks and images is not None:
+        jobs.append(("i2v", [i for i, image in enumerate(images) if image is not None]))
+    total = sum(len(idx) for _, idx in jobs)
+    bar = Progress(total, "sample", enabled=progress)
+    rows: list[dict[str, Any]] = []
+    started, done = time.perf_counter(), 0
+    try:
+        for task, indices in jobs:
+            for start in range(0, len(indices), cfg.batch_size):
+                chunk = indices[start : start + cfg.batch_size]
+                chunk_images = [images[i] for i in chunk] if task == "i2v" else None
+                offset = start + (1_000_003 if task == "i2v" else 0)  # i2v noise independent of t2v's
+                videos = generate(vae, dit, [prompts[i].text for i in chunk], cfg, images=chunk_images, seed_offset=offset)
+                for j, i in enumerate(chunk):
+                    p = prompts[i]
+                    name = f"{task}-{p.prompt_id}.mp4"
+                    write_video(out_dir / name, videos[j], dit.fps)
+                    image_name = None
+                    if task == "i2v":
+                        image_name = f"i2v-{p.prompt_id}.png"
+                        write_png(out_dir / image_name, images[i])
+                    rows.append({"file": name, "task": task, "prompt_id": p.prompt_id, "text": p.text,
+                                 "image": image_name, "clip_id": p.clip_id, "fps": dit.fps})
+                    done += 1
+                    bar.update(done, {})
+    finally:
+        bar.close()
+    lines = "".join(json.dumps(r) + "\n" for r in rows)
+    atomic_write_bytes(out_dir / INDEX, lines.encode())
+    (out_dir / "sample_summary.json").write_text(json.dumps(
+        {"samples": len(rows), "wall_time_s": time.perf_counter() - started, "steps": cfg.steps,
+         "guidance_scale": cfg.guidance_scale, "seed": cfg.seed}, indent=2))
+    return rows
+
+
+def read_index(samples_dir: Path) -> list[dict[str, Any]]:
+    """The rows of `samples_dir/index.jsonl`."""
+    path = Path(samples_dir) / INDEX
+    if not path.exists():
+        raise FileNotFoundError(f"No {INDEX} in {samples_dir}; run the sample stage first.")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

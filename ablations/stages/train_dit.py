@@ -1,0 +1,257 @@
+"""The `train_dit` stage: rectified-flow training of the denoising transformer on encoded latents.
+
+Text-to-video and image-to-video are trained jointly, as LTX-Video does (arXiv 2501.00103
+§3.3): `models.flow.flow_matching_loss` keeps the first latent frame clean with
+probability `flow.i2v_probability` and replaces captions by the null caption with
+probability `flow.caption_dropout` (for classifier-free guidance). Weights are averaged
+with an EMA whose decay warms up as (1 + step) / (10 + step) (the usual DiT/diffusers
+practice, so a short run's EMA is not dominated by the initialisation); `dit.pt` holds
+the EMA weights.
+
+Same structure as `train_vae`: checkpoint every N steps to `checkpoint.pt` (model, EMA,
+optimizer, RNG states, curve) and resume from it; `stop_after` interrupts like a crash.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ablations.stages.common import (
+    Progress,
+    atomic_torch_save,
+    atomic_write_json,
+    autocast,
+    batches,
+    check_finite,
+    pick_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from ablations.stages.encode_latents import load_latents
+from models.config import to_dict
+
+CHECKPOINT = "checkpoint.pt"  # latest checkpoint, replaced atomically every N steps
+FINAL = "dit.pt"  # config + EMA weights + provenance (VAE dir, latent shape) once done
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiTTrainConfig:
+    steps: int = 2000  # optimizer steps
+    batch_size: int = 32  # latent clips per step
+    lr: float = 1e-3  # AdamW peak learning rate (after a linear warm-up)
+    warmup_steps: int = 50  # linear warm-up length
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    betas: tuple[float, float] = (0.9, 0.99)  # AdamW betas
+    grad_clip: float = 1.0  # max global grad norm
+    ema_decay: float = 0.999  # EMA decay of the weights saved in dit.pt (warmed up, see module docstring)
+    checkpoint_every: int = 200  # steps between checkpoints (resume point)
+    seed: int = 0  # seeds init, data order, timesteps, noise, i2v and caption dropout draws
+
+
+@dataclass
+class DiTState:
+    """Everything a training step needs; the stage builds it once, tests may build it directly."""
+
+    model: nn.Module
+    ema: nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    step: int = 0
+    curve: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build_state(dit_cfg: Any, train: DiTTrainConfig, device: torch.device) -> DiTState:
+    generator = seed_everything(train.seed)
+    model = dit_cfg.build().to(device)
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
+    return DiTState(model, ema, optimizer, generator)
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """ema <- d ema + (1 - d) model with d = min(decay, (1 + step) / (10 + step))."""
+    d = min(decay, (1 + step) / (10 + step))
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1.0 - d)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+def dit_training_step(
+    state: DiTState,
+    latents: torch.Tensor,
+    text: torch.Tensor,
+    mask: torch.Tensor,
+    null_text: tuple[torch.Tensor, torch.Tensor],
+    fps: float,
+    flow_cfg: Any,
+    train: DiTTrainConfig,
+) -> dict[str, float]:
+    """One optimizer + EMA step on latents (B, Cz, t, h, w), text (B, L, D), mask (B, L)."""
+    from models.flow import flow_matching_loss
+
+    state.model.train()
+    loss, info = flow_matching_loss(
+        state.model, latents, text, mask, fps, flow_cfg, state.generator, null_text=null_text
+    )
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), train.grad_clip)
+    state.optimizer.step()
+    update_ema(state.ema, state.model, train.ema_decay, state.step)
+    state.step += 1
+    return {"loss": float(loss.detach()), "grad_norm": float(grad_norm),
+            "i2v_fraction": float(info["i2v"].float().mean()), "mean_t": float(info["t"].float().mean())}
+
+
+def _lr_at(step: int, train: DiTTrainConfig) -> float:
+    return train.lr * min(1.0, (step + 1) / max(1, train.warmup_steps))
+
+
+def _save_checkpoint(state: DiTState, path: Path) -> None:
+    atomic_torch_save(
+        {"step": state.step, "model": state.model.state_dict(), "ema": state.ema.state_dict(),
+         "optimizer": state.optimizer.state_dict(), "rng": rng_state(state.generator), "curve": state.curve},
+        path,
+    )
+
+
+def _load_checkpoint(state: DiTState, path: Path) -> None:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    state.model.load_state_dict(ckpt["model"])
+    state.ema.load_state_dict(ckpt["ema"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    set_rng_state(ckpt["rng"], state.generator)
+    state.step, state.curve = ckpt["step"], ckpt["curve"]
+
+
+def _text_for(data: dict[str, Any], text_cfg: Any) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """Caption embeddings (N, L, D), masks (N, L) and the null caption: cached when the
+    latents were encoded with `text_cfg`, else encoded now (in-memory cached)."""
+    if data["text"]["config"] == to_dict(text_cfg):
+        null = data["null_text"]
+        return data["text"]["embeddings"], data["text"]["mask"], (null["embeddings"], null["mask"])
+    encoder = text_cfg.build()
+    emb, mask = encoder.encode(data["captions"])
+    return emb.cpu(), mask.cpu(), tuple(t.cpu() for t in encoder.null())
+
+
+def train_dit(
+    dit_cfg: Any,
+    flow_cfg: Any,
+    text_cfg: Any,
+    train: DiTTrainConfig,
+    latents_dir: Path,
+    out_dir: Path,
+    *,
+    progress: bool = True,
+    on_step: Callable[[int, int, dict[str, float]], None] | None = None,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Train `dit_cfg` on `encode_latents`' output in `latents_dir`; resume from `out_dir/checkpoint.pt`.
+
+    Writes `out_dir/dit.pt` ({kind, config, flow, text, train, state_dict (EMA), vae_dir,
+    latents_dir, latent_shape, video_shape, fps}) and `out_dir/curve.json`; returns a summary.
+    `stop_after` ends the run after that many steps, as an interruption would.
+    """
+    out_dir = Path(out_dir)
+    device = pick_device()
+    data = load_latents(latents_dir)
+    latents = data["latents"]  # (N, Cz, t, h, w)
+    if latents.shape[1] != dit_cfg.in_channels:
+        raise ValueError(f"latents have {latents.shape[1]} channels but the DiT expects {dit_cfg.in_channels}; "
+                         "pair the DiT preset with the VAE kind that encoded them.")
+    text, mask, null_text = _text_for(data, text_cfg)
+    null_text = (null_text[0].to(device), null_text[1].to(device))
+    fps = data["fps"]
+    state = build_state(dit_cfg, train, device)
+    ckpt_path = out_dir / CHECKPOINT
+    if ckpt_path.exists():
+        _load_checkpoint(state, ckpt_path)
+    resumed_from = state.step
+    batch_iter = batches(len(latents), min(train.batch_size, len(latents)), state.generator)
+    for _ in range(state.step):  # replay the data order to where the checkpoint left off
+        next(batch_iter)
+    bar = Progress(train.steps, f"train_dit {dit_cfg.text_conditioning}", start=state.step, enabled=progress,
+                   callback=on_step)
+    started = time.perf_counter()
+    try:
+        while state.step < train.steps:
+            if stop_after is not None and state.step >= stop_after:
+                break
+            for group in state.optimizer.param_groups:
+                group["lr"] = _lr_at(state.step, train)
+            idx = next(batch_iter)
+            # RoPE takes one fps per forward; a batch uses its first clip's (synthetic scenes share one)
+            with autocast(device):
+                losses = dit_training_step(state, latents[idx].to(device), text[idx].to(device), mask[idx].to(device),
+                                           null_text, float(fps[idx[0]]), flow_cfg, train)
+            check_finite(losses, state.step)
+            state.curve.append({"stage": "train_dit", "step": state.step, **losses})
+            bar.update(state.step, losses)
+            if state.step % train.checkpoint_every == 0 or state.step == train.steps:
+                _save_checkpoint(state, ckpt_path)
+    finally:
+        bar.close()
+    wall = time.perf_counter() - started
+    summary = {"steps": state.step, "resumed_from": resumed_from, "wall_time_s": wall,
+               "finished": state.step >= train.steps}
+    if not summary["finished"]:
+        _save_checkpoint(state, ckpt_path)
+        return summary
+    atomic_torch_save(
+        {"kind": dit_cfg.kind, "config": to_dict(dit_cfg), "flow": to_dict(flow_cfg), "text": to_dict(text_cfg),
+         "train": to_dict(train), "state_dict": {k: v.cpu() for k, v in state.ema.state_dict().items()},
+         "vae_dir": data["vae_dir"], "latents_dir": str(Path(latents_dir).resolve()),
+         "latent_shape": tuple(latents.shape[1:]), "video_shape": tuple(data["video_shape"]),
+         "fps": float(fps[0]), "steps": state.step},
+        out_dir / FINAL,
+    )
+    atomic_write_json(out_dir / "curve.json", state.curve)
+    tail = [row["loss"] for row in state.curve[-50:]]
+    summary["final_loss"] = sum(tail) / len(tail) if tail else None  # mean of the last 50 (the loss is noisy in t)
+    return summary
+
+
+@dataclass
+class TrainedDiT:
+    """A trained DiT (EMA weights) with the configs and provenance `dit.pt` recorded."""
+
+    model: nn.Module
+    flow: Any  # models.flow.FlowConfig
+    text: Any  # models.text.TextEncoderConfig
+    vae_dir: Path
+    latent_shape: tuple[int, int, int, int]  # (Cz, t, h, w) it was trained on
+    video_shape: tuple[int, int, int]  # (T, H, W) pixels
+    fps: float
+
+
+def load_dit(path: Path, device: torch.device | None = None) -> TrainedDiT:
+    """Rebuild a trained DiT from `dit.pt` or its folder."""
+    from models.config import from_dict
+    from models.dit import DITS
+    from models.flow import FlowConfig
+    from models.text import TextEncoderConfig
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / FINAL
+    if not path.exists():
+        raise FileNotFoundError(f"No trained DiT at {path}; run `ltxlab train-dit --out {path.parent}` first.")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = from_dict(DITS.get(blob["kind"]), blob["config"])
+    model = cfg.build()
+    model.load_state_dict(blob["state_dict"])
+    model = model.to(device or pick_device()).eval()
+    return TrainedDiT(model=model, flow=from_dict(FlowConfig, blob["flow"]), text=from_dict(TextEncoderConfig, blob["text"]),
+                      vae_dir=Path(blob["vae_dir"]), latent_shape=tuple(blob["latent_shape"]),
+                      video_shape=tuple(blob["video_shape"]), fps=float(blob["fps"]))
