@@ -95,7 +95,8 @@ def paired_bootstrap(
     with np.errstate(invalid="ignore", divide="ignore"):
         estimate = filled.sum(axis=0) / n_units
         w = bootstrap_weights(d.shape[0], n_boot, seed) if weights is None else weights
-        replicates = (w @ filled) / (w @ present)  # (B, E): weighted mean over the resampled units
+        # float operands keep both products on BLAS (a bool operand takes numpy's slow generic loop)
+        replicates = (w @ filled) / (w @ present.astype(np.float64))  # (B, E): weighted mean over resampled units
     alpha = (1.0 - confidence) / 2.0
     if replicates.size and np.isfinite(replicates).any():
         low, high = np.nanquantile(replicates, [alpha, 1.0 - alpha], axis=0)
@@ -143,8 +144,10 @@ def _design(
     metrics: pd.DataFrame, runs: pd.DataFrame, axes: list[str], axis_levels: dict[str, list], metric_names: list[str]
 ) -> tuple[_Design, int]:
     variant_cols = list(axes)
-    keys = runs[variant_cols].map(_level_key) if variant_cols else pd.DataFrame(index=runs.index)
-    variant_of_run = keys.agg("|".join, axis=1) if variant_cols else pd.Series("all", index=runs.index)
+    variant_of_run = pd.Series("all", index=runs.index)
+    for k, col in enumerate(variant_cols):
+        level = runs[col].map(_level_key).astype(str)
+        variant_of_run = level if k == 0 else variant_of_run + "|" + level
     variants = list(dict.fromkeys(variant_of_run.tolist()))
     v_index = pd.Series(np.arange(len(variants)), index=variants)
     run_variant = pd.Series(v_index[variant_of_run].to_numpy(), index=runs["run_id"].to_numpy())
@@ -305,9 +308,12 @@ def _main_rows(design: _Design, axis: str, weights: np.ndarray, hib: dict[str, b
     pairs = list(itertools.combinations(range(len(levels)), 2))
     # effect = later level minus earlier one, so a 2-level axis reads "switching to level 1"
     diffs = np.stack([means[:, :, j] - means[:, :, i] for i, j in pairs], axis=-1)  # (M, U, P)
+    n_metrics, n_units, n_pairs = diffs.shape
+    flat = diffs.transpose(1, 0, 2).reshape(n_units, n_metrics * n_pairs)  # (U, M*P): one bootstrap for all
+    est_all, low_all, high_all, n_all = (a.reshape(n_metrics, n_pairs) for a in paired_bootstrap(flat, weights=weights, n_boot=len(weights), confidence=confidence))
     rows = []
     for k, metric in enumerate(design.metric_names):
-        est, low, high, n = paired_bootstrap(diffs[k], weights=weights, n_boot=len(weights), confidence=confidence)
+        est, low, high, n = est_all[k], low_all[k], high_all[k], n_all[k]
         h = hib.get(metric, True)
         for p, (i, j) in enumerate(pairs):
             inc, better, verdict = effect_verdict(axis, levels[j], levels[i], metric, est[p], low[p], high[p], h, confidence)
