@@ -13,7 +13,9 @@ from models.vae import VAES, describe_vae, vae_config
 KINDS = VAES.names()
 
 
-def video_for(vae: torch.nn.Module, latent_frames: int = 3, latent_hw: int = 2, batch: int = 1, seed: int = 0) -> torch.Tensor:
+def video_for(
+    vae: torch.nn.Module, latent_frames: int = 3, latent_hw: int = 2, batch: int = 1, seed: int = 0
+) -> torch.Tensor:
     """A random video in [-1, 1] whose shape fits `vae`: (B, 3, 1 + tc*(n-1), s*hw, s*hw)."""
     g = torch.Generator().manual_seed(seed)
     t = 1 + vae.temporal_compression * (latent_frames - 1)
@@ -112,7 +114,12 @@ def test_encoder_is_causal(kind: str) -> None:
 
 
 def switch_cases() -> list[tuple[str, str, object]]:
-    return [(kind, field, value) for kind, cls in VAES.items() for field, values in switch_values(cls).items() for value in values]
+    return [
+        (kind, field, value)
+        for kind, cls in VAES.items()
+        for field, values in switch_values(cls).items()
+        for value in values
+    ]
 
 
 @pytest.mark.parametrize("kind,field,value", switch_cases())

@@ -125,7 +125,8 @@ def test_full_config_matches_diffusers_091_layout() -> None:
 
 
 def test_convert_key_examples() -> None:
-    assert convert_key("encoder.down_blocks.0.conv_out.conv_shortcut.conv.weight") == "encoder.stages.0.widen.shortcut.weight"
+    key = "encoder.down_blocks.0.conv_out.conv_shortcut.conv.weight"
+    assert convert_key(key) == "encoder.stages.0.widen.shortcut.weight"
     assert convert_key("decoder.up_blocks.2.resnets.1.per_channel_scale2") == "decoder.stages.2.resnets.1.noise_scale2"
     assert convert_key("decoder.time_embedder.timestep_embedder.linear_1.bias") == "decoder.time_embed.linear_1.bias"
 
@@ -144,3 +145,11 @@ def test_gradients_match_diffusers() -> None:
         mine = ours_params[convert_key(name)]
         assert mine.grad is not None, name
         torch.testing.assert_close(mine.grad.reshape(param.grad.shape), param.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("size", ["tiny", "small", "full"])
+def test_diffusers_config_round_trip(size: str) -> None:
+    from models.vae.convert import to_diffusers_config
+
+    cfg = vae_config("ltx", size)
+    assert config_from_diffusers(to_diffusers_config(cfg), size=size) == cfg

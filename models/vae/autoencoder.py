@@ -49,14 +49,16 @@ class CausalVAEConfig:
     patch_size: int = 4  # spatial patchify at the VAE input (LTX: 4x4 -> 48 channels)
     encoder_channels: tuple[int, ...] = (128, 256, 512, 512)  # width of each encoder stage's resnets
     encoder_layers: tuple[int, ...] = (4, 3, 3, 3, 4)  # resnets per encoder stage, then the mid-block
-    encoder_strides: tuple[tuple[int, int, int], ...] = ((2, 2, 2), (2, 2, 2), (2, 2, 2), (1, 1, 1))  # (t, h, w) per stage
+    # (t, h, w) stride of each encoder stage's downsampling conv; (1, 1, 1) = none
+    encoder_strides: tuple[tuple[int, int, int], ...] = ((2, 2, 2), (2, 2, 2), (2, 2, 2), (1, 1, 1))
     decoder_channels: tuple[int, ...] = (256, 512, 1024)  # decoder stage widths before upsampling, pixel side first
     decoder_layers: tuple[int, ...] = (5, 6, 7, 8)  # resnets per decoder stage (pixel side first), then the mid-block
     decoder_strides: tuple[tuple[int, int, int], ...] = ((2, 2, 2), (2, 2, 2), (2, 2, 2))  # (t, h, w), pixel side first
     decoder_upsample_factor: int = 2  # channel divisor of each depth-to-space upsample (0.9.1: 2, 0.9.0: 1)
     decoder_upsample_residual: bool = True  # skip path around each upsample (0.9.1: on)
     decoder_causal: bool = False  # decoder pads time from the past only (LTX: off; the encoder is always causal)
-    logvar: Literal["uniform", "per_channel"] = "uniform"  # one predicted log-variance for all channels (LTX) or one each
+    # "uniform": one predicted log-variance broadcast to all channels (LTX); "per_channel": one each
+    logvar: Literal["uniform", "per_channel"] = "uniform"
     decoder_timestep_conditioning: bool = True  # denoising decoder: AdaLN scale/shift from a timestep embedding
     decoder_noise_injection: bool = True  # learned per-channel noise on the mid-block and all but the last stage
 
@@ -155,13 +157,10 @@ class DecoderStage(nn.Module):
         width = channels // cfg.decoder_upsample_factor if upsamples else channels
         # diffusers' LTX decoder feeds the widening resnet the raw timestep, so it is never conditioned
         self.widen = ResnetBlock3d(in_channels, channels, causal=causal) if in_channels != channels else None
-        self.upsample = (
-            DepthToSpaceUpsample(
-                channels, stride, residual=cfg.decoder_upsample_residual, factor=cfg.decoder_upsample_factor, causal=causal
-            )
-            if upsamples
-            else None
-        )
+        self.upsample = None
+        if upsamples:
+            residual, factor = cfg.decoder_upsample_residual, cfg.decoder_upsample_factor
+            self.upsample = DepthToSpaceUpsample(channels, stride, residual=residual, factor=factor, causal=causal)
         conditioned = cfg.decoder_timestep_conditioning
         self.time_embed = TimestepMLP(TIMESTEP_SINUSOID_DIM, 4 * width) if conditioned else None
         self.resnets = nn.ModuleList(
@@ -222,7 +221,8 @@ class Decoder(nn.Module):
         if self.timestep_scale is not None:
             if timestep is None:
                 timestep = torch.zeros(z.shape[0], device=z.device)  # clean latents
-            scaled = timestep.to(z.device).float().reshape(-1).expand(z.shape[0]) * self.timestep_scale  # (B,)
+            timestep = torch.as_tensor(timestep, device=z.device).float().reshape(-1).expand(z.shape[0])  # (B,)
+            scaled = timestep * self.timestep_scale  # (B,)
             sinusoid = timestep_embedding(scaled, TIMESTEP_SINUSOID_DIM).to(x.dtype)  # (B, 256)
         x = self.mid(x, sinusoid, generator)
         for stage in self.stages:

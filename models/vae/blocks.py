@@ -82,6 +82,10 @@ def depth_to_space(x: torch.Tensor, stride: Triple) -> torch.Tensor:
     return x.reshape(b, c // (st * sh * sw), t * st, h * sh, w * sw)
 
 
+def _onednn_enabled() -> bool:
+    return torch.backends.mkldnn.is_available() and bool(torch.backends.mkldnn.enabled)
+
+
 class CausalConv3d(nn.Conv3d):
     """Conv3d with zero padding in space and first/last-frame replication in time.
 
@@ -113,7 +117,7 @@ class CausalConv3d(nn.Conv3d):
             if after:
                 parts.append(x[:, :, -1:].expand(-1, -1, after, -1, -1))
             x = torch.cat(parts, dim=2)  # (B, Cin, T + kt - 1, H, W)
-        if x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        if x.device.type == "cpu" and x.dtype == torch.float32 and _onednn_enabled():
             # PyTorch routes batch-1 convs with few channels to its slow im2col kernel; oneDNN is
             # up to 10x faster there (same math, different summation order)
             return torch.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride, self.dilation, 1)
