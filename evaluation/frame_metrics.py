@@ -1,0 +1,223 @@
+"""Full-reference video quality measures as pure, frame-vectorised torch functions.
+
+Every function takes a reference and a test video as float tensors `(T, H, W, C)` in
+[0, 1] and returns per-frame values `(T,)` (or per band / per transition). Frames are
+processed as a batch: SSIM's box filter is one separable `avg_pool2d` pass over a block
+of frames, not a Python loop per frame. Blocks hold about `chunk_values` values per map:
+on a CPU each elementwise op is memory-bound, and a whole-video temporary (36 MB for 120
+CIF frames) costs more in fresh pages and cache misses than the arithmetic, so blocks
+that stay in cache run several times faster; on a GPU the blocks are simply large.
+`evaluation/metrics.py` wraps these functions with their specs and versions.
+
+References they are tested against: `skimage.metrics.peak_signal_noise_ratio` and
+`structural_similarity` (PSNR, SSIM), torchmetrics (MS-SSIM), pywt (DWT bands).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# PSNR of identical frames is +inf; we floor the MSE so a perfect frame reads 100 dB and
+# averages stay finite (100 dB is far above any lossy codec or VAE, so nothing real is clipped).
+MSE_FLOOR = 1e-10
+MAX_PSNR_DB = -10.0 * math.log10(MSE_FLOOR)  # 100 dB
+
+# skimage.metrics.structural_similarity defaults (Wang et al. 2004 constants, 7x7 uniform window)
+SSIM_WINDOW = 7
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+
+# MS-SSIM (Wang, Simoncelli, Bovik 2003): 5 scales, 11-px Gaussian window, sigma 1.5
+MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+MS_SSIM_KERNEL = 11
+
+# BT.601 luma weights (full range): Y = 0.299 R + 0.587 G + 0.114 B
+BT601_LUMA = (0.299, 0.587, 0.114)
+
+# Peak of the DWT band PSNR. For [0, 1] input every orthonormal 3D Haar band spans an
+# interval of width 8 / sqrt(8) = 2 sqrt(2) (LLL in [0, 2.83], each detail band in
+# [-1.41, 1.41]). Equivalently, with the averaging Haar (LLL = the 2x2x2 block mean, in
+# [0, 1]) the peak is 1. An error spread evenly over the bands gives each band the pixel
+# PSNR + 10 log10(8) = +9.03 dB: compare bands across runs, not with `psnr`.
+DWT_PEAK = 2.0 * math.sqrt(2.0)
+
+_CPU_CHUNK_VALUES = 1 << 18  # ~1 MB of float32 per map: stays in a CPU's L2/L3 cache
+_GPU_CHUNK_VALUES = 1 << 26  # bounds memory only
+
+
+def chunk_values(device: torch.device) -> int:
+    """Values per map in one block of frames on `device` (see module docstring)."""
+    return _CPU_CHUNK_VALUES if device.type == "cpu" else _GPU_CHUNK_VALUES
+
+
+def frame_blocks(frames: int, frame_values: int, device: torch.device, start: int = 0, align: int = 1) -> Iterator[slice]:
+    """Slices of consecutive frames from `start`, each about `chunk_values` values (a multiple of `align` frames)."""
+    step = max(align, chunk_values(device) // max(1, frame_values) // align * align)
+    for first in range(start, frames, step):
+        yield slice(first, min(first + step, frames))
+
+
+def mse_to_psnr(mse: Tensor, peak: float = 1.0) -> Tensor:
+    """10 log10(peak^2 / mse), with mse floored at `MSE_FLOOR * peak^2` (identical -> 100 dB)."""
+    floor = MSE_FLOOR * peak * peak
+    return 10.0 * torch.log10(peak * peak / mse.clamp_min(floor))
+
+
+def frame_mse(ref: Tensor, test: Tensor) -> Tensor:
+    """Mean squared error of each frame over pixels and channels: (T, H, W, C) x2 -> (T,) float64."""
+    out = []
+    for block in frame_blocks(ref.shape[0], ref[0].numel(), ref.device):
+        diff = (test[block] - ref[block]).flatten(1)  # (t, H*W*C)
+        # vecdot fuses square and sum (one pass); its blocked float32 sum is accurate to ~1e-6 relative
+        out.append(torch.linalg.vecdot(diff, diff).double() / diff.shape[1])
+    return torch.cat(out)
+
+
+def psnr_per_frame(ref: Tensor, test: Tensor) -> Tensor:
+    """PSNR in dB of each frame, peak 1.0: (T, H, W, C) x2 -> (T,) (skimage's value per frame)."""
+    return mse_to_psnr(frame_mse(ref, test))
+
+
+def luma(video: Tensor) -> Tensor:
+    """BT.601 full-range luma of RGB frames: (T, H, W, 3) -> (T, H, W, 1)."""
+    weights = torch.tensor(BT601_LUMA, dtype=video.dtype, device=video.device)
+    return (video @ weights).unsqueeze(-1)  # (T, H, W, 1)
+
+
+def luma_frame_mse(ref: Tensor, test: Tensor) -> Tensor:
+    """Per-frame MSE of the BT.601 luma: (T, H, W, 3) x2 -> (T,) float64 (luma is linear: luma of the error)."""
+    weights = torch.tensor(BT601_LUMA, dtype=ref.dtype, device=ref.device)
+    out = []
+    for block in frame_blocks(ref.shape[0], ref[0].numel(), ref.device):
+        diff = ((test[block] - ref[block]) @ weights).flatten(1)  # (t, H*W)
+        out.append(torch.linalg.vecdot(diff, diff).double() / diff.shape[1])
+    return torch.cat(out)
+
+
+def _box_sum_1d(x: Tensor, size: int, dim: int) -> Tensor:
+    """Sum of every `size` consecutive entries along `dim` (no padding): length n -> n - size + 1."""
+    n = x.shape[dim] - size + 1
+    out = x.narrow(dim, 0, n).clone()
+    for offset in range(1, size):  # `size` shifted adds: ~15x faster than CPU avg_pool2d here
+        out += x.narrow(dim, offset, n)
+    return out
+
+
+def box_mean(x: Tensor, size: int) -> Tensor:
+    """Mean over every size x size window fully inside the image (separable, no padding): (..., H, W) -> (..., H-size+1, W-size+1).
+
+    Equals `F.avg_pool2d(x, size, stride=1)`, but as shifted adds along rows, then columns.
+    """
+    return _box_sum_1d(_box_sum_1d(x, size, -1), size, -2) / (size * size)
+
+
+def ssim_per_frame(ref: Tensor, test: Tensor, data_range: float = 1.0) -> Tensor:
+    """Mean SSIM of each frame, averaged over channels: (T, H, W, C) x2 -> (T,) float64.
+
+    Reproduces `skimage.metrics.structural_similarity(ref, test, channel_axis=-1,
+    data_range=data_range)` with its defaults: 7x7 uniform window, K1 = 0.01, K2 = 0.03,
+    sample (N-1) covariance, and the mean taken over the pixels whose window lies fully
+    inside the image (skimage filters with reflection, then crops (7-1)/2 pixels from each
+    border before averaging, which leaves exactly the "valid" windows). A separable box
+    filter without padding (`box_mean`) computes those windows for a block of frames at
+    once. Needs H, W >= 7.
+    """
+    t, h, w, c = ref.shape
+    if min(h, w) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {h}x{w}.")
+    n_window = SSIM_WINDOW * SSIM_WINDOW
+    cov_norm = n_window / (n_window - 1)  # unbiased (sample) covariance, skimage's default
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    out = []
+    for block in frame_blocks(t, h * w * c, ref.device):
+        x = ref[block].permute(0, 3, 1, 2).reshape(-1, 1, h, w)  # (t*C, 1, H, W): each channel on its own
+        y = test[block].permute(0, 3, 1, 2).reshape(-1, 1, h, w)
+        # SSIM uses var_x + var_y and mu_x^2 + mu_y^2 only as sums, so 4 filtered maps suffice, not 5
+        moments = torch.cat([x, y, x * x + y * y, x * y], dim=1)  # (t*C, 4, H, W)
+        pooled = box_mean(moments, SSIM_WINDOW)  # (t*C, 4, H-6, W-6)
+        mu_x, mu_y, m_sq, m_xy = pooled.unbind(dim=1)
+        mu_xy = mu_x * mu_y
+        mu_sq = mu_x * mu_x + mu_y * mu_y
+        num = (2 * mu_xy + c1) * (2 * cov_norm * (m_xy - mu_xy) + c2)
+        den = (mu_sq + c1) * (cov_norm * (m_sq - mu_sq) + c2)
+        ssim_map = (num / den).reshape(-1, c * num.shape[-2] * num.shape[-1])  # (t, C*(H-6)*(W-6))
+        out.append(ssim_map.sum(dim=1, dtype=torch.float64) / ssim_map.shape[1])  # (t,)
+    return torch.cat(out)
+
+
+def ms_ssim_min_side(scales: int = len(MS_SSIM_BETAS), kernel: int = MS_SSIM_KERNEL) -> int:
+    """Smallest frame side MS-SSIM accepts: the 1/2^(scales-1) image must exceed the window.
+
+    Mirrors torchmetrics' check (side // (scales-1)^2 > kernel - 1), which for 5 scales and
+    an 11-px window is side // 16 > 10, i.e. side >= 176.
+    """
+    div = max(1, scales - 1) ** 2
+    return div * kernel
+
+
+def ms_ssim_per_frame(ref: Tensor, test: Tensor) -> Tensor:
+    """Multi-scale SSIM of each frame (torchmetrics: 5 scales, Gaussian 11/1.5, relu-normalised) -> (T,) float64."""
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as ms_ssim
+
+    out = []
+    for block in frame_blocks(ref.shape[0], 8 * ref[0].numel(), ref.device):
+        out.append(
+            ms_ssim(
+                test[block].permute(0, 3, 1, 2),  # (t, C, H, W)
+                ref[block].permute(0, 3, 1, 2),
+                data_range=1.0,
+                kernel_size=MS_SSIM_KERNEL,
+                betas=MS_SSIM_BETAS,
+                reduction="none",
+                normalize="relu",  # clamps negative contrast terms so fractional powers stay real
+            ).double()
+        )
+    return torch.cat(out)
+
+
+def dwt_band_mse(ref: Tensor, test: Tensor) -> Tensor:
+    """MSE of the test video's error in each 3D Haar sub-band: (T, H, W, C) x2 -> (8,) in BAND_NAMES order.
+
+    The transform is linear, so a band's error is the transform of the pixel error, and
+    it is local to 2x2x2 blocks, so blocks of whole frame pairs are transformed on their
+    own. Odd T repeats the first frame (`haar_dwt3d`'s default for 1 + 8k clips): frame 0
+    forms a pair with itself, then (1, 2), (3, 4), ...
+    """
+    from models.losses.dwt import haar_dwt3d
+
+    frames = ref.shape[0]
+    sums = torch.zeros(8, dtype=torch.float64, device=ref.device)
+    count = 0
+    lead = [slice(0, 1)] if frames % 2 else []  # the lone first frame of an odd clip
+    for block in lead + list(frame_blocks(frames, ref[0].numel(), ref.device, start=frames % 2, align=2)):
+        diff = (test[block] - ref[block]).permute(3, 0, 1, 2).unsqueeze(0)  # (1, C, t, H, W) as haar_dwt3d takes
+        bands = haar_dwt3d(diff.double())  # (1, C, 8, t/2, H/2, W/2)
+        sums += bands.pow(2).sum(dim=(0, 1, 3, 4, 5))  # (8,)
+        count += bands[:, :, 0].numel()
+    return sums / count
+
+
+def dwt_band_psnr(ref: Tensor, test: Tensor) -> Tensor:
+    """PSNR in dB of each 3D Haar sub-band, peak `DWT_PEAK`: (T, H, W, C) x2 -> (8,) in BAND_NAMES order."""
+    return mse_to_psnr(dwt_band_mse(ref, test), peak=DWT_PEAK)
+
+
+def flicker_per_transition(ref: Tensor, test: Tensor) -> Tensor:
+    """Temporal flicker error: mean |(test[t+1] - test[t]) - (ref[t+1] - ref[t])| per transition -> (T-1,).
+
+    Equal to the mean absolute frame-to-frame change of the error video test - ref: zero
+    when the test video moves exactly as the reference does, even if it is blurry or
+    offset, and large when it shimmers. Lower is better; the range is [0, 2].
+    """
+    out = []
+    for block in frame_blocks(ref.shape[0] - 1, ref[0].numel(), ref.device):
+        span = slice(block.start, block.stop + 1)  # one frame of overlap: t transitions need t+1 frames
+        err = test[span] - ref[span]  # (t+1, H, W, C)
+        out.append((err[1:] - err[:-1]).abs().flatten(1).sum(dim=1, dtype=torch.float64) / err[0].numel())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
