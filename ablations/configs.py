@@ -1,19 +1,160 @@
-"""Run configs: trees of component configs, serialised to JSON, rebuilt by `kind`."""
+"""Run configs: one tree of component configs per variant, serialised to JSON and rebuilt
+by each component's `kind`. Every config is built on the meta device before a sweep
+launches anything (`check_buildable`), so a bad recipe fails in a second, not an hour.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from models.config import to_json
+from models.config import ConfigError, from_dict, to_dict, to_json
 
 
 @dataclass(frozen=True, kw_only=True)
-class VAERunConfig:
-    vae: Any  # a models.vae config (ltx or conventional), chosen by its `kind`
-    loss: Any  # models.losses.base.VAELossConfig: weights of every loss term
-    train: Any  # ablations.stages.train_vae.VAETrainConfig
-    data: Any  # clips.dataset.DataSpec: where the clips come from and their shape
+class EvalConfig:
+    recon_metrics: tuple[str, ...] = ("psnr", "psnr_pooled", "ssim", "ms_ssim", "flicker")  # + dwt_psnr_* bands
+    dwt_bands: bool = True  # also score PSNR per 3D Haar sub-band (which variants keep high frequencies)
+    heldout_prompts: int = 12  # held-out synthetic scenes used as t2v prompts / i2v first frames
+    recon_samples: int = 2  # reconstructions kept as mp4 per run (for the dashboard's Compare page)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostConfig:
+    reference_shape: tuple[int, int, int] = (121, 512, 768)  # (T, H, W) at which FLOPs are also counted
+    h100_peak_tflops: float = 989.0  # dense bf16 peak of an H100 SXM (NVIDIA datasheet)
+    h100_utilisation: float = 0.4  # assumed model FLOPs utilisation for the estimate (stated, not measured)
+    latency_repeats: int = 3  # timed forward passes (median) on the run's hardware
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Everything one variant of a sweep depends on; stages hash the parts they read."""
+
+    seed: int = 0  # the run's seed: VAE and DiT init, data order, noise, sampling
+    vae_data: Any  # clips.dataset.DataSpec the VAE trains on and is scored on (bundled real clips)
+    vae: Any  # models.vae config (ltx or conventional)
+    loss: Any  # models.losses.base.VAELossConfig
+    vae_train: Any  # ablations.stages.train_vae.VAETrainConfig
+    dit_data: Any  # clips.dataset.DataSpec the DiT trains on (synthetic captioned scenes)
+    dit: Any  # models.dit.DiTConfig (paired with the VAE's channels and compression)
+    flow: Any  # models.flow.FlowConfig
+    text: Any  # models.text.TextEncoderConfig
+    dit_train: Any  # ablations.stages.train_dit.DiTTrainConfig
+    sample: Any  # ablations.stages.sample.SampleConfig
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
 
     def to_json(self) -> str:
         return to_json(self)
+
+
+def _classes() -> dict[str, Any]:
+    from ablations.stages.sample import SampleConfig
+    from ablations.stages.train_dit import DiTTrainConfig
+    from ablations.stages.train_vae import VAETrainConfig
+    from clips.dataset import DataSpec
+    from models.flow import FlowConfig
+    from models.losses.base import VAELossConfig
+    from models.text import TextEncoderConfig
+
+    return {"vae_data": DataSpec, "loss": VAELossConfig, "vae_train": VAETrainConfig, "dit_data": DataSpec,
+            "flow": FlowConfig, "text": TextEncoderConfig, "dit_train": DiTTrainConfig, "sample": SampleConfig,
+            "eval": EvalConfig, "cost": CostConfig}
+
+
+def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """JSON dict -> RunConfig, dispatching the VAE and DiT on their `kind`."""
+    from models.dit import DITS
+    from models.vae import VAES
+
+    classes = _classes()
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        if name == "vae":
+            kwargs[name] = from_dict(VAES.get(value["kind"]), value, "vae")
+        elif name == "dit":
+            kwargs[name] = from_dict(DITS.get(value.get("kind", "ltx_dit")), value, "dit")
+        elif name in classes:
+            kwargs[name] = from_dict(classes[name], value, name)
+        elif name == "seed":
+            kwargs[name] = int(value)
+        else:
+            raise ConfigError(f"A run config has no section '{name}'; valid sections are: "
+                              f"{', '.join(f.name for f in dataclasses.fields(RunConfig))}.")
+    return RunConfig(**kwargs)
+
+
+def default_run_config(vae_kind: str = "ltx", size: str = "tiny", **sections: Any) -> RunConfig:
+    """A complete tiny-scale run: bundled clips for the VAE, synthetic scenes for the DiT."""
+    from ablations.stages.sample import SampleConfig
+    from ablations.stages.train_dit import DiTTrainConfig
+    from ablations.stages.train_vae import VAETrainConfig
+    from clips.dataset import DataSpec
+    from models.dit import dit_config
+    from models.flow import flow_config
+    from models.losses.base import VAELossConfig
+    from models.text import TextEncoderConfig
+    from models.vae import vae_config
+
+    vae = vae_config(vae_kind, size)
+    base = RunConfig(
+        vae_data=DataSpec(source="bundled", frames=17, height=64, width=64, clips_per_video=8),
+        vae=vae,
+        loss=VAELossConfig(),
+        vae_train=VAETrainConfig(),
+        dit_data=DataSpec(source="synthetic", frames=17, height=64, width=64, num_scenes=256),
+        dit=dit_config(vae_kind, size, in_channels=vae.latent_channels),
+        flow=flow_config(size),
+        text=TextEncoderConfig(),
+        dit_train=DiTTrainConfig(),
+        sample=SampleConfig(),
+    )
+    return dataclasses.replace(base, **sections)
+
+
+def sync_pairing(cfg: RunConfig) -> RunConfig:
+    """Keep the DiT paired with its VAE after an axis changed the VAE kind.
+
+    The patchifier ablation swaps `vae.kind`; the DiT's input channels, VAE compression
+    factors and transformer patch must follow (ltx: 1x1x1 over 128 ch; conventional:
+    4x4x2 over 16 ch) so both sides have equal tokens.
+    """
+    from models.dit import dit_config
+    from models.vae import vae_config
+
+    vae = cfg.vae
+    size = getattr(vae, "size", "tiny")
+    paired = dit_config(vae.kind, getattr(cfg.dit, "size", size) if hasattr(cfg.dit, "size") else size)
+    fields = ("in_channels", "vae_temporal_compression", "vae_spatial_compression", "patch")
+    if all(getattr(cfg.dit, f) == getattr(paired, f) for f in fields[1:]) and cfg.dit.in_channels == vae.latent_channels:
+        return cfg
+    updates = {f: getattr(paired, f) for f in fields}
+    updates["in_channels"] = vae.latent_channels
+    return dataclasses.replace(cfg, dit=dataclasses.replace(cfg.dit, **updates))
+
+
+def check_buildable(cfg: RunConfig, stages: set[str]) -> None:
+    """Build the models of `cfg` on the meta device and check data specs: fail fast, in one sentence."""
+    import torch
+
+    from clips.dataset import check_data_spec
+
+    if stages & {"train_vae", "eval_recon", "encode_latents", "sample", "eval_gen", "cost"}:
+        check_data_spec(cfg.vae_data)
+        with torch.device("meta"):
+            cfg.vae.build()
+    if stages & {"encode_latents", "train_dit", "sample", "eval_gen"}:
+        check_data_spec(cfg.dit_data)
+        with torch.device("meta"):
+            cfg.dit.build()
+        if cfg.dit.in_channels != cfg.vae.latent_channels:
+            raise ConfigError(f"dit.in_channels is {cfg.dit.in_channels} but the VAE has {cfg.vae.latent_channels} "
+                              "latent channels; set them equal.")
+        if cfg.text.kind != "minilm" and not cfg.text.kind.startswith("hf:"):
+            raise ConfigError(f"text.kind must be 'minilm' or 'hf:<name or path>', not '{cfg.text.kind}'.")
+
+
+__all__ = ["CostConfig", "EvalConfig", "Literal", "RunConfig", "check_buildable", "default_run_config",
+           "run_config_from_dict", "sync_pairing", "to_dict"]

@@ -40,6 +40,17 @@ class StageInstance:
 
 
 @dataclass(frozen=True)
+class Level:
+    """A named axis level that sets several fields at once (e.g. GAN = none | gan | rgan)."""
+
+    label: str  # what runs.parquet and the dashboard show
+    settings: Mapping[str, Any]  # dotted config path -> value
+
+    def __repr__(self) -> str:
+        return self.label
+
+
+@dataclass(frozen=True)
 class Variant:
     run_id: str
     name: str  # "axis=value,..." for people
@@ -74,13 +85,16 @@ def expand_variants(
     variants: list[Variant] = []
     for combo in combos:
         cfg = base
-        for path, value in combo.items():
-            cfg = replace_path(cfg, path, value)
+        for axis, value in combo.items():
+            settings = value.settings if isinstance(value, Level) else {axis: value}
+            for path, setting in settings.items():
+                cfg = replace_path(cfg, path, setting)
+        labels = {axis: (value.label if isinstance(value, Level) else value) for axis, value in combo.items()}
         for seed in seeds:
             seeded = dataclasses.replace(cfg, seed=seed)
-            name = ",".join(f"{k}={_short(v)}" for k, v in combo.items()) or "base"
+            name = ",".join(f"{k}={_short(v)}" for k, v in labels.items()) or "base"
             run_id = f"{content_hash(seeded, 10)}"
-            variants.append(Variant(run_id=run_id, name=name, axes={**combo}, config=seeded, seed=seed))
+            variants.append(Variant(run_id=run_id, name=name, axes=labels, config=seeded, seed=seed))
     ids = [v.run_id for v in variants]
     if len(set(ids)) != len(ids):
         raise ConfigError("Two variants of this sweep have identical configs; remove the duplicate axis values.")

@@ -38,7 +38,7 @@ SIZES = {
                        "dit.attention": ["cross", "mmdit"], "dit.rope": ["fractional", "integer"]},
               "seeds": [0, 1, 2, 3, 4], "clips": 20, "metrics": 10, "failed": 0, "running": 0, "pending": 0, "video_clips": 1},
 }  # fmt: skip
-METRICS = {"psnr": True, "ssim": True, "lpips": False} | {f"dwt_psnr_{b}": True for b in DWT_BANDS}
+METRICS = {"psnr": True, "ssim": True, "lpips": False} | {f"dwt_psnr_{b.lower()}": True for b in DWT_BANDS}
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: Fraction = FPS) -> Path:
@@ -86,7 +86,7 @@ def make_store(root: str | Path, sweep: str = "synthetic", size: str = "small", 
     axes = spec["axes"]
     metric_names = list(METRICS)[: spec["metrics"]] if spec["metrics"] <= len(METRICS) else list(METRICS)
     if size == "bench":
-        metric_names = ["psnr", "ssim"] + [f"dwt_psnr_{b}" for b in DWT_BANDS]
+        metric_names = ["psnr", "ssim"] + [f"dwt_psnr_{b.lower()}" for b in DWT_BANDS]
     store.write_sweep_json({
         "sweep": sweep, "recipe": f"synthetic-{size}", "axes": {**axes, "seed": spec["seeds"]},
         "metrics": {m: {"higher_is_better": METRICS[m], "version": "1"} for m in metric_names},

@@ -28,7 +28,7 @@ from ablations.stages.common import (
     atomic_torch_save,
     atomic_write_json,
     autocast,
-    batches,
+    batch_indices,
     check_finite,
     pick_device,
     rng_state,
@@ -103,6 +103,7 @@ def dit_training_step(
     loss, info = flow_matching_loss(
         state.model, latents, text, mask, fps, flow_cfg, state.generator, null_text=null_text
     )
+    check_finite({"loss": float(loss.detach())}, state.step)  # before the update: weights stay finite
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), train.grad_clip)
@@ -178,9 +179,6 @@ def train_dit(
     if ckpt_path.exists():
         _load_checkpoint(state, ckpt_path)
     resumed_from = state.step
-    batch_iter = batches(len(latents), min(train.batch_size, len(latents)), state.generator)
-    for _ in range(state.step):  # replay the data order to where the checkpoint left off
-        next(batch_iter)
     bar = Progress(train.steps, f"train_dit {dit_cfg.text_conditioning}", start=state.step, enabled=progress,
                    callback=on_step)
     started = time.perf_counter()
@@ -190,12 +188,11 @@ def train_dit(
                 break
             for group in state.optimizer.param_groups:
                 group["lr"] = _lr_at(state.step, train)
-            idx = next(batch_iter)
+            idx = batch_indices(state.step, len(latents), train.batch_size, train.seed)
             # RoPE takes one fps per forward; a batch uses its first clip's (synthetic scenes share one)
             with autocast(device):
                 losses = dit_training_step(state, latents[idx].to(device), text[idx].to(device), mask[idx].to(device),
                                            null_text, float(fps[idx[0]]), flow_cfg, train)
-            check_finite(losses, state.step)
             state.curve.append({"stage": "train_dit", "step": state.step, **losses})
             bar.update(state.step, losses)
             if state.step % train.checkpoint_every == 0 or state.step == train.steps:

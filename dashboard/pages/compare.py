@@ -118,7 +118,7 @@ def main() -> None:
         st.info("No dwt_psnr_<band> metrics for these runs yet.")
     else:
         bands = metrics.groupby(["run_id", "metric"])["value"].mean().reset_index()
-        bands["band"] = bands["metric"].str.removeprefix("dwt_psnr_")
+        bands["band"] = bands["metric"].str.removeprefix("dwt_psnr_").str.upper()
         bands = bands.rename(columns={"run_id": "run"})
         bands["band"] = pd.Categorical(bands["band"], categories=[b for b in DWT_BANDS if b in set(bands["band"])], ordered=True)
         st.caption(f"{scope}; band letters are time, height, width (L = low-pass, H = high-pass)")

@@ -1,0 +1,75 @@
+"""Turn the finished stage instances of one run into results-store records."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ablations.executor import stage_dir
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Hard-link (cheap, same file system) or copy a finished artifact into the run folder."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+def collect_run(store: Any, variant: Any, needed: list[Any], cache_root: Path, sweep: Any) -> dict[str, Any]:
+    metrics: list[dict[str, Any]] = []
+    curve: list[dict[str, Any]] = []
+    values: dict[str, list[float]] = {}
+    cost: dict[str, Any] = {}
+    stages = {st.instance.stage for st in needed}
+    for st in needed:
+        if st.status != "done" or not st.result:
+            continue
+        folder = stage_dir(cache_root, st.instance.stage, st.instance.key)
+        result = st.result
+        if st.instance.stage in ("eval_recon", "eval_gen"):
+            for row in result.get("rows", []):
+                if row.get("variant", "model") != "model":
+                    continue
+                metrics.append({"run_id": variant.run_id, "seed": variant.seed, "split": "heldout",
+                                "clip_id": row.get("clip_id") or row.get("prompt_id"), "metric": row["metric"],
+                                "value": float(row["value"]), "metric_version": str(row.get("metric_version", "1"))})
+                values.setdefault(row["metric"], []).append(float(row["value"]))
+        if st.instance.stage == "eval_recon":
+            for ref in result.get("references", []):
+                reference = store.reference_path(ref["clip_id"])
+                if not reference.exists():
+                    _link(folder / ref["file"], reference)
+                sample = folder / ref["sample"]
+                if sample.exists():
+                    _link(sample, store.sample_dir(variant.run_id) / sample.name)
+                    store.add_sample(variant.run_id, {"file": sample.name, "task": "recon", "prompt_id": ref["clip_id"],
+                                                      "text": None, "image": None, "clip_id": ref["clip_id"],
+                                                      "fps": ref["fps"]})
+        if st.instance.stage == "sample":
+            samples = folder / "samples"
+            for row in result.get("index", []):
+                _link(samples / row["file"], store.sample_dir(variant.run_id) / row["file"])
+                if row.get("image"):
+                    _link(samples / row["image"], store.sample_dir(variant.run_id) / row["image"])
+                store.add_sample(variant.run_id, row)
+        if st.instance.stage in ("train_vae", "train_dit"):
+            curve.extend(result.get("curve", []))
+        if st.instance.stage == "cost":
+            cost = _cost_columns(result["cost"], dit_used=bool(stages & {"train_dit", "sample"}))
+    headline = {name: float(np.mean(values[name])) for name in sweep.headline_metrics if values.get(name)}
+    return {"metrics": metrics, "curve": curve, "headline": headline, "cost": cost}
+
+
+def _cost_columns(cost: dict[str, Any], dit_used: bool) -> dict[str, Any]:
+    """The run's cost: VAE encode+decode alone, or one DiT forward + one VAE decode when a DiT is in the run."""
+    part = "generation" if dit_used else "vae"
+    figures = cost[part]
+    return {f"cost.{k}": v for k, v in figures.items()}

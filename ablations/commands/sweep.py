@@ -1,0 +1,121 @@
+"""`ltxlab sweep RECIPE` runs an ablation sweep on Ray; `ltxlab sweep submit RECIPE --address
+http://HEAD:8265` sends the same command to a cluster as a Ray Job."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shlex
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("sweep", help="run an ablation recipe as Ray tasks (or `sweep submit` to a cluster)",
+                              description="ltxlab sweep RECIPE [options]  |  ltxlab sweep submit RECIPE --address URL")
+    p.add_argument("recipe", nargs="+", metavar="RECIPE", help="recipe name (vae-core, denoising-decoder, "
+                   "text-conditioning, rope, demo, tiny-pair), or `submit RECIPE`")
+    p.add_argument("--smoke", action="store_true", help="a few steps per stage: checks the whole sweep in minutes")
+    p.add_argument("--results", type=Path, default=Path("results"), help="results root (any shared path on clusters)")
+    p.add_argument("--name", default=None, help="sweep folder name (default: the recipe name, plus -smoke)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a base config field for every variant, e.g. --set vae_train.steps=50")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (an axis), e.g. 0,1,2")
+    p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS, else an embedded Ray); "
+                   "for `submit`, the dashboard URL http://HEAD:8265")
+    p.add_argument("--max-retries", type=int, default=2, help="retries of a failing stage before it is recorded")
+    p.add_argument("--no-report", action="store_true", help="skip the effects table at the end")
+    p.add_argument("--quiet", action="store_true", help="no live progress line")
+    p.set_defaults(func=run)
+
+
+def build_sweep(args: argparse.Namespace, recipe: str):
+    from ablations.overrides import apply_overrides
+    from ablations.recipes import RECIPES
+    from ablations.recipes.common import smoke
+
+    sweep = RECIPES.get(recipe)()
+    base = smoke(sweep.base) if args.smoke else sweep.base
+    base = apply_overrides(base, args.overrides)
+    name = args.name or (f"{sweep.name}-smoke" if args.smoke else sweep.name)
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else sweep.seeds
+    return dataclasses.replace(sweep, base=base, name=name, seeds=seeds)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ablations.cli import UserError
+
+    if args.recipe[0] == "submit":
+        if len(args.recipe) != 2:
+            raise UserError("Use `ltxlab sweep submit RECIPE --address http://HEAD:8265`.")
+        return submit(args, args.recipe[1])
+    if len(args.recipe) != 1:
+        raise UserError(f"Give one recipe name, not {' '.join(args.recipe)}.")
+    sweep = build_sweep(args, args.recipe[0])
+    from ablations.runner import run_sweep
+
+    print(f"ltxlab sweep {sweep.recipe}: results in {args.results.resolve() / sweep.name}", flush=True)
+    outcome = run_sweep(sweep, args.results, address=args.address, max_retries=args.max_retries,
+                        progress=not args.quiet)
+    print(f"\nSweep {sweep.name}: {outcome.runs_done} runs done, {outcome.runs_failed} failed; "
+          f"{outcome.executed} stages ran, {outcome.skipped} reused from earlier runs, {outcome.failed} failed; "
+          f"wall {outcome.wall_s:.1f} s on {outcome.slots} slots.")
+    if not args.no_report:
+        from ablations.report import build_report, format_report
+
+        print()
+        print(format_report(build_report(args.results, sweep.name)))
+    root = args.results
+    print(f"\nResults: {(root / sweep.name).resolve()}")
+    print(f"  run table:   ltxlab results {sweep.name} --results {root}")
+    print(f"  dashboard:   ltxlab dashboard --results {root}")
+    print(f"  survey:      ltxlab survey create {sweep.name}-study --sweep {sweep.name} --results {root} "
+          f"--db survey.db && ltxlab survey serve --db survey.db")
+    return 0 if outcome.runs_failed == 0 else 1
+
+
+def submit(args: argparse.Namespace, recipe: str) -> int:
+    """Submit `ltxlab sweep RECIPE ...` as a Ray Job; the cluster's driver runs the same code."""
+    from ablations.cli import UserError
+
+    build_sweep(args, recipe)  # validate the recipe and overrides here, before anything is sent
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise UserError("`sweep submit` needs the cluster's dashboard address: --address http://HEAD:8265.")
+    from ray.job_submission import JobSubmissionClient
+
+    entrypoint = job_entrypoint(args, recipe)
+    client = JobSubmissionClient(address)
+    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=job_runtime_env())
+    print(f"Submitted {job_id} to {address}: {entrypoint}")
+    print(f"  follow it:  ray job logs --address {address} --follow {job_id}")
+    return 0
+
+
+def job_entrypoint(args: argparse.Namespace, recipe: str) -> str:
+    parts = ["python", "-m", "ablations.cli", "sweep", recipe, "--results", str(args.results), "--quiet"]
+    if args.smoke:
+        parts.append("--smoke")
+    if args.name:
+        parts += ["--name", args.name]
+    if args.seeds:
+        parts += ["--seeds", args.seeds]
+    for override in args.overrides:
+        parts += ["--set", override]
+    parts += ["--max-retries", str(args.max_retries)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def job_runtime_env() -> dict:
+    """Ship this checkout (code only: no venv, results or caches) to the cluster."""
+    repo = Path(__file__).resolve().parents[2]
+    return {
+        "working_dir": str(repo),
+        "excludes": [".venv", "results", ".git", "**/__pycache__", "*.mp4", ".pytest_cache"],
+        "env_vars": {"PYTHONPATH": "."},
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(0)

@@ -1,0 +1,238 @@
+"""Run one stage instance inside a worker: the glue between the runner and the stages.
+
+`execute` is what a Ray task calls. It reads the instance's config, runs the stage into
+`_cache/<stage>/<key>/` with the upstream folders it needs, writes `result.json` and then
+the `DONE` marker (last: a folder with DONE is complete), and returns the result. A
+folder that already has DONE is not run again. Faults can be injected for the fault
+tests (`faults`), never in normal use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ablations.store import atomic_write_json
+
+DONE = "DONE"
+RESULT = "result.json"
+PROGRESS = "progress.json"
+
+
+class StageInterrupted(RuntimeError):
+    """Raised by the injected `stop` fault: the stage stopped early, as a killed sweep would."""
+
+
+def stage_dir(cache_root: Path, stage: str, key: str) -> Path:
+    return Path(cache_root) / stage / key
+
+
+def is_done(folder: Path) -> bool:
+    return (folder / DONE).exists() and (folder / RESULT).exists()
+
+
+def read_result(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / RESULT).read_text())
+
+
+def hardware() -> dict[str, Any]:
+    info = {"host": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def _node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # noqa: BLE001 - provenance only
+        return None
+
+
+def _fault_hook(stage: str, folder: Path, fault: dict[str, Any] | None) -> Callable[[int, int, dict[str, float]], None] | None:
+    """Injected faults for the fault tests: {"mode": "kill_once" | "raise" | "stop", "at_step": N}."""
+    if fault is None:
+        return None
+    mode, at_step = fault["mode"], int(fault.get("at_step", 1))
+    marker = folder / f".fault-{mode}"
+
+    def hook(step: int, total: int, losses: dict[str, float]) -> None:
+        if step < at_step:
+            return
+        if mode == "kill_once" and not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)  # the worker process dies mid-stage
+        if mode == "raise":
+            raise RuntimeError(f"injected failure in {stage} at step {step}")
+        if mode == "stop" and not marker.exists():
+            marker.touch()
+            raise StageInterrupted(f"{stage} stopped at step {step} (injected interruption)")
+
+    return hook
+
+
+def _progress_writer(folder: Path, stage: str, chained: Callable | None) -> Callable[[int, int, dict[str, float]], None]:
+    last = [0.0]
+
+    def on_step(step: int, total: int, losses: dict[str, float]) -> None:
+        now = time.monotonic()
+        if now - last[0] > 1.0 or step >= total:  # the live view polls this file
+            last[0] = now
+            atomic_write_json(folder / PROGRESS, {"stage": stage, "step": step, "total": total, "time": time.time()})
+        if chained is not None:
+            chained(step, total, losses)
+
+    return on_step
+
+
+def execute(stage: str, key: str, config: dict[str, Any], upstream: dict[str, str], cache_root: str,
+            threads: int = 1, fault: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run `stage` for the RunConfig dict `config`; upstream maps stage name -> its folder."""
+    import torch
+
+    from ablations.configs import run_config_from_dict
+
+    folder = stage_dir(Path(cache_root), stage, key)
+    if is_done(folder):
+        return {**read_result(folder), "skipped": True}
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, threads))
+    cfg = run_config_from_dict(config)
+    on_step = _progress_writer(folder, stage, _fault_hook(stage, folder, fault))
+    if fault is not None and fault["mode"] == "raise" and fault.get("at_step") is None:
+        raise RuntimeError(f"injected failure in {stage}")
+    started = time.time()
+    clock = time.perf_counter()
+    with open(folder / "stage.log", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        result = STAGES_RUN[stage](cfg, folder, {k: Path(v) for k, v in upstream.items()}, on_step)
+    result = {**result, "stage": stage, "key": key, "started_at": started, "compute_s": time.perf_counter() - clock,
+              "hardware": hardware(), "node_id": _node_id()}
+    atomic_write_json(folder / RESULT, result)
+    (folder / DONE).touch()
+    return result
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def _videos(spec: Any, split: str):
+    import torch
+
+    from clips.dataset import load_clips
+    from clips.io import to_model
+
+    clips = load_clips(spec, split)
+    return clips, torch.stack([to_model(c.frames) for c in clips])  # (N, 3, T, H, W)
+
+
+def _curve_rows(path: Path) -> list[dict[str, Any]]:
+    """curve.json rows {stage, step, <name>: value...} -> long rows {stage, step, name, value}."""
+    if not path.exists():
+        return []
+    rows = []
+    for row in json.loads(path.read_text()):
+        for name, value in row.items():
+            if name not in ("stage", "step") and isinstance(value, (int, float)):
+                rows.append({"stage": row["stage"], "step": int(row["step"]), "name": name, "value": float(value)})
+    return rows
+
+
+def run_train_vae(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
+    from ablations.stages.train_vae import train_vae
+
+    _, videos = _videos(cfg.vae_data, "train")
+    train = _seeded(cfg.vae_train, cfg.seed)
+    summary = train_vae(cfg.vae, cfg.loss, train, videos, folder, progress=False, on_step=on_step)
+    return {"summary": summary, "curve": _curve_rows(folder / "curve.json")}
+
+
+def run_eval_recon(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
+    from ablations.stages.eval_recon import eval_recon
+    from ablations.stages.train_vae import load_vae
+    from clips.dataset import load_clips
+    from clips.io import write_video
+    from models.losses.dwt import BAND_NAMES
+
+    vae = load_vae(upstream["train_vae"])
+    clips = load_clips(cfg.vae_data, "heldout")
+    names = list(cfg.eval.recon_metrics) + ([f"dwt_psnr_{b.lower()}" for b in BAND_NAMES] if cfg.eval.dwt_bands else [])
+    samples = folder / "samples"
+    rows, summary = eval_recon(vae, clips, metric_names=names, samples_dir=samples, max_samples=cfg.eval.recon_samples)
+    references = []
+    for clip in clips[: cfg.eval.recon_samples]:
+        safe = clip.clip_id.replace(":", "_").replace("/", "_")
+        write_video(folder / "reference" / f"{safe}.mp4", clip.frames, clip.fps)
+        references.append({"clip_id": clip.clip_id, "file": f"reference/{safe}.mp4", "fps": clip.fps,
+                           "sample": f"samples/recon-{safe}.mp4"})
+    return {"rows": rows, "summary": summary, "references": references}
+
+
+def run_encode_latents(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
+    from ablations.stages.encode_latents import encode_latents
+
+    return {"summary": encode_latents(upstream["train_vae"], cfg.dit_data, folder, text_cfg=cfg.text)}
+
+
+def run_train_dit(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
+    from ablations.stages.train_dit import train_dit
+
+    train = _seeded(cfg.dit_train, cfg.seed)
+    summary = train_dit(cfg.dit, cfg.flow, cfg.text, train, upstream["encode_latents"], folder,
+                        progress=False, on_step=on_step)
+    return {"summary": summary, "curve": _curve_rows(folder / "curve.json")}
+
+
+def run_sample(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
+    from ablations.stages.sample import heldout_prompts, sample_videos
+
+    prompts, images = heldout_prompts(cfg.dit_data, cfg.eval.heldout_prompts)
+    sample_cfg = _seeded(cfg.sample, cfg.seed)
+    index = sample_videos(upstream["train_vae"], upstream["train_dit"], prompts, folder / "samples",
+                          images=images, cfg=sample_cfg, progress=False)
+    return {"index": index}
+
+
+def run_eval_gen(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
+    from ablations.stages.eval_gen import eval_gen
+
+    rows, summary = eval_gen(upstream["sample"] / "samples")
+    return {"rows": rows, "summary": summary}
+
+
+def run_cost(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
+    from evaluation.cost import variant_cost
+
+    return {"cost": variant_cost(cfg)}
+
+
+def _seeded(section: Any, seed: int) -> Any:
+    """The run's seed overrides a section's own seed field, so `seed` is one axis."""
+    import dataclasses
+
+    return dataclasses.replace(section, seed=seed) if hasattr(section, "seed") else section
+
+
+STAGES_RUN: dict[str, Callable[..., dict[str, Any]]] = {
+    "train_vae": run_train_vae,
+    "eval_recon": run_eval_recon,
+    "encode_latents": run_encode_latents,
+    "train_dit": run_train_dit,
+    "sample": run_sample,
+    "eval_gen": run_eval_gen,
+    "cost": run_cost,
+}

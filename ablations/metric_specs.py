@@ -1,0 +1,21 @@
+"""Specs of every metric a sweep can report, for sweep.json (direction and version)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def metric_specs() -> dict[str, dict[str, Any]]:
+    from evaluation.generation import GENERATION_METRICS
+    from evaluation.metrics import METRICS
+
+    specs: dict[str, dict[str, Any]] = {}
+    for name, spec in METRICS.items():
+        specs[name] = {"higher_is_better": bool(spec.higher_is_better), "version": str(spec.version),
+                       "description": getattr(spec, "description", "")}
+    for name, spec in GENERATION_METRICS.items():
+        entry = {"higher_is_better": bool(spec.higher_is_better), "version": str(spec.version),
+                 "description": getattr(spec, "description", "")}
+        for task in getattr(spec, "tasks", ("t2v", "i2v")):
+            specs[f"{task}.{name}"] = entry
+    return specs

@@ -1,0 +1,47 @@
+"""Provenance stamped on every sweep and run: git commit, package versions, hardware."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("ltxlab", "torch", "ray", "numpy", "pandas", "pyarrow", "av", "scikit-image", "pywavelets",
+            "torchmetrics", "transformers", "streamlit")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=5, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def provenance() -> dict[str, Any]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    gpu = None
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        pass
+    return {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "dirty": bool(status) if status is not None else None,
+        "versions": versions,
+        "hardware": {"host": platform.node(), "platform": platform.platform(), "cpus": os.cpu_count(), "gpu": gpu},
+    }

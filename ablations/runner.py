@@ -1,0 +1,385 @@
+"""Run a sweep's stage instances as Ray tasks, in dependency order, into the results store.
+
+Embedded `ray.init()` sized to the machine by default; `address` (or `RAY_ADDRESS`)
+joins a cluster, where each task asks for one GPU if the cluster has any. Finished
+instances (DONE markers) are never run again; a failing instance is retried a bounded
+number of times (worker death by Ray, exceptions by the driver), then recorded as failed
+with its reason while the rest of the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ablations.executor import PROGRESS, execute, is_done, read_result, stage_dir
+from ablations.graph import Plan, StageInstance, StageSpec, expand_variants, plan_sweep
+from ablations.provenance import provenance
+from ablations.store import SweepStore, clip_file_name
+from models.config import to_dict
+
+STAGE_SPECS: dict[str, StageSpec] = {
+    spec.name: spec
+    for spec in (
+        StageSpec("train_vae", ("seed", "vae_data", "vae", "loss", "vae_train"), (), gpu=True),
+        StageSpec("eval_recon", ("vae_data", "eval"), ("train_vae",), gpu=True),
+        StageSpec("encode_latents", ("dit_data", "text"), ("train_vae",), gpu=True),
+        StageSpec("train_dit", ("seed", "dit", "flow", "text", "dit_train"), ("encode_latents",), gpu=True),
+        StageSpec("sample", ("seed", "sample", "dit_data", "eval"), ("train_vae", "train_dit"), gpu=True),
+        StageSpec("eval_gen", ("eval",), ("sample",)),
+        StageSpec("cost", ("vae", "dit", "vae_data", "dit_data", "cost"), ()),
+    )
+}
+# errors that a retry cannot fix: record them at once
+NO_RETRY = ("NonFiniteLossError", "ConfigError", "ClipError", "UnknownNameError", "StageInterrupted")
+
+
+@dataclass
+class InstanceState:
+    instance: StageInstance
+    status: str = "pending"  # pending | running | done | failed
+    attempts: int = 0
+    ref: Any = None
+    started: float = 0.0
+    result: dict[str, Any] | None = None
+    reason: str | None = None
+    skipped: bool = False
+
+
+@dataclass
+class SweepOutcome:
+    sweep: str
+    path: Path
+    wall_s: float
+    executed: int  # stage instances that ran in this invocation
+    skipped: int  # found DONE and reused
+    failed: int
+    runs_done: int
+    runs_failed: int
+    slots: int  # parallel task slots
+    compute_s: float  # summed stage compute time of the instances that ran
+    states: dict[str, InstanceState] = field(default_factory=dict)
+
+
+def _init_ray(address: str | None, quiet: bool) -> int:
+    """Start or join Ray quietly; returns the number of parallel CPU slots."""
+    import ray
+
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_ACCEPT_CLUSTER_TELEMETRY", "0")
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        kwargs: dict[str, Any] = dict(log_to_driver=not quiet, logging_level=logging.ERROR, include_dashboard=False,
+                                      configure_logging=True)
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _remote(spec: StageSpec, gpus_available: bool, max_retries: int):
+    import ray
+
+    return ray.remote(execute).options(
+        name=spec.name,
+        num_cpus=spec.cpus,
+        num_gpus=1 if (spec.gpu and gpus_available) else 0,
+        max_retries=max_retries,  # worker death (killed process, lost node) is retried by Ray
+        retry_exceptions=False,  # exceptions are retried by the driver, which can tell which ones are worth it
+    )
+
+
+def _exception_reason(exc: BaseException) -> tuple[str, str]:
+    """(exception type name, one-line reason) from a Ray error or a plain exception."""
+    cause = getattr(exc, "cause", None) or exc
+    name = type(cause).__name__
+    text = str(cause).strip().splitlines()
+    message = next((line for line in reversed(text) if line.strip()), name)
+    if name in ("WorkerCrashedError", "OutOfMemoryError", "NodeDiedError"):
+        message = f"worker died ({name})"
+    return name, f"{name}: {message}"[:500]
+
+
+class LiveView:
+    """Stage counts and ETA on one terminal line (or a line per change when not a terminal)."""
+
+    def __init__(self, sweep: str, enabled: bool) -> None:
+        self.sweep, self.enabled = sweep, enabled
+        self.tty = sys.stdout.isatty()
+        self.last = ""
+
+    def show(self, states: dict[str, InstanceState], slots: int, cache_root: Path) -> None:
+        if not self.enabled:
+            return
+        counts = {s: 0 for s in ("pending", "running", "done", "failed")}
+        for st in states.values():
+            counts[st.status] += 1
+        running = [self._running_text(st, cache_root) for st in states.values() if st.status == "running"]
+        eta = self._eta(states, slots)
+        line = (f"[{self.sweep}] done {counts['done']}  running {counts['running']}  pending {counts['pending']}  "
+                f"failed {counts['failed']}  | ETA {eta}  | {'; '.join(running)[:120]}")
+        if self.tty:
+            sys.stdout.write("\r\033[K" + line)
+            sys.stdout.flush()
+        elif line.split("|")[0] != self.last.split("|")[0]:
+            print(line, flush=True)
+        self.last = line
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            sys.stdout.write("\n")
+
+    @staticmethod
+    def _running_text(st: InstanceState, cache_root: Path) -> str:
+        progress = stage_dir(cache_root, st.instance.stage, st.instance.key) / PROGRESS
+        try:
+            import json
+
+            p = json.loads(progress.read_text())
+            return f"{st.instance.stage} {p['step']}/{p['total']}"
+        except (OSError, ValueError, KeyError):
+            return st.instance.stage
+
+    @staticmethod
+    def _eta(states: dict[str, InstanceState], slots: int) -> str:
+        durations: dict[str, list[float]] = {}
+        for st in states.values():
+            if st.status == "done" and st.result and not st.skipped:
+                durations.setdefault(st.instance.stage, []).append(float(st.result.get("compute_s", 0.0)))
+        if not durations:
+            return "--"
+        overall = sum(sum(v) for v in durations.values()) / sum(len(v) for v in durations.values())
+        remaining = 0.0
+        for st in states.values():
+            if st.status in ("pending", "running"):
+                known = durations.get(st.instance.stage)
+                est = sum(known) / len(known) if known else overall
+                if st.status == "running":
+                    est = max(0.0, est - (time.time() - st.started))
+                remaining += est
+        seconds = int(remaining / max(1, slots))
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def run_sweep(
+    sweep: Any,
+    results_root: str | os.PathLike = "results",
+    *,
+    address: str | None = None,
+    max_retries: int = 2,
+    progress: bool = True,
+    quiet_ray: bool = True,
+    poll_s: float = 0.5,
+    faults: dict[str, dict[str, Any]] | None = None,
+) -> SweepOutcome:
+    """Expand, validate, and run `sweep` (ablations.recipes.Sweep); write the results store.
+
+    `faults` (tests only) injects failures by stage name, see `ablations.executor`.
+    """
+    from ablations.configs import check_buildable, sync_pairing
+
+    started = time.time()
+    variants = expand_variants(sweep.base, sweep.axes, sweep.seeds, sweep.variants)
+    variants = [dataclasses.replace(v, config=sync_pairing(v.config)) for v in variants]
+    plan = plan_sweep(variants, STAGE_SPECS, list(sweep.stages))
+    stages_used = {i.stage for i in plan.instances.values()}
+    for variant in variants:  # every config is built on the meta device before anything launches
+        check_buildable(variant.config, stages_used)
+
+    root = Path(results_root).resolve()
+    cache_root = root / "_cache"
+    store = SweepStore(root, sweep.name)
+    _write_sweep_json(store, sweep, variants, started)
+    for variant in variants:
+        store.upsert_run({"run_id": variant.run_id, "variant": variant.name, "seed": variant.seed, **variant.axes,
+                          "status": "pending", "failure_reason": None})
+        store.write_run_json(variant.run_id, "config.json", to_dict(variant.config))
+
+    slots = _init_ray(address, quiet_ray)
+    import ray
+
+    gpus = ray.cluster_resources().get("GPU", 0) > 0
+    threads = max(1, (os.cpu_count() or 1) // slots) if not (address or os.environ.get("RAY_ADDRESS")) else 1
+    states = {iid: InstanceState(inst) for iid, inst in plan.instances.items()}
+    view = LiveView(sweep.name, progress)
+    executed = skipped = 0
+    finished_runs: set[str] = set()
+    try:
+        while True:
+            for iid, st in states.items():  # launch what is ready
+                if st.status != "pending":
+                    continue
+                ups = [states[u] for u in st.instance.upstream]
+                if any(u.status == "failed" for u in ups):
+                    bad = next(u for u in ups if u.status == "failed")
+                    st.status, st.reason = "failed", f"upstream {bad.instance.stage} failed: {bad.reason}"
+                    continue
+                if not all(u.status == "done" for u in ups):
+                    continue
+                folder = stage_dir(cache_root, st.instance.stage, st.instance.key)
+                if is_done(folder):
+                    st.status, st.result, st.skipped = "done", read_result(folder), True
+                    skipped += 1
+                    continue
+                _submit(st, cache_root, gpus, max_retries, threads, states, faults)
+            _finalize_runs(store, plan, states, finished_runs, cache_root, sweep)
+            running = {st.ref: st for st in states.values() if st.status == "running"}
+            view.show(states, slots, cache_root)
+            if not running:
+                if all(st.status in ("done", "failed") for st in states.values()):
+                    break
+                continue
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=poll_s)
+            for ref in ready:
+                st = running[ref]
+                try:
+                    st.result = ray.get(ref)
+                    st.status = "done"
+                    executed += 1
+                except Exception as exc:  # noqa: BLE001 - every failure is recorded, the sweep goes on
+                    name, reason = _exception_reason(exc)
+                    if name not in NO_RETRY and st.attempts <= max_retries:
+                        _submit(st, cache_root, gpus, max_retries, threads, states, faults)
+                    else:
+                        st.status, st.reason = "failed", reason
+        _finalize_runs(store, plan, states, finished_runs, cache_root, sweep)
+    finally:
+        view.close()
+    wall = time.time() - started
+    runs = store_runs_status(plan, states)
+    store.update_sweep_json(status="done", finished_at=_iso(time.time()), wall_time_s=wall)
+    compute = sum(float(st.result.get("compute_s", 0)) for st in states.values()
+                  if st.status == "done" and not st.skipped and st.result)
+    return SweepOutcome(sweep.name, store.path, wall, executed, skipped,
+                        sum(st.status == "failed" for st in states.values()),
+                        sum(s == "done" for s in runs.values()), sum(s == "failed" for s in runs.values()),
+                        slots, compute, states)
+
+
+def _submit(st: InstanceState, cache_root: Path, gpus: bool, max_retries: int, threads: int,
+            states: dict[str, InstanceState], faults: dict[str, dict[str, Any]] | None) -> None:
+    inst = st.instance
+    upstream = {states[u].instance.stage: str(stage_dir(cache_root, *u.split("/"))) for u in _all_upstream(inst, states)}
+    remote = _remote(STAGE_SPECS[inst.stage], gpus, max_retries)
+    fault = (faults or {}).get(inst.stage)
+    st.ref = remote.remote(inst.stage, inst.key, to_dict(inst.config), upstream, str(cache_root), threads, fault)
+    st.status, st.attempts, st.started = "running", st.attempts + 1, time.time()
+
+
+def _all_upstream(inst: StageInstance, states: dict[str, InstanceState]) -> list[str]:
+    """Direct and transitive upstream instance ids (a sampler needs the VAE as well as the DiT)."""
+    seen: list[str] = []
+    stack = list(inst.upstream)
+    while stack:
+        iid = stack.pop()
+        if iid not in seen:
+            seen.append(iid)
+            stack.extend(states[iid].instance.upstream)
+    return seen
+
+
+def store_runs_status(plan: Plan, states: dict[str, InstanceState]) -> dict[str, str]:
+    out = {}
+    for run_id, needed in plan.run_stages.items():
+        sts = [states[i].status for i in needed]
+        if all(s in ("done", "failed") for s in sts):  # a run ends when every stage it needs has ended
+            out[run_id] = "failed" if "failed" in sts else "done"
+        else:
+            out[run_id] = "running" if any(s in ("running", "done", "failed") for s in sts) else "pending"
+    return out
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _write_sweep_json(store: SweepStore, sweep: Any, variants: list, started: float) -> None:
+    from ablations.metric_specs import metric_specs
+
+    axes = {name: list(levels) for name, levels in sweep.axes.items()} if not sweep.variants else {
+        name: sorted({repr(v.axes[name]) for v in variants}) for name in sweep.variants[0]}
+    if sweep.variants:  # explicit lists: levels as they appear
+        axes = {}
+        for v in variants:
+            for name, value in v.axes.items():
+                axes.setdefault(name, [])
+                if value not in axes[name]:
+                    axes[name].append(value)
+    if len(sweep.seeds) > 1:
+        axes["seed"] = list(sweep.seeds)
+    store.write_sweep_json({
+        "sweep": sweep.name, "recipe": sweep.recipe, "description": sweep.description, "axes": axes,
+        "seeds": list(sweep.seeds), "stages": list(sweep.stages), "headline_metrics": list(sweep.headline_metrics),
+        "metrics": metric_specs(), "status": "running", "started_at": _iso(started),
+        "variants": {v.run_id: v.name for v in variants},
+        "config": to_dict(sweep.base),
+        "cost_assumptions": {"reference_shape": list(sweep.base.cost.reference_shape),
+                             "h100_peak_tflops_bf16": sweep.base.cost.h100_peak_tflops,
+                             "utilisation": sweep.base.cost.h100_utilisation,
+                             "note": "H100 time = FLOPs / (peak x utilisation): an estimate, not a measurement"},
+        **provenance(),
+    })
+
+
+def _finalize_runs(store: SweepStore, plan: Plan, states: dict[str, InstanceState], finished: set[str],
+                   cache_root: Path, sweep: Any) -> None:
+    """Write every run whose stages have all ended: status, metrics, curves, samples, manifest."""
+    statuses = store_runs_status(plan, states)
+    by_id = {v.run_id: v for v in plan.variants}
+    for run_id, status in statuses.items():
+        if run_id in finished:
+            continue
+        if status == "running":
+            if not getattr(by_id[run_id], "_marked", False):
+                store.upsert_run({"run_id": run_id, "status": "running"})
+                object.__setattr__(by_id[run_id], "_marked", True)
+            continue
+        if status not in ("done", "failed"):
+            continue
+        finished.add(run_id)
+        needed = [states[i] for i in plan.run_stages[run_id]]
+        _write_run(store, by_id[run_id], needed, status, cache_root, sweep)
+
+
+def _write_run(store: SweepStore, variant: Any, needed: list[InstanceState], status: str, cache_root: Path,
+               sweep: Any) -> None:
+    import pandas as pd
+
+    from ablations.collect import collect_run
+
+    collected = collect_run(store, variant, needed, cache_root, sweep)
+    if collected["metrics"]:
+        store.append_metrics(collected["metrics"])
+    if collected["curve"]:
+        store.write_curve(variant.run_id, pd.DataFrame(collected["curve"]))
+    failed = [st for st in needed if st.status == "failed"]
+    reason = None
+    if failed:
+        first = failed[0]
+        reason = f"{first.instance.stage}: {first.reason}"
+    times = [st.result.get("started_at") for st in needed if st.result and st.result.get("started_at")]
+    row = {"run_id": variant.run_id, "status": status, "failure_reason": reason,
+           "started_at": _iso(min(times)) if times else None, "finished_at": _iso(time.time()),
+           "wall_time_s": float(sum(st.result.get("compute_s", 0) for st in needed if st.result)),
+           **collected["headline"], **collected["cost"]}
+    store.write_run_json(variant.run_id, "manifest.json", {
+        "run_id": variant.run_id, "variant": variant.name, "seed": variant.seed, "status": status,
+        "failure_reason": reason,
+        "stages": {st.instance.stage: {"key": st.instance.key, "status": st.status, "attempts": st.attempts,
+                                       "reused": st.skipped, "reason": st.reason,
+                                       "compute_s": (st.result or {}).get("compute_s"),
+                                       "hardware": (st.result or {}).get("hardware")} for st in needed},
+        **provenance(),
+    })
+    store.upsert_run(row)
+
+
+__all__ = ["STAGE_SPECS", "SweepOutcome", "run_sweep", "shutil"]
