@@ -19,7 +19,6 @@ import math
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 # PSNR of identical frames is +inf; we floor the MSE so a perfect frame reads 100 dB and
@@ -108,12 +107,13 @@ def _box_sum_1d(x: Tensor, size: int, dim: int) -> Tensor:
     return out
 
 
-def box_mean(x: Tensor, size: int) -> Tensor:
-    """Mean over every size x size window fully inside the image (separable, no padding): (..., H, W) -> (..., H-size+1, W-size+1).
+def box_mean(x: Tensor, size: int, dims: tuple[int, int] = (-2, -1)) -> Tensor:
+    """Mean over every size x size window lying fully inside the image (separable, no padding).
 
-    Equals `F.avg_pool2d(x, size, stride=1)`, but as shifted adds along rows, then columns.
+    `dims` are the (height, width) axes; each shrinks by size - 1. With the default dims this
+    equals `F.avg_pool2d(x, size, stride=1)`, computed as shifted adds along each axis.
     """
-    return _box_sum_1d(_box_sum_1d(x, size, -1), size, -2) / (size * size)
+    return _box_sum_1d(_box_sum_1d(x, size, dims[0]), size, dims[1]) / (size * size)
 
 
 def ssim_per_frame(ref: Tensor, test: Tensor, data_range: float = 1.0) -> Tensor:
@@ -136,17 +136,16 @@ def ssim_per_frame(ref: Tensor, test: Tensor, data_range: float = 1.0) -> Tensor
     c2 = (SSIM_K2 * data_range) ** 2
     out = []
     for block in frame_blocks(t, h * w * c, ref.device):
-        x = ref[block].permute(0, 3, 1, 2).reshape(-1, 1, h, w)  # (t*C, 1, H, W): each channel on its own
-        y = test[block].permute(0, 3, 1, 2).reshape(-1, 1, h, w)
+        x, y = ref[block], test[block]  # (t, H, W, C): channels-last, so every shifted slice is contiguous rows
         # SSIM uses var_x + var_y and mu_x^2 + mu_y^2 only as sums, so 4 filtered maps suffice, not 5
-        moments = torch.cat([x, y, x * x + y * y, x * y], dim=1)  # (t*C, 4, H, W)
-        pooled = box_mean(moments, SSIM_WINDOW)  # (t*C, 4, H-6, W-6)
+        moments = torch.stack([x, y, x * x + y * y, x * y], dim=1)  # (t, 4, H, W, C)
+        pooled = box_mean(moments, SSIM_WINDOW, dims=(2, 3))  # (t, 4, H-6, W-6, C)
         mu_x, mu_y, m_sq, m_xy = pooled.unbind(dim=1)
         mu_xy = mu_x * mu_y
         mu_sq = mu_x * mu_x + mu_y * mu_y
         num = (2 * mu_xy + c1) * (2 * cov_norm * (m_xy - mu_xy) + c2)
         den = (mu_sq + c1) * (cov_norm * (m_sq - mu_sq) + c2)
-        ssim_map = (num / den).reshape(-1, c * num.shape[-2] * num.shape[-1])  # (t, C*(H-6)*(W-6))
+        ssim_map = (num / den).flatten(1)  # (t, (H-6)*(W-6)*C)
         out.append(ssim_map.sum(dim=1, dtype=torch.float64) / ssim_map.shape[1])  # (t,)
     return torch.cat(out)
 

@@ -305,3 +305,12 @@ def test_rgan_discriminator_learns_which_is_original():
         guess = term.discriminator(pairs).mean(dim=(1, 2, 3, 4)).sign()  # (32,)
     assert set(labels.tolist()) == {-1.0, 1.0}
     assert (guess == labels).float().mean() >= 0.95  # held-out pairs in both orders
+
+
+@pytest.mark.parametrize("name", [n for n in LOSSES.names() if LOSSES.get(n).adversarial])
+def test_discriminator_loss_never_reaches_the_vae(name):
+    term = build_loss_terms(VAELossConfig(**{name: 1.0}, disc_channels=4, disc_layers=1))[name]
+    inp = _inputs()  # recon requires grad: a caller who forgot to detach
+    term.discriminator_loss(inp).backward()
+    assert inp.recon.grad is None
+    assert all(p.grad is not None for p in term.parameters())

@@ -48,6 +48,7 @@ class GANLoss(LossTerm):
 
     def discriminator_loss(self, inp: LossInputs) -> Tensor:
         # both videos in one batch: one conv pass, and GroupNorm sees each sample on its own
-        logits = self.discriminator(torch.cat([inp.video, inp.recon], dim=0))  # (2B, 1, t, h, w)
+        # detach again: a caller who forgets must not push the discriminator's gradient into the VAE
+        logits = self.discriminator(torch.cat([inp.video, inp.recon.detach()], dim=0))  # (2B, 1, t, h, w)
         real, fake = logits.chunk(2, dim=0)
         return hinge_discriminator_loss(real, fake)

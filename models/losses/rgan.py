@@ -74,5 +74,6 @@ class ReconstructionGANLoss(LossTerm):
         return rgan_generator_loss(self.discriminator(pairs), labels)
 
     def discriminator_loss(self, inp: LossInputs) -> Tensor:
-        pairs, labels = rgan_pairs(inp.video, inp.recon)
+        # detach again: a caller who forgets must not push the discriminator's gradient into the VAE
+        pairs, labels = rgan_pairs(inp.video, inp.recon.detach())
         return rgan_discriminator_loss(self.discriminator(pairs), labels)
