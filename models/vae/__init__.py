@@ -57,7 +57,9 @@ def describe_vae(cfg: CausalVAEConfig, frames: int, height: int, width: int) -> 
     reconstruction shapes come from an actual (shape-only) encode and decode.
     `compression_ratio` is the design ratio (pixels*3 per latent value for 1 + 8k frames
     as k grows, 192 for ltx); `shape_compression_ratio` is the exact one at this shape,
-    lower because the first frame is encoded alone.
+    lower because the first frame is encoded alone. `pixels_per_token` counts pixels per
+    latent position, i.e. per token of a 1x1x1 transformer patch (8192 for ltx; the
+    conventional VAE's 256 reaches 8192 with its 4x4x2 DiT patch).
     """
     with torch.device("meta"):
         vae = cfg.build()
