@@ -101,9 +101,9 @@ def generate(
     """Sample len(texts) videos -> uint8 (B, T, H, W, 3). `dit` is a `train_dit.TrainedDiT`.
 
     With `images` (uint8 (H, W, 3), one per text) the first latent frame is held at the
-    image's latents (image-to-video). Noise comes from a generator seeded with
-    cfg.seed + seed_offset, so a prompt's sample does not depend on its batch-mates only
-    when batches are the same; runs compared item by item use the same batching.
+    image's latents (image-to-video). Noise comes from one generator seeded with
+    cfg.seed + seed_offset: the same prompts in the same batches give the same videos
+    (a different batching changes the decoder's injected noise).
     """
     from clips.io import from_model
     from models.flow import sample
@@ -139,7 +139,7 @@ def read_png(path: Path) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+        return np.array(image.convert("RGB"))  # a writable copy (torch.from_numpy warns on read-only arrays)
 
 
 def sample_videos(
