@@ -115,23 +115,21 @@ def default_run_config(vae_kind: str = "ltx", size: str = "tiny", **sections: An
 
 
 def sync_pairing(cfg: RunConfig) -> RunConfig:
-    """Keep the DiT paired with its VAE after an axis changed the VAE kind.
+    """Keep the DiT paired with its VAE (after an axis swapped `vae.kind`, say).
 
-    The patchifier ablation swaps `vae.kind`; the DiT's input channels, VAE compression
-    factors and transformer patch must follow (ltx: 1x1x1 over 128 ch; conventional:
-    4x4x2 over 16 ch) so both sides have equal tokens.
+    The DiT's input channels, VAE compression factors and transformer patch follow the
+    VAE (ltx: 1x1x1 over 128 ch; conventional: 4x4x2 over 16 ch), so both sides of the
+    patchifier ablation have equal tokens. A recipe's own patch choice is kept when the
+    pairing did not change.
     """
     from models.dit import dit_config
-    from models.vae import vae_config
 
-    vae = cfg.vae
-    size = getattr(vae, "size", "tiny")
-    paired = dit_config(vae.kind, getattr(cfg.dit, "size", size) if hasattr(cfg.dit, "size") else size)
-    fields = ("in_channels", "vae_temporal_compression", "vae_spatial_compression", "patch")
-    if all(getattr(cfg.dit, f) == getattr(paired, f) for f in fields[1:]) and cfg.dit.in_channels == vae.latent_channels:
-        return cfg
-    updates = {f: getattr(paired, f) for f in fields}
-    updates["in_channels"] = vae.latent_channels
+    paired = dit_config(cfg.vae.kind, "tiny")
+    updates = {f: getattr(paired, f) for f in ("vae_temporal_compression", "vae_spatial_compression", "patch")}
+    if (cfg.dit.vae_spatial_compression, cfg.dit.vae_temporal_compression) == (
+            paired.vae_spatial_compression, paired.vae_temporal_compression):
+        updates.pop("patch")
+    updates["in_channels"] = cfg.vae.latent_channels
     return dataclasses.replace(cfg, dit=dataclasses.replace(cfg.dit, **updates))
 
 
@@ -140,7 +138,11 @@ def check_buildable(cfg: RunConfig, stages: set[str]) -> None:
     import torch
 
     from clips.dataset import check_data_spec
+    from models.dit import DITS
+    from models.vae import VAES
 
+    VAES.get(cfg.vae.kind)  # an unknown kind fails here with the valid names
+    DITS.get(cfg.dit.kind)
     if stages & {"train_vae", "eval_recon", "encode_latents", "sample", "eval_gen", "cost"}:
         check_data_spec(cfg.vae_data)
         with torch.device("meta"):

@@ -113,6 +113,10 @@ def execute(stage: str, key: str, config: dict[str, Any], upstream: dict[str, st
     folder.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, threads))
     cfg = run_config_from_dict(config)
+    # Ray reuses worker processes: reseed so no stage depends on what its worker ran before
+    from ablations.stages.common import seed_everything
+
+    seed_everything(cfg.seed)
     on_step = _progress_writer(folder, stage, _fault_hook(stage, folder, fault))
     if fault is not None and fault["mode"] == "raise" and fault.get("at_step") is None:
         raise RuntimeError(f"injected failure in {stage}")

@@ -12,7 +12,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from models.config import ConfigError, content_hash, replace_path, to_dict
+from ablations.overrides import set_field
+from models.config import ConfigError, content_hash, to_dict
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def expand_variants(
         for axis, value in combo.items():
             settings = value.settings if isinstance(value, Level) else {axis: value}
             for path, setting in settings.items():
-                cfg = replace_path(cfg, path, setting)
+                cfg = set_field(cfg, path, setting)
         labels = {axis: (value.label if isinstance(value, Level) else value) for axis, value in combo.items()}
         for seed in seeds:
             seeded = dataclasses.replace(cfg, seed=seed)

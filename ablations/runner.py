@@ -270,8 +270,16 @@ def _submit(st: InstanceState, cache_root: Path, gpus: bool, max_retries: int, t
     upstream = {states[u].instance.stage: str(stage_dir(cache_root, *u.split("/"))) for u in _all_upstream(inst, states)}
     remote = _remote(STAGE_SPECS[inst.stage], gpus, max_retries)
     fault = (faults or {}).get(inst.stage)
+    if fault and any(_config_value(inst.config, path) != value for path, value in fault.get("only", {}).items()):
+        fault = None
     st.ref = remote.remote(inst.stage, inst.key, to_dict(inst.config), upstream, str(cache_root), threads, fault)
     st.status, st.attempts, st.started = "running", st.attempts + 1, time.time()
+
+
+def _config_value(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
 
 
 def _all_upstream(inst: StageInstance, states: dict[str, InstanceState]) -> list[str]:
