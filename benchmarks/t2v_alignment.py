@@ -75,6 +75,41 @@ def unheld_psnr(samples: Path, images: list[np.ndarray]) -> float:
     return float(np.mean(values))
 
 
+def _colour_features(video: np.ndarray) -> np.ndarray:
+    """uint8 (T, H, W, 3) -> (15,): mean RGB, RGB std, and the mean RGB of the 3 horizontal thirds."""
+    x = video.astype(np.float64) / 255.0
+    thirds = [part.mean(axis=(0, 1, 2)) for part in np.array_split(x, 3, axis=1)]
+    return np.concatenate([x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2)), *thirds])
+
+
+def photo_accuracy(samples: Path, spec, train_clips) -> dict[str, list[float]]:
+    """A second, coarser text-alignment read: does the generated background show the photo the
+    caption names? Nearest-centroid classifier over colour features, centroids from the real
+    training scenes of each photo (chance 1/len(photos)); reported per task with a Wilson CI."""
+    from ablations.stages.sample import read_index
+    from clips.io import read_video
+    from evaluation.generation import wilson_interval
+
+    photos = sorted({c.meta["photo"] for c in train_clips})
+    centroids = np.stack([np.mean([_colour_features(c.frames) for c in train_clips if c.meta["photo"] == p], axis=0)
+                          for p in photos])  # (P, 15)
+    from clips.synthetic import PHOTOS
+
+    phrase_to_photo = {PHOTOS[p]: p for p in photos}
+    out: dict[str, list[float]] = {}
+    for task in ("t2v", "i2v"):
+        hits = n = 0
+        for r in read_index(samples):
+            if r["task"] != task:
+                continue
+            truth = phrase_to_photo.get(r["text"].split(" over a photo of ")[-1])
+            feats = _colour_features(read_video(samples / r["file"])[0])
+            guess = photos[int(np.argmin(((centroids - feats) ** 2).sum(axis=1)))]
+            hits, n = hits + (guess == truth), n + 1
+        out[task] = [hits / max(n, 1), *wilson_interval(hits, n), 1 / len(photos)]
+    return out
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -134,6 +169,7 @@ def main() -> None:
 
     # 4. DiT per conditioning
     prompts, images = heldout_prompts(spec)
+    train_clips = load_clips(spec, "train")
     flow = flow_config("tiny", caption_dropout=args.caption_dropout)
     for conditioning in args.conditionings:
         out = work / f"dit_{conditioning}_{vae_dir.name}_{args.dit_steps}"
@@ -152,7 +188,8 @@ def main() -> None:
         sample_wall = time.perf_counter() - t0
         _, gen = eval_gen(samples)
         results[conditioning] = {"train": summary, "train_wall_s_this_run": train_wall, "sample_wall_s": sample_wall,
-                                 "metrics": gen, "t2v_first_frame_psnr_unheld": unheld_psnr(samples, images)}
+                                 "metrics": gen, "t2v_first_frame_psnr_unheld": unheld_psnr(samples, images),
+                                 "photo_accuracy_ci_chance": photo_accuracy(samples, spec, train_clips)}
         print(json.dumps({conditioning: results[conditioning]}, indent=2), flush=True)
     (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
     print(json.dumps(results, indent=2, default=str))
