@@ -102,7 +102,7 @@ def default_run_config(vae_kind: str = "ltx", size: str = "tiny", **sections: An
     base = RunConfig(
         vae_data=DataSpec(source="bundled", frames=17, height=64, width=64, clips_per_video=8),
         vae=vae,
-        loss=VAELossConfig(),
+        loss=VAELossConfig(mse=1.0),  # L1 + MSE: with L1 alone the tiny VAEs settle on blurry mean colours
         vae_train=VAETrainConfig(),
         dit_data=DataSpec(source="synthetic", frames=17, height=64, width=64, num_scenes=256),
         dit=dit_config(vae_kind, size, in_channels=vae.latent_channels),

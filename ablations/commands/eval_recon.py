@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     if saved is not None and saved.exists():  # evaluate at the clip shape the VAE was trained on
         import dataclasses
 
-        data = json.loads(saved.read_text())["data"]
+        data = json.loads(saved.read_text())["vae_data"]
         spec = dataclasses.replace(spec, frames=data["frames"], height=data["height"], width=data["width"])
     clips = load_clips(spec, args.split)
     names = args.metrics.split(",") if args.metrics else None

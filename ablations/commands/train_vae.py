@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model-size", default="tiny", help="tiny, small or full")
     p.add_argument("--steps", type=int, default=400, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="folder for checkpoint.pt, vae.pt, curve.json")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -43,28 +43,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ablations.configs import VAERunConfig
-    from ablations.overrides import apply_overrides
-    from ablations.stages.train_vae import VAETrainConfig, train_vae
-    from clips.dataset import load_clips
-    from clips.io import to_model
-    from models.losses.base import VAELossConfig
-    from models.vae import vae_config
+    import dataclasses
 
     import torch
 
-    run_cfg = VAERunConfig(
-        vae=vae_config(args.preset, args.model_size),
-        loss=VAELossConfig(),
-        train=VAETrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
-        data=data_spec_from_args(args, args.seed),
+    from ablations.configs import default_run_config
+    from ablations.overrides import apply_overrides
+    from ablations.stages.train_vae import train_vae
+    from clips.dataset import load_clips
+    from clips.io import to_model
+
+    cfg = default_run_config(args.preset, args.model_size)
+    cfg = dataclasses.replace(
+        cfg,
+        seed=args.seed,
+        vae_train=dataclasses.replace(cfg.vae_train, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                      seed=args.seed),
+        vae_data=data_spec_from_args(args, args.seed),
     )
-    run_cfg = apply_overrides(run_cfg, args.overrides)
-    clips = load_clips(run_cfg.data, "train")
+    cfg = apply_overrides(cfg, args.overrides)  # e.g. loss.dwt=0.1, vae.logvar=per_channel
+    clips = load_clips(cfg.vae_data, "train")
     videos = torch.stack([to_model(c.frames) for c in clips])  # (N, 3, T, H, W)
-    print(f"train-vae: {run_cfg.vae.kind} ({args.model_size}) on {len(clips)} clips of {tuple(videos.shape[2:])}")
+    print(f"train-vae: {cfg.vae.kind} ({args.model_size}) on {len(clips)} clips of {tuple(videos.shape[2:])}")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "run_config.json").write_text(run_cfg.to_json())
-    summary = train_vae(run_cfg.vae, run_cfg.loss, run_cfg.train, videos, args.out)
+    (args.out / "run_config.json").write_text(cfg.to_json())
+    summary = train_vae(cfg.vae, cfg.loss, cfg.vae_train, videos, args.out)
     print(json.dumps(summary, indent=2))
     return 0

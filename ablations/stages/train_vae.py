@@ -39,7 +39,7 @@ FINAL = "vae.pt"  # weights + config + latent statistics once training is done
 class VAETrainConfig:
     steps: int = 400  # optimizer steps
     batch_size: int = 4  # clips per step
-    lr: float = 2e-3  # AdamW peak learning rate (after a linear warm-up)
+    lr: float = 3e-4  # AdamW peak learning rate (after a linear warm-up); 2e-3 stalls the tiny VAE at the mean colour
     warmup_steps: int = 20  # linear warm-up length
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     betas: tuple[float, float] = (0.9, 0.99)  # AdamW betas
@@ -237,11 +237,11 @@ def load_vae(path: Path, device: torch.device | None = None) -> nn.Module:
     from models.config import from_dict
     from models.vae import VAES
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / FINAL
+    given = Path(path)
+    path = given / FINAL if given.suffix != ".pt" else given
     if not path.exists():
-        raise FileNotFoundError(f"No trained VAE at {path}; run `ltxlab train-vae --out {path.parent}` first.")
+        folder = given if given.suffix != ".pt" else given.parent
+        raise FileNotFoundError(f"No trained VAE at {path}; run `ltxlab train-vae --out {folder}` first.")
     blob = torch.load(path, map_location="cpu", weights_only=False)
     cfg = from_dict(VAES.get(blob["kind"]), blob["config"])
     vae = cfg.build()
