@@ -35,6 +35,7 @@ def build_report(root: str | Path, sweep: str, *, n_boot: int = 2000, seed: int 
         "sweep": sweep, "summary": effects.summary, "notes": list(data.notes) + list(effects.notes),
         "effects": effects.main, "interactions": effects.interactions, "best": pd.DataFrame(best), "cost": cost,
         "cost_assumptions": data.sweep.get("cost_assumptions", {}),
+        "headline_metrics": list(data.headline_metrics),
         "failed": [] if len(failed) == 0 else failed[["variant", "failure_reason"]].to_dict("records"),
     }
 
@@ -61,6 +62,8 @@ def table(df: pd.DataFrame, columns: list[str]) -> str:
 
 
 def format_report(report: dict[str, Any], metrics: list[str] | None = None) -> str:
+    """The printed report; `metrics` (default: the headline metrics) limits the effect tables."""
+    metrics = metrics or report.get("headline_metrics") or None
     effects = report["effects"]
     if metrics and len(effects):
         effects = effects[effects["metric"].isin(metrics)]
@@ -69,12 +72,17 @@ def format_report(report: dict[str, Any], metrics: list[str] | None = None) -> s
     out += ["", "Main effects (estimate = level_a - level_b, 95% paired-bootstrap CI over clip x seed):"]
     out.append(table(effects, ["metric", "axis", "level_a", "level_b", "estimate", "ci_low", "ci_high", "n_units"]))
     if len(effects):
-        out += ["", "Verdicts:"] + [f"  {v}" for v in effects["verdict"]]
+        found = effects[~effects["ci_includes_zero"].astype(bool)]
+        out += ["", f"Verdicts: {len(effects) - len(found)} of {len(effects)} effects have a 95% CI that includes 0 "
+                    "(no evidence of an effect)" + ("; the others:" if len(found) else ".")]
+        out += [f"  {v}" for v in found["verdict"]]
     inter = report["interactions"]
     if len(inter):
         if metrics:
             inter = inter[inter["metric"].isin(metrics)]
         out += ["", "2x2 interactions:", table(inter, ["metric", "axis_a", "axis_b", "estimate", "ci_low", "ci_high"])]
+    if metrics:
+        out.append(f"  (headline metrics only; `ltxlab report {report['sweep']} --metrics a,b` or --json for all)")
     out += ["", "Best variant per headline metric:", table(report["best"], ["metric", "best_variant", "value"])]
     out += ["", "Cost per variant (H100 column is an estimate: FLOPs / (peak x utilisation)):",
             table(report["cost"], ["variant", "seed", *COST_SHOWN])]

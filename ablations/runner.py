@@ -81,7 +81,8 @@ def _init_ray(address: str | None, quiet: bool) -> int:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+            # "local": always a fresh embedded instance, never a stale `ray start` cluster
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
