@@ -191,6 +191,9 @@ def sample_videos(
                     p = prompts[i]
                     name = f"{task}-{p.prompt_id}.mp4"
                     write_video(out_dir / name, videos[j], dit.fps)
+                    # the exact frames, for scoring: H.264 adds codec error and its bytes were
+                    # seen to differ between runs on identical frames, the .npy never does
+                    np.save(out_dir / f"{task}-{p.prompt_id}.npy", videos[j])
                     image_name = None
                     if task == "i2v":
                         image_name = f"i2v-{p.prompt_id}.png"
