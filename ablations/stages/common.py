@@ -118,3 +118,25 @@ def batch_indices(step: int, num_items: int, batch_size: int, seed: int) -> torc
     epoch, slot = divmod(step, per_epoch)
     order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     return order[slot * batch_size : (slot + 1) * batch_size]
+
+
+def warmup_lr(step: int, lr: float, warmup_steps: int) -> float:
+    """Linear warm-up to `lr` over `warmup_steps`, then constant."""
+    return lr * min(1.0, (step + 1) / max(1, warmup_steps))
+
+
+def save_training_state(path: Path, step: int, parts: dict[str, Any], generator: torch.Generator,
+                        curve: list[dict[str, Any]]) -> None:
+    """Checkpoint every stateful part (models, optimizers; None skipped), RNGs and the curve."""
+    state = {name: part.state_dict() for name, part in parts.items() if part is not None}
+    atomic_torch_save({"step": step, "parts": state, "rng": rng_state(generator), "curve": curve}, path)
+
+
+def load_training_state(path: Path, parts: dict[str, Any], generator: torch.Generator) -> tuple[int, list[dict[str, Any]]]:
+    """Restore what `save_training_state` wrote into `parts`; returns (step, curve)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    for name, part in parts.items():
+        if part is not None and name in ckpt["parts"]:
+            part.load_state_dict(ckpt["parts"][name])
+    set_rng_state(ckpt["rng"], generator)
+    return ckpt["step"], ckpt["curve"]

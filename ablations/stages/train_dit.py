@@ -30,10 +30,11 @@ from ablations.stages.common import (
     autocast,
     batch_indices,
     check_finite,
+    load_training_state,
     pick_device,
-    rng_state,
+    save_training_state,
     seed_everything,
-    set_rng_state,
+    warmup_lr,
 )
 from ablations.stages.encode_latents import load_latents
 from models.config import to_dict
@@ -114,25 +115,8 @@ def dit_training_step(
             "i2v_fraction": float(info["i2v"].float().mean()), "mean_t": float(info["t"].float().mean())}
 
 
-def _lr_at(step: int, train: DiTTrainConfig) -> float:
-    return train.lr * min(1.0, (step + 1) / max(1, train.warmup_steps))
-
-
-def _save_checkpoint(state: DiTState, path: Path) -> None:
-    atomic_torch_save(
-        {"step": state.step, "model": state.model.state_dict(), "ema": state.ema.state_dict(),
-         "optimizer": state.optimizer.state_dict(), "rng": rng_state(state.generator), "curve": state.curve},
-        path,
-    )
-
-
-def _load_checkpoint(state: DiTState, path: Path) -> None:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    state.model.load_state_dict(ckpt["model"])
-    state.ema.load_state_dict(ckpt["ema"])
-    state.optimizer.load_state_dict(ckpt["optimizer"])
-    set_rng_state(ckpt["rng"], state.generator)
-    state.step, state.curve = ckpt["step"], ckpt["curve"]
+def _parts(state: DiTState) -> dict[str, Any]:
+    return {"model": state.model, "ema": state.ema, "optimizer": state.optimizer}
 
 
 def _text_for(data: dict[str, Any], text_cfg: Any) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -177,7 +161,7 @@ def train_dit(
     state = build_state(dit_cfg, train, device)
     ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.exists():
-        _load_checkpoint(state, ckpt_path)
+        state.step, state.curve = load_training_state(ckpt_path, _parts(state), state.generator)
     resumed_from = state.step
     bar = Progress(train.steps, f"train_dit {dit_cfg.text_conditioning}", start=state.step, enabled=progress,
                    callback=on_step)
@@ -187,7 +171,7 @@ def train_dit(
             if stop_after is not None and state.step >= stop_after:
                 break
             for group in state.optimizer.param_groups:
-                group["lr"] = _lr_at(state.step, train)
+                group["lr"] = warmup_lr(state.step, train.lr, train.warmup_steps)
             idx = batch_indices(state.step, len(latents), train.batch_size, train.seed)
             # RoPE takes one fps per forward; a batch uses its first clip's (synthetic scenes share one)
             with autocast(device):
@@ -196,14 +180,14 @@ def train_dit(
             state.curve.append({"stage": "train_dit", "step": state.step, **losses})
             bar.update(state.step, losses)
             if state.step % train.checkpoint_every == 0 or state.step == train.steps:
-                _save_checkpoint(state, ckpt_path)
+                save_training_state(ckpt_path, state.step, _parts(state), state.generator, state.curve)
     finally:
         bar.close()
     wall = time.perf_counter() - started
     summary = {"steps": state.step, "resumed_from": resumed_from, "wall_time_s": wall,
                "finished": state.step >= train.steps}
     if not summary["finished"]:
-        _save_checkpoint(state, ckpt_path)
+        save_training_state(ckpt_path, state.step, _parts(state), state.generator, state.curve)
         return summary
     atomic_torch_save(
         {"kind": dit_cfg.kind, "config": to_dict(dit_cfg), "flow": to_dict(flow_cfg), "text": to_dict(text_cfg),

@@ -23,10 +23,11 @@ from ablations.stages.common import (
     autocast,
     batch_indices,
     check_finite,
+    load_training_state,
     pick_device,
-    rng_state,
+    save_training_state,
     seed_everything,
-    set_rng_state,
+    warmup_lr,
 )
 from models.config import to_dict
 from models.losses.base import LossInputs, VAELossConfig, build_loss_terms, sample_decoder_noise, weight_fields
@@ -132,34 +133,8 @@ def vae_training_step(state: VAEState, video: torch.Tensor) -> dict[str, float]:
     return losses
 
 
-def _lr_at(step: int, train: VAETrainConfig) -> float:
-    return train.lr * min(1.0, (step + 1) / max(1, train.warmup_steps))
-
-
-def _save_checkpoint(state: VAEState, path: Path) -> None:
-    atomic_torch_save(
-        {
-            "step": state.step,
-            "vae": state.vae.state_dict(),
-            "terms": state.terms.state_dict(),
-            "optimizer": state.optimizer.state_dict(),
-            "disc_optimizer": state.disc_optimizer.state_dict() if state.disc_optimizer else None,
-            "rng": rng_state(state.generator),
-            "curve": state.curve,
-        },
-        path,
-    )
-
-
-def _load_checkpoint(state: VAEState, path: Path) -> None:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    state.vae.load_state_dict(ckpt["vae"])
-    state.terms.load_state_dict(ckpt["terms"])
-    state.optimizer.load_state_dict(ckpt["optimizer"])
-    if state.disc_optimizer is not None and ckpt["disc_optimizer"] is not None:
-        state.disc_optimizer.load_state_dict(ckpt["disc_optimizer"])
-    set_rng_state(ckpt["rng"], state.generator)
-    state.step, state.curve = ckpt["step"], ckpt["curve"]
+def _parts(state: VAEState) -> dict[str, Any]:
+    return {"vae": state.vae, "terms": state.terms, "optimizer": state.optimizer, "disc_optimizer": state.disc_optimizer}
 
 
 @torch.no_grad()
@@ -194,7 +169,7 @@ def train_vae(
     state = build_state(vae_cfg, loss_cfg, train, device)
     ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.exists():
-        _load_checkpoint(state, ckpt_path)
+        state.step, state.curve = load_training_state(ckpt_path, _parts(state), state.generator)
     resumed_from = state.step
     bar = Progress(train.steps, f"train_vae {vae_cfg.kind}", start=state.step, enabled=progress, callback=on_step)
     started = time.perf_counter()
@@ -203,20 +178,20 @@ def train_vae(
             if stop_after is not None and state.step >= stop_after:
                 break
             for group in state.optimizer.param_groups:
-                group["lr"] = _lr_at(state.step, train)
+                group["lr"] = warmup_lr(state.step, train.lr, train.warmup_steps)
             video = videos[batch_indices(state.step, len(videos), train.batch_size, train.seed)].to(device)
             with autocast(device):
                 losses = vae_training_step(state, video)
             state.curve.append({"stage": "train_vae", "step": state.step, **losses})
             bar.update(state.step, losses)
             if state.step % train.checkpoint_every == 0 or state.step == train.steps:
-                _save_checkpoint(state, ckpt_path)
+                save_training_state(ckpt_path, state.step, _parts(state), state.generator, state.curve)
     finally:
         bar.close()
     wall = time.perf_counter() - started
     summary = {"steps": state.step, "resumed_from": resumed_from, "wall_time_s": wall, "finished": state.step >= train.steps}
     if not summary["finished"]:
-        _save_checkpoint(state, ckpt_path)
+        save_training_state(ckpt_path, state.step, _parts(state), state.generator, state.curve)
         return summary
     stats_videos = videos[: train.stats_max_clips]
     mean, std = latent_statistics(state.vae, stats_videos)
