@@ -6,6 +6,7 @@ graph could not fill. Runs the sweep from scratch in a temporary results root.
 
     python benchmarks/ray_overhead.py            # the demo sweep (target >= 0.85)
     python benchmarks/ray_overhead.py --recipe tiny-pair
+    python benchmarks/ray_overhead.py --from-results results/demo   # a sweep that already ran (e.g. make demo)
 """
 
 from __future__ import annotations
@@ -15,16 +16,41 @@ import dataclasses
 import tempfile
 import time
 
+import json
+import os
+from pathlib import Path
+
 from ablations.recipes import RECIPES
 from ablations.recipes.common import smoke
 from ablations.runner import run_sweep
+
+
+def from_results(sweep_dir: Path) -> None:
+    """Efficiency of a finished sweep from its store: stage compute times from the cache,
+    wall time from sweep.json; slots = this machine's CPUs (the embedded default)."""
+    meta = json.loads((sweep_dir / "sweep.json").read_text())
+    keys = set()
+    for manifest in sweep_dir.glob("runs/*/manifest.json"):
+        for stage, info in json.loads(manifest.read_text())["stages"].items():
+            if not info.get("reused"):
+                keys.add((stage, info["key"]))
+    compute = sum(json.loads((sweep_dir.parent / "_cache" / s / k / "result.json").read_text())["compute_s"]
+                  for s, k in keys)
+    slots = os.cpu_count() or 1
+    print(f"sweep {meta['sweep']}: {len(keys)} stage instances ran, wall {meta['wall_time_s']:.1f} s, "
+          f"summed compute {compute:.1f} s, {slots} slots")
+    print(f"efficiency = compute / (wall x slots): {compute / (meta['wall_time_s'] * slots):.3f}  (target >= 0.85)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="demo")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--from-results", type=Path, default=None, help="RESULTS/SWEEP of a finished sweep")
     args = parser.parse_args()
+    if args.from_results:
+        from_results(args.from_results)
+        return
     sweep = RECIPES.get(args.recipe)()
     if args.smoke:
         sweep = dataclasses.replace(sweep, base=smoke(sweep.base))
