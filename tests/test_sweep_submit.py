@@ -30,6 +30,9 @@ def ray_head(tmp_path, monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a local head without token auth
     gcs, dashboard = _free_port(), _free_port()
     ray_bin = str(Path(sys.executable).with_name("ray"))
+    # a cluster node's `python` is its environment's python: put this venv first on PATH,
+    # which the job driver inherits from the head
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     head = subprocess.Popen(
         [ray_bin, "start", "--head", "--block", "--num-cpus=2", f"--port={gcs}", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={dashboard}", "--disable-usage-stats", "--include-log-monitor=false"],
