@@ -118,8 +118,8 @@ def test_dit_checkpoint_records_configs_vae_and_ema_weights(dit_dir, vae_dir, la
     assert blob["latent_shape"] == (128, 2, 1, 1) and blob["video_shape"] == (9, 32, 32) and blob["fps"] == 24.0
     ckpt = torch.load(dit_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
     # dit.pt holds the EMA, which lags the raw weights
-    assert all(torch.equal(blob["state_dict"][k], ckpt["ema"][k]) for k in blob["state_dict"])
-    assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"])
+    assert all(torch.equal(blob["state_dict"][k], ckpt["parts"]["ema"][k]) for k in blob["state_dict"])
+    assert any(not torch.equal(ckpt["parts"]["ema"][k], ckpt["parts"]["model"][k]) for k in ckpt["parts"]["model"])
     curve = json.loads((dit_dir / "curve.json").read_text())
     assert {"stage", "step", "loss", "grad_norm"} <= curve[0].keys() and curve[0]["stage"] == "train_dit"
     dit = load_dit(dit_dir, torch.device("cpu"))
