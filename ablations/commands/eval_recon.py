@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from clips.dataset import load_clips
 
     vae = load_vae(args.checkpoint)
-    spec = data_spec_from_args(args, args.seed)
+    spec = data_spec_from_args(args, args.seed, clips_per_video=args.clips_per_video)
     saved = args.checkpoint / "run_config.json" if args.checkpoint.is_dir() else None
     if saved is not None and saved.exists():  # evaluate at the clip shape the VAE was trained on
         import dataclasses

@@ -50,16 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _data_spec(args: argparse.Namespace):
-    from ablations.cli import UserError
-    from clips.dataset import DataSpec
+    from ablations.commands.train_vae import data_spec_from_args
 
-    try:
-        height, width = (int(v) for v in args.resolution.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--resolution must look like HEIGHTxWIDTH (e.g. 64x64), not '{args.resolution}'.") from None
-    source, folder = (args.data, None) if args.data in ("bundled", "synthetic") else ("folder", args.data)
-    return DataSpec(source=source, folder=folder, frames=args.frames, height=height, width=width,
-                    num_scenes=args.num_scenes, seed=args.seed)
+    return data_spec_from_args(args, args.seed, num_scenes=args.num_scenes)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,17 +14,16 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clips-per-video", type=int, default=8, help="clips sampled per source video and split")
 
 
-def data_spec_from_args(args: argparse.Namespace, seed: int):
+def data_spec_from_args(args: argparse.Namespace, seed: int, **extra):
     from ablations.cli import UserError
     from clips.dataset import DataSpec
 
     try:
         height, width = (int(v) for v in args.resolution.lower().split("x"))
     except ValueError:
-        raise UserError(f"--size must look like HEIGHTxWIDTH (e.g. 64x64), not '{args.resolution}'.") from None
+        raise UserError(f"The resolution must look like HEIGHTxWIDTH (e.g. 64x64), not '{args.resolution}'.") from None
     source, folder = (args.data, None) if args.data in ("bundled", "synthetic") else ("folder", args.data)
-    return DataSpec(source=source, folder=folder, frames=args.frames, height=height, width=width,
-                    clips_per_video=args.clips_per_video, seed=seed)
+    return DataSpec(source=source, folder=folder, frames=args.frames, height=height, width=width, seed=seed, **extra)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         vae_train=dataclasses.replace(cfg.vae_train, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                       seed=args.seed),
-        vae_data=data_spec_from_args(args, args.seed),
+        vae_data=data_spec_from_args(args, args.seed, clips_per_video=args.clips_per_video),
     )
     cfg = apply_overrides(cfg, args.overrides)  # e.g. loss.dwt=0.1, vae.logvar=per_channel
     clips = load_clips(cfg.vae_data, "train")

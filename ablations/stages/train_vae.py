@@ -108,8 +108,7 @@ def vae_training_step(state: VAEState, video: torch.Tensor) -> dict[str, float]:
         denoised = vae.decode(noisy, timestep=timestep, generator=state.generator)
     inputs = LossInputs(video=video, recon=recon, mean=mean, logvar=logvar, denoised=denoised)
 
-    # adversarial terms wait for `gan_start_step` so the reconstruction settles first
-    active = [n for n in state.weights if not state.terms[n].adversarial or state.step >= state.loss_cfg.gan_start_step]
+    active = [n for n in state.weights if state.terms[n].is_active(state.step)]  # GANs wait for gan_start_step
     parts = {name: state.terms[name](inputs) for name in active}
     total = sum(state.weights[name] * value for name, value in parts.items())
     # fail before the optimizer step, so the last checkpoint and the weights stay clean
