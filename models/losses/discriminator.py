@@ -43,3 +43,24 @@ class PatchDiscriminator3d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, in_channels, T, H, W) -> (B, 1, T', H', W') logits."""
         return self.net(x)
+
+
+class AdversarialTerm:
+    """What the GAN and rGAN loss terms share: a PatchGAN built from the loss config and a
+    start step before which the term is off. Mixed into a `LossTerm` subclass that sets
+    `disc_in_channels` (3 for single videos, 6 for (original, reconstruction) pairs)."""
+
+    adversarial = True
+    disc_in_channels: int = 3
+
+    def __init__(self, channels: int = 16, layers: int = 3, start_step: int = 0) -> None:
+        super().__init__()
+        self.discriminator = PatchDiscriminator3d(in_channels=self.disc_in_channels, channels=channels, layers=layers)
+        self.start_step = start_step  # optimizer step at which the term switches on
+
+    @classmethod
+    def from_config(cls, cfg):  # cfg: models.losses.base.VAELossConfig
+        return cls(channels=cfg.disc_channels, layers=cfg.disc_layers, start_step=cfg.gan_start_step)
+
+    def is_active(self, step: int) -> bool:
+        return step >= self.start_step

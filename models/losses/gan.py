@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.losses.base import LOSSES, LossInputs, LossTerm, VAELossConfig
-from models.losses.discriminator import PatchDiscriminator3d
+from models.losses.base import LOSSES, LossInputs, LossTerm
+from models.losses.discriminator import AdversarialTerm
 
 
 def hinge_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
@@ -26,22 +26,10 @@ def hinge_generator_loss(fake_logits: Tensor) -> Tensor:
 
 
 @LOSSES.register("gan")
-class GANLoss(LossTerm):
+class GANLoss(AdversarialTerm, LossTerm):
     """Hinge GAN on single videos; the discriminator is this module's only parameter set."""
 
-    adversarial = True
-
-    def __init__(self, channels: int = 16, layers: int = 3, start_step: int = 0) -> None:
-        super().__init__()
-        self.discriminator = PatchDiscriminator3d(in_channels=3, channels=channels, layers=layers)
-        self.start_step = start_step  # optimizer step at which the term switches on
-
-    @classmethod
-    def from_config(cls, cfg: VAELossConfig) -> "GANLoss":
-        return cls(channels=cfg.disc_channels, layers=cfg.disc_layers, start_step=cfg.gan_start_step)
-
-    def is_active(self, step: int) -> bool:
-        return step >= self.start_step
+    disc_in_channels = 3
 
     def forward(self, inp: LossInputs) -> Tensor:
         return hinge_generator_loss(self.discriminator(inp.recon))

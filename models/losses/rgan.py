@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.losses.base import LOSSES, LossInputs, LossTerm, VAELossConfig
-from models.losses.discriminator import PatchDiscriminator3d
+from models.losses.base import LOSSES, LossInputs, LossTerm
+from models.losses.discriminator import AdversarialTerm
 
 
 def rgan_pairs(video: Tensor, recon: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -52,22 +52,10 @@ def rgan_generator_loss(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 @LOSSES.register("rgan")
-class ReconstructionGANLoss(LossTerm):
+class ReconstructionGANLoss(AdversarialTerm, LossTerm):
     """Reconstruction GAN: a PatchGAN on (original, reconstruction) pairs in random order."""
 
-    adversarial = True
-
-    def __init__(self, channels: int = 16, layers: int = 3, start_step: int = 0) -> None:
-        super().__init__()
-        self.discriminator = PatchDiscriminator3d(in_channels=6, channels=channels, layers=layers)
-        self.start_step = start_step  # optimizer step at which the term switches on
-
-    @classmethod
-    def from_config(cls, cfg: VAELossConfig) -> "ReconstructionGANLoss":
-        return cls(channels=cfg.disc_channels, layers=cfg.disc_layers, start_step=cfg.gan_start_step)
-
-    def is_active(self, step: int) -> bool:
-        return step >= self.start_step
+    disc_in_channels = 6
 
     def forward(self, inp: LossInputs) -> Tensor:
         pairs, labels = rgan_pairs(inp.video, inp.recon)
