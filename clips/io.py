@@ -137,6 +137,14 @@ def _even(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
+def make_readable(path: str | os.PathLike) -> None:
+    """Give a `mkstemp` file (created 0600) the mode a plain `open` would: samples and
+    checkpoints on shared result folders must be readable by the dashboard's and survey's users."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_video(path: str | os.PathLike, frames, fps: float | Fraction) -> Path:
     """Encode frames as a browser-playable H.264 mp4, atomically.
 
@@ -158,6 +166,7 @@ def write_video(path: str | os.PathLike, frames, fps: float | Fraction) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.mp4", dir=path.parent)
     os.close(fd)
+    make_readable(tmp_name)
     try:
         with av.open(tmp_name, mode="w", format="mp4",
                      options={"movflags": "+faststart"}) as container:

@@ -145,3 +145,19 @@ def test_exact_rate():
     assert exact_rate(12.5) == Fraction(25, 2)
     with pytest.raises(ClipError):
         exact_rate(0.0)
+
+
+def test_written_video_has_the_umask_mode_not_mkstemp_0600(tmp_path):
+    import os
+    import stat
+
+    import numpy as np
+
+    from clips.io import write_video
+
+    umask = os.umask(0o022)
+    try:
+        path = write_video(tmp_path / "m.mp4", np.zeros((3, 32, 32, 3), np.uint8), 24.0)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from clips.io import make_readable
+
 from ablations.store import atomic_write_bytes, atomic_write_json  # noqa: F401  (one atomic writer for the house)
 
 
@@ -47,6 +49,7 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
     os.close(fd)
+    make_readable(tmp)
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
