@@ -117,19 +117,19 @@ def default_run_config(vae_kind: str = "ltx", size: str = "tiny", **sections: An
 def sync_pairing(cfg: RunConfig) -> RunConfig:
     """Keep the DiT paired with its VAE (after an axis swapped `vae.kind`, say).
 
-    The DiT's input channels, VAE compression factors and transformer patch follow the
-    VAE (ltx: 1x1x1 over 128 ch; conventional: 4x4x2 over 16 ch), so both sides of the
-    patchifier ablation have equal tokens. A recipe's own patch choice is kept when the
-    pairing did not change.
+    The DiT's input channels always follow the VAE's latent channels. Its compression
+    factors (RoPE's pixel coordinates) follow the VAE's own strides; when they change,
+    the transformer patch becomes that VAE kind's pairing (ltx: 1x1x1, conventional:
+    4x4x2), so both sides of the patchifier ablation have equal tokens. A recipe's own
+    patch choice is kept while the VAE's compression still matches the DiT's.
     """
     from models.dit import dit_config
 
-    paired = dit_config(cfg.vae.kind, "tiny")
-    updates = {f: getattr(paired, f) for f in ("vae_temporal_compression", "vae_spatial_compression", "patch")}
-    if (cfg.dit.vae_spatial_compression, cfg.dit.vae_temporal_compression) == (
-            paired.vae_spatial_compression, paired.vae_temporal_compression):
-        updates.pop("patch")
-    updates["in_channels"] = cfg.vae.latent_channels
+    vae, updates = cfg.vae, {"in_channels": cfg.vae.latent_channels}
+    compression = (vae.spatial_compression, vae.temporal_compression)
+    if (cfg.dit.vae_spatial_compression, cfg.dit.vae_temporal_compression) != compression:
+        updates.update(vae_spatial_compression=compression[0], vae_temporal_compression=compression[1],
+                       patch=dit_config(vae.kind, "tiny").patch)
     return dataclasses.replace(cfg, dit=dataclasses.replace(cfg.dit, **updates))
 
 

@@ -1,9 +1,11 @@
-"""`rope`: 3D RoPE frequency spacing (LTX's exp vs inverse-exp, LTX-Video §2.2.3) and RoPE off."""
+"""`rope`: 3D RoPE frequency spacing (LTX's exp vs inverse-exp, LTX-Video §2.2.3) and RoPE off,
+at the alignment scale (`alignment_run_config` in `common.py`), where the oracle can read
+direction and colour from this CPU's generations."""
 
 from __future__ import annotations
 
-from ablations.configs import default_run_config
 from ablations.recipes import RECIPES, Sweep
+from ablations.recipes.common import alignment_run_config
 
 
 @RECIPES.register("rope")
@@ -11,7 +13,7 @@ def rope(name: str = "rope") -> Sweep:
     return Sweep(
         name=name, recipe="rope",
         description="Does the RoPE frequency spacing matter, and does RoPE matter at all?",
-        base=default_run_config("ltx", "tiny"),
+        base=alignment_run_config(),
         # spacing is meaningless without RoPE, so the third variant is "off" alone
         variants=[{"dit.rope": "on", "dit.rope_spacing": "exp"},
                   {"dit.rope": "on", "dit.rope_spacing": "inverse_exp"},

@@ -1,0 +1,71 @@
+"""Run-config pairing: the DiT follows the VAE it is trained on (channels, compression, patch),
+and the text-conditioning recipe's scale is one the oracle can read."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ablations.configs import check_buildable, default_run_config, sync_pairing
+from ablations.graph import expand_variants
+from ablations.overrides import set_field
+from ablations.recipes import RECIPES
+from ablations.recipes.common import ALIGNMENT_SHIFT_TOKENS, ALIGNMENT_VAE, alignment_run_config
+from models.dit.patch import token_grid
+from models.flow import token_shift
+from models.vae import vae_config
+
+
+def _tokens(cfg) -> int:
+    """Tokens of one clip of cfg.dit_data through cfg.vae and cfg.dit's patch."""
+    spec, vae = cfg.dit_data, cfg.vae
+    latent = (1 + (spec.frames - 1) // vae.temporal_compression, spec.height // vae.spatial_compression,
+              spec.width // vae.spatial_compression)
+    t, h, w = token_grid(latent, cfg.dit.patch)
+    return t * h * w
+
+
+def test_swapping_the_vae_kind_keeps_tokens_equal():
+    ltx = sync_pairing(default_run_config("ltx", "tiny"))
+    conventional = sync_pairing(set_field(ltx, "vae.kind", "conventional"))
+    assert (conventional.dit.in_channels, conventional.dit.patch) == (conventional.vae.latent_channels, "4x4x2")
+    assert (conventional.dit.vae_spatial_compression, conventional.dit.vae_temporal_compression) == (8, 4)
+    assert (ltx.dit.patch, ltx.dit.vae_spatial_compression, ltx.dit.vae_temporal_compression) == ("1x1x1", 32, 8)
+    assert _tokens(ltx) == _tokens(conventional)
+
+
+def test_dit_takes_compression_from_the_vae_strides_not_the_preset():
+    cfg = default_run_config("ltx", "tiny")
+    custom = dataclasses.replace(cfg, vae=vae_config("ltx", "tiny", **ALIGNMENT_VAE))
+    paired = sync_pairing(custom)
+    assert (paired.dit.vae_spatial_compression, paired.dit.vae_temporal_compression) == (4, 2)
+    assert paired.dit.in_channels == 16
+
+
+def test_a_recipes_own_patch_is_kept_while_the_vae_matches():
+    cfg = alignment_run_config()
+    assert sync_pairing(cfg) == cfg
+    assert cfg.dit.patch == "2x2x1"
+
+
+def test_alignment_scale_is_anchored_where_the_flow_shift_starts():
+    cfg = alignment_run_config()
+    tokens = _tokens(cfg)
+    assert tokens == ALIGNMENT_SHIFT_TOKENS[0] == 80
+    assert token_shift(tokens, cfg.flow) == pytest.approx(cfg.flow.shift_min)
+    # the tiny preset's anchors (1:192 latents) would put this token count far past LTX's top shift
+    assert token_shift(tokens, default_run_config().flow) > cfg.flow.shift_max
+
+
+def test_text_conditioning_recipe_variants_all_build():
+    sweep = RECIPES.get("text-conditioning")()
+    variants = expand_variants(sweep.base, sweep.axes, sweep.seeds, sweep.variants)
+    assert len(variants) == 4
+    seen = set()
+    for variant in variants:
+        cfg = sync_pairing(variant.config)
+        check_buildable(cfg, {"train_vae", "encode_latents", "train_dit", "sample", "eval_gen", "cost"})
+        seen.add((cfg.dit.text_conditioning, cfg.dit.qk_norm))
+        assert cfg.vae.latent_channels == cfg.dit.in_channels == 16
+    assert seen == {(c, q) for c in ("cross_attention", "mmdit") for q in ("none", "rms_across_heads")}
