@@ -6,7 +6,11 @@ A 2x2 factorial: the video-DWT loss on the `ltx` VAE (off / on) x text condition
 (cross-attention vs MM-DiT). Two VAEs train side by side, each shared by its two DiTs,
 so both CPU slots stay busy. (The patchifier comparison lives in `vae-core`: the
 `conventional` VAE works at 4x the spatial resolution and trains ~5x slower on a CPU,
-too slow for the demo's budget.)
+too slow for the demo's budget.) Oracle alignment is not a headline here: the tiny ltx
+VAE's reconstructions carry the photo but not the small moving shape, so its colour and
+direction readings sit at or below chance whatever the DiT does (`ltxlab report demo
+--metrics t2v.oracle_color` still shows them). The alignment scale the oracle can read
+is `text-conditioning`'s (see `recipes/common.py`); it needs about 12 minutes per model.
 """
 
 from __future__ import annotations
@@ -37,5 +41,5 @@ def demo(name: str = "demo") -> Sweep:
         base=base,
         axes={"loss.dwt": [0.0, 0.5], "dit.text_conditioning": ["cross_attention", "mmdit"]},
         stages=("eval_recon", "eval_gen", "cost"),
-        headline_metrics=("psnr", "ssim", "t2v.oracle_color", "i2v.first_frame_psnr", "t2v.temporal_flicker"),
+        headline_metrics=("psnr", "ssim", "i2v.first_frame_psnr", "t2v.temporal_flicker"),
     )
