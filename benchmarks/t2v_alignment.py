@@ -46,10 +46,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ablations.recipes.common import ALIGNMENT_PATCH, ALIGNMENT_SHIFT_TOKENS, ALIGNMENT_VAE
+from ablations.recipes.common import ALIGNMENT_VAE, alignment_run_config
 
 
 def parse_args() -> argparse.Namespace:
+    # defaults: the alignment scale the text-conditioning and rope recipes run at
+    cfg = alignment_run_config()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/t2v_alignment"))
     p.add_argument("--threads", type=int, default=2)
@@ -58,29 +60,29 @@ def parse_args() -> argparse.Namespace:
                    help="patch: the 4x4 pixel patchify and one 2x temporal stride, 16 channels (1:6); light: 2x8x8 "
                         "to 32 channels (1:12); preset: the tiny preset's 1:192 (ltx) / 1:48 (conventional). Only "
                         "`patch` keeps the 6-8 px moving shape at this scale (see the docstring); the DiT pairs with the VAE")
-    p.add_argument("--dit-patch", default=ALIGNMENT_PATCH, help="transformer-input patch; 2x2x1 over `patch` latents gives 80 tokens")
+    p.add_argument("--dit-patch", default=cfg.dit.patch, help="transformer-input patch; 2x2x1 over `patch` latents gives 80 tokens")
     p.add_argument("--vae-dir", type=Path, default=None, help="use an already trained VAE folder")
-    p.add_argument("--vae-steps", type=int, default=1000)
-    p.add_argument("--vae-batch", type=int, default=8)
-    p.add_argument("--vae-lr", type=float, default=1e-3)
-    p.add_argument("--vae-scenes", type=int, default=512)
-    p.add_argument("--vae-l1", type=float, default=1.0)
-    p.add_argument("--vae-mse", type=float, default=1.0)
-    p.add_argument("--vae-dwt", type=float, default=0.0, help="Haar high-band L1: weights edges, i.e. the small moving shape")
-    p.add_argument("--frames", type=int, default=9)
-    p.add_argument("--side", type=int, default=32, help="height = width in pixels")
-    p.add_argument("--train-scenes", type=int, default=1024)
-    p.add_argument("--heldout", type=int, default=192)
-    p.add_argument("--dit-steps", type=int, default=4000)
-    p.add_argument("--dit-batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--shift-tokens", type=int, nargs=2, default=list(ALIGNMENT_SHIFT_TOKENS), metavar=("LO", "HI"),
+    p.add_argument("--vae-steps", type=int, default=cfg.vae_train.steps)
+    p.add_argument("--vae-batch", type=int, default=cfg.vae_train.batch_size)
+    p.add_argument("--vae-lr", type=float, default=cfg.vae_train.lr)
+    p.add_argument("--vae-scenes", type=int, default=cfg.vae_data.num_scenes)
+    p.add_argument("--vae-l1", type=float, default=cfg.loss.l1)
+    p.add_argument("--vae-mse", type=float, default=cfg.loss.mse)
+    p.add_argument("--vae-dwt", type=float, default=cfg.loss.dwt, help="Haar high-band L1: weights edges, i.e. the small moving shape")
+    p.add_argument("--frames", type=int, default=cfg.dit_data.frames)
+    p.add_argument("--side", type=int, default=cfg.dit_data.height, help="height = width in pixels")
+    p.add_argument("--train-scenes", type=int, default=cfg.dit_data.num_scenes)
+    p.add_argument("--heldout", type=int, default=cfg.eval.heldout_prompts)
+    p.add_argument("--dit-steps", type=int, default=cfg.dit_train.steps)
+    p.add_argument("--dit-batch", type=int, default=cfg.dit_train.batch_size)
+    p.add_argument("--lr", type=float, default=cfg.dit_train.lr)
+    p.add_argument("--shift-tokens", type=int, nargs=2, default=[cfg.flow.shift_min_tokens, cfg.flow.shift_max_tokens], metavar=("LO", "HI"),
                    help="token counts where the training/sampling shift is 0.95 and 2.05 (LTX's line re-anchored): "
                         "9x32x32 through the patch VAE and a 2x2x1 DiT patch is 80 tokens; flow_config('tiny') "
                         "anchors 12..48 (1:192 latents) would put the shift at 3.0 here, training almost only near t = 1")
-    p.add_argument("--caption-dropout", type=float, default=0.1)
-    p.add_argument("--guidance", type=float, default=3.0)
-    p.add_argument("--sample-steps", type=int, default=20)
+    p.add_argument("--caption-dropout", type=float, default=cfg.flow.caption_dropout)
+    p.add_argument("--guidance", type=float, default=cfg.sample.guidance_scale)
+    p.add_argument("--sample-steps", type=int, default=cfg.sample.steps)
     p.add_argument("--conditionings", nargs="+", default=["cross_attention", "mmdit"])
     p.add_argument("--seed", type=int, default=0, help="seeds the ceiling's decoder noise (training seeds are the configs')")
     p.add_argument("--skip-dit", action="store_true", help="stop after the VAE ceiling")
