@@ -85,7 +85,8 @@ def forward_ratio(name: str, device: str, reps: int) -> tuple[float, float, floa
         diff = (run_ours().flatten(2).transpose(1, 2) - run_ref()).abs().max().item()
         mine, theirs = [], []
         for i in range(reps + 3):
-            for fn, out in ((run_ours, mine), (run_ref, theirs)):
+            pair = ((run_ours, mine), (run_ref, theirs))
+            for fn, out in (pair if i % 2 == 0 else pair[::-1]):  # alternate who runs first
                 sync(device)
                 start = time.perf_counter()
                 fn()
