@@ -123,13 +123,12 @@ def sync_pairing(cfg: RunConfig) -> RunConfig:
     4x4x2), so both sides of the patchifier ablation have equal tokens. A recipe's own
     patch choice is kept while the VAE's compression still matches the DiT's.
     """
-    from models.dit import dit_config
+    from models.dit import dit_config, vae_pairing
 
-    vae, updates = cfg.vae, {"in_channels": cfg.vae.latent_channels}
-    compression = (vae.spatial_compression, vae.temporal_compression)
-    if (cfg.dit.vae_spatial_compression, cfg.dit.vae_temporal_compression) != compression:
-        updates.update(vae_spatial_compression=compression[0], vae_temporal_compression=compression[1],
-                       patch=dit_config(vae.kind, "tiny").patch)
+    updates = vae_pairing(cfg.vae)
+    if (cfg.dit.vae_spatial_compression, cfg.dit.vae_temporal_compression) != (
+            updates["vae_spatial_compression"], updates["vae_temporal_compression"]):
+        updates["patch"] = dit_config(cfg.vae.kind, "tiny").patch
     return dataclasses.replace(cfg, dit=dataclasses.replace(cfg.dit, **updates))
 
 

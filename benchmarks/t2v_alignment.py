@@ -166,12 +166,6 @@ COMPRESSIONS: dict[str, dict] = {
 }
 
 
-def dit_pairing(vae_cfg) -> dict:
-    """DiT overrides that pair it with any VAE: latent channels and compression from the VAE itself."""
-    return {"in_channels": vae_cfg.latent_channels, "vae_temporal_compression": vae_cfg.temporal_compression,
-            "vae_spatial_compression": vae_cfg.spatial_compression}
-
-
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -183,7 +177,7 @@ def main() -> None:
     from ablations.stages.train_vae import VAETrainConfig, load_vae, train_vae
     from clips.dataset import DataSpec, load_clips
     from clips.io import from_model, to_model
-    from models.dit import dit_config
+    from models.dit import dit_config, vae_pairing
     from models.flow import flow_config
     from models.losses.base import VAELossConfig
     from models.text import TextEncoderConfig
@@ -246,7 +240,7 @@ def main() -> None:
     for conditioning in args.conditionings:
         out = work / (f"dit_{conditioning}_{vae_dir.name}_{args.dit_patch}_{args.dit_steps}x{args.dit_batch}"
                       f"_shift{args.shift_tokens[0]}-{args.shift_tokens[1]}_lr{args.lr:g}")
-        dit = dit_config(vae.cfg.kind, "tiny", text_conditioning=conditioning, patch=args.dit_patch, **dit_pairing(vae.cfg))
+        dit = dit_config(vae.cfg.kind, "tiny", text_conditioning=conditioning, patch=args.dit_patch, **vae_pairing(vae.cfg))
         train = DiTTrainConfig(steps=args.dit_steps, batch_size=args.dit_batch, lr=args.lr, warmup_steps=50,
                                checkpoint_every=250)
         timing_file = out / "bench_train_timing.json"
@@ -280,7 +274,7 @@ def main() -> None:
                    "ci_above_chance": gen[f"{task}.oracle_color.ci_low"] > gen[f"{task}.oracle_color.chance"]}
             for task in ("t2v", "i2v")} | {
             "dit_steps": args.dit_steps, "dit_batch": args.dit_batch, "dit_train_wall_s": wall,
-            "s_per_step": wall / args.dit_steps if wall else None, "vae_train_wall_s": vae_wall,
+            "s_per_step": wall / args.dit_steps if wall else None, "vae_phase_wall_s": vae_wall,
             "encode_wall_s": encoded["wall_time_s"], "model_wall_s": model_wall,
             "within_15_min": bool(model_wall is not None and model_wall <= budget_s), "sample_wall_s": sample_wall}
         print(json.dumps({conditioning: results[conditioning]}, indent=2, default=str), flush=True)

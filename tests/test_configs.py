@@ -12,17 +12,16 @@ from ablations.graph import expand_variants
 from ablations.overrides import set_field
 from ablations.recipes import RECIPES
 from ablations.recipes.common import ALIGNMENT_SHIFT_TOKENS, ALIGNMENT_VAE, alignment_run_config
+from models.dit.describe import latent_shape_for
 from models.dit.patch import token_grid
 from models.flow import token_shift
 from models.vae import vae_config
 
 
 def _tokens(cfg) -> int:
-    """Tokens of one clip of cfg.dit_data through cfg.vae and cfg.dit's patch."""
-    spec, vae = cfg.dit_data, cfg.vae
-    latent = (1 + (spec.frames - 1) // vae.temporal_compression, spec.height // vae.spatial_compression,
-              spec.width // vae.spatial_compression)
-    t, h, w = token_grid(latent, cfg.dit.patch)
+    """Tokens of one clip of cfg.dit_data through cfg.dit's compression and patch."""
+    spec = cfg.dit_data
+    t, h, w = token_grid(latent_shape_for(cfg.dit, spec.frames, spec.height, spec.width), cfg.dit.patch)
     return t * h * w
 
 

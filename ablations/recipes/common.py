@@ -62,7 +62,7 @@ def alignment_run_config(**sections: Any) -> RunConfig:
     """The text-alignment scale: 9x32x32 synthetic scenes for both models, the ALIGNMENT_VAE,
     a tiny DiT over 2x2x1 patches, 192 held-out prompts (Wilson CIs of about +-7 points)."""
     from clips.dataset import DataSpec
-    from models.dit import dit_config
+    from models.dit import dit_config, vae_pairing
     from models.flow import flow_config
     from models.vae import vae_config
 
@@ -76,8 +76,7 @@ def alignment_run_config(**sections: Any) -> RunConfig:
         vae=vae,
         vae_train=r(base.vae_train, steps=1000, batch_size=8, lr=1e-3, checkpoint_every=250),
         dit_data=DataSpec(**scenes, num_scenes=1024, num_heldout_scenes=192),
-        dit=dit_config("ltx", "tiny", in_channels=vae.latent_channels, vae_spatial_compression=vae.spatial_compression,
-                       vae_temporal_compression=vae.temporal_compression, patch=ALIGNMENT_PATCH),
+        dit=dit_config("ltx", "tiny", patch=ALIGNMENT_PATCH, **vae_pairing(vae)),
         flow=flow_config("tiny", shift_min_tokens=ALIGNMENT_SHIFT_TOKENS[0], shift_max_tokens=ALIGNMENT_SHIFT_TOKENS[1]),
         dit_train=r(base.dit_train, steps=4000, batch_size=64, checkpoint_every=250),
         eval=r(base.eval, heldout_prompts=192),

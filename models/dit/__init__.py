@@ -9,10 +9,10 @@ from __future__ import annotations
 from models.dit.config import DiTConfig
 from models.dit.describe import describe_dit
 from models.dit.patch import patchify, token_timesteps, unpatchify
-from models.dit.presets import dit_config
+from models.dit.presets import dit_config, vae_pairing
 from models.registry import Registry
 
 DITS: Registry[type] = Registry("DiT")
 DITS.register("ltx_dit", DiTConfig)
 
-__all__ = ["DITS", "DiTConfig", "describe_dit", "dit_config", "patchify", "token_timesteps", "unpatchify"]
+__all__ = ["DITS", "DiTConfig", "describe_dit", "dit_config", "patchify", "token_timesteps", "unpatchify", "vae_pairing"]

@@ -23,6 +23,13 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 
 
+def vae_pairing(vae_cfg: Any) -> dict[str, int]:
+    """The DiT fields that follow a VAE config's own values: latent channels in, and the
+    compression factors RoPE turns latent indices into pixel coordinates with."""
+    return {"in_channels": vae_cfg.latent_channels, "vae_spatial_compression": vae_cfg.spatial_compression,
+            "vae_temporal_compression": vae_cfg.temporal_compression}
+
+
 def dit_config(vae_kind: str, size: str, **overrides: Any) -> DiTConfig:
     """Preset DiT config for a VAE kind ('ltx' | 'conventional') and size ('tiny' | 'small' | 'full')."""
     if vae_kind not in VAE_PAIRINGS:
