@@ -1,23 +1,31 @@
-"""Statistics of ablations: factorial main effects, 2x2 interactions, paired bootstrap CIs, Pareto fronts.
+"""Statistics of ablations: factorial main effects, 2x2 interactions, the A/A check, the best variant.
 
-numpy and pandas only (the dashboard imports this and must not pull in torch).
+numpy, pandas and scipy.special only (the dashboard imports this and must not pull in torch).
+docs/statistics.md is the reader's guide; this is the implementation.
 
-The unit of replication is a (split, clip, seed) triple: every variant of a sweep is run
-with the same seeds and scored on the same held-out clips, so the variants' scores on one
-unit are paired. For an axis A with levels a and b, the effect on a unit is
+What is replicated. A metric value of one run on one held-out clip is
 
-    mean over the unit's runs with A=a of the metric  -  the same for A=b,
+    variant effect + trained-model noise (variant x seed) + source-video effect + clip noise.
 
-which averages over the other axes (a factorial main effect); the estimate is its mean
-over units and the confidence interval comes from a paired bootstrap that resamples units
-with replacement (Efron & Tibshirani, "An Introduction to the Bootstrap", ch. 13, percentile
-interval). A 2x2 interaction of two-level axes A, B on a unit is
-(m(a1,b1) - m(a0,b1)) - (m(a1,b0) - m(a0,b0)), m being cell means over the other axes.
+Every clip scored by one trained model shares that model's luck, and clips cut from one
+source video share its content, so neither a clip nor a (clip, seed) pair is an
+independent unit. The units are the *seed block* (the runs of one seed across all
+variants; a replicate-baseline copy belongs to the block of the seed it replicates) and
+the *source video* (`source_id` in metrics.parquet). For an effect, each (block, clip)
+gets the factorial contrast (mean over the block's runs with A=a minus the same for A=b,
+averaging over the other axes; an interaction is (m11 - m01) - (m10 - m00) of cell means),
+clips are averaged within their source, and the resulting blocks x sources table goes to
+the crossed random-effects model of `evaluation.crossed`: a Satterthwaite t interval that
+includes training noise, source-to-source variation and clip noise.
 
-All effects of one metric share one resampling: a (n_boot, n_units) matrix of multinomial
-counts W, so every bootstrap replicate of every effect is one matrix product W @ D.
-A unit missing for an effect (a failed run) is dropped from that effect by a mask, which
-keeps the replicates paired with the other effects.
+Verdicts. Each estimated effect has a two-sided p-value; all the effects of one report
+(main effects and interactions, over the metrics asked for) are one family, adjusted by
+Holm (default) or Benjamini-Hochberg (`evaluation.multiplicity`). A "better" verdict needs
+the adjusted p below alpha; the raw verdict is shown beside it. With one seed block no
+verdict is given at all (training noise is not estimable); the clip-level interval is kept,
+labelled as such. A contrast that is exactly 0 on every unit (a DiT axis on a VAE metric)
+is "not applicable", not an effect of 0. Every estimated effect carries its noise floor
+`mde80`: the smallest true effect its test would find with 80% power.
 """
 
 from __future__ import annotations
@@ -28,29 +36,41 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-NO_EFFECT = "CI includes 0: no evidence of an effect"
-NO_INTERACTION = "CI includes 0: no evidence of an interaction"
-EFFECT_COLUMNS = (
-    "metric", "axis", "level_a", "level_b", "estimate", "ci_low", "ci_high", "n_units", "n_units_missing",
-    "n_runs_a", "n_runs_b", "higher_is_better", "ci_includes_zero", "better", "verdict",
+from evaluation.crossed import Crossed, crossed_contrasts, min_detectable, t_pvalue, t_quantile
+from evaluation.multiplicity import METHOD_NAMES, adjust
+
+NO_EFFECT = "no significant difference"
+NO_INTERACTION = "no significant interaction"
+ONE_SEED = "one seed per variant: training noise cannot be estimated, so no verdict"
+NOT_APPLICABLE = "not applicable"
+REPLICATE_AXIS = "replicate"  # runs.parquet column of the replicate-baseline copies ("b")
+_STAT_COLUMNS = (
+    "estimate", "ci_low", "ci_high", "se", "df", "p_value", "p_adjusted", "significant_raw", "significant", "mde80",
+    "n_seeds", "n_sources", "n_seeds_missing", "var_seed", "var_source", "var_resid", "clip_ci_low", "clip_ci_high",
+    "status", "higher_is_better", "ci_includes_zero",
 )  # fmt: skip
-INTERACTION_COLUMNS = (
-    "metric", "axis_a", "axis_b", "a0", "a1", "b0", "b1", "estimate", "ci_low", "ci_high", "n_units",
-    "n_units_missing", "higher_is_better", "ci_includes_zero", "verdict",
-)  # fmt: skip
+EFFECT_COLUMNS = ("metric", "axis", "level_a", "level_b", *_STAT_COLUMNS, "n_runs_a", "n_runs_b", "better", "verdict")
+INTERACTION_COLUMNS = ("metric", "axis_a", "axis_b", "a0", "a1", "b0", "b1", *_STAT_COLUMNS, "verdict")
+REPLICATE_COLUMNS = ("metric", "variant", *_STAT_COLUMNS, "verdict")
+BEST_COLUMNS = ("metric", "best_variant", "value", "runner_up", "margin", "p_value", "n_seeds", "status", "tied_with", "verdict")
 
 
 @dataclass(frozen=True)
 class EffectReport:
-    """Main effects and interactions of every axis on every metric, with what was used."""
+    """Main effects, interactions, the A/A check and the best variants, with what went into them."""
 
-    main: pd.DataFrame  # one row per (metric, axis, level pair); columns EFFECT_COLUMNS; effect = level_a - level_b
-    interactions: pd.DataFrame  # one row per (metric, pair of two-level axes); columns INTERACTION_COLUMNS
+    main: pd.DataFrame  # one row per (metric, axis, level pair); EFFECT_COLUMNS; effect = level_a - level_b
+    interactions: pd.DataFrame  # one row per (metric, pair of two-level axes); INTERACTION_COLUMNS
+    replicate: pd.DataFrame  # the A/A contrast per metric (baseline vs its replicate copy); REPLICATE_COLUMNS
+    best: pd.DataFrame  # per metric: the best variant if it beats every other, else the tied top set
     runs_used: int  # `done` runs with at least one metric row
     runs_excluded: dict[str, int]  # status -> count of runs left out (pending, running, failed, done-without-metrics)
-    units: int  # distinct (split, clip, seed) units seen
-    n_boot: int  # bootstrap replicates
+    n_seeds: int  # seed blocks seen
+    n_sources: int  # independent source videos seen
+    n_clips: int  # held-out clips seen
     confidence: float  # e.g. 0.95
+    correction: str  # "holm" | "bh" | "none"
+    family_size: int  # tests the correction adjusted over
     notes: list[str] = field(default_factory=list)  # one-sentence remarks for the reader
 
     @property
@@ -58,55 +78,11 @@ class EffectReport:
         """One sentence: what went into the estimates."""
         excluded = ", ".join(f"{n} {s}" for s, n in self.runs_excluded.items() if n)
         left = f"; left out: {excluded}" if excluded else ""
-        return f"{self.runs_used} done runs over {self.units} clip x seed units, {self.n_boot} paired bootstrap resamples{left}."
-
-
-def bootstrap_weights(n_units: int, n_boot: int, seed: int) -> np.ndarray:
-    """Resampling counts: row r says how often each unit is drawn in replicate r.
-
-    Returns:
-        float64 `(n_boot, n_units)`, each row summing to n_units.
-    """
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n_units, size=(n_boot, n_units))  # (B, U) unit drawn at each position
-    weights = np.zeros((n_boot, n_units))
-    np.add.at(weights, (np.arange(n_boot)[:, None], idx), 1.0)
-    return weights
-
-
-def paired_bootstrap(
-    unit_effects: np.ndarray, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95, weights: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over units and percentile bootstrap CI of per-unit effects, for many effects at once.
-
-    Args:
-        unit_effects: `(U, E)` (or `(U,)`) per-unit effect values; NaN = unit missing for that effect.
-        weights: optional `(n_boot, U)` counts from `bootstrap_weights` (shared across calls).
-
-    Returns:
-        estimate, ci_low, ci_high, n_units: each `(E,)` (scalars as 0-d arrays for 1-D input).
-    """
-    d = np.asarray(unit_effects, dtype=float)
-    squeeze = d.ndim == 1
-    d = d[:, None] if squeeze else d  # (U, E)
-    present = ~np.isnan(d)
-    filled = np.where(present, d, 0.0)
-    n_units = present.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        estimate = filled.sum(axis=0) / n_units
-        w = bootstrap_weights(d.shape[0], n_boot, seed) if weights is None else weights
-        # float operands keep both products on BLAS (a bool operand takes numpy's slow generic loop)
-        replicates = (w @ filled) / (w @ present.astype(np.float64))  # (B, E): weighted mean over resampled units
-    alpha = (1.0 - confidence) / 2.0
-    if replicates.size and np.isfinite(replicates).any():
-        low, high = np.nanquantile(replicates, [alpha, 1.0 - alpha], axis=0)
-    else:
-        low = high = np.full(d.shape[1], np.nan)
-    low = np.where(n_units > 0, low, np.nan)
-    high = np.where(n_units > 0, high, np.nan)
-    if squeeze:
-        return estimate[0], low[0], high[0], n_units[0]
-    return estimate, low, high, n_units
+        return (
+            f"{self.runs_used} done runs over {self.n_seeds} seed block(s) x {self.n_sources} source video(s) "
+            f"({self.n_clips} held-out clips); {int(round(self.confidence * 100))}% t intervals from a seed x source "
+            f"random-effects model; {METHOD_NAMES[self.correction]} over {self.family_size} tests{left}."
+        )
 
 
 # ----------------------------------------------------------------------------- data layout
@@ -114,8 +90,11 @@ def paired_bootstrap(
 
 @dataclass(frozen=True)
 class _Design:
-    values: np.ndarray  # (M, U, V) metric value per metric, unit, variant (NaN = no run / no score)
+    values: np.ndarray  # (M, B, C, V) metric value per metric, seed block, clip, variant (NaN = no score)
+    clip_source: np.ndarray  # (C,) source index of each clip
+    n_sources: int
     metric_names: list[str]  # M
+    variant_names: list[str]  # V (the runs' `variant` column where present)
     axis_codes: dict[str, np.ndarray]  # axis -> (V,) level index of each variant
     axis_levels: dict[str, list]  # axis -> levels (index order)
     n_runs: dict[str, np.ndarray]  # axis -> (L,) done runs per level
@@ -136,58 +115,61 @@ def _axis_order(runs: pd.DataFrame, axis: str, levels: list | None) -> list:
         except TypeError:
             return seen
     by_key = {_level_key(v): v for v in seen}
-    ordered = [by_key.get(_level_key(v), v) for v in levels]
+    ordered = [by_key.get(_level_key(v), v) for v in levels if _level_key(v) in by_key]
     return ordered + [v for v in seen if _level_key(v) not in {_level_key(o) for o in ordered}]
 
 
-def _design(
-    metrics: pd.DataFrame, runs: pd.DataFrame, axes: list[str], axis_levels: dict[str, list], metric_names: list[str]
-) -> tuple[_Design, int]:
-    variant_cols = list(axes)
+def run_blocks(runs: pd.DataFrame) -> pd.Series:
+    """The seed block of each run: `block` where runs.parquet has it, else the seed."""
+    seed = pd.to_numeric(runs["seed"], errors="coerce") if "seed" in runs.columns else pd.Series(0, index=runs.index)
+    if "block" in runs.columns:
+        return pd.to_numeric(runs["block"], errors="coerce").fillna(seed).astype("int64")
+    return seed.fillna(0).astype("int64")
+
+
+def _design(metrics: pd.DataFrame, runs: pd.DataFrame, axes: list[str], axis_levels: dict[str, list], metric_names: list[str]) -> _Design:
     variant_of_run = pd.Series("all", index=runs.index)
-    for k, col in enumerate(variant_cols):
+    for k, col in enumerate(axes):
         level = runs[col].map(_level_key).astype(str)
         variant_of_run = level if k == 0 else variant_of_run + "|" + level
     variants = list(dict.fromkeys(variant_of_run.tolist()))
     v_index = pd.Series(np.arange(len(variants)), index=variants)
-    run_variant = pd.Series(v_index[variant_of_run].to_numpy(), index=runs["run_id"].to_numpy())
+    run_ids = runs["run_id"].to_numpy()
+    run_variant = pd.Series(v_index[variant_of_run].to_numpy(), index=run_ids)
+    run_block = pd.Series(run_blocks(runs).to_numpy(), index=run_ids)
 
     m = metrics[metrics["run_id"].isin(run_variant.index) & metrics["metric"].isin(metric_names)]
-    unit_key = m["split"].astype(str) + "\x1f" + m["clip_id"].astype(str) + "\x1f" + m["seed"].astype(str)
-    unit_codes, units = pd.factorize(unit_key)
+    clip_codes, clips = pd.factorize(m["split"].astype(str) + "\x1f" + m["clip_id"].astype(str))
+    source = m["source_id"].astype(str) if "source_id" in m.columns else m["clip_id"].astype(str)
+    clip_source_raw = pd.Series(source.to_numpy()).groupby(clip_codes).first() if len(m) else pd.Series(dtype=str)
+    source_codes, sources = pd.factorize(clip_source_raw)
+    block_codes, _blocks = pd.factorize(run_block.reindex(m["run_id"].to_numpy()).to_numpy())
     metric_codes = pd.Categorical(m["metric"], categories=metric_names).codes
     var_codes = run_variant.reindex(m["run_id"].to_numpy()).to_numpy()
-    shape = (len(metric_names), len(units), len(variants))
+    shape = (len(metric_names), max(block_codes.max(initial=-1) + 1, 1), len(clips), len(variants))
     sums, counts = np.zeros(shape), np.zeros(shape)
     values = m["value"].to_numpy(dtype=float)
     ok = np.isfinite(values)
-    where = (metric_codes[ok], unit_codes[ok], var_codes[ok])
-    np.add.at(sums, where, values[ok])  # reruns of one variant+seed average
+    where = (metric_codes[ok], block_codes[ok], clip_codes[ok], var_codes[ok])
+    np.add.at(sums, where, values[ok])  # reruns of one variant in one block average
     np.add.at(counts, where, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cube = sums / counts  # (M, U, V)
+        cube = sums / counts  # (M, B, C, V)
 
     first_run = ~variant_of_run.duplicated()
+    names = runs.loc[first_run.to_numpy(), "variant"].astype(str).tolist() if "variant" in runs.columns else variants
     axis_codes, levels_out, n_runs = {}, {}, {}
     for axis in axes:
         order = _axis_order(runs, axis, axis_levels.get(axis))
         key_to_code = {_level_key(v): i for i, v in enumerate(order)}
-        per_variant = runs.loc[first_run.to_numpy(), axis].map(_level_key).map(key_to_code).to_numpy()
-        axis_codes[axis] = per_variant.astype(int)
+        axis_codes[axis] = runs.loc[first_run.to_numpy(), axis].map(_level_key).map(key_to_code).to_numpy().astype(int)
         levels_out[axis] = order
         n_runs[axis] = np.bincount(runs[axis].map(_level_key).map(key_to_code).to_numpy().astype(int), minlength=len(order))
-    return _Design(cube, metric_names, axis_codes, levels_out, n_runs), len(units)
+    return _Design(cube, np.asarray(source_codes), len(sources), metric_names, names, axis_codes, levels_out, n_runs)
 
 
 def _cell_means(cube: np.ndarray, member: np.ndarray) -> np.ndarray:
-    """Mean over the variants in each cell, NaN-aware.
-
-    Args:
-        cube: `(M, U, V)`; member: `(V, C)` 0/1 membership of variants in C cells.
-
-    Returns:
-        `(M, U, C)`; NaN where a unit has no scored variant in the cell.
-    """
+    """Mean over the variants in each cell, NaN-aware: `(M, B, C, V)` x `(V, K)` -> `(M, B, C, K)`."""
     present = ~np.isnan(cube)
     sums = np.where(present, cube, 0.0) @ member
     counts = present.astype(float) @ member
@@ -195,44 +177,137 @@ def _cell_means(cube: np.ndarray, member: np.ndarray) -> np.ndarray:
         return np.where(counts > 0, sums / counts, np.nan)
 
 
-# ----------------------------------------------------------------------------- verdicts
+def _by_source(x: np.ndarray, design: _Design) -> np.ndarray:
+    """Average clips within their source: `(M, B, C, K)` -> `(M, B, G, K)`, NaN-aware."""
+    onehot = np.eye(max(design.n_sources, 1))[design.clip_source] if len(design.clip_source) else np.zeros((0, 1))  # (C, G)
+    present = ~np.isnan(x)
+    sums = np.einsum("mbck,cg->mbgk", np.where(present, x, 0.0), onehot)
+    counts = np.einsum("mbck,cg->mbgk", present.astype(float), onehot)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)
+
+
+def _crossed(by_source: np.ndarray) -> tuple[Crossed, tuple[int, int]]:
+    """`(M, B, G, K)` contrasts -> crossed estimates flattened over (M, K), and that shape."""
+    n_m, n_b, n_g, n_k = by_source.shape
+    flat = by_source.transpose(0, 3, 1, 2).reshape(n_m * n_k, n_b, n_g)  # (M*K, B, G)
+    return crossed_contrasts(flat), (n_m, n_k)
+
+
+# ----------------------------------------------------------------------------- statistics of one contrast
+
+
+def _stat_fields(c: Crossed, i: int, confidence: float, higher_is_better: bool) -> dict:
+    """Interval, test and noise floor of contrast `i` (before the family correction)."""
+    est, se, df = float(c.estimate[i]), float(c.se[i]), float(c.df[i])
+    half = float(t_quantile(np.array(df), 0.5 + confidence / 2.0)) * se if np.isfinite(se) else np.nan
+    clip_half = float(t_quantile(np.array(c.clip_df[i]), 0.5 + confidence / 2.0)) * float(c.clip_se[i])
+    if bool(c.exactly_zero[i]):
+        status = "not_applicable"
+    elif not np.isfinite(est) or c.n_sources[i] < 1:
+        status = "insufficient"
+    elif c.n_seeds[i] < 2:
+        status = "one_seed"
+    else:
+        status = "estimated"
+    estimated = status == "estimated"
+    p = float(t_pvalue(np.array(est), np.array(se), np.array(df))) if estimated else np.nan
+    low, high = (est - half, est + half) if estimated else (np.nan, np.nan)
+    return {
+        "estimate": est, "ci_low": low, "ci_high": high, "se": se if estimated else np.nan, "df": df if estimated else np.nan,
+        "p_value": p, "p_adjusted": np.nan, "significant_raw": bool(estimated and p < 1.0 - confidence), "significant": False,
+        "mde80": float(min_detectable(np.array(se), np.array(df), confidence)) if estimated else np.nan,
+        "n_seeds": int(c.n_seeds[i]), "n_sources": int(c.n_sources[i]), "n_seeds_missing": int(c.n_seeds_missing[i]),
+        "var_seed": float(c.var_seed[i]), "var_source": float(c.var_source[i]), "var_resid": float(c.var_resid[i]),
+        "clip_ci_low": est - clip_half, "clip_ci_high": est + clip_half, "status": status,
+        "higher_is_better": higher_is_better, "ci_includes_zero": not (estimated and (low > 0 or high < 0)),
+    }  # fmt: skip
 
 
 def _fmt(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
-def effect_verdict(axis: str, level_a, level_b, metric: str, est: float, low: float, high: float, higher_is_better: bool, confidence: float = 0.95) -> tuple[bool, str | None, str]:
-    """(ci_includes_zero, better level or None, plain-language verdict) for effect = a - b."""
-    if not np.isfinite(est) or not np.isfinite(low):
-        return True, None, "not enough paired units to estimate"
-    if low <= 0.0 <= high:
-        return True, None, NO_EFFECT
-    a_better = (est > 0) == higher_is_better
-    better, worse = (level_a, level_b) if a_better else (level_b, level_a)
+def _fmt_p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}" if p < 0.1 else f"{p:.2f}"
+
+
+def _evidence(row: dict, confidence: float) -> str:
     pct = int(round(confidence * 100))
-    direction = "higher" if est * (1 if a_better else -1) > 0 else "lower"
-    return False, better, (
+    return f"{pct}% CI {_fmt(row['ci_low'])} to {_fmt(row['ci_high'])}; {row['n_seeds']} seeds x {row['n_sources']} sources"
+
+
+def _status_verdict(row: dict, what: str) -> str | None:
+    """The verdict of a contrast that was not tested, or None."""
+    if row["status"] == "not_applicable":
+        return f"{NOT_APPLICABLE}: {what} cannot change this metric (the scores are identical in every pair)"
+    if row["status"] == "insufficient":
+        return "not enough seeds and sources with scores on both sides to estimate"
+    if row["status"] == "one_seed":
+        return (f"{ONE_SEED} (clip-level interval {_fmt(row['clip_ci_low'])} to {_fmt(row['clip_ci_high'])} over "
+                f"{row['n_sources']} sources ignores it; rerun with 3 or more seeds)")  # fmt: skip
+    return None
+
+
+def _null_verdict(row: dict, label: str, correction: str, family: int, confidence: float) -> str:
+    if row["significant_raw"]:
+        return (f"{label} after {METHOD_NAMES[correction].split(' (')[0]} correction over {family} tests "
+                f"(uncorrected p = {_fmt_p(row['p_value'])}; {_evidence(row, confidence)})")  # fmt: skip
+    return (f"{label}: the {_evidence(row, confidence)} includes 0 (p = {_fmt_p(row['p_value'])}); "
+            f"a true effect below {_fmt(row['mde80'])} would likely be missed")  # fmt: skip
+
+
+def effect_verdict(row: dict, axis: str, level_a, level_b, metric: str, correction: str, family: int, confidence: float) -> tuple[str | None, str]:
+    """(better level or None, plain-language verdict) for effect = level_a - level_b, after correction."""
+    early = _status_verdict(row, f"{axis}")
+    if early:
+        return None, early
+    if not row["significant"]:
+        return None, _null_verdict(row, NO_EFFECT, correction, family, confidence)
+    est = row["estimate"]
+    a_better = (est > 0) == row["higher_is_better"]
+    better, worse = (level_a, level_b) if a_better else (level_b, level_a)
+    direction = "higher" if row["higher_is_better"] else "lower"
+    return better, (
         f"{axis}={better} is better than {axis}={worse} by {_fmt(abs(est))} {metric} ({direction} is better; "
-        f"{pct}% CI {_fmt(min(abs(low), abs(high)))} to {_fmt(max(abs(low), abs(high)))})"
+        f"{_evidence(row, confidence)}; adjusted p = {_fmt_p(row['p_adjusted'])})"
     )
 
 
-def interaction_verdict(axis_a: str, a0, a1, axis_b: str, b0, b1, metric: str, est: float, low: float, high: float, higher_is_better: bool, confidence: float = 0.95) -> tuple[bool, str]:
-    """(ci_includes_zero, verdict) for (a1b1 - a0b1) - (a1b0 - a0b0)."""
-    if not np.isfinite(est) or not np.isfinite(low):
-        return True, "not enough paired units to estimate"
-    if low <= 0.0 <= high:
-        return True, NO_INTERACTION
-    helps_more = (est > 0) == higher_is_better
-    pct = int(round(confidence * 100))
-    return False, (
-        f"switching {axis_a} from {a0} to {a1} is {_fmt(abs(est))} {metric} {'better' if helps_more else 'worse'} "
-        f"with {axis_b}={b1} than with {axis_b}={b0} ({pct}% CI {_fmt(low)} to {_fmt(high)})"
+def interaction_verdict(row: dict, axis_a: str, a0, a1, axis_b: str, b0, b1, metric: str, correction: str, family: int, confidence: float) -> str:
+    """Verdict for (a1b1 - a0b1) - (a1b0 - a0b0), after correction."""
+    early = _status_verdict(row, f"{axis_a} x {axis_b}")
+    if early:
+        return early
+    if not row["significant"]:
+        return _null_verdict(row, NO_INTERACTION, correction, family, confidence)
+    helps_more = (row["estimate"] > 0) == row["higher_is_better"]
+    return (
+        f"switching {axis_a} from {a0} to {a1} is {_fmt(abs(row['estimate']))} {metric} "
+        f"{'better' if helps_more else 'worse'} with {axis_b}={b1} than with {axis_b}={b0} "
+        f"({_evidence(row, confidence)}; adjusted p = {_fmt_p(row['p_adjusted'])})"
     )
 
 
 # ----------------------------------------------------------------------------- effects
+
+
+def _split_runs(metrics: pd.DataFrame, runs: pd.DataFrame, split: str | None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """Scored done runs and their metric rows; the counts of runs left out."""
+    status = runs["status"].astype(str) if "status" in runs.columns else pd.Series("done", index=runs.index)
+    done = runs[status == "done"]
+    if split is not None:
+        metrics = metrics[metrics["split"] == split]
+    metrics = metrics[metrics["run_id"].isin(done["run_id"])]
+    scored = done[done["run_id"].isin(metrics["run_id"].unique())]
+    excluded = {s: int(n) for s, n in status[status != "done"].value_counts().items()}
+    if len(scored) < len(done):
+        excluded["done without metrics"] = len(done) - len(scored)
+    return metrics, scored, excluded
+
+
+def _is_replicate(runs: pd.DataFrame) -> pd.Series:
+    return runs[REPLICATE_AXIS].astype(str).eq("b") if REPLICATE_AXIS in runs.columns else pd.Series(False, index=runs.index)
 
 
 def factorial_effects(
@@ -244,104 +319,218 @@ def factorial_effects(
     higher_is_better: dict[str, bool] | None = None,
     metric_names: list[str] | None = None,
     split: str | None = None,
-    n_boot: int = 2000,
-    seed: int = 0,
     confidence: float = 0.95,
+    correction: str = "holm",
+    replicate_baseline: dict | None = None,
 ) -> EffectReport:
     """Main effects of every axis level pair and 2x2 interactions of two-level axes, per metric.
 
     Args:
-        metrics: long format with run_id, seed, split, clip_id, metric, value.
-        runs: one row per run with run_id, status and one column per axis.
-        axes: the factors ("seed" is ignored: it is part of the unit).
+        metrics: long format with run_id, split, clip_id, metric, value (and source_id; without
+            it every clip counts as its own source).
+        runs: one row per run with run_id, seed, status, one column per axis (and block,
+            replicate where the sweep has them).
+        axes: the factors ("seed" and "replicate" are ignored: they are not factors).
         axis_levels: level order per axis (sweep.json "axes"); the first level is "0" for interactions.
         higher_is_better: per metric (default True), for verdicts.
-        metric_names: metrics to analyse (default: all in `metrics`).
-        split: only rows of this split (default: all, the split is part of the unit).
+        metric_names: metrics to analyse (default: all in `metrics`); they make up the family
+            that `correction` adjusts over, with every axis and interaction.
+        split: only rows of this split (default: all).
+        correction: "holm" (family-wise error), "bh" (false-discovery rate) or "none".
+        replicate_baseline: sweep.json's "replicate" entry ({"baseline": {axis: level}}), for the A/A check.
 
     Returns:
         an EffectReport; only `done` runs count, the rest are tallied in `runs_excluded`.
     """
-    axes = [a for a in axes if a != "seed"]
+    axes = [a for a in axes if a not in ("seed", REPLICATE_AXIS)]
     missing = [a for a in axes if a not in runs.columns]
     if missing:
         raise ValueError(f"Axis column(s) {', '.join(missing)} are not in the runs table; pass axes that are columns of runs.parquet.")
+    if correction not in METHOD_NAMES:
+        raise ValueError(f"Unknown correction {correction!r}; use one of {', '.join(METHOD_NAMES)}.")
     hib = higher_is_better or {}
-    status = runs["status"].astype(str) if "status" in runs.columns else pd.Series("done", index=runs.index)
-    done = runs[status == "done"]
-    if split is not None:
-        metrics = metrics[metrics["split"] == split]
-    metrics = metrics[metrics["run_id"].isin(done["run_id"])]
-    scored = done[done["run_id"].isin(metrics["run_id"].unique())]
-    excluded = {s: int(n) for s, n in status[status != "done"].value_counts().items()}
-    if len(scored) < len(done):
-        excluded["done without metrics"] = len(done) - len(scored)
-    names = metric_names or sorted(metrics["metric"].unique())
+    metrics, scored, excluded = _split_runs(metrics, runs, split)
+    names = list(metric_names or sorted(metrics["metric"].unique()))
     if scored.empty or not names:
-        return EffectReport(_empty(EFFECT_COLUMNS), _empty(INTERACTION_COLUMNS), 0, excluded, 0, n_boot, confidence,
-                            ["No finished run has metrics yet; effects appear when runs finish."])  # fmt: skip
-    design, n_units = _design(metrics, scored, axes, axis_levels or {}, list(names))
-    weights = bootstrap_weights(n_units, n_boot, seed)
+        return _empty_report(excluded, confidence, correction, ["No finished run has metrics yet; effects appear when runs finish."])
+    replicate = _is_replicate(scored)
+    factorial = scored[~replicate]
+    design = _design(metrics, factorial, axes, axis_levels or {}, names)
     main_rows, inter_rows = [], []
     for axis in axes:
-        main_rows += _main_rows(design, axis, weights, hib, confidence)
+        main_rows += _main_rows(design, axis, hib, confidence)
     two_level = [a for a in axes if len(design.axis_levels[a]) == 2]
     for axis_a, axis_b in itertools.combinations(two_level, 2):
-        inter_rows += _interaction_rows(design, axis_a, axis_b, weights, hib, confidence)
-    notes = [f"Axis {a} has a single level in the finished runs; it has no effect to estimate." for a in axes if len(design.axis_levels[a]) < 2]
+        inter_rows += _interaction_rows(design, axis_a, axis_b, hib, confidence)
+    family = _adjust_family(main_rows + inter_rows, correction, confidence)
+    for row in main_rows:
+        row["better"], row["verdict"] = effect_verdict(row, row["axis"], row["level_a"], row["level_b"], row["metric"], correction, family, confidence)
+    for row in inter_rows:
+        row["verdict"] = interaction_verdict(row, row["axis_a"], row["a0"], row["a1"], row["axis_b"], row["b0"], row["b1"], row["metric"], correction, family, confidence)
+    aa = replicate_check(metrics, scored, axes, replicate_baseline, hib, names, confidence) if replicate.any() else _empty(REPLICATE_COLUMNS)
+    best = best_variants(design, hib, confidence)
+    blocks = run_blocks(factorial).nunique()
+    notes = _design_notes(design, factorial, axes, blocks)
     return EffectReport(
         pd.DataFrame(main_rows, columns=list(EFFECT_COLUMNS)), pd.DataFrame(inter_rows, columns=list(INTERACTION_COLUMNS)),
-        len(scored), excluded, n_units, n_boot, confidence, notes,
+        aa, best, len(scored), excluded, int(blocks), design.n_sources, len(design.clip_source), confidence, correction, family, notes,
     )  # fmt: skip
+
+
+def _design_notes(design: _Design, runs: pd.DataFrame, axes: list[str], blocks: int) -> list[str]:
+    notes = [f"Axis {a} has a single level in the finished runs; it has no effect to estimate." for a in axes if len(design.axis_levels[a]) < 2]
+    if blocks < 2:
+        notes.append("Every variant has one seed, so the variance between trained models is not estimable and this "
+                     "report gives no verdicts; rerun with --seeds 0,1,2 (three or more).")  # fmt: skip
+    elif blocks < 3:
+        notes.append(f"Only {blocks} seed blocks: intervals are wide (few degrees of freedom); 3 or more seeds are advised.")
+    if design.n_sources == 1:
+        notes.append("Every held-out clip comes from one source video: the intervals hold for that video only.")
+    elif len(design.clip_source) > design.n_sources:
+        notes.append(f"The {len(design.clip_source)} held-out clips come from {design.n_sources} independent source videos; "
+                     "the source, not the clip, is the unit.")  # fmt: skip
+    return notes
 
 
 def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame(columns=list(columns))
 
 
-def _main_rows(design: _Design, axis: str, weights: np.ndarray, hib: dict[str, bool], confidence: float) -> list[dict]:
+def _empty_report(excluded: dict, confidence: float, correction: str, notes: list[str]) -> EffectReport:
+    return EffectReport(_empty(EFFECT_COLUMNS), _empty(INTERACTION_COLUMNS), _empty(REPLICATE_COLUMNS), _empty(BEST_COLUMNS),
+                        0, excluded, 0, 0, 0, confidence, correction, 0, notes)  # fmt: skip
+
+
+def _adjust_family(rows: list[dict], correction: str, confidence: float) -> int:
+    """Adjust the p-values of every tested row in place; returns the family size."""
+    p = np.array([r["p_value"] for r in rows], dtype=float)
+    adjusted = adjust(p, correction)
+    for row, q in zip(rows, adjusted):
+        row["p_adjusted"] = float(q)
+        row["significant"] = bool(np.isfinite(q) and q < 1.0 - confidence)
+    return int(np.isfinite(p).sum())
+
+
+def _main_rows(design: _Design, axis: str, hib: dict[str, bool], confidence: float) -> list[dict]:
     codes, levels = design.axis_codes[axis], design.axis_levels[axis]
     if len(levels) < 2:
         return []
-    member = np.eye(len(levels))[codes]  # (V, L) one-hot level of each variant
-    means = _cell_means(design.values, member)  # (M, U, L)
+    means = _cell_means(design.values, np.eye(len(levels))[codes])  # (M, B, C, L)
     pairs = list(itertools.combinations(range(len(levels)), 2))
     # effect = later level minus earlier one, so a 2-level axis reads "switching to level 1"
-    diffs = np.stack([means[:, :, j] - means[:, :, i] for i, j in pairs], axis=-1)  # (M, U, P)
-    n_metrics, n_units, n_pairs = diffs.shape
-    flat = diffs.transpose(1, 0, 2).reshape(n_units, n_metrics * n_pairs)  # (U, M*P): one bootstrap for all
-    est_all, low_all, high_all, n_all = (a.reshape(n_metrics, n_pairs) for a in paired_bootstrap(flat, weights=weights, n_boot=len(weights), confidence=confidence))
+    diffs = np.stack([means[..., j] - means[..., i] for i, j in pairs], axis=-1)  # (M, B, C, P)
+    crossed, (_, n_pairs) = _crossed(_by_source(diffs, design))
     rows = []
     for k, metric in enumerate(design.metric_names):
-        est, low, high, n = est_all[k], low_all[k], high_all[k], n_all[k]
         h = hib.get(metric, True)
         for p, (i, j) in enumerate(pairs):
-            inc, better, verdict = effect_verdict(axis, levels[j], levels[i], metric, est[p], low[p], high[p], h, confidence)
-            rows.append({
-                "metric": metric, "axis": axis, "level_a": levels[j], "level_b": levels[i], "estimate": est[p],
-                "ci_low": low[p], "ci_high": high[p], "n_units": int(n[p]), "n_units_missing": int(diffs.shape[1] - n[p]),
-                "n_runs_a": int(design.n_runs[axis][j]), "n_runs_b": int(design.n_runs[axis][i]), "higher_is_better": h,
-                "ci_includes_zero": inc, "better": better, "verdict": verdict,
-            })  # fmt: skip
+            row = {"metric": metric, "axis": axis, "level_a": levels[j], "level_b": levels[i]}
+            row.update(_stat_fields(crossed, k * n_pairs + p, confidence, h))
+            row.update({"n_runs_a": int(design.n_runs[axis][j]), "n_runs_b": int(design.n_runs[axis][i])})
+            rows.append(row)
     return rows
 
 
-def _interaction_rows(design: _Design, axis_a: str, axis_b: str, weights: np.ndarray, hib: dict[str, bool], confidence: float) -> list[dict]:
+def _interaction_rows(design: _Design, axis_a: str, axis_b: str, hib: dict[str, bool], confidence: float) -> list[dict]:
     cell = design.axis_codes[axis_a] * 2 + design.axis_codes[axis_b]  # (V,) 0=a0b0 1=a0b1 2=a1b0 3=a1b1
-    means = _cell_means(design.values, np.eye(4)[cell])  # (M, U, 4)
-    unit_inter = (means[..., 3] - means[..., 1]) - (means[..., 2] - means[..., 0])  # (M, U)
-    est, low, high, n = paired_bootstrap(unit_inter.T, weights=weights, n_boot=len(weights), confidence=confidence)
+    means = _cell_means(design.values, np.eye(4)[cell])  # (M, B, C, 4)
+    inter = ((means[..., 3] - means[..., 1]) - (means[..., 2] - means[..., 0]))[..., None]  # (M, B, C, 1)
+    crossed, _ = _crossed(_by_source(inter, design))
     (a0, a1), (b0, b1) = design.axis_levels[axis_a], design.axis_levels[axis_b]
     rows = []
     for k, metric in enumerate(design.metric_names):
-        h = hib.get(metric, True)
-        inc, verdict = interaction_verdict(axis_a, a0, a1, axis_b, b0, b1, metric, est[k], low[k], high[k], h, confidence)
-        rows.append({
-            "metric": metric, "axis_a": axis_a, "axis_b": axis_b, "a0": a0, "a1": a1, "b0": b0, "b1": b1,
-            "estimate": est[k], "ci_low": low[k], "ci_high": high[k], "n_units": int(n[k]),
-            "n_units_missing": int(unit_inter.shape[1] - n[k]), "higher_is_better": h, "ci_includes_zero": inc, "verdict": verdict,
-        })  # fmt: skip
+        row = {"metric": metric, "axis_a": axis_a, "axis_b": axis_b, "a0": a0, "a1": a1, "b0": b0, "b1": b1}
+        row.update(_stat_fields(crossed, k, confidence, hib.get(metric, True)))
+        rows.append(row)
     return rows
+
+
+# ----------------------------------------------------------------------------- the A/A check and the best variant
+
+
+def replicate_check(
+    metrics: pd.DataFrame, runs: pd.DataFrame, axes: list[str], replicate: dict | None, hib: dict[str, bool],
+    metric_names: list[str], confidence: float = 0.95,
+) -> pd.DataFrame:
+    """The baseline against its replicate copy (same config, disjoint seeds), per metric.
+
+    Identical configs differ only by noise, so a correct noise model finds no difference
+    here 95% of the time; `mde80` of this contrast is the sweep's noise floor for a
+    comparison of two single variants. Not part of the report's family: it is a check of
+    the model, and a failed check should be seen without correction.
+    """
+    baseline = dict((replicate or {}).get("baseline") or {})
+    is_copy = _is_replicate(runs)
+    original = ~is_copy
+    for axis in axes:  # the copies hold the baseline's levels; sweep.json's entry is the fallback
+        levels = set(runs.loc[is_copy, axis].map(_level_key)) or ({_level_key(baseline[axis])} if axis in baseline else set())
+        original &= runs[axis].map(_level_key).isin(levels)
+    keep = is_copy | original
+    pair = runs[keep].assign(**{REPLICATE_AXIS: np.where(is_copy[keep], "b", "a")})
+    design = _design(metrics, pair, [REPLICATE_AXIS], {REPLICATE_AXIS: ["a", "b"]}, metric_names)
+    if len(design.axis_levels[REPLICATE_AXIS]) < 2:
+        return _empty(REPLICATE_COLUMNS)
+    means = _cell_means(design.values, np.eye(2)[design.axis_codes[REPLICATE_AXIS]])
+    crossed, _ = _crossed(_by_source((means[..., 1] - means[..., 0])[..., None], design))
+    name = str(runs.loc[original, "variant"].iloc[0]) if "variant" in runs.columns and original.any() else "baseline"
+    rows = []
+    for k, metric in enumerate(design.metric_names):
+        row = {"metric": metric, "variant": name, **_stat_fields(crossed, k, confidence, hib.get(metric, True))}
+        row["p_adjusted"], row["significant"] = row["p_value"], row["significant_raw"]
+        early = _status_verdict(row, "the replicate")
+        if early:
+            row["verdict"] = early
+        elif row["significant"]:
+            row["verdict"] = (f"A/A check FAILED: two copies of one config differ by {_fmt(row['estimate'])} "
+                              f"(p = {_fmt_p(row['p_value'])}); the noise model misses a source of variance "
+                              "(expected in 5% of sweeps)")  # fmt: skip
+        else:
+            row["verdict"] = (f"{NO_EFFECT} between two copies of one config, as it should be "
+                              f"({_evidence(row, confidence)}); noise floor {_fmt(row['mde80'])}")  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(REPLICATE_COLUMNS))
+
+
+def best_variants(design: _Design, hib: dict[str, bool], confidence: float = 0.95) -> pd.DataFrame:
+    """Per metric, the best variant if it is significantly better than every other, else the tied top set.
+
+    "Better than every other" is an intersection-union test (Berger 1982, Technometrics
+    24:295): each pairwise t test at level alpha, no correction needed for the conjunction.
+    """
+    n_v = design.values.shape[-1]
+    rows = []
+    if n_v < 2:
+        return _empty(BEST_COLUMNS)
+    means = _by_source(design.values, design)  # (M, B, G, V)
+    with np.errstate(invalid="ignore"):
+        overall = np.nanmean(means, axis=(1, 2))  # (M, V)
+    for k, metric in enumerate(design.metric_names):
+        h = hib.get(metric, True)
+        score = overall[k] if h else -overall[k]
+        if not np.isfinite(score).any():
+            continue
+        order = np.argsort(-np.where(np.isfinite(score), score, -np.inf), kind="stable")
+        top, others = order[0], order[1:]
+        diffs = (means[k][:, :, top, None] - means[k][:, :, others])[None]  # (1, B, G, V-1) top minus each other
+        c, _ = _crossed(diffs)
+        stats = [_stat_fields(c, i, confidence, h) for i in range(len(others))]
+        beaten = [s["status"] == "estimated" and s["significant_raw"] and ((s["estimate"] > 0) == h) for s in stats]
+        tied = [design.variant_names[o] for o, b in zip(others, beaten) if not b]
+        first = stats[0]
+        if first["status"] != "estimated":
+            status, verdict = first["status"], _status_verdict(first, "the variant") or ""
+        elif not tied:
+            status = "best"
+            verdict = f"{design.variant_names[top]} is significantly better than every other variant (each p < {1 - confidence:.2g})"
+        else:
+            status = "tied"
+            verdict = f"no single best variant: {design.variant_names[top]} is indistinguishable from {', '.join(tied)}"
+        rows.append({
+            "metric": metric, "best_variant": design.variant_names[top], "value": float(overall[k][top]),
+            "runner_up": design.variant_names[others[0]], "margin": abs(first["estimate"]), "p_value": first["p_value"],
+            "n_seeds": first["n_seeds"], "status": status, "tied_with": ", ".join(tied), "verdict": verdict,
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=list(BEST_COLUMNS))
 
 
 def variant_differences(
@@ -351,26 +540,23 @@ def variant_differences(
     *,
     higher_is_better: dict[str, bool] | None = None,
     metric_names: list[str] | None = None,
-    n_boot: int = 2000,
-    seed: int = 0,
     confidence: float = 0.95,
+    correction: str = "holm",
 ) -> pd.DataFrame:
-    """Paired differences between chosen variants (runs' `variant` column), each pair, per metric.
+    """Differences between chosen variants (runs' `variant` column), each pair, per metric.
 
     Returns:
-        columns metric, variant_a, variant_b, estimate (a - b), ci_low, ci_high, n_units,
-        ci_includes_zero, better, verdict.
+        EFFECT_COLUMNS with level_a/level_b renamed variant_a/variant_b (estimate = a - b).
     """
     if "variant" not in runs.columns:
         raise ValueError("The runs table has no 'variant' column; pass runs from runs.parquet.")
     chosen = runs[runs["variant"].isin(variants)]
     report = factorial_effects(
         metrics, chosen, ["variant"], axis_levels={"variant": list(variants)}, higher_is_better=higher_is_better,
-        metric_names=metric_names, n_boot=n_boot, seed=seed, confidence=confidence,
+        metric_names=metric_names, confidence=confidence, correction=correction,
     )  # fmt: skip
     out = report.main.rename(columns={"level_a": "variant_a", "level_b": "variant_b"})
-    keep = ["metric", "variant_a", "variant_b", "estimate", "ci_low", "ci_high", "n_units", "ci_includes_zero", "better", "verdict"]
-    return out[keep].reset_index(drop=True)
+    return out.drop(columns=["axis"]).reset_index(drop=True)
 
 
 def pareto_front(df: pd.DataFrame, quality_col: str, cost_col: str, higher_is_better: bool = True) -> pd.Series:
