@@ -1,4 +1,5 @@
-"""`ltxlab report`: the effects table, the best variant per metric and the cost table."""
+"""`ltxlab report`: effects with intervals that include training noise, corrected verdicts, the A/A check,
+the best variant per metric and the cost table (docs/statistics.md says how to read it)."""
 
 from __future__ import annotations
 
@@ -11,33 +12,36 @@ import pandas as pd
 COST_SHOWN = ("cost.params", "cost.tokens", "cost.flops_run", "cost.flops_ref", "cost.latency_s", "cost.h100_estimate_s")
 
 
-def build_report(root: str | Path, sweep: str, *, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+def build_report(root: str | Path, sweep: str, *, metrics: list[str] | None = None, correction: str = "holm",
+                 confidence: float = 0.95) -> dict[str, Any]:
+    """Everything `ltxlab report` prints (and --json writes) for one sweep.
+
+    `metrics` (default: the sweep's headline metrics that have scores) are the family the
+    multiple-comparison correction adjusts over, so the verdicts printed are the ones corrected.
+    """
     from ablations.store import load_sweep
     from evaluation.stats import factorial_effects
 
     data = load_sweep(root, sweep)
-    hib = {m: data.higher_is_better(m) for m in data.metrics["metric"].unique()} if not data.metrics.empty else {}
+    scored = set(data.metrics["metric"].unique()) if not data.metrics.empty else set()
+    chosen = [m for m in (metrics or data.headline_metrics) if m in scored] or sorted(scored)
+    hib = {m: data.higher_is_better(m) for m in scored}
     axes = [a for a in data.axes if a in data.runs.columns]
     effects = factorial_effects(data.metrics, data.runs, axes, axis_levels=data.axis_levels, higher_is_better=hib,
-                                n_boot=n_boot, seed=seed)
-    done = data.runs[data.runs["status"] == "done"] if "status" in data.runs.columns else data.runs
-    best = []
-    for metric in data.headline_metrics:
-        if metric in done.columns and done[metric].notna().any():
-            column = done[metric].astype(float)
-            row = done.loc[column.idxmax() if hib.get(metric, True) else column.idxmin()]
-            best.append({"metric": metric, "best_variant": row["variant"], "value": float(row[metric]),
-                         "higher_is_better": hib.get(metric, True)})
+                                metric_names=chosen or None, correction=correction, confidence=confidence,
+                                replicate_baseline=data.sweep.get("replicate"))  # fmt: skip
     cost_cols = [c for c in COST_SHOWN if c in data.runs.columns]
     cost = data.runs[["variant", "seed", *cost_cols]] if cost_cols else pd.DataFrame()
     failed = data.runs[data.runs.get("status", pd.Series(dtype=str)) == "failed"] if "status" in data.runs else []
     return {
         "sweep": sweep, "summary": effects.summary, "notes": list(data.notes) + list(effects.notes),
-        "effects": effects.main, "interactions": effects.interactions, "best": pd.DataFrame(best), "cost": cost,
-        "cost_assumptions": data.sweep.get("cost_assumptions", {}),
+        "metrics": chosen, "available_metrics": sorted(scored), "correction": {"method": correction, "family_size": effects.family_size, "confidence": confidence},
+        "units": {"seed_blocks": effects.n_seeds, "sources": effects.n_sources, "clips": effects.n_clips},
+        "effects": effects.main, "interactions": effects.interactions, "replicate": effects.replicate,
+        "best": effects.best, "cost": cost, "cost_assumptions": data.sweep.get("cost_assumptions", {}),
         "headline_metrics": list(data.headline_metrics),
         "failed": [] if len(failed) == 0 else failed[["variant", "failure_reason"]].to_dict("records"),
-    }
+    }  # fmt: skip
 
 
 def _fmt(value: Any) -> str:
@@ -61,29 +65,61 @@ def table(df: pd.DataFrame, columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+EFFECT_SHOWN = ["metric", "axis", "level_a", "level_b", "estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "mde80",
+                "n_seeds", "n_sources", "status"]  # fmt: skip
+INTERACTION_SHOWN = ["metric", "axis_a", "axis_b", "estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "mde80",
+                     "n_seeds", "n_sources", "status"]  # fmt: skip
+REPLICATE_SHOWN = ["metric", "estimate", "ci_low", "ci_high", "p_value", "mde80", "n_seeds", "n_sources", "status"]
+
+
+def _verdict_lines(effects: pd.DataFrame, interactions: pd.DataFrame, method: str, family: int) -> list[str]:
+    """Every verdict, grouped: effects found, found only before correction, no difference, untested."""
+    rows = pd.concat([effects.assign(what=effects["axis"]) if len(effects) else effects,
+                      interactions.assign(what=interactions["axis_a"] + " x " + interactions["axis_b"]) if len(interactions) else interactions],
+                     ignore_index=True)  # fmt: skip
+    if not len(rows):
+        return []
+    sig = rows["significant"].astype(bool)
+    raw = rows["significant_raw"].astype(bool) & ~sig
+    tested = rows["status"] == "estimated"
+    below = tested & ~sig & (rows["estimate"].abs() < rows["mde80"])
+    name = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no"}[method]
+    out = ["", f"Verdicts ({name} correction over {family} tests; a verdict needs the adjusted p < 0.05):"]
+    out.append(f"  {int(sig.sum())} significant, {int(raw.sum())} significant only before correction, "
+               f"{int((tested & ~sig & ~raw).sum())} with no significant difference, {int((~tested).sum())} not tested.")
+    for label, pick in (("effect found", sig), ("not after correction", raw), ("no significant difference", tested & ~sig & ~raw),
+                        ("not tested", ~tested)):  # fmt: skip
+        for r in rows[pick].itertuples():
+            out.append(f"  [{label}] {r.metric}, {r.what}: {r.verdict}")
+    if below.any():
+        out.append(f"  {int(below.sum())} of the effects without a significant difference are smaller than their noise floor "
+                   "(|estimate| < mde80): this sweep was too small to detect them; `ltxlab plan` sizes one that can.")  # fmt: skip
+    return out
+
+
 def format_report(report: dict[str, Any], metrics: list[str] | None = None) -> str:
-    """The printed report; `metrics` (default: the headline metrics) limits the effect tables."""
-    metrics = metrics or report.get("headline_metrics") or None
-    effects = report["effects"]
-    if metrics and len(effects):
-        effects = effects[effects["metric"].isin(metrics)]
+    """The printed report; `metrics` narrows the tables (the correction stays over the report's family)."""
+    effects, inter = report["effects"], report["interactions"]
+    if metrics:
+        effects = effects[effects["metric"].isin(metrics)] if len(effects) else effects
+        inter = inter[inter["metric"].isin(metrics)] if len(inter) else inter
+    corr = report["correction"]
     out = [f"Sweep {report['sweep']}: {report['summary']}"]
     out += [f"  note: {n}" for n in report["notes"]]
-    out += ["", "Main effects (estimate = level_a - level_b, 95% paired-bootstrap CI over clip x seed):"]
-    out.append(table(effects, ["metric", "axis", "level_a", "level_b", "estimate", "ci_low", "ci_high", "n_units"]))
-    if len(effects):
-        found = effects[~effects["ci_includes_zero"].astype(bool)]
-        out += ["", f"Verdicts: {len(effects) - len(found)} of {len(effects)} effects have a 95% CI that includes 0 "
-                    "(no evidence of an effect)" + ("; the others:" if len(found) else ".")]
-        out += [f"  {v}" for v in found["verdict"]]
-    inter = report["interactions"]
+    out += ["", "Main effects (estimate = level_a - level_b; 95% t interval over seed blocks x source videos, "
+                "docs/statistics.md; p_adjusted over the family; mde80 = noise floor, the effect found with 80% power):"]
+    out.append(table(effects, EFFECT_SHOWN))
     if len(inter):
-        if metrics:
-            inter = inter[inter["metric"].isin(metrics)]
-        out += ["", "2x2 interactions:", table(inter, ["metric", "axis_a", "axis_b", "estimate", "ci_low", "ci_high"])]
-    if metrics:
-        out.append(f"  (headline metrics only; `ltxlab report {report['sweep']} --metrics a,b` or --json for all)")
-    out += ["", "Best variant per headline metric:", table(report["best"], ["metric", "best_variant", "value"])]
+        out += ["", "2x2 interactions ((a1b1 - a0b1) - (a1b0 - a0b0)):", table(inter, INTERACTION_SHOWN)]
+    out += _verdict_lines(effects, inter, corr["method"], corr["family_size"])
+    aa = report["replicate"]
+    if len(aa):
+        out += ["", f"A/A check: the baseline ({aa['variant'].iloc[0]}) against its replicate with disjoint seeds; "
+                    "identical configs, so any difference is noise:", table(aa, REPLICATE_SHOWN)]
+        out += [f"  {r.metric}: {r.verdict}" for r in aa.itertuples()]
+    out += ["", f"Best variant per metric (each of {', '.join(report['metrics'])}; named only where it beats every other):"]
+    out += [f"  {r.metric}: {r.verdict}" for r in report["best"].itertuples()] if len(report["best"]) else ["  (none)"]
+    out.append(f"  (metrics: {', '.join(report['metrics'])}; `ltxlab report {report['sweep']} --metrics a,b` or --json for others)")
     out += ["", "Cost per variant (H100 column is an estimate: FLOPs / (peak x utilisation)):",
             table(report["cost"], ["variant", "seed", *COST_SHOWN])]
     assumptions = report["cost_assumptions"]

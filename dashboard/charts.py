@@ -52,15 +52,16 @@ def parallel_coordinates(runs: pd.DataFrame, dims: list[str], color: str) -> alt
 
 
 def effect_bars(effects: pd.DataFrame, metric: str) -> alt.Chart:
-    """Main effects of one metric: a point at the estimate and a rule over the 95% CI, zero marked."""
-    df = effects.loc[effects["metric"] == metric, ["axis", "level_a", "level_b", "estimate", "ci_low", "ci_high", "ci_includes_zero", "verdict"]]
+    """Tested main effects of one metric: a point at the estimate and a rule over the 95% CI, zero marked."""
+    df = effects.loc[(effects["metric"] == metric) & (effects["status"] == "estimated"),
+                     ["axis", "level_a", "level_b", "estimate", "ci_low", "ci_high", "significant", "verdict"]]
     # levels of different axes have different types (str, float, bool): chart them as text
     df = df.assign(level_a=df["level_a"].map(_label), level_b=df["level_b"].map(_label))
     df["effect"] = df["axis"] + ": " + df["level_a"] + " vs " + df["level_b"]
-    df["evidence"] = np.where(df["ci_includes_zero"], "CI includes 0", "CI excludes 0")
+    df["evidence"] = np.where(df["significant"].astype(bool), "significant (adjusted)", "no significant difference")
     base = alt.Chart(df).encode(y=alt.Y("effect:N", sort=None, title=None, axis=alt.Axis(labelLimit=320)))
     rules = base.mark_rule(strokeWidth=2).encode(x=alt.X("ci_low:Q", title=f"difference in {metric}"), x2="ci_high:Q",
-                                                 color=alt.Color("evidence:N", scale=alt.Scale(domain=["CI excludes 0", "CI includes 0"], range=["#d62728", "#999999"])))  # fmt: skip
+                                                 color=alt.Color("evidence:N", scale=alt.Scale(domain=["significant (adjusted)", "no significant difference"], range=["#d62728", "#999999"])))  # fmt: skip
     points = base.mark_point(filled=True, size=70).encode(
         x="estimate:Q", color="evidence:N", tooltip=["effect:N", alt.Tooltip("estimate:Q", format=".4g"),
                                                      alt.Tooltip("ci_low:Q", format=".4g"), alt.Tooltip("ci_high:Q", format=".4g"), "verdict:N"],

@@ -25,7 +25,6 @@ COST_LABELS = {
     "cost.flops_ref": "FLOPs at 121x512x768", "cost.latency_s": "measured latency (s)",
     "cost.h100_estimate_s": "H100 estimate at 121x512x768 (s)",
 }  # fmt: skip
-N_BOOT = 2000  # bootstrap resamples for effect CIs
 
 
 def results_root() -> Path:
@@ -65,12 +64,15 @@ def cached_sweep(root: str, sweep: str, mtimes: tuple) -> SweepData:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def cached_effects(root: str, sweep: str, mtimes: tuple, split: str | None, metrics: tuple[str, ...]) -> EffectReport:
+def cached_effects(root: str, sweep: str, mtimes: tuple, split: str | None, metrics: tuple[str, ...],
+                   correction: str = "holm") -> EffectReport:
+    """Effects of `metrics` (the family the correction adjusts over, as `ltxlab report --metrics`)."""
     data = load_sweep(root, sweep)
     hib = {m: data.higher_is_better(m) for m in data.metric_specs} | {m: data.higher_is_better(m) for m in metrics}
     return factorial_effects(
         data.metrics, data.runs, data.axes, axis_levels=data.axis_levels, higher_is_better=hib,
-        metric_names=list(metrics) or None, split=split, n_boot=N_BOOT, seed=0,
+        metric_names=list(metrics) or None, split=split, correction=correction,
+        replicate_baseline=data.sweep.get("replicate"),
     )  # fmt: skip
 
 

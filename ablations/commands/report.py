@@ -1,4 +1,4 @@
-"""`ltxlab report SWEEP [--json]`: effects with CIs, best variant per metric, cost table."""
+"""`ltxlab report SWEEP [--json]`: effects with intervals and corrected verdicts, the A/A check, best variant, cost."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("report", help="effects table, best variant per metric, cost table of a sweep")
     p.add_argument("sweep", help="sweep name (folder under the results root)")
     p.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
-    p.add_argument("--metrics", default=None, help="comma-separated metrics to show (default: all)")
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--metrics", default=None, help="comma-separated metrics to analyse (default: the headline metrics); "
+                   "they are the family the correction adjusts over")
+    p.add_argument("--correction", choices=("holm", "bh", "none"), default="holm",
+                   help="multiple-comparison correction over the report's tests: Holm (family-wise error, default), "
+                   "Benjamini-Hochberg (false-discovery rate) or none")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -26,11 +29,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"No sweep '{args.sweep}' under {args.results}; run `ltxlab results --results {args.results}` "
                         "to list the sweeps there.")
     try:
-        report = build_report(args.results, args.sweep, n_boot=args.n_boot)
+        chosen = [m for m in args.metrics.split(",") if m] if args.metrics else None
+        report = build_report(args.results, args.sweep, metrics=chosen, correction=args.correction)
+        if chosen:
+            unknown = [m for m in chosen if m not in report["metrics"]]
+            if unknown:
+                raise UserError(f"Sweep {args.sweep} has no scores for {', '.join(unknown)}; metrics there: "
+                                f"{', '.join(report['available_metrics'])}.")
     except StoreError as exc:
         raise UserError(str(exc)) from None
     if args.json:
         print(json.dumps(report_json(report), indent=2, default=str))
     else:
-        print(format_report(report, args.metrics.split(",") if args.metrics else None))
+        print(format_report(report))
     return 0

@@ -1,4 +1,5 @@
-"""Effects: per-metric main effects with 95% paired-bootstrap CIs, 2x2 interactions, quality vs cost with the Pareto front."""
+"""Effects: per-metric main effects and 2x2 interactions with intervals that include training noise, corrected
+verdicts, noise floors, the A/A check and the best variant; quality vs cost with the Pareto front."""
 
 from __future__ import annotations
 
@@ -35,34 +36,50 @@ def main() -> None:
         return
 
     root = results_root()
-    report = cached_effects(str(root), data.name, sweep_mtimes(root, data.name), split, tuple(all_metrics))
-    st.caption(report.summary + " Effect = first level minus second; CIs are 95% percentile intervals over resampled clip x seed units.")
+    correction = st.radio("Correction", ["holm", "bh", "none"], horizontal=True, key=f"eff-corr:{data.name}",
+                          format_func=lambda m: {"holm": "Holm (family-wise)", "bh": "Benjamini-Hochberg (FDR)", "none": "none"}[m],
+                          help="Adjusts the p-values over every effect and interaction of the chosen metrics.")  # fmt: skip
+    report = cached_effects(str(root), data.name, sweep_mtimes(root, data.name), split, tuple(sorted(chosen)), correction)
+    st.caption(report.summary + " Effect = first level minus second. Intervals include the variance between trained "
+               "models (seeds) and between source videos; mde80 is the noise floor (the effect found with 80% power). "
+               "See docs/statistics.md.")  # fmt: skip
     for note in report.notes:
         st.info(note)
     if report.main.empty:
         return
 
     tabs = st.tabs(chosen)
+    numbers = {c: st.column_config.NumberColumn(format="%.4g") for c in ("estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "mde80")}
     for tab, metric in zip(tabs, chosen):
         with tab:
             rows = report.main[report.main["metric"] == metric]
             direction = "higher" if data.higher_is_better(metric) else "lower"
             st.markdown(f"**{metric}** ({direction} is better)")
-            st.altair_chart(effect_bars(report.main, metric), width="stretch")
+            if (rows["status"] == "estimated").any():
+                st.altair_chart(effect_bars(report.main, metric), width="stretch")
             st.markdown("\n".join(f"- **{r.axis}** ({axis_label(r.level_a)} vs {axis_label(r.level_b)}): {r.verdict}" for r in rows.itertuples()))
-            table = rows[["axis", "level_a", "level_b", "estimate", "ci_low", "ci_high", "n_units", "n_units_missing", "verdict"]].copy()
+            cols = ["axis", "level_a", "level_b", "estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "mde80",
+                    "n_seeds", "n_sources", "status", "verdict"]  # fmt: skip
+            table = rows[cols].copy()
             table[["level_a", "level_b"]] = table[["level_a", "level_b"]].map(axis_label)
-            st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4g") for c in ("estimate", "ci_low", "ci_high")})
+            st.dataframe(table, hide_index=True, column_config=numbers)
             inter = report.interactions[report.interactions["metric"] == metric]
             if len(inter):
                 st.markdown("**2x2 interactions**: (a1b1 - a0b1) - (a1b0 - a0b0), averaged over the other axes")
                 st.markdown("\n".join(f"- **{r.axis_a} x {r.axis_b}**: {r.verdict}" for r in inter.itertuples()))
-                cols = ["axis_a", "a0", "a1", "axis_b", "b0", "b1", "estimate", "ci_low", "ci_high", "n_units", "verdict"]
+                cols = ["axis_a", "a0", "a1", "axis_b", "b0", "b1", "estimate", "ci_low", "ci_high", "p_value", "p_adjusted",
+                        "mde80", "n_seeds", "n_sources", "status", "verdict"]  # fmt: skip
                 shown = inter[cols].copy()
                 shown[["a0", "a1", "b0", "b1"]] = shown[["a0", "a1", "b0", "b1"]].map(axis_label)
-                st.dataframe(shown, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4g") for c in ("estimate", "ci_low", "ci_high")})
+                st.dataframe(shown, hide_index=True, column_config=numbers)
             else:
                 st.caption("No interactions: they need at least two axes with exactly two levels each.")
+            best = report.best[report.best["metric"] == metric]
+            if len(best):
+                st.markdown(f"**Best variant**: {best.iloc[0].verdict}")
+            aa = report.replicate[report.replicate["metric"] == metric] if len(report.replicate) else report.replicate
+            if len(aa):
+                st.markdown(f"**A/A check** (baseline vs its replicate, disjoint seeds): {aa.iloc[0].verdict}")
 
     # --- quality versus cost, one point per variant (mean over its done runs), Pareto front marked
     st.subheader("Quality versus cost")
