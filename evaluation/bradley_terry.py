@@ -1,87 +1,167 @@
-"""Pairwise-preference statistics: win rates with CIs, Bradley-Terry ratings, rater agreement.
+"""Pairwise-preference statistics: win rates with CIs and tests, Bradley-Terry ratings, agreement.
 
-Pure numpy/pandas (no torch): the survey reports and the dashboard import this module.
+Pure numpy/pandas/scipy.special (no torch): the survey reports and the dashboard import this module.
 
-Data convention: one record per judgement of system `a` against system `b`, with
-`score_a` in {1, 0.5, 0} (a wins, tie, b wins) and an optional cluster id (the rater),
-because the votes of one rater are not independent of each other.
+Data convention: one record per judgement of system `a` against system `b`, with `score_a` in
+{1, 0.5, 0} (a wins, tie, b wins), and optionally a rater id and a prompt id per record. The vote
+is the unit of observation but not an independent one: a rater's votes share that rater's taste,
+and a prompt's votes share whatever that prompt happens to favour. Raters and prompts are both
+samples of the populations a claim is about, so both enter the uncertainty.
 
 - Win rates follow the LTX-Video paper's survey table (arXiv 2501.00103, Sec. 5): the share of
-  comparisons a system won, ties counted as half. Their 95% CI is a Wilson score interval on the
-  design-effect sample size (Kish): n_eff = p(1-p) / Var_hat(p), with a rater-clustered
-  (sandwich) variance. Plain Wilson on the raw count would be too wide when ties shrink the
-  per-vote variance and too narrow when one rater's votes are correlated.
+  comparisons a system won, ties counted as half.
+- Variance: the multiway cluster-robust (sandwich) variance of Cameron, Gelbach & Miller (2011,
+  "Robust inference with multiway clustering", J. Bus. Econ. Stat. 29:238), two-way case:
+  V = V_rater + V_prompt - V_rater∩prompt, each term the one-way clustered variance of the mean,
+  G/(G-1) * sum_g (sum of residuals in cluster g)^2 / n^2. When the combination is not positive
+  the larger one-way term is used (the conservative fix). A dimension with fewer than two
+  clusters says nothing about its own variance and is left out (the claim is then about that one
+  rater or prompt); with no clustering at all the votes are treated as independent.
+- CI: a Wilson score interval on the design-effect (Kish) sample size n_eff = p(1-p) / V, so it
+  stays inside [0, 1] and is right both for ties (which shrink the per-vote variance) and for
+  correlated votes. The critical value is Student's t with df = min(G_rater, G_prompt) - 1, not z:
+  with few clusters the sandwich variance is itself noisy, and Cameron & Miller (2015, "A
+  practitioner's guide to cluster-robust inference", J. Human Resources 50:317, on few clusters)
+  recommend t(G-1), as Stata does. With hundreds of clusters t(G-1) is z to two decimals, so it is
+  used whenever votes are clustered (z only for independent votes).
+- Test of H0 "win rate = 0.5", two-sided: the score test the Wilson interval inverts,
+  t = (p - 0.5) / sqrt(0.25 / n_eff), i.e. the clustered SE rescaled to the null variance with the
+  design effect held, against the same t(df). "The CI includes 50%" and "raw p >= 1 - confidence"
+  therefore never disagree. `pairwise_win_rates` adjusts the p-values over the unordered pairs of
+  the matrix (`evaluation.multiplicity`, Holm by default) and writes one verdict sentence per row.
+  Known-answer checks (coverage with rater and prompt effects, power, family-wise error) are in
+  tests/test_bradley_terry.py.
 - Bradley-Terry (Bradley & Terry 1952): P(i beats j) = sigmoid(theta_i - theta_j), fitted by
   Newton's method on fractional win counts (a tie is half a win each way) with a small L2 prior
   `l2 * ||theta||^2` (the same penalty convention as `choix.opt_pairwise`) so that a system that
   won every vote still has a finite rating. Ratings are centred (mean 0).
-- Uncertainty: bootstrap over raters (resample whole raters with replacement), percentile CIs for
-  ratings and for ranks (rank bounds).
+- Uncertainty of ratings: bootstrap over raters (resample whole raters with replacement),
+  percentile CIs for ratings and for ranks (rank bounds).
 - Agreement: Fleiss' kappa (varying raters per item) and Krippendorff's alpha (nominal).
 """
-
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.special import stdtr, stdtrit
+
+from evaluation.multiplicity import METHODS, adjust
 
 _Z95 = 1.959963984540054
+CORRECTION_LABELS = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no correction"}
 
 
-def _z(confidence: float) -> float:
+def _critical(confidence: float, df: float = math.inf) -> float:
+    """Two-sided critical value: z for df = inf, else Student's t with `df` degrees of freedom."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}.")
-    from scipy.stats import norm
+    if math.isinf(df) and confidence == 0.95:
+        return _Z95
+    return float(stdtrit(df, 0.5 + confidence / 2.0))
 
-    return float(norm.ppf(0.5 + confidence / 2.0)) if confidence != 0.95 else _Z95
 
+def wilson_interval(p_hat: float, n_eff: float, confidence: float = 0.95, df: float = math.inf) -> tuple[float, float]:
+    """Wilson score interval for a proportion estimated from an effective sample size `n_eff`.
 
-def wilson_interval(p_hat: float, n_eff: float, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a proportion estimated from an effective sample size `n_eff`."""
+    `df` finite uses the t(df) critical value in place of z (few clusters behind `n_eff`).
+    """
     if n_eff <= 0:
         return (0.0, 1.0)
-    z = _z(confidence)
+    z = _critical(confidence, df)
     z2n = z * z / n_eff
     centre = (p_hat + z2n / 2.0) / (1.0 + z2n)
     half = z / (1.0 + z2n) * math.sqrt(max(p_hat * (1.0 - p_hat) / n_eff + z2n / (4.0 * n_eff), 0.0))
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    lo = 0.0 if p_hat <= 0.0 else max(0.0, centre - half)  # exact ends where rounding would miss them
+    hi = 1.0 if p_hat >= 1.0 else min(1.0, centre + half)
+    return (lo, hi)
+
+
+@dataclass(frozen=True)
+class WinRate:
+    """One win rate with its clustered uncertainty and its test against 50%."""
+
+    rate: float  # mean score, ties as 0.5 (nan with no votes)
+    ci_low: float  # Wilson interval on n_eff with the t(df) critical value
+    ci_high: float
+    n_eff: float  # Kish effective sample size p(1-p) / V
+    se: float  # sqrt(V): the (multiway) cluster-robust standard error of `rate`
+    df: float  # degrees of freedom of the t reference: min(G) - 1 over clustering dimensions; inf if none
+    p_value: float  # two-sided, H0: rate = 0.5 (the score test the Wilson interval inverts)
+    votes: int
+    clusters: tuple[int, ...]  # clusters in each dimension that was used (rater, prompt)
+
+
+def _codes(labels: Sequence | np.ndarray, n: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.shape[0] != n:
+        raise ValueError(f"cluster ids must have one entry per vote ({n}), got {labels.shape[0]}.")
+    return pd.factorize(labels, use_na_sentinel=False)[0]  # a missing id is one more cluster
+
+
+def _one_way_var(resid: np.ndarray, codes: np.ndarray) -> float:
+    """Cluster-robust variance of the mean: G/(G-1) * sum_g (sum of residuals in g)^2 / n^2."""
+    groups = int(codes.max()) + 1
+    per_group = np.bincount(codes, weights=resid, minlength=groups)  # (G,) summed residuals
+    return groups / (groups - 1.0) * float(per_group @ per_group) / (resid.size**2)
+
+
+def _clustered_var(resid: np.ndarray, dims: list[np.ndarray]) -> tuple[float, float, tuple[int, ...]]:
+    """(V, df, clusters per dimension) by Cameron-Gelbach-Miller over the dimensions in `dims`."""
+    n = resid.size
+    dims = [d for d in dims if d.max() >= 1]  # a single cluster says nothing about its variance
+    sizes = tuple(int(d.max()) + 1 for d in dims)
+    if not dims:
+        return ((float(np.var(resid, ddof=1)) / n if n > 1 else 0.0), math.inf, ())
+    if len(dims) == 1:
+        return (_one_way_var(resid, dims[0]), sizes[0] - 1.0, sizes)
+    one_way = [_one_way_var(resid, d) for d in dims]
+    both = pd.factorize(dims[0] * sizes[1] + dims[1])[0]  # rater∩prompt cells
+    var = one_way[0] + one_way[1] - (_one_way_var(resid, both) if both.max() >= 1 else 0.0)
+    if var <= 0.0:
+        var = max(one_way)
+    return (var, min(sizes) - 1.0, sizes)
+
+
+def win_rate_test(
+    scores: Sequence[float] | np.ndarray,
+    clusters: Sequence | np.ndarray | None = None,
+    confidence: float = 0.95,
+    prompt_clusters: Sequence | np.ndarray | None = None,
+) -> WinRate:
+    """Mean score (ties as 0.5) with a two-way (rater, prompt) clustered Wilson CI and a test of 50%.
+
+    scores: (n,) values in [0, 1]; clusters: (n,) rater ids or None; prompt_clusters: (n,) prompt
+    (item) ids or None. With neither, votes are independent. Empty input gives rate nan, CI (0, 1).
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    n = s.size
+    if n == 0:
+        return WinRate(float("nan"), 0.0, 1.0, 0.0, float("nan"), math.inf, float("nan"), 0, ())
+    p = float(s.mean())
+    dims = [_codes(c, n) for c in (clusters, prompt_clusters) if c is not None]
+    var, df, sizes = _clustered_var(s - p, dims)
+    # A degenerate sample (all wins, all losses, one voter) has no variance estimate: fall back
+    # to the raw count, which is what plain Wilson would do.
+    n_eff = p * (1.0 - p) / var if var > 0 and 0.0 < p < 1.0 else float(n)
+    lo, hi = wilson_interval(p, n_eff, confidence, df)
+    stat = (p - 0.5) * 2.0 * math.sqrt(n_eff)  # (p - 0.5) / sqrt(0.25 / n_eff)
+    p_value = float(min(1.0, 2.0 * stdtr(df, -abs(stat))))
+    return WinRate(p, lo, hi, n_eff, math.sqrt(var), df, p_value, n, sizes)
 
 
 def win_rate_ci(
     scores: Sequence[float] | np.ndarray,
     clusters: Sequence | np.ndarray | None = None,
     confidence: float = 0.95,
+    prompt_clusters: Sequence | np.ndarray | None = None,
 ) -> tuple[float, float, float, float]:
-    """Mean score (ties as 0.5) with a rater-clustered Wilson CI.
-
-    scores: (n,) values in [0, 1]; clusters: (n,) rater ids or None (independent votes).
-    Returns (rate, ci_low, ci_high, n_eff). Empty input gives (nan, 0, 1, 0).
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    n = s.size
-    if n == 0:
-        return (float("nan"), 0.0, 1.0, 0.0)
-    p = float(s.mean())
-    resid = s - p
-    if clusters is None:
-        groups = n
-        per_group = resid
-    else:
-        codes, _ = pd.factorize(pd.Series(np.asarray(clusters)))
-        groups = int(codes.max()) + 1
-        per_group = np.bincount(codes, weights=resid, minlength=groups)  # (G,) summed residuals
-    if groups >= 2:
-        var = groups / (groups - 1.0) * float(np.sum(per_group**2)) / (n * n)
-    else:
-        var = float(np.var(s, ddof=1)) / n if n > 1 else 0.0
-    # A degenerate sample (all wins, all losses, one voter) has no variance estimate: fall back
-    # to the raw count, which is what plain Wilson would do.
-    n_eff = p * (1.0 - p) / var if var > 0 and 0.0 < p < 1.0 else float(n)
-    lo, hi = wilson_interval(p, n_eff, confidence)
-    return (p, lo, hi, n_eff)
+    """(rate, ci_low, ci_high, n_eff) of `win_rate_test`: clustered by rater and, if given, prompt."""
+    r = win_rate_test(scores, clusters, confidence, prompt_clusters)
+    return (r.rate, r.ci_low, r.ci_high, r.n_eff)
 
 
 def win_counts(a: np.ndarray, b: np.ndarray, score_a: np.ndarray, n_systems: int) -> np.ndarray:
@@ -182,6 +262,71 @@ def bt_ratings(
     return frame.sort_values("rank").reset_index(drop=True)
 
 
+def _pct(x: float) -> str:
+    return f"{x:.0%}"
+
+
+def _fmt_p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}" if p < 0.01 else f"= {p:.2f}"
+
+
+def _claim(p_adj: float, method: str, family: int, unit: str) -> str:
+    if method == "none":
+        return f"p {_fmt_p(p_adj)}, no correction over {family} {unit}"
+    return f"{CORRECTION_LABELS[method]}-adjusted p {_fmt_p(p_adj)} over {family} {unit}"
+
+
+def _not_after(p: float, method: str, family: int, unit: str) -> str:
+    return f"significant before correction (p {_fmt_p(p)}), not after {CORRECTION_LABELS[method]} over {family} {unit}"
+
+
+def pair_verdict(system: str, opponent: str, row: dict, method: str, family: int, confidence: float = 0.95) -> str:
+    """One plain sentence on `system` against `opponent` from a row with win_rate, CIs and p-values."""
+    rate, ci = row["win_rate"], f"{_pct(row['ci_low'])}, {_pct(row['ci_high'])}"
+    alpha = 1.0 - confidence
+    if not np.isfinite(row["p_adjusted"]):
+        return f"{system} against {opponent} was not tested."
+    if row["p_adjusted"] < alpha:
+        verb = "beats" if rate > 0.5 else "loses to"
+        return f"{system} {verb} {opponent}: wins {_pct(rate)} [{ci}] ({_claim(row['p_adjusted'], method, family, 'pairs')})."
+    if row["p_value"] < alpha:
+        return (f"No significant difference between {system} and {opponent} after correction: {system} wins "
+                f"{_pct(rate)} [{ci}], {_not_after(row['p_value'], method, family, 'pairs')}.")
+    return (f"No significant difference between {system} and {opponent}: the {confidence:.0%} CI "
+            f"{_pct(row['ci_low'])}-{_pct(row['ci_high'])} includes 50%.")
+
+
+def overall_verdict(system: str, row: dict, method: str, family: int, confidence: float = 0.95) -> str:
+    """One plain sentence on a system's overall win rate against 50%."""
+    rate, ci = row["win_rate"], f"{_pct(row['ci_low'])}, {_pct(row['ci_high'])}"
+    alpha = 1.0 - confidence
+    if not np.isfinite(row["p_adjusted"]):
+        return f"{system} has no votes."
+    if row["p_adjusted"] < alpha:
+        side = "more" if rate > 0.5 else "fewer"
+        return (f"{system} wins {side} than half its comparisons: {_pct(rate)} [{ci}] "
+                f"({_claim(row['p_adjusted'], method, family, 'systems')}).")
+    if row["p_value"] < alpha:
+        return (f"No significant difference from 50% for {system} after correction: {_pct(rate)} [{ci}], "
+                f"{_not_after(row['p_value'], method, family, 'systems')}.")
+    return (f"No significant difference from 50% for {system}: the {confidence:.0%} CI "
+            f"{_pct(row['ci_low'])}-{_pct(row['ci_high'])} includes 50%.")
+
+
+def _check_method(correction: str) -> None:
+    if correction not in METHODS:
+        raise ValueError(f"Unknown multiple-comparison correction {correction!r}; use one of {', '.join(METHODS)}.")
+
+
+def _stat_row(r: WinRate) -> dict:
+    return dict(win_rate=r.rate, ci_low=r.ci_low, ci_high=r.ci_high, se=r.se, df=r.df, votes=r.votes,
+                p_value=r.p_value)
+
+
+PAIRWISE_COLUMNS = ["system", "opponent", "win_rate", "ci_low", "ci_high", "se", "df", "votes", "wins", "ties",
+                    "losses", "p_value", "p_adjusted", "significant", "verdict"]
+
+
 def pairwise_win_rates(
     a: np.ndarray,
     b: np.ndarray,
@@ -189,35 +334,55 @@ def pairwise_win_rates(
     clusters: np.ndarray | None,
     names: Sequence[str],
     confidence: float = 0.95,
+    prompt_clusters: np.ndarray | None = None,
+    correction: str = "holm",
 ) -> pd.DataFrame:
-    """Win rate of every system against every other it met (ties as half), with CIs.
+    """Win rate of every system against every other it met (ties as half), with CIs and tests.
 
-    Returns long format: system, opponent, win_rate, ci_low, ci_high, votes, wins, ties, losses
-    (one row per ordered pair that has at least one vote).
+    clusters: (n,) rater ids or None; prompt_clusters: (n,) prompt ids or None (see `win_rate_test`).
+    p_adjusted: `correction` ("holm", "bh", "none") over the unordered pairs that have votes (both
+    ordered rows of a pair share it); significant: p_adjusted < 1 - confidence.
+    Returns long format, one row per ordered pair with at least one vote: PAIRWISE_COLUMNS.
     """
+    _check_method(correction)
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     score_a = np.asarray(score_a, dtype=np.float64)
-    cl = np.asarray(clusters) if clusters is not None else None
-    rows = []
+    raters = np.asarray(clusters) if clusters is not None else None
+    prompts = np.asarray(prompt_clusters) if prompt_clusters is not None else None
+    pairs = []
     for i in range(len(names)):
-        for j in range(len(names)):
-            if i == j:
-                continue
+        for j in range(i + 1, len(names)):
             as_a = (a == i) & (b == j)
             as_b = (a == j) & (b == i)
-            s = np.concatenate([score_a[as_a], 1.0 - score_a[as_b]])
+            s = np.concatenate([score_a[as_a], 1.0 - score_a[as_b]])  # (n_ij,) from i's side
             if s.size == 0:
                 continue
-            c = None if cl is None else np.concatenate([cl[as_a], cl[as_b]])
-            rate, lo, hi, _ = win_rate_ci(s, c, confidence)
-            rows.append(
-                dict(system=names[i], opponent=names[j], win_rate=rate, ci_low=lo, ci_high=hi,
-                     votes=int(s.size), wins=int((s == 1).sum()), ties=int((s == 0.5).sum()),
-                     losses=int((s == 0).sum()))
-            )
-    cols = ["system", "opponent", "win_rate", "ci_low", "ci_high", "votes", "wins", "ties", "losses"]
-    return pd.DataFrame(rows, columns=cols)
+            r = win_rate_test(s, None if raters is None else np.concatenate([raters[as_a], raters[as_b]]), confidence,
+                              None if prompts is None else np.concatenate([prompts[as_a], prompts[as_b]]))
+            counts = dict(wins=int((s == 1).sum()), ties=int((s == 0.5).sum()), losses=int((s == 0).sum()))
+            pairs.append((i, j, r, counts))
+    p_adjusted = adjust(np.array([r.p_value for *_, r, _ in pairs], dtype=float), correction)
+    alpha = 1.0 - confidence
+    ordered = {}
+    for (i, j, r, counts), p_adj in zip(pairs, p_adjusted):
+        row = dict(system=names[i], opponent=names[j], **_stat_row(r), **counts, p_adjusted=float(p_adj),
+                   significant=bool(p_adj < alpha))
+        ordered[i, j] = row
+        ordered[j, i] = dict(row, system=names[j], opponent=names[i], win_rate=1.0 - r.rate, ci_low=1.0 - r.ci_high,
+                             ci_high=1.0 - r.ci_low, wins=counts["losses"], losses=counts["wins"])
+    rows = [ordered[key] for key in sorted(ordered)]
+    for row in rows:
+        row["verdict"] = pair_verdict(row["system"], row["opponent"], row, correction, len(pairs), confidence)
+    return pd.DataFrame(rows, columns=PAIRWISE_COLUMNS)
+
+
+def pair_rows(pairwise: pd.DataFrame) -> pd.DataFrame:
+    """One row per unordered pair of `pairwise_win_rates`, from the side that won at least half."""
+    if not len(pairwise):
+        return pairwise
+    winner = (pairwise["win_rate"] > 0.5) | ((pairwise["win_rate"] == 0.5) & (pairwise["system"] < pairwise["opponent"]))
+    return pairwise[winner].sort_values("p_value", kind="stable").reset_index(drop=True)
 
 
 def win_rate_matrix(pairwise: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
@@ -237,19 +402,33 @@ def overall_win_rates(
     clusters: np.ndarray | None,
     names: Sequence[str],
     confidence: float = 0.95,
+    prompt_clusters: np.ndarray | None = None,
+    correction: str = "holm",
 ) -> pd.DataFrame:
-    """Each system's share of won comparisons against all others (the paper's table), with CIs."""
+    """Each system's share of won comparisons against all others (the paper's table), with CIs.
+
+    Tests each rate against 50% and adjusts over the systems with votes (their own family, apart
+    from the pairwise matrix). Columns: system, win_rate, ci_low, ci_high, se, df, votes, p_value,
+    p_adjusted, significant, verdict; best first.
+    """
+    _check_method(correction)
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     score_a = np.asarray(score_a, dtype=np.float64)
-    cl = np.asarray(clusters) if clusters is not None else None
+    raters = np.asarray(clusters) if clusters is not None else None
+    prompts = np.asarray(prompt_clusters) if prompt_clusters is not None else None
     rows = []
     for i, name in enumerate(names):
         s = np.concatenate([score_a[a == i], 1.0 - score_a[b == i]])
-        c = None if cl is None else np.concatenate([cl[a == i], cl[b == i]])
-        rate, lo, hi, _ = win_rate_ci(s, c, confidence)
-        rows.append(dict(system=name, win_rate=rate, ci_low=lo, ci_high=hi, votes=int(s.size)))
-    frame = pd.DataFrame(rows, columns=["system", "win_rate", "ci_low", "ci_high", "votes"])
+        join = lambda c: None if c is None else np.concatenate([c[a == i], c[b == i]])  # noqa: E731
+        rows.append(dict(system=name, **_stat_row(win_rate_test(s, join(raters), confidence, join(prompts)))))
+    cols = ["system", "win_rate", "ci_low", "ci_high", "se", "df", "votes", "p_value"]
+    frame = pd.DataFrame(rows, columns=cols)
+    frame["p_adjusted"] = adjust(frame["p_value"].to_numpy(dtype=float), correction)
+    frame["significant"] = frame["p_adjusted"] < 1.0 - confidence
+    family = int(frame["p_value"].notna().sum())
+    frame["verdict"] = [overall_verdict(row["system"], row, correction, family, confidence)
+                        for row in frame.to_dict("records")]
     return frame.sort_values("win_rate", ascending=False, na_position="last").reset_index(drop=True)
 
 
