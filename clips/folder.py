@@ -9,6 +9,9 @@ One unreadable video should not sink a sweep over a hundred: a missing or corrup
 skipped and reported (returned warnings, also logged). Only a folder with nothing usable
 raises `ClipError`. A malformed captions.jsonl line does raise, with its line number:
 silently dropping captions would train a text model on the wrong prompts.
+
+Every clip cut from one mp4 has that file's stem as its `source_id`: the statistics treat
+the files, not the clips, as independent.
 """
 
 from __future__ import annotations

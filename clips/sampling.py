@@ -61,7 +61,10 @@ def stable_seed(*parts: object) -> int:
 
 def make_clip_id(name: str, split: str, start: int, frames: int, y: int, x: int,
                  height: int, width: int, short_side: int | None) -> str:
-    """e.g. `bikes:heldout:t190-206:y0x41:64x64:s64` (frame range inclusive; s = resized short side)."""
+    """e.g. `bikes:heldout:t190-206:y0x41:64x64:s64` (frame range inclusive; s = resized short side).
+
+    `clips.ids.source_of_clip_id` reads the video name back; keep the two in step.
+    """
     clip_id = f"{name}:{split}:t{start}-{start + frames - 1}:y{y}x{x}:{height}x{width}"
     return clip_id if short_side is None else f"{clip_id}:s{short_side}"
 

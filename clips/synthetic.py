@@ -10,6 +10,10 @@ and is compared with the prompt's attributes.
 Only photos whose files ship inside the installed scikit-image are used (many
 `skimage.data` images are pooch downloads, and nothing may be downloaded at run time); they
 are read straight from the package folder.
+
+Each scene's colour, shape, direction, photo crop and path are drawn from its own seed, so
+every scene is its own independent source (`Clip.source_id` is its clip id), though the
+handful of photos recur as backgrounds.
 """
 
 from __future__ import annotations

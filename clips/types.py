@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from clips.ids import source_of_clip_id, source_of_video
+
 Source = Literal["bundled", "synthetic", "folder"]
 Split = Literal["train", "heldout"]
 SPLITS: tuple[str, ...] = ("train", "heldout")
@@ -28,6 +30,18 @@ class Clip:
     source: Source  # "bundled" | "synthetic" | "folder"
     split: Split  # "train" (first 75% of a video's frames) | "heldout" (last 25%)
     meta: dict[str, Any] = field(default_factory=dict)  # crop box, frame window, scene attributes
+
+    @property
+    def source_id(self) -> str:
+        """The independent content this clip comes from, the unit the effect statistics resample.
+
+        Bundled: the video name (both carphone files are "carphone"); folder: the mp4's
+        stem; synthetic: the scene itself (every scene is drawn independently).
+        """
+        if self.source == "synthetic":
+            return self.clip_id
+        video = self.meta.get("video")
+        return source_of_video(str(video)) if video else source_of_clip_id(self.clip_id)
 
     @property
     def num_frames(self) -> int:

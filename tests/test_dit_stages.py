@@ -148,11 +148,12 @@ def test_sample_writes_playable_mp4s_pngs_and_index(vae_dir, dit_dir, tmp_path):
     assert read_index(tmp_path) == rows
     assert [(r["task"], r["prompt_id"]) for r in rows] == [("t2v", "p000"), ("t2v", "p001"), ("i2v", "p000"), ("i2v", "p001")]
     for row in rows:
-        assert set(row) == {"file", "task", "prompt_id", "text", "image", "clip_id", "fps"}
+        assert set(row) == {"file", "task", "prompt_id", "text", "image", "clip_id", "source_id", "fps"}
         frames, fps = read_video(tmp_path / row["file"])
         assert frames.shape == (9, 32, 32, 3) and fps == pytest.approx(24.0)
         prompt = prompts[int(row["prompt_id"][1:])]
         assert row["text"] == prompt.text and row["clip_id"] == prompt.clip_id
+        assert row["source_id"] == prompt.source_id == prompt.clip_id  # a synthetic scene is its own source
         if row["task"] == "i2v":
             assert row["image"] == f"i2v-{row['prompt_id']}.png"
             assert np.array_equal(read_png(tmp_path / row["image"]), images[int(row["prompt_id"][1:])])

@@ -30,6 +30,18 @@ def synthetic_reference(clip_id: str | None) -> np.ndarray | None:
     return make_scene(int(seed), int(frames), int(height), int(width), split=split).frames
 
 
+def sample_source_id(entry: Mapping[str, Any]) -> str:
+    """The independent source of a samples/index.jsonl row: its prompt's clip's source, else the prompt id.
+
+    Index files written before `source_id` existed derive it from the clip id.
+    """
+    from clips.ids import source_of_clip_id
+
+    if entry.get("source_id"):
+        return str(entry["source_id"])
+    return source_of_clip_id(entry["clip_id"]) if entry.get("clip_id") else str(entry["prompt_id"])
+
+
 def eval_gen(
     samples_dir: Path,
     *,
@@ -38,8 +50,9 @@ def eval_gen(
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Score every sample listed in `samples_dir/index.jsonl`.
 
-    Returns long rows {clip_id, prompt_id, task, metric ("<task>.<name>"), base_metric,
-    value, metric_version} (clip_id falls back to the prompt id when a prompt has no clip)
+    Returns long rows {clip_id, source_id, prompt_id, task, metric ("<task>.<name>"),
+    base_metric, value, metric_version} (clip_id and source_id fall back to the prompt id
+    when a prompt has no clip)
     and `evaluation.generation.summarize`'s flat summary (means, n, Wilson CIs, chance).
     `references` maps clip ids to uint8 (T, H, W, 3) scenes; synthetic ids not in it
     are regenerated.
@@ -68,8 +81,9 @@ def eval_gen(
             reference = None  # a scene of another size cannot be compared frame for frame
         sample = GenerationSample(video=video, task=entry["task"], text=entry["text"], image=image,
                                   reference=None if reference is None else as_unit_float(reference))
+        source_id = sample_source_id(entry)
         for name, value in score_sample(sample, names).items():
-            rows.append({"clip_id": clip_id or entry["prompt_id"], "prompt_id": entry["prompt_id"],
+            rows.append({"clip_id": clip_id or entry["prompt_id"], "source_id": source_id, "prompt_id": entry["prompt_id"],
                          "task": entry["task"], "metric": f"{entry['task']}.{name}", "base_metric": name,
                          "value": value, "metric_version": GENERATION_METRICS.get(name).version})
     return rows, summarize(rows)

@@ -43,10 +43,11 @@ def eval_recon(
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Score reconstructions of `clips` (clips.Clip with uint8 frames).
 
-    Returns long-format rows (clip_id, metric, value, metric_version; the baseline under
-    `variant=mean_colour_baseline`) and a summary of means per metric. With `samples_dir`,
+    Returns long-format rows (clip_id, source_id, metric, value, metric_version; the
+    baseline under `variant=mean_colour_baseline`) and a summary of means per metric. With `samples_dir`,
     the first `max_samples` reconstructions are written as mp4 at the clip's fps.
     """
+    from clips.ids import source_of_clip_id
     from clips.io import from_model, to_model, write_video
     from evaluation.metrics import METRICS, evaluate_pair
 
@@ -59,11 +60,12 @@ def eval_recon(
         recon = from_model(reconstruct(vae, video)[0].cpu())  # (T, H, W, 3) uint8
         ref = clip.frames.astype(np.float32) / 255.0
         test = recon.astype(np.float32) / 255.0
+        source_id = getattr(clip, "source_id", None) or source_of_clip_id(clip.clip_id)
         for variant, candidate in (("model", test), (BASELINE, mean_colour_baseline(ref))):
             for name, result in evaluate_pair(ref, candidate, names).items():
                 if result.value is None:
                     continue
-                rows.append({"clip_id": clip.clip_id, "variant": variant, "metric": name,
+                rows.append({"clip_id": clip.clip_id, "source_id": source_id, "variant": variant, "metric": name,
                              "value": float(result.value), "metric_version": METRICS.get(name).version})
         if samples_dir is not None and index < max_samples:
             safe = clip.clip_id.replace(":", "_").replace("/", "_")

@@ -41,6 +41,7 @@ class Prompt:
     prompt_id: str  # stable id; two runs' samples with the same task and prompt_id are "the same item"
     text: str  # the caption to condition on
     clip_id: str | None = None  # the held-out clip the prompt was taken from, if any
+    source_id: str | None = None  # that clip's independent source (clips.Clip.source_id); None: no clip
 
 
 def heldout_prompts(data_spec: Any, count: int | None = None) -> tuple[list[Prompt], list[np.ndarray]]:
@@ -57,7 +58,8 @@ def heldout_prompts(data_spec: Any, count: int | None = None) -> tuple[list[Prom
     if count is not None:
         data_spec = dataclasses.replace(data_spec, num_heldout_scenes=count)
     clips = load_clips(data_spec, "heldout")
-    prompts = [Prompt(prompt_id=f"p{i:03d}", text=c.caption or "", clip_id=c.clip_id) for i, c in enumerate(clips)]
+    prompts = [Prompt(prompt_id=f"p{i:03d}", text=c.caption or "", clip_id=c.clip_id, source_id=c.source_id)
+               for i, c in enumerate(clips)]
     return prompts, [c.frames[0] for c in clips]
 
 
@@ -199,7 +201,8 @@ def sample_videos(
                         image_name = f"i2v-{p.prompt_id}.png"
                         write_png(out_dir / image_name, images[i])
                     rows.append({"file": name, "task": task, "prompt_id": p.prompt_id, "text": p.text,
-                                 "image": image_name, "clip_id": p.clip_id, "fps": dit.fps})
+                                 "image": image_name, "clip_id": p.clip_id, "source_id": p.source_id,
+                                 "fps": dit.fps})
                     done += 1
                     bar.update(done, {})
     finally:
