@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -51,6 +52,10 @@ class Level:
         return self.label
 
 
+REPLICATE_SUFFIX = ",replicate=b"  # appended to the baseline's name for its replicate copies
+REPLICATE_SEED_BLOCK = 1000  # replicate seeds start at the first multiple of this above every sweep seed
+
+
 @dataclass(frozen=True)
 class Variant:
     run_id: str
@@ -58,6 +63,12 @@ class Variant:
     axes: Mapping[str, Any]  # axis -> value, as in runs.parquet columns
     config: Any  # RunConfig
     seed: int
+    block: int | None = None  # the nominal seed the run belongs to (seed - offset for replicate copies); None = seed
+    replicate: str | None = None  # "a" | "b" in sweeps with a replicated baseline ("b": the copy), else None
+
+    @property
+    def nominal_seed(self) -> int:
+        return self.seed if self.block is None else self.block
 
 
 @dataclass
@@ -72,34 +83,76 @@ def expand_variants(
     axes: Mapping[str, Sequence[Any]],
     seeds: Sequence[int],
     explicit: Sequence[Mapping[str, Any]] | None = None,
+    replicate_baseline: bool = False,
 ) -> list[Variant]:
     """Full factorial over `axes` x `seeds` (or the explicit variant list x seeds).
 
     Every variant is derived from `base` with `dataclasses.replace` along dotted paths;
-    a wrong field name or value raises `ConfigError` before anything runs.
+    a wrong field name or value raises `ConfigError` before anything runs. With
+    `replicate_baseline` the baseline combo (`baseline_combo`) runs once more after them,
+    on the disjoint seeds `s + replicate_seed_offset(seeds)`, as replicate "b" (an A/A
+    comparison: its differences from the baseline are noise by construction).
     """
     if explicit:
         combos = [dict(v) for v in explicit]
     else:
         names = list(axes)
         combos = [dict(zip(names, values)) for values in itertools.product(*(axes[n] for n in names))]
-    variants: list[Variant] = []
-    for combo in combos:
-        cfg = base
-        for axis, value in combo.items():
-            settings = value.settings if isinstance(value, Level) else {axis: value}
-            for path, setting in settings.items():
-                cfg = set_field(cfg, path, setting)
-        labels = {axis: (value.label if isinstance(value, Level) else value) for axis, value in combo.items()}
-        for seed in seeds:
-            seeded = dataclasses.replace(cfg, seed=seed)
-            name = ",".join(f"{k}={_short(v)}" for k, v in labels.items()) or "base"
-            run_id = f"{content_hash(seeded, 10)}"
-            variants.append(Variant(run_id=run_id, name=name, axes=labels, config=seeded, seed=seed))
+    replicate = "a" if replicate_baseline else None
+    variants = [v for combo in combos for v in _combo_variants(base, combo, seeds, replicate=replicate)]
+    if replicate_baseline:
+        offset = replicate_seed_offset(seeds)
+        variants += _combo_variants(base, baseline_combo(axes, explicit), seeds, replicate="b", offset=offset)
     ids = [v.run_id for v in variants]
     if len(set(ids)) != len(ids):
         raise ConfigError("Two variants of this sweep have identical configs; remove the duplicate axis values.")
     return variants
+
+
+def _combo_variants(base: Any, combo: Mapping[str, Any], seeds: Sequence[int], *, replicate: str | None,
+                    offset: int = 0) -> list[Variant]:
+    """One variant per seed of one axis combination; replicate copies run on seed + offset."""
+    cfg = base
+    for axis, value in combo.items():
+        settings = value.settings if isinstance(value, Level) else {axis: value}
+        for path, setting in settings.items():
+            cfg = set_field(cfg, path, setting)
+    labels = {axis: (value.label if isinstance(value, Level) else value) for axis, value in combo.items()}
+    name = ",".join(f"{k}={_short(v)}" for k, v in labels.items()) or "base"
+    if replicate == "b":
+        name += REPLICATE_SUFFIX
+    out = []
+    for seed in seeds:
+        seeded = dataclasses.replace(cfg, seed=seed + offset)
+        out.append(Variant(run_id=content_hash(seeded, 10), name=name, axes=labels, config=seeded,
+                           seed=seed + offset, block=seed, replicate=replicate))
+    return out
+
+
+def baseline_combo(axes: Mapping[str, Sequence[Any]], explicit: Sequence[Mapping[str, Any]] | None = None) -> dict:
+    """The sweep's baseline: the first explicit variant, else every axis at its first level ({} without axes)."""
+    if explicit:
+        return dict(explicit[0])
+    return {name: levels[0] for name, levels in axes.items() if len(levels)}
+
+
+def replicate_seed_offset(seeds: Sequence[int]) -> int:
+    """The shift that moves the replicate copies' seeds clear of every sweep seed: 1000 for seeds 0..999."""
+    if not seeds:
+        raise ConfigError("A sweep needs at least one seed; set seeds=(0,) or pass --seeds 0.")
+    if min(seeds) < 0:
+        raise ConfigError("Replicate seeds are the sweep's seeds shifted up by a block of 1000; use seeds >= 0.")
+    return REPLICATE_SEED_BLOCK * math.ceil((max(seeds) + 1) / REPLICATE_SEED_BLOCK)
+
+
+def replicate_summary(variants: Sequence[Variant]) -> dict[str, Any] | None:
+    """sweep.json's `replicate` entry: the baseline copied, its levels, the seed offset and seeds; None if none."""
+    copies = [v for v in variants if v.replicate == "b"]
+    if not copies:
+        return None
+    first = copies[0]
+    return {"baseline_variant": first.name.removesuffix(REPLICATE_SUFFIX), "baseline": dict(first.axes),
+            "seed_offset": first.seed - first.nominal_seed, "seeds": [v.seed for v in copies]}
 
 
 def _short(value: Any) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ablations.executor import PROGRESS, execute, is_done, read_result, stage_dir
-from ablations.graph import Plan, StageInstance, StageSpec, expand_variants, plan_sweep
+from ablations.graph import Plan, StageInstance, StageSpec, expand_variants, plan_sweep, replicate_summary
 from ablations.provenance import provenance
 from ablations.store import SweepStore, clip_file_name
 from models.config import to_dict
@@ -188,7 +188,8 @@ def run_sweep(
     from ablations.configs import check_buildable, sync_pairing
 
     started = time.time()
-    variants = expand_variants(sweep.base, sweep.axes, sweep.seeds, sweep.variants)
+    variants = expand_variants(sweep.base, sweep.axes, sweep.seeds, sweep.variants,
+                               replicate_baseline=getattr(sweep, "replicate_baseline", False))
     variants = [dataclasses.replace(v, config=sync_pairing(v.config)) for v in variants]
     plan = plan_sweep(variants, STAGE_SPECS, list(sweep.stages))
     stages_used = {i.stage for i in plan.instances.values()}
@@ -200,8 +201,8 @@ def run_sweep(
     store = SweepStore(root, sweep.name)
     _write_sweep_json(store, sweep, variants, started)
     for variant in variants:
-        store.upsert_run({"run_id": variant.run_id, "variant": variant.name, "seed": variant.seed, **variant.axes,
-                          "status": "pending", "failure_reason": None})
+        store.upsert_run({"run_id": variant.run_id, "variant": variant.name, "seed": variant.seed,
+                          **_replication_columns(variant), **variant.axes, "status": "pending", "failure_reason": None})
         store.write_run_json(variant.run_id, "config.json", to_dict(variant.config))
 
     slots = _init_ray(address, quiet_ray)
@@ -306,6 +307,14 @@ def store_runs_status(plan: Plan, states: dict[str, InstanceState]) -> dict[str,
     return out
 
 
+def _replication_columns(variant: Any) -> dict[str, Any]:
+    """runs.parquet's `block` (always) and `replicate` (only in sweeps with a replicated baseline)."""
+    columns: dict[str, Any] = {"block": variant.nominal_seed}
+    if variant.replicate is not None:
+        columns["replicate"] = variant.replicate
+    return columns
+
+
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
@@ -313,8 +322,7 @@ def _iso(ts: float) -> str:
 def _write_sweep_json(store: SweepStore, sweep: Any, variants: list, started: float) -> None:
     from ablations.metric_specs import metric_specs
 
-    axes = {name: list(levels) for name, levels in sweep.axes.items()} if not sweep.variants else {
-        name: sorted({repr(v.axes[name]) for v in variants}) for name in sweep.variants[0]}
+    axes = {name: list(levels) for name, levels in sweep.axes.items()}
     if sweep.variants:  # explicit lists: levels as they appear
         axes = {}
         for v in variants:
@@ -329,6 +337,8 @@ def _write_sweep_json(store: SweepStore, sweep: Any, variants: list, started: fl
         "seeds": list(sweep.seeds), "stages": list(sweep.stages), "headline_metrics": list(sweep.headline_metrics),
         "metrics": metric_specs(), "status": "running", "started_at": _iso(started),
         "variants": {v.run_id: v.name for v in variants},
+        # the A/A copy of the baseline (`--replicate-baseline`): not an axis, so not in `axes`
+        "replicate": replicate_summary(variants),
         "config": to_dict(sweep.base),
         "cost_assumptions": {"reference_shape": list(sweep.base.cost.reference_shape),
                              "h100_peak_tflops_bf16": sweep.base.cost.h100_peak_tflops,
@@ -380,8 +390,8 @@ def _write_run(store: SweepStore, variant: Any, needed: list[InstanceState], sta
            "wall_time_s": float(sum(st.result.get("compute_s", 0) for st in needed if st.result)),
            **collected["headline"], **collected["cost"]}
     store.write_run_json(variant.run_id, "manifest.json", {
-        "run_id": variant.run_id, "variant": variant.name, "seed": variant.seed, "status": status,
-        "failure_reason": reason,
+        "run_id": variant.run_id, "variant": variant.name, "seed": variant.seed, **_replication_columns(variant),
+        "status": status, "failure_reason": reason,
         "stages": {st.instance.stage: {"key": st.instance.key, "status": st.status, "attempts": st.attempts,
                                        "reused": st.skipped, "reason": st.reason,
                                        "compute_s": (st.result or {}).get("compute_s"),

@@ -15,13 +15,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("sweep", help="run an ablation recipe as Ray tasks (or `sweep submit` to a cluster)",
                               description="ltxlab sweep RECIPE [options]  |  ltxlab sweep submit RECIPE --address URL")
     p.add_argument("recipe", nargs="+", metavar="RECIPE", help="recipe name (vae-core, denoising-decoder, "
-                   "text-conditioning, rope, demo, tiny-pair), or `submit RECIPE`")
+                   "text-conditioning, rope, demo, tiny-pair, aa-vae), or `submit RECIPE`")
     p.add_argument("--smoke", action="store_true", help="a few steps per stage: checks the whole sweep in minutes")
     p.add_argument("--results", type=Path, default=Path("results"), help="results root (any shared path on clusters)")
     p.add_argument("--name", default=None, help="sweep folder name (default: the recipe name, plus -smoke)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a base config field for every variant, e.g. --set vae_train.steps=50")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (an axis), e.g. 0,1,2")
+    p.add_argument("--replicate-baseline", action="store_true",
+                   help="also run the baseline variant on seeds shifted by 1000 (A/A): shows the sweep's noise floor")
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS, else an embedded Ray); "
                    "for `submit`, the dashboard URL http://HEAD:8265")
     p.add_argument("--max-retries", type=int, default=2, help="retries of a failing stage before it is recorded")
@@ -40,7 +42,8 @@ def build_sweep(args: argparse.Namespace, recipe: str):
     base = apply_overrides(base, args.overrides)
     name = args.name or (f"{sweep.name}-smoke" if args.smoke else sweep.name)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else sweep.seeds
-    return dataclasses.replace(sweep, base=base, name=name, seeds=seeds)
+    replicate = sweep.replicate_baseline or args.replicate_baseline  # a recipe's own A/A stays on
+    return dataclasses.replace(sweep, base=base, name=name, seeds=seeds, replicate_baseline=replicate)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,6 +104,8 @@ def job_entrypoint(args: argparse.Namespace, recipe: str) -> str:
         parts += ["--name", args.name]
     if args.seeds:
         parts += ["--seeds", args.seeds]
+    if args.replicate_baseline:
+        parts.append("--replicate-baseline")
     for override in args.overrides:
         parts += ["--set", override]
     parts += ["--max-retries", str(args.max_retries)]

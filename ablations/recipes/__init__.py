@@ -26,10 +26,14 @@ class Sweep:
     seeds: Sequence[int] = (0,)  # seeds are an axis: every variant runs once per seed
     stages: Sequence[str] = ("eval_recon", "cost")  # wanted stages; their upstream stages run too
     headline_metrics: Sequence[str] = ("psnr", "ssim")  # shown as columns of runs.parquet
+    # A/A calibration: also run the baseline variant (every axis at its first level, or the
+    # first explicit variant) on seeds shifted by a block of 1000, as replicate "b"; its
+    # "effect" against the baseline is the sweep's noise floor (`ltxlab sweep --replicate-baseline`)
+    replicate_baseline: bool = False
 
 
 RECIPES: Registry[Callable[..., Sweep]] = Registry("recipe")
 
 # recipe modules register themselves on import
-for _module in ("vae_core", "denoising_decoder", "text_conditioning", "rope", "demo", "testing"):
+for _module in ("vae_core", "denoising_decoder", "text_conditioning", "rope", "demo", "testing", "replicate"):
     importlib.import_module(f"ablations.recipes.{_module}")
