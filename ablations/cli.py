@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "ablations.commands.sweep",
     "ablations.commands.results",
     "ablations.commands.report",
+    "ablations.commands.plan",
     "survey.cli",
     "ablations.commands.dashboard",
 ]
@@ -81,4 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run through the imported module, so commands raising `ablations.cli.UserError` are caught
+    # here (as __main__ this file's classes are different objects from the module's)
+    from ablations import cli
+
+    sys.exit(cli.main())

@@ -7,7 +7,7 @@ What is measured: the wall time of one Streamlit script run of the page under
 websocket and the browser's drawing), i.e. reading the store, statistics, building tables
 and charts and serialising them.
 - cold: the first run of the page in a fresh Python process with empty st.cache_data
-  (parquet read, effect bootstrap); each cold figure comes from its own subprocess.
+  (parquet read, effect statistics); each cold figure comes from its own subprocess.
 - warm: a rerun of the same page in the same process (what a widget change or a refresh
   costs when no file changed: the loaders hit the mtime-keyed cache).
 Also printed: the loader functions alone (load_sweep, factorial_effects over all metrics).
@@ -79,6 +79,7 @@ def main() -> None:
         make_store.make_store(root, "bench", "bench", videos=False)
         print(f"generated store in {time.perf_counter() - t:.1f} s")
 
+    from ablations.report import build_report, format_report
     from ablations.store import load_sweep
     from evaluation.stats import factorial_effects
 
@@ -87,13 +88,19 @@ def main() -> None:
     t_load = time.perf_counter() - t
     names = sorted(data.metrics["metric"].unique())
     t = time.perf_counter()
-    report = factorial_effects(data.metrics, data.runs, data.axes, axis_levels=data.axis_levels, n_boot=2000)
+    report = factorial_effects(data.metrics, data.runs, data.axes, axis_levels=data.axis_levels, metric_names=names)
     t_stats = time.perf_counter() - t
+    t = time.perf_counter()
+    text = format_report(build_report(root, "bench", metrics=names))
+    t_report = time.perf_counter() - t
     print(f"store: {len(data.runs)} runs x {data.metrics['clip_id'].nunique()} clips x {len(names)} metrics "
           f"= {len(data.metrics)} metric rows; axes {data.axes}")
     print(f"load_sweep (runs + metrics parquet): {t_load * 1000:.0f} ms")
-    print(f"factorial_effects, 2000 paired bootstrap resamples: {t_stats * 1000:.0f} ms "
-          f"({len(report.main)} main-effect rows, {len(report.interactions)} interaction rows, {report.units} units)")
+    print(f"factorial_effects over {len(names)} metrics: {t_stats * 1000:.0f} ms ({len(report.main)} main-effect rows, "
+          f"{len(report.interactions)} interaction rows, {report.n_seeds} seed blocks x {report.n_sources} sources, "
+          f"Holm over {report.family_size} tests)")
+    print(f"ltxlab report (load + effects + best variants + text, {len(text.splitlines())} lines): {t_report:.2f} s "
+          f"(target < 2 s: {'ok' if t_report < 2 else 'MISSED'})")
 
     results: dict[str, list] = {"runs_cold": [], "runs_warm": [], "effects_cold": [], "effects_warm": [], "app": []}
     for _ in range(args.repeats):

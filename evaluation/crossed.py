@@ -167,8 +167,42 @@ def plan_variance(var_seed: float, var_source: float, var_resid: float, seeds: i
 
 
 def power_at(effect: float, se: float, df: float, confidence: float = 0.95) -> float:
-    """Approximate power of the two-sided t test for a true effect `effect`."""
+    """Approximate power of the two-sided t test for a true effect `effect` (a shifted central t)."""
     if not np.isfinite(se) or se <= 0 or not df > 0:
         return float("nan")
     crit = float(t_quantile(np.array(df), 1.0 - (1.0 - confidence) / 2.0))
-    return float(1.0 - stdtr(df if np.isfinite(df) else 1e9, crit - abs(effect) / se))
+    dof, shift = (df if np.isfinite(df) else 1e9), abs(effect) / se
+    return float(1.0 - stdtr(dof, crit - shift) + stdtr(dof, -crit - shift))  # both rejection tails: alpha at 0
+
+
+def plan_sizes(
+    effect: float, var_seed: float, var_source: float, var_resid: float, seeds: int, sources: int,
+    power: float = 0.8, confidence: float = 0.95, max_seeds: int = 64, max_sources: int = 4096,
+) -> dict:
+    """How many seed blocks (at `sources`) or sources (at `seeds`) detect `effect` with `power`.
+
+    Returns {"power_now", "seeds_needed" (None past max_seeds), "sources_needed" (None when
+    training noise alone keeps the power below target at `seeds`, or past max_sources),
+    "grid": [{"seeds", "sources", "power", "se"}]}.
+    """
+    def power_of(s: int, g: int) -> tuple[float, float]:
+        se, df = plan_variance(var_seed, var_source, var_resid, s, g)
+        return power_at(effect, se, df, confidence), se
+
+    seeds_needed = next((s for s in range(2, max_seeds + 1) if power_of(s, sources)[0] >= power), None)
+    sources_needed = None
+    if power_of(seeds, max_sources)[0] >= power:  # doubling search, then bisection: power grows with sources
+        low, high = max(sources, 2), max(sources, 2)
+        while power_of(seeds, high)[0] < power:
+            low, high = high, min(high * 2, max_sources)
+        while low < high:
+            mid = (low + high) // 2
+            low, high = (mid + 1, high) if power_of(seeds, mid)[0] < power else (low, mid)
+        sources_needed = high
+    grid = []
+    for s in sorted({seeds, 3, 5, 8, 12, 20} - {0, 1}):
+        for g in sorted({sources, 2 * sources, 4 * sources}):
+            p, se = power_of(s, g)
+            grid.append({"seeds": s, "sources": g, "power": p, "se": se})
+    return {"power_now": power_of(seeds, sources)[0] if seeds >= 2 else float("nan"), "seeds_needed": seeds_needed,
+            "sources_needed": sources_needed, "grid": grid}

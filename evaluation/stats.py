@@ -253,8 +253,9 @@ def _null_verdict(row: dict, label: str, correction: str, family: int, confidenc
     if row["significant_raw"]:
         return (f"{label} after {METHOD_NAMES[correction].split(' (')[0]} correction over {family} tests "
                 f"(uncorrected p = {_fmt_p(row['p_value'])}; {_evidence(row, confidence)})")  # fmt: skip
-    return (f"{label}: the {_evidence(row, confidence)} includes 0 (p = {_fmt_p(row['p_value'])}); "
-            f"a true effect below {_fmt(row['mde80'])} would likely be missed")  # fmt: skip
+    pct = int(round(confidence * 100))
+    return (f"{label} ({pct}% CI {_fmt(row['ci_low'])} to {_fmt(row['ci_high'])} includes 0; p = {_fmt_p(row['p_value'])}; "
+            f"{row['n_seeds']} seeds x {row['n_sources']} sources); a true effect below {_fmt(row['mde80'])} would likely be missed")  # fmt: skip
 
 
 def effect_verdict(row: dict, axis: str, level_a, level_b, metric: str, correction: str, family: int, confidence: float) -> tuple[str | None, str]:

@@ -176,12 +176,14 @@ def test_effects_page_effects_interactions_pareto(app):
     at = _open(app(), "effects")
     assert not at.exception
     captions = " ".join(_texts(at.caption))
-    assert "12 done runs over 8 clip x seed units" in captions and "2 failed" in captions
+    assert "12 done runs over 2 seed block(s) x 2 source video(s)" in captions and "2 failed" in captions
     main = at.dataframe[0].value  # psnr tab
     assert set(main["axis"]) == {"vae.kind", "loss.dwt", "dit.attention"}
+    assert {"p_value", "p_adjusted", "mde80", "n_seeds", "n_sources", "status"} <= set(main.columns)
     vae = main.set_index("axis").loc["vae.kind"]
-    # the generator plants ltx = +1 dB: effect conventional - ltx is negative and clear
-    assert vae.estimate < -0.5 and "vae.kind=ltx is better" in vae.verdict
+    # the generator plants ltx = +1 dB; 2 seeds x 2 sources cannot resolve it, and the page says so
+    assert vae.estimate < -0.5 and vae.n_seeds == 2 and vae.n_sources == 2
+    assert vae.verdict.startswith("no significant difference") and "would likely be missed" in vae.verdict
     inter = at.dataframe[1].value
     assert len(inter) == 3 and "verdict" in inter.columns
     assert len(_charts(at)) >= 3  # effect bars per metric tab + quality/cost scatter
@@ -191,7 +193,26 @@ def test_effects_page_effects_interactions_pareto(app):
     at.multiselect(key="eff-metrics:synthetic").set_value(["psnr", "lpips"]).run()
     assert not at.exception and len(at.tabs) == 2
     lp = at.dataframe[2].value.set_index("axis").loc["vae.kind"]
-    assert lp.estimate > 0 and "vae.kind=ltx is better" in lp.verdict  # lower lpips is better
+    assert lp.estimate > 0 and lp.status == "estimated"  # lower lpips is better: conventional's is higher
+
+
+def test_effects_page_shows_the_aa_check_and_one_seed_refusal(app, tmp_path):
+    make_store = _load_make_store()
+    make_store.make_store(tmp_path / "aa", "aa", "small", videos=False, replicate=True)
+    at = _open(app(tmp_path / "aa"), "effects")
+    assert not at.exception
+    markdown = " ".join(_texts(at.markdown))
+    assert "**A/A check** (baseline vs its replicate, disjoint seeds)" in markdown
+    assert "between two copies of one config" in markdown or "A/A check FAILED" in markdown
+    # the same store cut to one seed: no verdict anywhere, and the page says why
+    runs = pd.read_parquet(tmp_path / "aa" / "aa" / "runs.parquet")
+    runs.loc[runs["block"] == 1, "status"] = "failed"
+    runs.to_parquet(tmp_path / "aa" / "aa" / "runs.parquet")
+    at = _open(app(tmp_path / "aa"), "effects")
+    assert not at.exception
+    assert any("Every variant has one seed" in t for t in _texts(at.info))
+    main = at.dataframe[0].value
+    assert (main["status"] == "one_seed").all() and main["verdict"].str.startswith("one seed per variant").all()
 
 
 def test_compare_page_videos_psnr_bands_curves(app):
