@@ -267,7 +267,7 @@ def _pct(x: float) -> str:
 
 
 def _fmt_p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"= {p:.3f}" if p < 0.01 else f"= {p:.2f}"
+    return "< 0.001" if p < 0.001 else f"= {p:.2g}"  # two significant digits: 0.046, not 0.05
 
 
 def _claim(p_adj: float, method: str, family: int, unit: str) -> str:

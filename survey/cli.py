@@ -61,6 +61,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--question", type=int, default=0, help="question index (default 0)")
     report.add_argument("--both-bad", choices=["tie", "drop"], default="tie")
     report.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples over raters")
+    report.add_argument("--correction", choices=["holm", "bh", "none"], default="holm",
+                        help="multiple-comparison adjustment over the matrix's pairs: holm (family-wise error, "
+                             "default), bh (false-discovery rate) or none")
     report.set_defaults(func=run_report)
 
     export = sub.add_parser("export", help="every vote as CSV or Parquet")
@@ -136,9 +139,21 @@ def _report_or_error(args: argparse.Namespace) -> dict:
         raise _user_error(f"No survey database at {args.db}; create a study first with `ltxlab survey create`.")
     try:
         return reports.study_report(args.db, args.name, include_flagged=args.include_flagged,
-                                    question=args.question, both_bad=args.both_bad, n_boot=args.n_boot)
+                                    question=args.question, both_bad=args.both_bad, n_boot=args.n_boot,
+                                    correction=args.correction)
     except reports.UnknownStudyError as exc:
         raise _user_error(str(exc)) from None
+
+
+def _correction_line(rep: dict) -> str:
+    c, counts = rep["correction"], rep["counts"]
+    confidence = f"{1 - c['alpha']:.0%}"
+    how = ("no multiple-comparison correction" if c["method"] == "none"
+           else f"{c['name']} correction over {c['pairs']} pair(s) of the matrix (and separately over the "
+                f"{c['systems']} systems' overall rates)")
+    return (f"Win rates: ties as half; {confidence} CIs and tests against 50% clustered by rater and by prompt "
+            f"({counts['raters_used']} raters, {counts['prompts_used']} prompts; t with min(raters, prompts) - 1 df); "
+            f"{how}; significant = adjusted p < {c['alpha']:g}.")
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -146,7 +161,8 @@ def run_report(args: argparse.Namespace) -> int:
 
     rep = _report_or_error(args)
     if args.json:
-        out = {k: (json.loads(v.to_json(orient="split" if k == "win_matrix" else "records", date_format="iso"))
+        split = {"win_matrix", "win_matrix_ci"}
+        out = {k: (json.loads(v.to_json(orient="split" if k in split else "records", date_format="iso"))
                    if isinstance(v, pd.DataFrame) else v) for k, v in rep.items()}
         print(json.dumps(out, indent=2, default=float))
         return 0
@@ -155,11 +171,22 @@ def run_report(args: argparse.Namespace) -> int:
     print(f"votes: {c['votes_total']} total, {c['votes_gold']} gold, {c['votes_used']} used "
           f"({c['votes_excluded_flagged']} from flagged raters excluded); raters: {c['raters_total']} total, "
           f"{c['raters_flagged']} flagged, {c['raters_used']} used")
+    print(_correction_line(rep))
+    table = ["system", "win_rate", "ci_low", "ci_high", "votes", "p_value", "p_adjusted", "significant"]
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 3):
-        print("\nOverall win rate (ties as half, 95% CI):\n" + rep["overall"].to_string(index=False))
+        print("\nOverall win rate against all others:\n" + rep["overall"][table].to_string(index=False))
+        for verdict in rep["overall"].loc[rep["overall"]["votes"] > 0, "verdict"]:
+            print(f"  - {verdict}")
         if len(rep["overall_by_task"]):
-            print("\nBy task:\n" + rep["overall_by_task"].to_string(index=False))
-        print("\nWin-rate matrix (row beats column):\n" + rep["win_matrix"].to_string())
+            print("\nBy task:\n" + rep["overall_by_task"][["task", *table]].to_string(index=False))
+        marker = "" if rep["correction"]["method"] == "none" else f" after {rep['correction']['name'].split(' (')[0]}"
+        print(f"\nWin-rate matrix (row beats column, {1 - rep['correction']['alpha']:.0%} CI; "
+              f"* = significant{marker}):\n" + rep["win_matrix_ci"].to_string())
+        print("\nVerdicts, one per pair:")
+        for verdict in rep["pair_verdicts"]["verdict"]:
+            print(f"  - {verdict}")
+        if not len(rep["pair_verdicts"]):
+            print("  - no pair has votes yet.")
         print("\nBradley-Terry (bootstrap over raters, 95% CI, rank bounds):\n"
               + rep["bradley_terry"].to_string(index=False))
     a = rep["agreement"]

@@ -4,7 +4,9 @@ Public functions (each takes an Engine or a database path/URL):
   list_studies(db) -> list[dict]
   load_votes(db, study) -> DataFrame            one row per vote (question), systems resolved
   rater_table(votes, gold_fail_max) -> DataFrame  per-rater counts, gold failures, flagged
-  study_report(db, study, include_flagged=False, question=0, both_bad="tie", n_boot=1000) -> dict
+  study_report(db, study, include_flagged=False, question=0, both_bad="tie", n_boot=1000,
+               confidence=0.95, seed=0, correction="holm") -> dict
+  ci_matrix(pairwise, names) -> DataFrame       "62% [55-69]*" cells (* = significant after correction)
   study_status(db, study) -> dict               what the admin page shows (JSON-ready)
   export_votes(db, study) -> DataFrame          every vote with rater, items, sides, choice, times
 """
@@ -19,6 +21,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from evaluation import bradley_terry as bt
+from evaluation.multiplicity import METHOD_NAMES
 from survey import db as t
 
 
@@ -134,17 +137,41 @@ def _agreement(frame: pd.DataFrame) -> dict:
             "items": int(len(counts)), "ratings": int(counts.to_numpy().sum()) if len(counts) else 0}
 
 
+def ci_matrix(pairwise: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """(K, K) strings: row's win rate against column with its CI, "*" where significant after correction."""
+    out = pd.DataFrame("", index=list(names), columns=list(names))
+    for row in pairwise.itertuples():
+        mark = "*" if row.significant else ""
+        out.loc[row.system, row.opponent] = f"{row.win_rate:.0%} [{row.ci_low:.0%}-{row.ci_high:.0%}]{mark}"
+    for name in names:
+        out.loc[name, name] = "-"
+    return out
+
+
+def _prompt_keys(frame: pd.DataFrame) -> np.ndarray:
+    """One cluster per prompt: the item is (task, prompt_id), so t2v and i2v of one id are two prompts."""
+    return (frame["task"].astype(str) + ":" + frame["prompt_id"].astype(str)).to_numpy()
+
+
 def study_report(db: Engine | str | Path, study: str, include_flagged: bool = False, question: int = 0,
-                 both_bad: str = "tie", n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
+                 both_bad: str = "tie", n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
+                 correction: str = "holm") -> dict:
     """Everything the CLI report and the dashboard show for one study and question.
 
-    Returns a dict: counts (dict), overall (DataFrame: system, win_rate, ci_low, ci_high, votes),
-    overall_by_task (same plus task), pairwise (long: system, opponent, win_rate, CIs, votes, wins,
-    ties, losses), win_matrix (K x K DataFrame, row's win rate vs column), bradley_terry (system,
+    Returns a dict: counts (dict), correction (dict: method, name, pairs, systems, alpha), overall
+    (DataFrame: system, win_rate, ci_low, ci_high, se, df, votes, p_value, p_adjusted, significant,
+    verdict), overall_by_task (same plus task), pairwise (long, `bt.PAIRWISE_COLUMNS`), pair_verdicts
+    (one row per unordered pair, from the side that won, smallest p first), win_matrix (K x K, row's
+    win rate vs column), win_matrix_ci (K x K strings, see `ci_matrix`), bradley_terry (system,
     rating, ci_low, ci_high, rank, rank_low, rank_high, p_beats_average, votes), agreement (dict),
     raters (DataFrame from `rater_table`), votes_over_time (DataFrame: hour, votes, cumulative).
-    Ties count as half a win; both_bad counts as a tie unless both_bad="drop".
+    Ties count as half a win; both_bad counts as a tie unless both_bad="drop". Win-rate CIs and
+    tests are clustered by rater and by prompt (task + prompt_id); p-values are adjusted by
+    `correction` ("holm", "bh" or "none") over the matrix's unordered pairs, and separately over
+    the systems' overall rates.
     """
+    if correction not in METHOD_NAMES:
+        raise ValueError(f"correction must be one of {', '.join(METHOD_NAMES)}, got {correction!r}.")
     votes = load_votes(db, study)
     config = votes.attrs["config"]
     names = votes.attrs["systems"]
@@ -154,17 +181,20 @@ def study_report(db: Engine | str | Path, study: str, include_flagged: bool = Fa
     used = real if include_flagged else real[~real["rater"].isin(flagged)]
     scored = _scores(used, both_bad)
     index = {name: k for k, name in enumerate(names)}
-    ia = scored["system_a"].map(index).to_numpy(dtype=np.int64)
-    ib = scored["system_b"].map(index).to_numpy(dtype=np.int64)
-    sa = scored["score_a"].to_numpy(dtype=np.float64)
-    cl = scored["rater"].to_numpy()
-    pairwise = bt.pairwise_win_rates(ia, ib, sa, cl, names, confidence)
+
+    def systems(part: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (part["system_a"].map(index).to_numpy(dtype=np.int64), part["system_b"].map(index).to_numpy(dtype=np.int64),
+                part["score_a"].to_numpy(dtype=np.float64))
+
+    ia, ib, sa = systems(scored)
+    cl, prompts = scored["rater"].to_numpy(), _prompt_keys(scored)
+    stats = dict(confidence=confidence, prompt_clusters=prompts, correction=correction)
+    pairwise = bt.pairwise_win_rates(ia, ib, sa, cl, names, **stats)
+    overall = bt.overall_win_rates(ia, ib, sa, cl, names, **stats)
     by_task = []
     for task, part in scored.groupby("task"):
-        o = bt.overall_win_rates(part["system_a"].map(index).to_numpy(dtype=np.int64),
-                                 part["system_b"].map(index).to_numpy(dtype=np.int64),
-                                 part["score_a"].to_numpy(dtype=np.float64), part["rater"].to_numpy(), names,
-                                 confidence)
+        o = bt.overall_win_rates(*systems(part), part["rater"].to_numpy(), names, confidence,
+                                 prompt_clusters=_prompt_keys(part), correction=correction)
         by_task.append(o[o["votes"] > 0].assign(task=task))
     q_votes = votes[votes["question"] == question]
     hourly = (pd.to_datetime(q_votes["voted_at"], unit="s").dt.floor("h").value_counts().sort_index()
@@ -176,14 +206,21 @@ def study_report(db: Engine | str | Path, study: str, include_flagged: bool = Fa
         "votes_real": int(len(real)), "votes_used": int(len(scored)),
         "votes_excluded_flagged": int(len(real) - len(used)),
         "raters_total": int(len(raters)), "raters_flagged": int(len(flagged)),
-        "raters_used": int(scored["rater"].nunique()), "include_flagged": include_flagged, "both_bad": both_bad,
+        "raters_used": int(scored["rater"].nunique()), "prompts_used": int(len(set(prompts))),
+        "include_flagged": include_flagged, "both_bad": both_bad,
     }
+    pair_verdicts = bt.pair_rows(pairwise)
     return {
         "counts": counts,
-        "overall": bt.overall_win_rates(ia, ib, sa, cl, names, confidence),
+        "correction": {"method": correction, "name": METHOD_NAMES[correction], "pairs": int(len(pair_verdicts)),
+                       "systems": int((overall["votes"] > 0).sum()), "alpha": round(1.0 - confidence, 10),
+                       "clustered_by": ["rater", "prompt (task + prompt_id)"]},
+        "overall": overall,
         "overall_by_task": pd.concat(by_task, ignore_index=True) if by_task else pd.DataFrame(),
         "pairwise": pairwise,
+        "pair_verdicts": pair_verdicts,
         "win_matrix": bt.win_rate_matrix(pairwise, names),
+        "win_matrix_ci": ci_matrix(pairwise, names),
         "bradley_terry": bt.bt_ratings(ia, ib, sa, cl, names, n_boot=n_boot, confidence=confidence, seed=seed),
         "agreement": _agreement(scored),
         "raters": raters,

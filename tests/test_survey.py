@@ -298,6 +298,23 @@ def test_gold_failures_flag_raters_and_reports_exclude_them(tmp_path):
     sub = ex[{a_name, b_name} == ex[["system_a", "system_b"]].apply(set, axis=1)]
     expected = ((sub["chosen_system"] == a_name).sum() + 0.5 * sub["chosen_system"].isna().sum()) / len(sub)
     assert rep["win_matrix"].loc[a_name, b_name] == pytest.approx(expected)
+    # its CI and test are clustered by rater and by prompt (task + prompt_id), as recomputed here
+    from evaluation.bradley_terry import win_rate_test
+
+    sub = sub.assign(score=np.where(sub["chosen_system"] == a_name, 1.0, np.where(sub["chosen_system"].isna(), 0.5, 0.0)))
+    direct = win_rate_test(sub["score"], sub["rater"], prompt_clusters=sub["task"] + ":" + sub["prompt_id"])
+    row = rep["pairwise"].set_index(["system", "opponent"]).loc[(a_name, b_name)]
+    assert (row["ci_low"], row["ci_high"], row["p_value"], row["df"]) == pytest.approx(
+        (direct.ci_low, direct.ci_high, direct.p_value, direct.df))
+    assert direct.df == min(4, sub["prompt_id"].nunique()) - 1  # 4 raters used, few prompts
+    assert rep["correction"] == {"method": "holm", "name": "Holm (family-wise error)", "pairs": 3, "systems": 3,
+                                 "alpha": 0.05, "clustered_by": ["rater", "prompt (task + prompt_id)"]}
+    assert len(rep["pair_verdicts"]) == 3 and rep["pairwise"]["verdict"].str.endswith(".").all()
+    assert rep["win_matrix_ci"].loc[a_name, b_name].startswith(f"{row['win_rate']:.0%} [")
+    bh = reports.study_report(engine, "st", n_boot=20, correction="bh")
+    assert bh["correction"]["method"] == "bh" and (bh["pairwise"]["p_value"] == rep["pairwise"]["p_value"]).all()
+    with pytest.raises(ValueError, match="holm, bh, none"):
+        reports.study_report(engine, "st", n_boot=20, correction="bonferroni")
     assert set(rep["bradley_terry"]["system"]) == set(SYSTEMS)
     assert rep["agreement"]["items"] > 0  # 20 real votes on 12 pairs: some pairs have 2+ raters
 
@@ -328,8 +345,23 @@ def test_cli_report_and_export(tmp_path, capsys):
     assert ltxlab(["survey", "report", "st", "--db", db, "--json", "--n-boot", "50"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["counts"]["votes_used"] == 15 and len(out["bradley_terry"]) == 3
-    assert ltxlab(["survey", "report", "st", "--db", db, "--n-boot", "20"]) == 0
-    assert "Bradley-Terry" in capsys.readouterr().out
+    assert out["correction"]["method"] == "holm" and out["correction"]["pairs"] == 3
+    assert {"p_value", "p_adjusted", "significant", "verdict"} <= set(out["pairwise"][0]) <= set(out["pairwise"][-1])
+    assert {"p_value", "p_adjusted", "significant", "verdict"} <= set(out["overall"][0])
+    assert len(out["win_matrix_ci"]["data"]) == 3
+    assert ltxlab(["survey", "report", "st", "--db", db, "--json", "--n-boot", "20", "--correction", "none"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["correction"]["method"] == "none"
+    assert all(r["p_adjusted"] == r["p_value"] for r in out["pairwise"])
+    assert ltxlab(["survey", "report", "st", "--db", db, "--n-boot", "20", "--correction", "bh"]) == 0
+    text = capsys.readouterr().out
+    assert "Bradley-Terry" in text and "Benjamini-Hochberg (false-discovery rate) correction over 3 pair(s)" in text
+    assert "clustered by rater and by prompt" in text and "Win-rate matrix (row beats column, 95% CI" in text
+    verdicts = text.split("Verdicts, one per pair:\n")[1].split("\n\n")[0].splitlines()
+    assert len(verdicts) == 3 and all(v.startswith("  - ") for v in verdicts)
+    with pytest.raises(SystemExit):  # argparse lists the valid corrections
+        ltxlab(["survey", "report", "st", "--db", db, "--correction", "bonferroni"])
+    assert "choose from 'holm', 'bh', 'none'" in capsys.readouterr().err
     for fmt in ("csv", "parquet"):
         path = tmp_path / f"votes.{fmt}"
         assert ltxlab(["survey", "export", "st", "--db", db, "--format", fmt, "--out", str(path)]) == 0
