@@ -1,6 +1,8 @@
-"""Survey: win-rate matrix, Bradley-Terry ratings with CIs, votes over time, raters, flags and agreement.
+"""Survey: win-rate matrix with CIs and verdicts, Bradley-Terry ratings, votes over time, raters, agreement.
 
-Reads the survey database through `survey.reports` (pure pandas over SQLAlchemy; no torch).
+Reads the survey database through `survey.reports` (pure pandas over SQLAlchemy; no torch). Win-rate
+CIs and tests are clustered by rater and by prompt; p-values are adjusted over the matrix's pairs
+by the correction chosen on the page (Holm by default), as in `ltxlab survey report`.
 """
 
 from __future__ import annotations
@@ -36,10 +38,32 @@ def _studies(db: str, key: tuple) -> list[dict]:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _report(db: str, study: str, include_flagged: bool, question: int, key: tuple) -> dict:
+def _report(db: str, study: str, include_flagged: bool, question: int, correction: str, key: tuple) -> dict:
     from survey.reports import study_report
 
-    return study_report(db, study, include_flagged=include_flagged, question=question)
+    return study_report(db, study, include_flagged=include_flagged, question=question, correction=correction)
+
+
+CORRECTIONS = {"holm": "Holm (family-wise error)", "bh": "Benjamini-Hochberg (false discoveries)", "none": "none"}
+
+
+def _correction_caption(report: dict) -> str:
+    c, counts = report["correction"], report["counts"]
+    how = ("No multiple-comparison correction" if c["method"] == "none"
+           else f"{c['name']} correction over the {c['pairs']} pair(s) of the matrix (separately over the {c['systems']} overall rates)")
+    return (f"{1 - c['alpha']:.0%} CIs and tests against 50% are clustered by rater and by prompt ({counts['raters_used']} raters, "
+            f"{counts['prompts_used']} prompts; t with min(raters, prompts) - 1 df). {how}; significant means adjusted p < {c['alpha']:g}. "
+            "\"No significant difference\" means the data cannot tell the two apart at this size, not that they are equal.")
+
+
+def _verdicts(report: dict) -> None:
+    """The matrix with CIs, one verdict sentence per pair, and the correction used."""
+    st.subheader("Verdicts")
+    st.caption(_correction_caption(report))
+    verdicts = report["pair_verdicts"]
+    if len(verdicts):
+        st.markdown("\n".join(f"- {v}" for v in verdicts["verdict"]))
+    st.dataframe(report["win_matrix_ci"], column_config={"_index": st.column_config.TextColumn("row beats column")})
 
 
 def main() -> None:
@@ -62,13 +86,15 @@ def main() -> None:
         return
 
     names = [s["name"] for s in studies]
-    c1, c2, c3 = st.columns([2, 1, 1])
+    c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
     study = c1.selectbox("Study", names, key="survey-study")
     include_flagged = c2.checkbox("Include flagged raters", value=False, key="survey-flagged")
+    correction = c3.selectbox("Correction", list(CORRECTIONS), format_func=CORRECTIONS.get, key="survey-correction",
+                              help="multiple-comparison adjustment over the win-rate matrix's pairs")
     meta = next(s for s in studies if s["name"] == study)
-    c3.metric("Votes", meta["votes"])
+    c4.metric("Votes", meta["votes"])
     try:
-        report = _report(db, study, include_flagged, 0, _db_key(db))
+        report = _report(db, study, include_flagged, 0, correction, _db_key(db))
     except Exception as exc:
         st.error(f"Could not build the report of study {study} ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}).")
         return
@@ -96,8 +122,15 @@ def main() -> None:
         st.altair_chart(chart.properties(height=alt.Step(36)), width="stretch")
         st.dataframe(bt, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("rating", "ci_low", "ci_high", "p_beats_average")})
 
+    _verdicts(report)
+
     st.subheader("Overall win rates")
-    st.dataframe(report["overall"], hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("win_rate", "ci_low", "ci_high")})
+    overall = report["overall"]
+    shown = overall[overall["votes"] > 0]
+    st.markdown("\n".join(f"- {v}" for v in shown["verdict"]))
+    numbers = ("win_rate", "ci_low", "ci_high", "p_value", "p_adjusted")
+    st.dataframe(shown.drop(columns=["verdict", "se", "df"]), hide_index=True,
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in numbers})
 
     over_time = report["votes_over_time"]
     a, b = st.columns(2)
