@@ -23,40 +23,28 @@ METHODS = ("holm", "bh", "none")
 METHOD_NAMES = {"holm": "Holm (family-wise error)", "bh": "Benjamini-Hochberg (false-discovery rate)", "none": "no correction"}
 
 
-def holm(p: np.ndarray) -> np.ndarray:
-    """Holm step-down adjusted p-values: p_(i) * (m - i + 1), made monotone, capped at 1."""
+def _in_sorted_order(p: np.ndarray, step) -> np.ndarray:  # noqa: ANN001 - step: sorted (m,) -> adjusted (m,)
+    """Apply `step` to the finite p-values in ascending order and put the results back in place."""
     p = np.asarray(p, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m == 0:
-        return out
-    vals = p[ok]
-    order = np.argsort(vals, kind="stable")
-    scaled = vals[order] * (m - np.arange(m))  # (m,) p_(i) * (m - i + 1), i from 1
-    adjusted = np.minimum(np.maximum.accumulate(scaled), 1.0)
-    back = np.empty(m)
-    back[order] = adjusted
-    out[ok] = back
+    if ok.any():
+        vals = p[ok]
+        order = np.argsort(vals, kind="stable")
+        back = np.empty(len(vals))
+        back[order] = np.minimum(step(vals[order], len(vals)), 1.0)
+        out[ok] = back
     return out
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values: max over j <= i of p_(j) * (m - j + 1), capped at 1."""
+    return _in_sorted_order(p, lambda v, m: np.maximum.accumulate(v * (m - np.arange(m))))
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg step-up adjusted p-values (q-values): min over j >= i of p_(j) m / j."""
-    p = np.asarray(p, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m == 0:
-        return out
-    vals = p[ok]
-    order = np.argsort(vals, kind="stable")
-    scaled = vals[order] * m / np.arange(1, m + 1)
-    adjusted = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
-    back = np.empty(m)
-    back[order] = adjusted
-    out[ok] = back
-    return out
+    return _in_sorted_order(p, lambda v, m: np.minimum.accumulate((v * m / np.arange(1, m + 1))[::-1])[::-1])
 
 
 def adjust(p: np.ndarray, method: str = "holm") -> np.ndarray:
