@@ -253,6 +253,9 @@ def test_survey_page_with_votes(app, survey_db):
     assert any("flagged" in w for w in _texts(at.warning))
     raters = at.dataframe[-1].value
     assert raters["flagged"].sum() == 1
+    # pairwise verdicts are corrected over the matrix and said in words
+    assert any("correction over the 3 pair(s)" in c for c in _texts(at.caption))
+    assert any("significant difference" in m or " beats " in m for m in _texts(at.markdown))
     used_before = " ".join(_texts(at.caption))
     at.checkbox(key="survey-flagged").check().run()
     assert not at.exception and " ".join(_texts(at.caption)) != used_before
