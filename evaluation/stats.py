@@ -457,7 +457,9 @@ def replicate_check(
 
     Identical configs differ only by noise, so a correct noise model finds no difference
     here 95% of the time; `mde80` of this contrast is the sweep's noise floor for a
-    comparison of two single variants. Not part of the report's family: it is a check of
+    comparison of two single variants that share no seeds. Variants of one seed block
+    often share more (the same DiT initialisation and noise draws, a shared VAE), so a
+    paired effect's own `mde80` can be far smaller. Not part of the report's family: it is a check of
     the model, and a failed check should be seen without correction.
     """
     baseline = dict((replicate or {}).get("baseline") or {})
@@ -487,7 +489,8 @@ def replicate_check(
                               "(expected in 5% of sweeps)")  # fmt: skip
         else:
             row["verdict"] = (f"{NO_EFFECT} between two copies of one config, as it should be "
-                              f"({_evidence(row, confidence)}); noise floor {_fmt(row['mde80'])}")  # fmt: skip
+                              f"({_evidence(row, confidence)}); noise floor {_fmt(row['mde80'])} for two variants "
+                              "that share no seeds")  # fmt: skip
         rows.append(row)
     return pd.DataFrame(rows, columns=list(REPLICATE_COLUMNS))
 
@@ -515,21 +518,28 @@ def best_variants(design: _Design, hib: dict[str, bool], confidence: float = 0.9
         diffs = (means[k][:, :, top, None] - means[k][:, :, others])[None]  # (1, B, G, V-1) top minus each other
         c, _ = _crossed(diffs)
         stats = [_stat_fields(c, i, confidence, h) for i in range(len(others))]
-        beaten = [s["status"] == "estimated" and s["significant_raw"] and ((s["estimate"] > 0) == h) for s in stats]
-        tied = [design.variant_names[o] for o, b in zip(others, beaten) if not b]
-        first = stats[0]
-        if first["status"] != "estimated":
+        # variants with the very same scores (they differ only in an axis this metric cannot see) share the top place
+        same = [design.variant_names[o] for o, st in zip(others, stats) if st["status"] == "not_applicable"]
+        rest = [(o, st) for o, st in zip(others, stats) if st["status"] != "not_applicable"]
+        top_name = design.variant_names[top] + (f" (identical on this metric: {', '.join(same)})" if same else "")
+        tied = [design.variant_names[o] for o, st in rest
+                if not (st["status"] == "estimated" and st["significant_raw"] and (st["estimate"] > 0) == h)]  # fmt: skip
+        first = rest[0][1] if rest else stats[0]
+        if not rest:
+            status, verdict = "not_applicable", f"{NOT_APPLICABLE}: every variant scores identically on this metric"
+        elif first["status"] != "estimated":
             status, verdict = first["status"], _status_verdict(first, "the variant") or ""
         elif not tied:
             status = "best"
-            verdict = f"{design.variant_names[top]} is significantly better than every other variant (each p < {1 - confidence:.2g})"
+            verdict = f"{top_name} is significantly better than every other variant (each p < {1 - confidence:.2g})"
         else:
             status = "tied"
-            verdict = f"no single best variant: {design.variant_names[top]} is indistinguishable from {', '.join(tied)}"
+            verdict = f"no single best variant: {top_name} is indistinguishable from {', '.join(tied)}"
         rows.append({
             "metric": metric, "best_variant": design.variant_names[top], "value": float(overall[k][top]),
-            "runner_up": design.variant_names[others[0]], "margin": abs(first["estimate"]), "p_value": first["p_value"],
-            "n_seeds": first["n_seeds"], "status": status, "tied_with": ", ".join(tied), "verdict": verdict,
+            "runner_up": design.variant_names[rest[0][0]] if rest else None, "margin": abs(first["estimate"]),
+            "p_value": first["p_value"], "n_seeds": first["n_seeds"], "status": status, "tied_with": ", ".join(tied),
+            "verdict": verdict,
         })  # fmt: skip
     return pd.DataFrame(rows, columns=list(BEST_COLUMNS))
 

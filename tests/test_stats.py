@@ -241,6 +241,8 @@ def test_axis_that_cannot_change_a_metric_is_not_applicable():
     assert (c.status == "not_applicable").all() and c.verdict.str.startswith(NOT_APPLICABLE).all()
     assert c.p_value.isna().all() and rep.family_size == 2 * 6 - 2 - 4  # C and its interactions are out of the family
     assert (rep.interactions.query("axis_b == 'C'").status == "not_applicable").all()
+    best = rep.best.query("metric == 'psnr'").iloc[0]  # the two C twins share the top place
+    assert "(identical on this metric: " in best.verdict and best.status in ("best", "tied")
 
 
 def test_only_done_runs_count_and_failed_blocks_are_reported():

@@ -36,10 +36,10 @@ def demo(name: str = "demo") -> Sweep:
     base = r(
         base,
         vae_data=r(base.vae_data, clips_per_video=6),
-        vae_train=r(base.vae_train, steps=400, batch_size=4, checkpoint_every=100),
+        vae_train=r(base.vae_train, steps=300, batch_size=4, checkpoint_every=100),
         loss=r(base.loss, dwt=0.0),
         dit_data=r(base.dit_data, num_scenes=96, num_heldout_scenes=12),
-        dit_train=r(base.dit_train, steps=800, batch_size=16, checkpoint_every=200),
+        dit_train=r(base.dit_train, steps=600, batch_size=16, checkpoint_every=200),
         sample=r(base.sample, steps=12, batch_size=8),
         eval=r(base.eval, heldout_prompts=8, recon_samples=2),
     )
