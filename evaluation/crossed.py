@@ -182,27 +182,37 @@ def plan_sizes(
     """How many seed blocks (at `sources`) or sources (at `seeds`) detect `effect` with `power`.
 
     Returns {"power_now", "seeds_needed" (None past max_seeds), "sources_needed" (None when
-    training noise alone keeps the power below target at `seeds`, or past max_sources),
-    "grid": [{"seeds", "sources", "power", "se"}]}.
+    the seed term keeps the power below target at `seeds` whatever the sources), "both" (the
+    fewest seeds that reach it with at most 16x today's sources, and those sources; None if
+    none), "grid": [{"seeds", "sources", "power", "se"}]}.
     """
     def power_of(s: int, g: int) -> tuple[float, float]:
         se, df = plan_variance(var_seed, var_source, var_resid, s, g)
         return power_at(effect, se, df, confidence), se
 
     seeds_needed = next((s for s in range(2, max_seeds + 1) if power_of(s, sources)[0] >= power), None)
-    sources_needed = None
-    if power_of(seeds, max_sources)[0] >= power:  # doubling search, then bisection: power grows with sources
-        low, high = max(sources, 2), max(sources, 2)
-        while power_of(seeds, high)[0] < power:
-            low, high = high, min(high * 2, max_sources)
+
+    def min_sources(s: int, cap: int) -> int | None:  # fewest sources reaching `power` at s seeds, up to cap
+        if power_of(s, cap)[0] < power:
+            return None
+        low, high = 2, max(sources, 2)
+        while power_of(s, high)[0] < power:
+            low, high = high, min(high * 2, cap)
         while low < high:
             mid = (low + high) // 2
-            low, high = (mid + 1, high) if power_of(seeds, mid)[0] < power else (low, mid)
-        sources_needed = high
+            low, high = (mid + 1, high) if power_of(s, mid)[0] < power else (low, mid)
+        return high
+
+    both = None  # the fewest seeds that reach `power` with at most 16x today's sources, and those sources
+    for s in range(2, max_seeds + 1):
+        g = min_sources(s, 16 * max(sources, 2))
+        if g is not None:
+            both = {"seeds": s, "sources": g}
+            break
     grid = []
     for s in sorted({seeds, 3, 5, 8, 12, 20} - {0, 1}):
         for g in sorted({sources, 2 * sources, 4 * sources}):
             p, se = power_of(s, g)
             grid.append({"seeds": s, "sources": g, "power": p, "se": se})
     return {"power_now": power_of(seeds, sources)[0] if seeds >= 2 else float("nan"), "seeds_needed": seeds_needed,
-            "sources_needed": sources_needed, "grid": grid}
+            "sources_needed": min_sources(seeds, max_sources) if seeds >= 2 else None, "both": both, "grid": grid}

@@ -101,8 +101,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"    now ({p['seeds']} seeds x {p['sources']} sources): power {p['power_now']:.0%}")
         seeds = f"{p['seeds_needed']} seeds at {p['sources']} sources" if p["seeds_needed"] else f"more than 64 seeds at {p['sources']} sources"
         sources = (f"{p['sources_needed']} sources at {p['seeds']} seeds" if p["sources_needed"]
-                   else f"no number of sources at {p['seeds']} seeds (training noise alone is too large)")  # fmt: skip
-        print(f"    needs {seeds}, or {sources}")
+                   else f"no number of sources at {p['seeds']} seeds (the seed term alone keeps it below target)")  # fmt: skip
+        both = (f"{p['both']['seeds']} seeds x {p['both']['sources']} sources" if p["both"]
+                else f"no design within 64 seeds x {16 * p['sources']} sources")  # fmt: skip
+        print(f"    needs {seeds}, or {sources}; fewest seeds with more sources too: {both}")
         print("    seeds x sources -> power: " + ", ".join(f"{g['seeds']}x{g['sources']} {g['power']:.0%}" for g in p["grid"]))
         if p["seeds_needed"]:
             recipe = data.sweep.get("recipe") or args.sweep
