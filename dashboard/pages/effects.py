@@ -92,6 +92,8 @@ def main() -> None:
     cost = q2.selectbox("Cost", cost_options, key=f"qc-cost:{data.name}", help="FLOPs or H100 seconds for one 121x512x768 sample")
     log_cost = q3.checkbox("log cost", value=False, key=f"qc-log:{data.name}")
     done = data.runs[data.runs["status"] == "done"]
+    if "replicate" in done.columns:  # the A/A copies are the baseline's config again, not a variant
+        done = done[done["replicate"].astype(str) != "b"]
     per_run = data.metrics[(data.metrics["metric"] == quality) & (data.metrics["split"] == split)].groupby("run_id")["value"].mean()
     points = done.assign(**{quality: done["run_id"].map(per_run)}).groupby("variant", sort=False).agg(
         **{quality: (quality, "mean"), cost: (cost, "mean"), "runs": ("run_id", "size")}
