@@ -10,7 +10,7 @@ import torch
 from models.config import ConfigError, from_dict, switch_values, to_dict
 from models.dit import DITS, describe_dit, dit_config, patchify, token_timesteps, unpatchify
 from models.dit.patch import token_grid
-from models.dit.rope import apply_rope, rope_frequencies
+from models.dit.rope import SPACINGS, apply_rope, rope_frequencies
 from models.flow import flow_config, flow_matching_loss
 from models.registry import UnknownNameError
 
@@ -96,7 +96,7 @@ def test_rope_scores_depend_only_on_relative_offsets() -> None:
     # fp64: LTX's highest frequency is theta*pi/2, so fp32 angles carry ~1e-3 absolute error.
     coords = torch.rand(1, 10, 3, generator=g, dtype=torch.float64) * torch.tensor([2.0, 300.0, 300.0], dtype=torch.float64)
     q, k = torch.randn(2, 1, 10, 96, generator=g, dtype=torch.float64).unbind(0)
-    for spacing in ["exp", "inverse_exp"]:
+    for spacing in SPACINGS:
         scores = []
         for offset in [torch.zeros(3, dtype=torch.float64), torch.tensor([0.7, 123.0, -45.0], dtype=torch.float64)]:
             cos, sin = rope_frequencies(coords + offset, 96, spacing=spacing)
@@ -109,13 +109,36 @@ def test_rope_scores_depend_only_on_relative_offsets() -> None:
 def test_rope_spacings_differ_and_exp_matches_ltx() -> None:
     coords = torch.tensor([[[1.0, 64.0, 96.0]]])
     cos_exp, _ = rope_frequencies(coords, 12, spacing="exp")
-    cos_inv, _ = rope_frequencies(coords, 12, spacing="inverse_exp")
-    # dim 12 -> 2 frequencies per axis: exp uses pi/2 * (1, theta), inverse_exp pi/2 * (1, 1/theta)
-    grid = torch.tensor([1.0 / 20, 64.0 / 2048, 96.0 / 2048]) * 2 - 1
-    expected_exp = torch.cos(torch.cat([grid * torch.pi / 2, grid * 10000 * torch.pi / 2])).repeat_interleave(2)
-    expected_inv = torch.cos(torch.cat([grid * torch.pi / 2, grid / 10000 * torch.pi / 2])).repeat_interleave(2)
-    torch.testing.assert_close(cos_exp[0, 0], expected_exp, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(cos_inv[0, 0], expected_inv, rtol=1e-4, atol=1e-4)
+    cos_exp2, _ = rope_frequencies(coords, 12, spacing="exp_2")
+    # dim 12 -> 2 frequencies per axis: exp uses pi/2 * (1, theta) on 2f - 1, exp_2 pi/2 * (1, theta^-1/2) on f
+    grid = torch.tensor([1.0 / 20, 64.0 / 2048, 96.0 / 2048])
+    expected_exp = torch.cos(torch.cat([(grid * 2 - 1) * torch.pi / 2, (grid * 2 - 1) * 10000 * torch.pi / 2]))
+    expected_exp2 = torch.cos(torch.cat([grid * torch.pi / 2, grid / 100 * torch.pi / 2]))
+    torch.testing.assert_close(cos_exp[0, 0], expected_exp.repeat_interleave(2), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(cos_exp2[0, 0], expected_exp2.repeat_interleave(2), rtol=1e-4, atol=1e-4)
+    tables = [rope_frequencies(coords, 24, spacing=s)[0] for s in SPACINGS]  # 4 frequencies: the inner ones differ
+    for i in range(len(tables)):
+        for j in range(i + 1, len(tables)):
+            assert (tables[i] - tables[j]).abs().max() > 1e-3, (SPACINGS[i], SPACINGS[j])
+
+
+def test_old_inverse_exp_name_fails_with_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="exp_2"):
+        dit_config("ltx", "tiny", rope_spacing="inverse_exp")
+
+
+@pytest.mark.parametrize("match", [False, True])
+def test_mmdit_trains_one_step_matched_or_not(match: bool) -> None:
+    cfg = dit_config("ltx", "tiny", text_conditioning="mmdit", match_params=match)
+    model = cfg.build()
+    assert model.ffn_hidden == (192 if match else 4 * cfg.hidden)
+    g = torch.Generator().manual_seed(0)
+    x0 = _latents_for(cfg, generator=g)
+    text = torch.randn(2, cfg.max_text_tokens, cfg.caption_channels, generator=g)
+    mask = torch.ones(2, cfg.max_text_tokens, dtype=torch.bool)
+    loss, _ = flow_matching_loss(model, x0, text, mask, 24.0, flow_config("tiny"), g)
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
 
 
 @pytest.mark.parametrize("conditioning", ["cross_attention", "mmdit"])

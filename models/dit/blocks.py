@@ -94,10 +94,10 @@ class CrossAttention(nn.Module):
 class FeedForward(nn.Module):
     """Linear -> GELU(tanh) -> Linear (diffusers' `FeedForward(activation_fn='gelu-approximate')`)."""
 
-    def __init__(self, dim: int, mult: int) -> None:
+    def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc_in = nn.Linear(dim, mult * dim)
-        self.fc_out = nn.Linear(mult * dim, dim)
+        self.fc_in = nn.Linear(dim, hidden)
+        self.fc_out = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc_out(F.gelu(self.fc_in(x), approximate="tanh"))
@@ -106,12 +106,12 @@ class FeedForward(nn.Module):
 class CrossAttentionBlock(nn.Module):
     """LTX-Video block: AdaLN-single(self-attn) -> cross-attn (ungated) -> AdaLN-single(FFN)."""
 
-    def __init__(self, dim: int, heads: int, head_dim: int, qk_norm: str, ffn_mult: int, eps: float) -> None:
+    def __init__(self, dim: int, heads: int, head_dim: int, qk_norm: str, ffn_hidden: int, eps: float) -> None:
         super().__init__()
         self.eps = eps
         self.self_attn = SelfAttention(dim, heads, head_dim, qk_norm)
         self.cross_attn = CrossAttention(dim, heads, head_dim, qk_norm)
-        self.ff = FeedForward(dim, ffn_mult)
+        self.ff = FeedForward(dim, ffn_hidden)
         # Rows: shift/scale/gate of the attention, shift/scale/gate of the FFN (PixArt-alpha §2.3).
         self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
 

@@ -28,7 +28,9 @@ class DiTConfig:
     text_conditioning: Literal["cross_attention", "mmdit"] = "cross_attention"  # LTX cross-attn or SD3 joint attn
     qk_norm: Literal["none", "rms_across_heads"] = "rms_across_heads"  # RMSNorm over the full inner dim of q, k
     rope: Literal["on", "off"] = "on"  # 3D RoPE on self-attention q, k (off: no position signal at all)
-    rope_spacing: Literal["exp", "inverse_exp"] = "exp"  # frequency spacing, see models/dit/rope.py
+    rope_spacing: Literal["exp", "exp_2", "linear", "sqrt"] = "exp"  # LTX's frequency spacings, see models/dit/rope.py
+    rope_scaling: Literal["none", "reference_extent"] = "none"  # stretch positions so a clip turns as rope_reference_shape does (rope.py)
+    match_params: bool = False  # mmdit only: narrow its FFNs to within 2% of the cross-attention model's parameters
     # -- widths
     num_layers: int = 28  # transformer blocks
     num_heads: int = 32  # attention heads
@@ -41,6 +43,7 @@ class DiTConfig:
     timestep_scale: float = 1000.0  # flow time t in [0, 1] is multiplied by this before the sinusoid (diffusers)
     rope_theta: float = 10000.0  # RoPE base
     rope_max_positions: tuple[float, float, float] = (20.0, 2048.0, 2048.0)  # seconds-ish, px, px normalisers
+    rope_reference_shape: tuple[int, int, int] = (121, 512, 768)  # pixel frames x height x width rope_scaling maps onto
 
     def __post_init__(self) -> None:
         patch_sizes(self.patch)  # validates the string form

@@ -1,4 +1,4 @@
-"""`describe_dit`: parameters, token count and FLOPs of a DiT config, on the meta device."""
+"""`describe_dit`: parameters, token count, FLOPs and RoPE rotation of a DiT config, on the meta device."""
 
 from __future__ import annotations
 
@@ -8,17 +8,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from models.dit.config import DiTConfig
-from models.dit.patch import front_pad_frames, token_grid
+from models.dit.patch import front_pad_frames, latent_shape_of, token_grid
+from models.dit.rope import rope_rotation_range
 
 
 def latent_shape_for(cfg: DiTConfig, frames: int, height: int, width: int) -> tuple[int, int, int]:
     """Pixel video (F, H, W) -> latent (T, h, w) of the paired causal VAE: T = 1 + (F - 1) / t_c."""
-    if (frames - 1) % cfg.vae_temporal_compression:
-        raise ValueError(f"{frames} frames do not fit a {cfg.vae_temporal_compression}x causal VAE; use 1 + k*{cfg.vae_temporal_compression}.")
-    s = cfg.vae_spatial_compression
-    if height % s or width % s:
-        raise ValueError(f"{height}x{width} is not a multiple of the VAE's {s}x spatial compression.")
-    return 1 + (frames - 1) // cfg.vae_temporal_compression, height // s, width // s
+    return latent_shape_of(frames, height, width, temporal_compression=cfg.vae_temporal_compression,
+                           spatial_compression=cfg.vae_spatial_compression)
 
 
 def describe_dit(cfg: DiTConfig, frames: int, height: int, width: int, fps: float = 24.0) -> dict[str, Any]:
@@ -27,6 +24,8 @@ def describe_dit(cfg: DiTConfig, frames: int, height: int, width: int, fps: floa
     `flops_per_forward` is measured with `torch.utils.flop_counter.FlopCounterMode` over
     one batch-1 forward on meta tensors (matmuls and attention; 1 multiply-add = 2 FLOPs;
     elementwise ops, norms and RoPE are not counted), with `max_text_tokens` text tokens.
+    `rope_max_rad` / `rope_min_rad` are, per axis (t, h, w), the most and the least any RoPE
+    channel turns between the clip's first and last token (`rope.rope_rotation_range`).
     """
     latent = latent_shape_for(cfg, frames, height, width)
     t, h, w = token_grid(latent, cfg.patch)
@@ -47,6 +46,7 @@ def describe_dit(cfg: DiTConfig, frames: int, height: int, width: int, fps: floa
         "hidden": cfg.hidden,
         "layers": cfg.num_layers,
         "heads": cfg.num_heads,
+        "ffn_hidden": model.ffn_hidden,
         "latent_shape": [cfg.in_channels, *latent],
         "token_grid": [t, h, w],
         "padded_latent_frames": front_pad_frames(latent[0], cfg.patch),
@@ -55,5 +55,6 @@ def describe_dit(cfg: DiTConfig, frames: int, height: int, width: int, fps: floa
         "pixels_per_token_nominal": cfg.vae_temporal_compression * cfg.vae_spatial_compression**2 * cfg.patch_channels // cfg.in_channels,
         "text_tokens": cfg.max_text_tokens,
         "flops_per_forward": int(counter.get_total_flops()),
+        **{f"rope_{k}_rad": v for k, v in rope_rotation_range(cfg, latent, fps).items()},
         "flops_method": "FlopCounterMode on meta tensors, batch 1 (matmul + attention only)",
     }

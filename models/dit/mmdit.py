@@ -12,6 +12,14 @@ stay inside LTX-Video's design so the switch isolates "cross-attention vs joint 
 - RoPE rotates video q, k only; text tokens carry no position.
 - As SD3's last block (`context_pre_only`), the last block only reads the text stream
   (keys and values), so no text parameters sit outside the loss's graph.
+
+Capacity. With the same widths an MM-DiT block holds ~24 D^2 weights against the
+cross-attention block's ~16 D^2 (its text stream has its own QKV, output and a whole
+FFN), 47% more at LTX's 2B size. `DiTConfig.match_params` narrows both streams' FFNs
+(one shared width, as SD3's symmetric streams) until the parameter count is within 2% of
+the cross-attention model's (`transformer.ffn_width`). Width rather than depth: a block is about
+3.5% of the full model and 30% of the tiny one, too coarse to land within 2%, and equal
+depth keeps the two arms' sequential structure the same.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ class JointBlock(nn.Module):
     """One MM-DiT block: joint self-attention over video and text tokens, per-stream FFNs."""
 
     def __init__(
-        self, dim: int, heads: int, head_dim: int, qk_norm: str, ffn_mult: int, eps: float, text_pre_only: bool
+        self, dim: int, heads: int, head_dim: int, qk_norm: str, ffn_hidden: int, eps: float, text_pre_only: bool
     ) -> None:
         super().__init__()
         inner = heads * head_dim
@@ -36,7 +44,7 @@ class JointBlock(nn.Module):
         self.video_norm_q = make_qk_norm(qk_norm, inner)
         self.video_norm_k = make_qk_norm(qk_norm, inner)
         self.video_out = nn.Linear(inner, dim)
-        self.video_ff = FeedForward(dim, ffn_mult)
+        self.video_ff = FeedForward(dim, ffn_hidden)
         self.video_scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
         # The last block only needs the text keys/values: no queries, output or FFN there.
         self.text_kv_only = text_pre_only
@@ -47,7 +55,7 @@ class JointBlock(nn.Module):
         if not text_pre_only:
             self.text_norm_q = make_qk_norm(qk_norm, inner)
             self.text_out = nn.Linear(inner, dim)
-            self.text_ff = FeedForward(dim, ffn_mult)
+            self.text_ff = FeedForward(dim, ffn_hidden)
 
     def forward(
         self,

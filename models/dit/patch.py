@@ -43,6 +43,18 @@ def token_grid(latent_shape: tuple[int, int, int], patch: str) -> tuple[int, int
     return math.ceil(frames / pt), height // ph, width // pw
 
 
+def latent_shape_of(
+    frames: int, height: int, width: int, *, temporal_compression: int, spatial_compression: int
+) -> tuple[int, int, int]:
+    """Pixel video (F, H, W) -> latent (T, h, w) of a causal VAE: T = 1 + (F - 1) / temporal_compression."""
+    if (frames - 1) % temporal_compression:
+        raise ValueError(f"{frames} frames do not fit a {temporal_compression}x causal VAE; use 1 + k*{temporal_compression}.")
+    s = spatial_compression
+    if height % s or width % s:
+        raise ValueError(f"{height}x{width} is not a multiple of the VAE's {s}x spatial compression.")
+    return 1 + (frames - 1) // temporal_compression, height // s, width // s
+
+
 def first_row_frames(num_frames: int, patch: str) -> int:
     """Number of real latent frames inside the first token row (the i2v conditioning row)."""
     pt, _, _ = patch_sizes(patch)
@@ -112,3 +124,21 @@ def token_coordinates(
         [pt * vae_temporal_compression / fps, ph * vae_spatial_compression, pw * vae_spatial_compression], **kw
     )
     return coords * scale
+
+
+def token_extent(
+    latent_shape: tuple[int, int, int],
+    patch: str,
+    *,
+    vae_temporal_compression: int,
+    vae_spatial_compression: int,
+    fps: float,
+) -> tuple[float, float, float]:
+    """(seconds, pixels, pixels) coordinate of the last token of the grid; the first is at 0.
+
+    The same numbers `token_coordinates` gives its last row, without building the grid.
+    """
+    pt, ph, pw = patch_sizes(patch)
+    t, h, w = token_grid(latent_shape, patch)
+    return ((t - 1) * pt * vae_temporal_compression / fps, float((h - 1) * ph * vae_spatial_compression),
+            float((w - 1) * pw * vae_spatial_compression))

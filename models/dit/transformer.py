@@ -15,6 +15,9 @@ image conditioning works (first-frame tokens at t = 0).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,10 +27,44 @@ from models.dit.blocks import CrossAttentionBlock, mask_bias
 from models.dit.config import DiTConfig
 from models.dit.mmdit import JointBlock
 from models.dit.patch import patchify, token_coordinates, token_grid, unpatchify
-from models.dit.rope import rope_frequencies
+from models.dit.rope import rope_frequencies, rope_max_positions_for
 from models.layers import TimestepMLP, timestep_embedding
 
 TIMESTEP_FREQ_DIM = 256  # sinusoid width of PixArt's timestep embedder
+MATCH_TOLERANCE = 0.02  # match_params: the MM-DiT's parameters within 2% of the cross-attention model's
+FFN_WIDTH_MULTIPLE = 8  # matched FFN widths are rounded to this (tensor-core friendly)
+
+
+def param_count(cfg: DiTConfig) -> int:
+    """Parameters of the model `cfg` builds, counted on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in LTXDiT(cfg).parameters())
+
+
+def ffn_width(cfg: DiTConfig) -> int:
+    """Hidden width of every FFN: ffn_mult x hidden, or for an MM-DiT with `match_params` the
+    width that brings its parameter count within 2% of the cross-attention model of the same
+    config (the reference; `match_params` leaves cross-attention itself unchanged)."""
+    if cfg.match_params and cfg.text_conditioning == "mmdit":
+        return _matched_ffn_width(cfg)
+    return cfg.ffn_mult * cfg.hidden
+
+
+@functools.lru_cache(maxsize=64)
+def _matched_ffn_width(cfg: DiTConfig) -> int:
+    plain = dataclasses.replace(cfg, match_params=False)
+    target = param_count(dataclasses.replace(plain, text_conditioning="cross_attention"))
+    # The count is affine in the FFN width (every FFN is D*F + F + F*D + D): two meta builds give the line.
+    lo, hi = cfg.ffn_mult, cfg.ffn_mult + 1
+    count_lo, count_hi = (param_count(dataclasses.replace(plain, ffn_mult=m)) for m in (lo, hi))
+    per_unit = (count_hi - count_lo) / cfg.hidden
+    exact = lo * cfg.hidden + (target - count_lo) / per_unit
+    width = FFN_WIDTH_MULTIPLE * round(exact / FFN_WIDTH_MULTIPLE)
+    got = count_lo + (width - lo * cfg.hidden) * per_unit
+    if width < FFN_WIDTH_MULTIPLE or abs(got - target) > MATCH_TOLERANCE * target:
+        raise ValueError(f"match_params cannot bring this MM-DiT within 2% of the cross-attention model's {target} "
+                         f"parameters by FFN width (it would need {exact:.0f}); set match_params=false.")
+    return width
 
 
 class CaptionProjection(nn.Module):
@@ -54,7 +91,8 @@ class LTXDiT(nn.Module):
         self.time_mlp = TimestepMLP(TIMESTEP_FREQ_DIM, dim)
         self.time_modulation = nn.Linear(dim, 6 * dim)  # AdaLN-single: shared by every block
         self.caption_projection = CaptionProjection(cfg.caption_channels, dim)
-        args = (dim, cfg.num_heads, cfg.head_dim, cfg.qk_norm, cfg.ffn_mult, cfg.norm_eps)
+        self.ffn_hidden = ffn_width(cfg)
+        args = (dim, cfg.num_heads, cfg.head_dim, cfg.qk_norm, self.ffn_hidden, cfg.norm_eps)
         if cfg.text_conditioning == "cross_attention":
             blocks = [CrossAttentionBlock(*args) for _ in range(cfg.num_layers)]
         else:
@@ -84,9 +122,8 @@ class LTXDiT(nn.Module):
             fps=fps,
             device=device,
         )
-        return rope_frequencies(
-            coords, cfg.hidden, spacing=cfg.rope_spacing, theta=cfg.rope_theta, max_positions=cfg.rope_max_positions
-        )
+        max_positions = rope_max_positions_for(cfg, latent_shape, fps)  # the config's unless rope_scaling
+        return rope_frequencies(coords, cfg.hidden, spacing=cfg.rope_spacing, theta=cfg.rope_theta, max_positions=max_positions)
 
     def forward(
         self,
