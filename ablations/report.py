@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-COST_SHOWN = ("cost.params", "cost.tokens", "cost.flops_run", "cost.flops_ref", "cost.latency_s", "cost.h100_estimate_s")
+COST_SHOWN = ("cost.params", "cost.dit_params", "cost.tokens", "cost.flops_run", "cost.flops_ref", "cost.latency_s",
+              "cost.h100_estimate_s", "cost.rope_max_rad_t", "cost.rope_max_rad_h", "cost.rope_max_rad_w")
 
 
 def build_report(root: str | Path, sweep: str, *, metrics: list[str] | None = None, correction: str = "holm",

@@ -5,6 +5,11 @@ The estimate is FLOPs / (peak x utilisation) with both numbers stated in the con
 sweep.json; it is labelled as an estimate everywhere it appears. The paper's claim (121
 frames at 768x512 in about 2 s on one H100) is the comparison it is for: generation cost
 = `steps` DiT forwards + one VAE decode.
+
+The generation figures also carry what makes two DiT arms comparable: the DiT's own
+parameters and FFN width (`dit.match_params` narrows an MM-DiT's), and per axis (t, h, w)
+the most and least any RoPE channel turns across one clip at the run shape, plus the most
+at the reference shape (with `dit.rope_scaling` the two maxima agree).
 """
 
 from __future__ import annotations
@@ -94,8 +99,16 @@ def variant_cost(cfg: Any) -> dict[str, dict[str, Any]]:
             "flops_ref": int(dit_ref["flops_per_forward"]) + dec_ref, "latency_s": gen_s,
             "h100_estimate_s": (steps * dit_ref["flops_per_forward"] + dec_ref) / peak,
             "sampling_steps": steps, "tokens_ref": int(dit_ref["tokens"]),
+            "dit_params": int(dit_run["params"]), "ffn_hidden": int(dit_run["ffn_hidden"]),
+            **_per_axis("rope_max_rad", dit_run["rope_max_rad"]), **_per_axis("rope_min_rad", dit_run["rope_min_rad"]),
+            **_per_axis("rope_max_rad_ref", dit_ref["rope_max_rad"]),
         },
     }
+
+
+def _per_axis(name: str, values: list[float]) -> dict[str, float]:
+    """[t, h, w] -> {name_t, name_h, name_w}: one runs.parquet column per axis."""
+    return {f"{name}_{axis}": float(v) for axis, v in zip("thw", values)}
 
 
 def _meta(vae_cfg: Any) -> torch.nn.Module:
