@@ -60,11 +60,12 @@ def test_alignment_scale_is_anchored_where_the_flow_shift_starts():
 def test_text_conditioning_recipe_variants_all_build():
     sweep = RECIPES.get("text-conditioning")()
     variants = expand_variants(sweep.base, sweep.axes, sweep.seeds, sweep.variants)
-    assert len(variants) == 4
+    assert len(variants) == 6  # cross-attention, MM-DiT as is, MM-DiT matched in parameters; x qk-norm
     seen = set()
     for variant in variants:
         cfg = sync_pairing(variant.config)
         check_buildable(cfg, {"train_vae", "encode_latents", "train_dit", "sample", "eval_gen", "cost"})
-        seen.add((cfg.dit.text_conditioning, cfg.dit.qk_norm))
+        seen.add((cfg.dit.text_conditioning, cfg.dit.match_params, cfg.dit.qk_norm))
         assert cfg.vae.latent_channels == cfg.dit.in_channels == 16
-    assert seen == {(c, q) for c in ("cross_attention", "mmdit") for q in ("none", "rms_across_heads")}
+    arms = {("cross_attention", False), ("mmdit", False), ("mmdit", True)}
+    assert seen == {(c, m, q) for c, m in arms for q in ("none", "rms_across_heads")}
