@@ -19,11 +19,14 @@ from evaluation.stats import EffectReport, factorial_effects
 
 RESULTS_ENV = "LTXLAB_RESULTS"  # results root (set by `ltxlab dashboard --results`)
 SURVEY_DB_ENV = "LTXLAB_SURVEY_DB"  # survey database path or URL (`--survey-db`)
-COST_COLUMNS = ["cost.params", "cost.tokens", "cost.flops_run", "cost.flops_ref", "cost.latency_s", "cost.h100_estimate_s"]
+COST_COLUMNS = ["cost.params", "cost.dit_params", "cost.tokens", "cost.flops_run", "cost.flops_ref", "cost.latency_s",
+                "cost.h100_estimate_s", "cost.rope_max_rad_t", "cost.rope_max_rad_h", "cost.rope_max_rad_w"]  # fmt: skip
 COST_LABELS = {
     "cost.params": "parameters", "cost.tokens": "tokens per sample", "cost.flops_run": "FLOPs (run shape)",
     "cost.flops_ref": "FLOPs at 121x512x768", "cost.latency_s": "measured latency (s)",
-    "cost.h100_estimate_s": "H100 estimate at 121x512x768 (s)",
+    "cost.h100_estimate_s": "H100 estimate at 121x512x768 (s)", "cost.dit_params": "DiT parameters",
+    "cost.rope_max_rad_t": "RoPE max turn, time (rad)", "cost.rope_max_rad_h": "RoPE max turn, height (rad)",
+    "cost.rope_max_rad_w": "RoPE max turn, width (rad)",
 }  # fmt: skip
 
 

@@ -9,7 +9,9 @@ from dashboard.common import COST_COLUMNS, COST_LABELS, current_sweep
 
 # parameters and tokens read best as 1.9B / 7.7K, FLOPs in scientific notation, seconds plain
 COST_FORMATS = {"cost.params": "compact", "cost.tokens": "compact", "cost.flops_run": "scientific",
-                "cost.flops_ref": "scientific", "cost.latency_s": "%.3f", "cost.h100_estimate_s": "%.2f"}  # fmt: skip
+                "cost.flops_ref": "scientific", "cost.latency_s": "%.3f", "cost.h100_estimate_s": "%.2f",
+                "cost.dit_params": "compact", "cost.rope_max_rad_t": "%.3g", "cost.rope_max_rad_h": "%.3g",
+                "cost.rope_max_rad_w": "%.3g"}  # fmt: skip
 
 def main() -> None:
     """Render the Cost page (a function, so early exits are `return`, not st.stop)."""
