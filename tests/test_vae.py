@@ -53,8 +53,9 @@ def test_expected_compression() -> None:
 
 def test_timestep_changes_conditioned_decoder_only() -> None:
     torch.manual_seed(0)
-    on = vae_config("ltx", "tiny", decoder_noise_injection=False).build()
-    off = vae_config("ltx", "tiny", decoder_noise_injection=False, decoder_timestep_conditioning=False).build()
+    quiet = (False,) * 4
+    on = vae_config("ltx", "tiny", decoder_inject_noise=quiet).build()
+    off = vae_config("ltx", "tiny", decoder_inject_noise=quiet, decoder_timestep_conditioning=False).build()
     z = torch.randn(1, 128, 2, 2, 2)
     with torch.no_grad():
         assert not torch.allclose(on.decode(z, torch.tensor([0.0])), on.decode(z, torch.tensor([0.5])))
@@ -78,7 +79,7 @@ def test_describe_full_ltx() -> None:
     assert (info["temporal_compression"], info["spatial_compression"]) == (8, 32)
     # diffusers' AutoencoderKLLTXVideo at the 0.9.1 config (tests/test_vae_parity.py checks it live)
     assert info["encoder_params"] == 180_404_353
-    assert info["decoder_params"] == 754_587_185
+    assert info["decoder_params"] == 754_572_081
     assert info["total_params"] == info["encoder_params"] + info["decoder_params"]
     assert info["shape_compression_ratio"] == pytest.approx(3 * 121 * 512 * 768 / (128 * 16 * 16 * 24), abs=0.01)
 
@@ -96,11 +97,54 @@ def test_describe_conventional_and_tiny_match_a_real_build() -> None:
         assert list(vae.encode(torch.zeros(1, 3, 17, 64, 96))[0].shape[1:]) == info["latent_shape"]
 
 
+def _noisy_stages(vae: torch.nn.Module) -> list[bool]:
+    """Which decoder stages inject noise, pixel side first, then the mid-block (the config's order)."""
+    stages = [stage.resnets[0].noise_scale1 is not None for stage in vae.decoder.stages][::-1]
+    return stages + [vae.decoder.mid.resnets[0].noise_scale1 is not None]
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_encoder_is_causal(kind: str) -> None:
+def test_decoder_noise_follows_the_per_stage_pattern(kind: str) -> None:
+    """Default: LTX-Video 0.9.1, noise in every up-stage and not in the mid-block."""
+    assert vae_config(kind, "tiny").decoder_inject_noise == "ltx_0.9.1"
+    assert vae_config(kind, "tiny").noise_pattern == (True, True, True, False)
+    assert vae_config(kind, "tiny", decoder_inject_noise="none").noise_pattern == (False,) * 4
+    assert _noisy_stages(vae_config(kind, "tiny").build()) == [True, True, True, False]
+    for pattern in [(False,) * 4, (True, False, False, False), (False, False, False, True)]:
+        vae = vae_config(kind, "tiny", decoder_inject_noise=pattern).build()
+        assert _noisy_stages(vae) == list(pattern)
+        z = torch.randn(1, vae.latent_channels, 2, 2, 2)
+        with torch.no_grad():
+            for name, param in vae.named_parameters():
+                if "noise_scale" in name:
+                    param.fill_(0.5)
+            a = vae.decode(z, generator=torch.Generator().manual_seed(1))
+            b = vae.decode(z, generator=torch.Generator().manual_seed(2))
+        assert torch.equal(a, b) == (not any(pattern))
+    with pytest.raises(ConfigError, match="decoder_inject_noise needs one flag per decoder stage"):
+        vae_config(kind, "tiny", decoder_inject_noise=[True, True, True])
+    with pytest.raises(ConfigError, match="decoder_inject_noise must be one of 'ltx_0.9.1', 'none'"):
+        vae_config(kind, "tiny", decoder_inject_noise="ltx")
+    two_stage = vae_config(kind, "tiny", decoder_channels=[16, 32], decoder_layers=[1, 1, 1],
+                           decoder_strides=[[2, 2, 2], [2, 2, 2]], encoder_strides=[[2, 2, 2], [2, 2, 2], [1, 1, 1], [1, 1, 1]])
+    assert two_stage.noise_pattern == (True, True, False)  # a layout name fits any stage count
+
+
+def test_release_presets_and_space_to_depth_checks() -> None:
+    v095 = vae_config("ltx", "0.9.5")
+    assert (v095.encoder_downsample, v095.encoder_mid_channels, v095.decoder_inject_noise) == (
+        "space_to_depth", 2048, "none")
+    assert vae_config("ltx", "0.9.1") == dataclasses.replace(vae_config("ltx", "full"), size="0.9.1")
+    with pytest.raises(ConfigError, match="widens only where it downsamples"):
+        vae_config("ltx", "tiny", encoder_downsample="space_to_depth", encoder_strides=[[2, 2, 2], [1, 1, 1], [2, 2, 2], [2, 2, 2]])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("downsample", ["conv", "space_to_depth"])
+def test_encoder_is_causal(kind: str, downsample: str) -> None:
     """Changing frames after 1 + tc*k leaves latent frames 0..k unchanged; later ones change."""
     torch.manual_seed(0)
-    vae = vae_config(kind, "tiny").build().eval()
+    vae = vae_config(kind, "tiny", encoder_downsample=downsample).build().eval()
     tc = vae.temporal_compression
     video = video_for(vae, latent_frames=4, latent_hw=1)
     k = 1

@@ -52,7 +52,7 @@ def test_every_loss_alone_trains_one_step(loss_name):
     only = {name: 0.0 for name in weight_fields(VAELossConfig())}
     only[loss_name] = 1.0
     loss_cfg = VAELossConfig(**only)
-    vae_cfg = vae_config("ltx", "tiny", decoder_timestep_conditioning=True, decoder_noise_injection=True)
+    vae_cfg = vae_config("ltx", "tiny", decoder_timestep_conditioning=True, decoder_inject_noise=(True,) * 4)
     state = build_state(vae_cfg, loss_cfg, VAETrainConfig(seed=0), DEVICE)
     assert list(state.weights) == [loss_name]
     losses = _assert_step_is_finite(state, _video("ltx"))

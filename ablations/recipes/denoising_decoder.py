@@ -2,6 +2,8 @@
 
 Decoder timestep conditioning x noise injection, both trained with the shared diffusion
 objective; scored on reconstruction of real clips and on decoding generated latents.
+Noise injection is a per-stage pattern (`vae.decoder_inject_noise`); its levels are the
+layouts "none" and "ltx_0.9.1" (every up-stage, not the mid-block).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def denoising_decoder(name: str = "denoising-decoder") -> Sweep:
         name=name, recipe="denoising-decoder",
         description="Does a timestep-conditioned, noise-injecting decoder reconstruct and decode better?",
         base=base,
-        axes={"vae.decoder_timestep_conditioning": [False, True], "vae.decoder_noise_injection": [False, True]},
+        axes={"vae.decoder_timestep_conditioning": [False, True], "vae.decoder_inject_noise": ["none", "ltx_0.9.1"]},
         stages=("eval_recon", "eval_gen", "cost"),
         headline_metrics=("psnr", "ssim", "t2v.oracle_color", "i2v.first_frame_psnr", "t2v.temporal_flicker"),
     )

@@ -6,11 +6,20 @@ implemented by diffusers' `models/autoencoders/autoencoder_kl_ltx.py`
 
   encoder: patchify -> conv_in -> stages [resnets -> strided causal conv -> widening resnet]
            -> mid resnets -> pixel norm -> SiLU -> conv_out (Cz + 1 channels: uniform log-variance)
+           (0.9.5: stages [resnets -> space-to-depth downsample that also widens])
   decoder: conv_in -> mid resnets -> stages [widening resnet -> depth-to-space upsample -> resnets]
            -> pixel norm -> AdaLN(timestep) -> SiLU -> conv_out -> unpatchify
 
 The two kinds differ only in their config values (patch size, strides, widths, latent
-channels); `models/vae/convert.py` maps diffusers' weights onto this module.
+channels); `models/vae/convert.py` maps diffusers' and the original LTX-Video
+checkpoints' weights onto this module.
+
+Per-stage decoder tuples are written pixel side first, as diffusers' config is; the
+decoder runs them from the latent side. `decoder_inject_noise` has one more entry than
+there are stages, the mid-block's, last (diffusers' `decoder_inject_noise`; its decoder
+reverses the tuple and gives the mid-block what is then entry 0). LTX-Video 0.9.1 is
+(True, True, True, False), the layout named "ltx_0.9.1": noise in every up-stage, none in
+the mid-block.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from models.vae.blocks import (
     CausalConv3d,
     DepthToSpaceUpsample,
     ResnetBlock3d,
+    SpaceToDepthDownsample,
     Triple,
     norm_silu,
     patchify,
@@ -36,6 +46,13 @@ from models.vae.blocks import (
 
 TIMESTEP_SINUSOID_DIM = 256  # LTX's PixArt-style timestep embedder projects a 256-d sinusoid
 LOGVAR_RANGE = (-30.0, 20.0)  # clamp of diffusers' DiagonalGaussianDistribution
+
+
+# decoder noise layouts by name: stage count -> one flag per stage (pixel side first), then the mid-block
+NOISE_LAYOUTS = {
+    "ltx_0.9.1": lambda stages: (True,) * stages + (False,),  # every up-stage, not the mid-block
+    "none": lambda stages: (False,) * (stages + 1),  # 0.9.0; 0.9.5 and later
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,9 +65,13 @@ class CausalVAEConfig:
     latent_channels: int = 128  # Cz, channels of the posterior mean
     patch_size: int = 4  # spatial patchify at the VAE input (LTX: 4x4 -> 48 channels)
     encoder_channels: tuple[int, ...] = (128, 256, 512, 512)  # width of each encoder stage's resnets
+    encoder_mid_channels: int = 0  # width of the encoder's mid-block; 0 = the last stage's width (0.9.5: 2048)
     encoder_layers: tuple[int, ...] = (4, 3, 3, 3, 4)  # resnets per encoder stage, then the mid-block
-    # (t, h, w) stride of each encoder stage's downsampling conv; (1, 1, 1) = none
+    # (t, h, w) stride of each encoder stage's downsampling; (1, 1, 1) = none
     encoder_strides: tuple[tuple[int, int, int], ...] = ((2, 2, 2), (2, 2, 2), (2, 2, 2), (1, 1, 1))
+    # "conv": strided causal conv, then a widening resnet (0.9.0/0.9.1); "space_to_depth": a conv
+    # rearranged space-to-depth plus an averaged skip, which also widens (0.9.5 and later)
+    encoder_downsample: Literal["conv", "space_to_depth"] = "conv"
     decoder_channels: tuple[int, ...] = (256, 512, 1024)  # decoder stage widths before upsampling, pixel side first
     decoder_layers: tuple[int, ...] = (5, 6, 7, 8)  # resnets per decoder stage (pixel side first), then the mid-block
     decoder_strides: tuple[tuple[int, int, int], ...] = ((2, 2, 2), (2, 2, 2), (2, 2, 2))  # (t, h, w), pixel side first
@@ -60,7 +81,13 @@ class CausalVAEConfig:
     # "uniform": one predicted log-variance broadcast to all channels (LTX); "per_channel": one each
     logvar: Literal["uniform", "per_channel"] = "uniform"
     decoder_timestep_conditioning: bool = True  # denoising decoder: AdaLN scale/shift from a timestep embedding
-    decoder_noise_injection: bool = True  # learned per-channel noise on the mid-block and all but the last stage
+    # learned per-channel spatial noise per decoder stage: a layout name from NOISE_LAYOUTS
+    # ("ltx_0.9.1": every up-stage, not the mid-block; "none": 0.9.0, 0.9.5 and later), or one
+    # flag per stage, pixel side first, then the mid-block (diffusers' `decoder_inject_noise`)
+    decoder_inject_noise: str | tuple[bool, ...] = "ltx_0.9.1"
+    # an LTX-Video checkpoint to start from (fine-tuning): the original single .safetensors file
+    # (`vae.` keys) or diffusers' folder (`vae/` or the folder itself); models/weights.py loads it
+    init: str | None = None
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -72,6 +99,28 @@ class CausalVAEConfig:
             raise ConfigError(f"{name}.decoder_layers needs one entry per decoder stage plus one for the mid-block.")
         if len(self.decoder_strides) != len(self.decoder_channels):
             raise ConfigError(f"{name}.decoder_strides needs one (t, h, w) stride per decoder stage.")
+        noise = self.decoder_inject_noise
+        if isinstance(noise, str):
+            if noise not in NOISE_LAYOUTS:
+                raise ConfigError(f"{name}.decoder_inject_noise must be one of {', '.join(map(repr, NOISE_LAYOUTS))} "
+                                  f"or one flag per decoder stage plus the mid-block, not {noise!r}.")
+        else:
+            if any(not isinstance(flag, bool) for flag in noise):
+                raise ConfigError(f"{name}.decoder_inject_noise flags must be true or false, not {list(noise)}.")
+            if len(noise) != len(self.decoder_channels) + 1:
+                raise ConfigError(f"{name}.decoder_inject_noise needs one flag per decoder stage (pixel side first) "
+                                  "plus one for the mid-block, last.")
+            object.__setattr__(self, "decoder_inject_noise", tuple(noise))  # JSON lists compare equal to tuples
+        if self.encoder_downsample == "space_to_depth":
+            outs = encoder_stage_widths(self)
+            for i, (c, out, s) in enumerate(zip(self.encoder_channels, outs, self.encoder_strides)):
+                volume = math.prod(s)
+                if volume == 1 and c != out:
+                    raise ConfigError(f"{name}: encoder stage {i} widens from {c} to {out} channels without a stride; "
+                                      "space-to-depth downsampling widens only where it downsamples.")
+                if volume > 1 and (out % volume or (c * volume) % out):
+                    raise ConfigError(f"{name}: encoder stage {i} cannot go from {c} to {out} channels by "
+                                      f"space-to-depth over {s}; {out} must divide {c * volume} and be a multiple of {volume}.")
         if _total_stride(self.encoder_strides) != _total_stride(self.decoder_strides):
             raise ConfigError(f"{name}: the decoder strides must undo the encoder strides (same product per axis).")
         factor = self.decoder_upsample_factor
@@ -79,6 +128,12 @@ class CausalVAEConfig:
             raise ConfigError(f"{name}.decoder_upsample_factor > 1 needs every decoder stage to upsample.")
         if any(c % factor or (c * math.prod(s)) % factor for c, s in zip(self.decoder_channels, self.decoder_strides)):
             raise ConfigError(f"{name}.decoder_channels must be divisible by decoder_upsample_factor.")
+
+    @property
+    def noise_pattern(self) -> tuple[bool, ...]:
+        """`decoder_inject_noise` as one flag per decoder stage, pixel side first, then the mid-block."""
+        noise = self.decoder_inject_noise
+        return NOISE_LAYOUTS[noise](len(self.decoder_channels)) if isinstance(noise, str) else noise
 
     @property
     def temporal_compression(self) -> int:
@@ -92,17 +147,35 @@ class CausalVAEConfig:
         return CausalVideoVAE(self)
 
 
+def encoder_stage_widths(cfg: CausalVAEConfig) -> tuple[int, ...]:
+    """Output width of each encoder stage: the next stage's width, the mid-block's after the last."""
+    widths = cfg.encoder_channels
+    mid = cfg.encoder_mid_channels or widths[-1]
+    return tuple(widths[i + 1] if i + 1 < len(widths) else mid for i in range(len(widths)))
+
+
 def _total_stride(strides: tuple[Triple, ...]) -> Triple:
     return tuple(math.prod(s[i] for s in strides) for i in range(3))  # type: ignore[return-value]
 
 
 class EncoderStage(nn.Module):
-    """Resnets at `channels`, then an optional strided causal conv, then a widening resnet."""
+    """Resnets at `channels`, then an optional downsample, then (conv downsampling) a widening resnet.
 
-    def __init__(self, channels: int, out_channels: int, layers: int, stride: Triple) -> None:
+    `downsample="conv"` is a strided causal conv; `"space_to_depth"` is LTX-Video 0.9.5's
+    `SpaceToDepthDownsample`, which widens to `out_channels` itself.
+    """
+
+    def __init__(self, channels: int, out_channels: int, layers: int, stride: Triple, downsample: str = "conv") -> None:
         super().__init__()
         self.resnets = nn.ModuleList(ResnetBlock3d(channels, channels) for _ in range(layers))
-        self.downsample = CausalConv3d(channels, channels, 3, stride=stride) if math.prod(stride) > 1 else None
+        self.downsample: nn.Module | None = None
+        self.widen = None
+        if downsample == "space_to_depth":
+            if math.prod(stride) > 1:
+                self.downsample = SpaceToDepthDownsample(channels, out_channels, stride)
+            return
+        if math.prod(stride) > 1:
+            self.downsample = CausalConv3d(channels, channels, 3, stride=stride)
         self.widen = ResnetBlock3d(channels, out_channels) if out_channels != channels else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,15 +195,15 @@ class Encoder(nn.Module):
     def __init__(self, cfg: CausalVAEConfig) -> None:
         super().__init__()
         self.patch_size = cfg.patch_size
-        widths = cfg.encoder_channels
+        widths, outs = cfg.encoder_channels, encoder_stage_widths(cfg)
         self.conv_in = CausalConv3d(cfg.in_channels * cfg.patch_size**2, widths[0], 3)
         self.stages = nn.ModuleList(
-            EncoderStage(widths[i], widths[min(i + 1, len(widths) - 1)], cfg.encoder_layers[i], cfg.encoder_strides[i])
+            EncoderStage(widths[i], outs[i], cfg.encoder_layers[i], cfg.encoder_strides[i], cfg.encoder_downsample)
             for i in range(len(widths))
         )
-        self.mid = EncoderStage(widths[-1], widths[-1], cfg.encoder_layers[-1], (1, 1, 1))
+        self.mid = EncoderStage(outs[-1], outs[-1], cfg.encoder_layers[-1], (1, 1, 1))
         out = cfg.latent_channels + 1 if cfg.logvar == "uniform" else 2 * cfg.latent_channels
-        self.conv_out = CausalConv3d(widths[-1], out, 3)
+        self.conv_out = CausalConv3d(outs[-1], out, 3)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """(B, 3, T, H, W) -> (B, Cout, t, h, w)."""
@@ -194,12 +267,12 @@ class Decoder(nn.Module):
         widths = cfg.decoder_channels[::-1]
         layers = cfg.decoder_layers[::-1]  # mid-block first
         strides = cfg.decoder_strides[::-1]
-        noisy = [cfg.decoder_noise_injection and i < n - 1 for i in range(n)]  # LTX: all but the last stage
+        noisy = cfg.noise_pattern[::-1]  # mid-block first, then the stages from the latent side
         self.conv_in = CausalConv3d(cfg.latent_channels, widths[0], 3, causal=cfg.decoder_causal)
-        self.mid = DecoderStage(widths[0], widths[0], layers[0], (1, 1, 1), cfg, cfg.decoder_noise_injection)
+        self.mid = DecoderStage(widths[0], widths[0], layers[0], (1, 1, 1), cfg, noisy[0])
         stages, channels = [], widths[0]
         for i in range(n):
-            stages.append(DecoderStage(channels, widths[i], layers[i + 1], strides[i], cfg, noisy[i]))
+            stages.append(DecoderStage(channels, widths[i], layers[i + 1], strides[i], cfg, noisy[i + 1]))
             channels = stages[-1].out_channels
         self.stages = nn.ModuleList(stages)
         self.conv_out = CausalConv3d(channels, cfg.in_channels * cfg.patch_size**2, 3, causal=cfg.decoder_causal)

@@ -83,6 +83,15 @@ def depth_to_space(x: torch.Tensor, stride: Triple) -> torch.Tensor:
     return x.reshape(b, c // (st * sh * sw), t * st, h * sh, w * sw)
 
 
+def space_to_depth(x: torch.Tensor, stride: Triple) -> torch.Tensor:
+    """(B, C, T*st, H*sh, W*sw) -> (B, C*st*sh*sw, T, H, W), channel order (c, st, sh, sw); inverse of depth_to_space."""
+    b, c, t, h, w = x.shape
+    st, sh, sw = stride
+    x = x.reshape(b, c, t // st, st, h // sh, sh, w // sw, sw)  # (B, C, T', st, H', sh, W', sw)
+    x = x.permute(0, 1, 3, 5, 7, 2, 4, 6)  # (B, C, st, sh, sw, T', H', W')
+    return x.reshape(b, c * st * sh * sw, t // st, h // sh, w // sw)
+
+
 def _onednn_enabled() -> bool:
     return torch.backends.mkldnn.is_available() and bool(torch.backends.mkldnn.enabled)
 
@@ -219,3 +228,30 @@ class DepthToSpaceUpsample(nn.Module):
         # tile by broadcasting instead of materialising `skip.repeat(...)`
         out = h.unflatten(1, (self.repeats, -1)) + skip[:, None]  # (B, repeats, C/prod, T', H', W')
         return out.flatten(1, 2)
+
+
+class SpaceToDepthDownsample(nn.Module):
+    """LTX-Video 0.9.5's encoder downsampler: conv, space-to-depth, plus an averaged skip path.
+
+    diffusers' `LTXVideoDownsampler3d`: the input is front-padded with its first st-1 frames
+    (so 1 + st*k frames become 1 + k), a causal conv maps C -> Cout/prod(stride)
+    channels and is rearranged space-to-depth to Cout; the skip path rearranges the input
+    itself and averages groups of C*prod(stride)/Cout consecutive channels. It widens the
+    stage as well, so stages built with it need no widening resnet.
+    """
+
+    def __init__(self, channels: int, out_channels: int, stride: Triple) -> None:
+        super().__init__()
+        self.stride = stride
+        volume = math.prod(stride)
+        if out_channels % volume or (channels * volume) % out_channels:
+            raise ValueError(f"a space-to-depth downsample from {channels} to {out_channels} channels needs "
+                             f"{out_channels} divisible by {volume} and {channels * volume} by {out_channels}")
+        self.group_size = channels * volume // out_channels  # input channels averaged into each skip channel
+        self.conv = CausalConv3d(channels, out_channels // volume, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) -> (B, Cout, (T + st - 1) / st, H / sh, W / sw)."""
+        x = torch.cat([x[:, :, : self.stride[0] - 1], x], dim=2)  # (B, C, T + st - 1, H, W)
+        skip = space_to_depth(x, self.stride).unflatten(1, (-1, self.group_size)).mean(dim=2)  # (B, Cout, ...)
+        return space_to_depth(self.conv(x), self.stride) + skip
