@@ -102,7 +102,10 @@ def default_run_config(vae_kind: str = "ltx", size: str = "tiny", **sections: An
     base = RunConfig(
         vae_data=DataSpec(source="bundled", frames=17, height=64, width=64, clips_per_video=8),
         vae=vae,
-        loss=VAELossConfig(mse=1.0),  # L1 + MSE: with L1 alone the tiny VAEs settle on blurry mean colours
+        # L1 + MSE: with L1 alone the tiny VAEs settle on blurry mean colours. The decoder is
+        # timestep-conditioned and `sample` decodes noised latents at flow.decode_timestep, as
+        # LTX-Video does, so it trains with LTX's shared diffusion objective too
+        loss=VAELossConfig(mse=1.0, diffusion=1.0),
         vae_train=VAETrainConfig(),
         dit_data=DataSpec(source="synthetic", frames=17, height=64, width=64, num_scenes=256),
         dit=dit_config(vae_kind, size, in_channels=vae.latent_channels),
@@ -132,6 +135,29 @@ def sync_pairing(cfg: RunConfig) -> RunConfig:
     return dataclasses.replace(cfg, dit=dataclasses.replace(cfg.dit, **updates))
 
 
+def check_decoder_consistency(vae: Any, loss: Any, flow: Any) -> None:
+    """Refuse to decode noised latents with a decoder that was never trained on them.
+
+    A timestep-conditioned decoder learns what t and noise mean only from the diffusion
+    objective (`loss.diffusion` > 0, t ~ U[0, loss.diffusion_max_t]); trained without it, it
+    has only seen clean latents at t = 0, so `sample` must decode at t = 0 without noise.
+    `loss` may be a VAELossConfig or its dict (as `vae.pt` records it).
+    """
+    if not getattr(vae, "decoder_timestep_conditioning", False):
+        return  # an unconditioned decoder is always decoded from clean latents
+    weight = loss["diffusion"] if isinstance(loss, dict) else loss.diffusion
+    max_t = loss.get("diffusion_max_t", 0.2) if isinstance(loss, dict) else loss.diffusion_max_t
+    t, s = flow.decode_timestep, flow.decode_noise_scale
+    if weight <= 0 and (t > 0 or s > 0):
+        raise ConfigError(f"The VAE decoder is timestep-conditioned but trained without the diffusion objective "
+                          f"(loss.diffusion=0), yet sampling decodes at flow.decode_timestep={t} with "
+                          f"flow.decode_noise_scale={s}; set loss.diffusion > 0 (LTX-Video's shared diffusion "
+                          "objective) or decode clean latents with flow.decode_timestep=0 and flow.decode_noise_scale=0.")
+    if weight > 0 and t > max_t:
+        raise ConfigError(f"flow.decode_timestep={t} lies beyond the timesteps the decoder trains on "
+                          f"(loss.diffusion_max_t={max_t}); lower it or raise loss.diffusion_max_t.")
+
+
 def check_buildable(cfg: RunConfig, stages: set[str]) -> None:
     """Build the models of `cfg` on the meta device and check data specs: fail fast, in one sentence."""
     import torch
@@ -155,7 +181,10 @@ def check_buildable(cfg: RunConfig, stages: set[str]) -> None:
                               "latent channels; set them equal.")
         if cfg.text.kind != "minilm" and not cfg.text.kind.startswith("hf:"):
             raise ConfigError(f"text.kind must be 'minilm' or 'hf:<name or path>', not '{cfg.text.kind}'.")
+    if stages & {"sample", "eval_gen"}:
+        check_decoder_consistency(cfg.vae, cfg.loss, cfg.flow)
 
 
-__all__ = ["CostConfig", "EvalConfig", "Literal", "RunConfig", "check_buildable", "default_run_config",
+__all__ = ["CostConfig", "EvalConfig", "Literal", "RunConfig", "check_buildable", "check_decoder_consistency",
+           "default_run_config",
            "run_config_from_dict", "sync_pairing", "to_dict"]

@@ -50,8 +50,16 @@ class FlowConfig:
     caption_dropout: float = 0.1  # probability a caption becomes the null text in training (CFG)
     i2v_probability: float = 0.1  # probability a training sample is image-conditioned (frame 0 clean)
     i2v_cond_noise_scale: float = 0.15  # noise on held conditioning latents at sampling, times t^2
+    # a timestep-conditioned VAE decoder decodes (1 - s) z + s eps at t = decode_timestep (LTX 0.9.1);
+    # ablations.configs.check_decoder_consistency refuses t or s > 0 for a decoder trained without
+    # the diffusion objective (loss.diffusion = 0), which never saw noised latents
     decode_timestep: float = 0.05  # VAE decoder timestep at decode (LTX 0.9.1)
     decode_noise_scale: float = 0.025  # noise mixed into latents before decoding (LTX 0.9.1)
+    # the latent space that noise is mixed in: "raw" = the VAE's own latents (diffusers'
+    # LTXPipeline, and the space train_vae's diffusion objective noises: its latent statistics
+    # only exist after training); "normalized" = per-channel standardised latents, as
+    # LTX-Video's own pipeline decodes (the noise then scales with each channel's std)
+    decode_noise_space: Literal["raw", "normalized"] = "raw"
 
 
 FLOW_TOKEN_ANCHORS = {"tiny": (12, 48), "small": (256, 1024), "full": (1024, 4096)}
@@ -258,7 +266,8 @@ def prepare_decode(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Latents -> (noised latents, (B,) decoder timestep) for a timestep-conditioned VAE decoder.
 
-    As diffusers' LTXPipeline: (1 - s) z + s eps with s = decode_noise_scale, t = decode_timestep.
+    (1 - s) z + s eps with s = decode_noise_scale, t = decode_timestep, in whichever space
+    `latents` are: the caller picks it from `cfg.decode_noise_space`.
     """
     noise = _randn(tuple(latents.shape), generator, latents)
     s = cfg.decode_noise_scale

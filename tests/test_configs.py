@@ -69,3 +69,39 @@ def test_text_conditioning_recipe_variants_all_build():
         assert cfg.vae.latent_channels == cfg.dit.in_channels == 16
     arms = {("cross_attention", False), ("mmdit", False), ("mmdit", True)}
     assert seen == {(c, m, q) for c, m in arms for q in ("none", "rms_across_heads")}
+
+
+def test_default_decoder_trains_for_the_noisy_decode_it_gets():
+    """The default timestep-conditioned decoder trains with the diffusion objective, so sampling's
+    t = 0.05 + noise decode is a state it trained for; the config check passes."""
+    cfg = default_run_config("ltx", "tiny")
+    assert cfg.vae.decoder_timestep_conditioning and cfg.loss.diffusion > 0
+    assert 0 < cfg.flow.decode_timestep <= cfg.loss.diffusion_max_t
+    check_buildable(cfg, {"train_vae", "sample", "eval_gen"})
+
+
+def test_noisy_decode_of_a_decoder_trained_without_diffusion_is_refused():
+    from models.config import ConfigError
+
+    cfg = set_field(default_run_config("ltx", "tiny"), "loss.diffusion", 0.0)
+    with pytest.raises(ConfigError, match=r"trained without the diffusion objective \(loss.diffusion=0\).*"
+                                          r"flow.decode_timestep=0.05.*set loss.diffusion > 0"):
+        check_buildable(cfg, {"train_vae", "sample", "eval_gen"})
+    check_buildable(cfg, {"train_vae", "eval_recon"})  # no sampling: nothing is decoded noisy
+    clean = set_field(set_field(cfg, "flow.decode_timestep", 0.0), "flow.decode_noise_scale", 0.0)
+    check_buildable(clean, {"train_vae", "sample", "eval_gen"})  # decode at t = 0 without noise: consistent
+    unconditioned = set_field(cfg, "vae.decoder_timestep_conditioning", False)
+    check_buildable(unconditioned, {"train_vae", "sample", "eval_gen"})  # decoded clean whatever flow says
+    beyond = set_field(default_run_config("ltx", "tiny"), "flow.decode_timestep", 0.5)
+    with pytest.raises(ConfigError, match="beyond the timesteps the decoder trains on"):
+        check_buildable(beyond, {"sample"})
+
+
+def test_decode_noise_space_is_a_choice():
+    from models.config import ConfigError
+
+    cfg = default_run_config("ltx", "tiny")
+    assert cfg.flow.decode_noise_space == "raw"
+    assert set_field(cfg, "flow.decode_noise_space", "normalized").flow.decode_noise_space == "normalized"
+    with pytest.raises(ConfigError, match="decode_noise_space must be one of 'raw', 'normalized'"):
+        set_field(cfg, "flow.decode_noise_space", "latent")

@@ -154,3 +154,28 @@ def test_bad_override_is_one_sentence(tmp_path, capsys):
     assert code == 2
     assert "must be one of 'uniform', 'per_channel'" in err and "Did you mean 'uniform'" in err
     assert "Traceback" not in err
+
+
+def test_generated_latents_are_noised_in_the_configured_space():
+    """raw: de-normalise then noise (diffusers); normalized: noise then de-normalise (LTX-Video)."""
+    from ablations.stages.sample import decode_latents
+    from models.flow import FlowConfig, prepare_decode
+
+    torch.manual_seed(0)
+    vae = vae_config("ltx", "tiny", decoder_inject_noise="none").build().eval()
+    with torch.no_grad():
+        vae.latents_mean.copy_(torch.randn(128))
+        vae.latents_std.copy_(torch.rand(128) * 3 + 0.5)
+    latents = torch.randn(1, 128, 2, 2, 2)
+    for space in ("raw", "normalized"):
+        flow = FlowConfig(decode_noise_space=space)
+        got = decode_latents(vae, latents, flow, torch.Generator().manual_seed(4))
+        if space == "raw":
+            z, t = prepare_decode(vae.denormalize_latents(latents), flow, torch.Generator().manual_seed(4))
+        else:
+            noisy, t = prepare_decode(latents, flow, torch.Generator().manual_seed(4))
+            z = vae.denormalize_latents(noisy)
+        with torch.no_grad():
+            torch.testing.assert_close(got, vae.decode(z, timestep=t).clamp(-1, 1))
+    raw = decode_latents(vae, latents, FlowConfig(decode_noise_space="raw"), torch.Generator().manual_seed(4))
+    assert (raw - got).abs().max() > 1e-4  # the two spaces decode differently

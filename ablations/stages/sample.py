@@ -7,7 +7,10 @@ let `eval_gen` regenerate the ground-truth scene. Sampling is `models.flow.sampl
 encodes the conditioning frame alone with the causal VAE (one latent frame) and holds
 it. Latents are de-normalised and decoded; a timestep-conditioned VAE decoder decodes
 at `flow.decode_timestep` after mixing in `flow.decode_noise_scale` noise (LTX-Video
-0.9.1, diffusers' LTXPipeline). Output follows docs/results-store.md "samples/index.jsonl".
+0.9.1), in the latent space `flow.decode_noise_space` names (raw: diffusers' LTXPipeline;
+normalized: LTX-Video's pipeline). A decoder trained without the diffusion objective is
+refused noisy decoding (`ablations.configs.check_decoder_consistency`). Output follows
+docs/results-store.md "samples/index.jsonl".
 """
 
 from __future__ import annotations
@@ -78,16 +81,36 @@ def _conditioning_latents(vae: nn.Module, images: Sequence[np.ndarray], video_hw
     return vae.normalize_latents(mean.float())
 
 
+def _warn_if_inconsistent(vae: nn.Module, flow_cfg: Any) -> None:
+    """Sweeps refuse a noisy decode of a decoder trained without the diffusion objective before
+    launching (`check_buildable`); a direct call with such a pair runs as asked, with a warning."""
+    import warnings
+
+    from ablations.configs import check_decoder_consistency
+    from models.config import ConfigError
+
+    if getattr(vae, "training_loss", None) is None:  # a VAE saved without its loss config
+        return
+    try:
+        check_decoder_consistency(vae.cfg, vae.training_loss, flow_cfg)
+    except ConfigError as exc:
+        warnings.warn(str(exc), stacklevel=3)
+
+
 @torch.no_grad()
 def decode_latents(vae: nn.Module, latents: torch.Tensor, flow_cfg: Any, generator: torch.Generator) -> torch.Tensor:
     """Normalised latents (B, Cz, t, h, w) -> video (B, 3, T, H, W) in [-1, 1]."""
     from models.flow import prepare_decode
 
-    z = vae.denormalize_latents(latents.float())
-    if getattr(vae.cfg, "decoder_timestep_conditioning", False):
-        z, timestep = prepare_decode(z, flow_cfg, generator)
-        return vae.decode(z, timestep=timestep, generator=generator).clamp(-1, 1)
-    return vae.decode(z, generator=generator).clamp(-1, 1)
+    latents = latents.float()
+    if not getattr(vae.cfg, "decoder_timestep_conditioning", False):
+        return vae.decode(vae.denormalize_latents(latents), generator=generator).clamp(-1, 1)
+    if flow_cfg.decode_noise_space == "normalized":  # LTX-Video: noise the latents the DiT made, then de-normalise
+        noisy, timestep = prepare_decode(latents, flow_cfg, generator)
+        z = vae.denormalize_latents(noisy)
+    else:  # diffusers: de-normalise, then noise
+        z, timestep = prepare_decode(vae.denormalize_latents(latents), flow_cfg, generator)
+    return vae.decode(z, timestep=timestep, generator=generator).clamp(-1, 1)
 
 
 @torch.no_grad()
@@ -170,6 +193,7 @@ def sample_videos(
     device = pick_device()
     dit = load_dit(dit_dir, device)
     vae = load_vae(vae_dir or dit.vae_dir, device)
+    _warn_if_inconsistent(vae, dit.flow)
     prompts = [p if isinstance(p, Prompt) else Prompt(prompt_id=f"p{i:03d}", text=p) for i, p in enumerate(prompts)]
     if images is not None and len(images) != len(prompts):
         raise ValueError(f"{len(images)} images for {len(prompts)} prompts; pass one (or None) per prompt.")

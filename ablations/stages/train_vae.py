@@ -220,4 +220,5 @@ def load_vae(path: Path, device: torch.device | None = None) -> nn.Module:
     cfg = from_dict(VAES.get(blob["kind"]), blob["config"])
     vae = cfg.build()
     vae.load_state_dict(blob["state_dict"])
+    vae.training_loss = blob.get("loss")  # the loss config it trained with (sample checks the decode against it)
     return vae.to(device or pick_device()).eval()
