@@ -10,14 +10,16 @@ import pywt
 import torch
 import torch.nn.functional as F
 
-from models.config import from_dict, to_dict
+from models.config import ConfigError, from_dict, replace_path, to_dict
 from models.losses import (
     BAND_NAMES,
+    DWT_BAND_PRESETS,
     LOSSES,
     LossInputs,
     VAELossConfig,
     build_loss_terms,
     diffusion_loss,
+    dwt_band_shares,
     dwt_loss,
     haar_dwt3d,
     hinge_discriminator_loss,
@@ -109,6 +111,59 @@ def test_dwt_loss_is_l1_of_pywt_coefficients():
     ref = np.abs(_pywt_bands(x.double().numpy()) - _pywt_bands(y.double().numpy())).mean()
     assert dwt_loss(x, y).item() == pytest.approx(ref, abs=1e-5)
     assert dwt_loss(x, x).item() == 0.0
+
+
+def _old_dwt_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The DWT loss as it was before per-band weights (commit ee2d297), copied verbatim."""
+    return F.l1_loss(haar_dwt3d(x), haar_dwt3d(y))
+
+
+def test_default_band_weights_reproduce_the_old_loss_bit_for_bit():
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 3, 9, 16, 16, generator=g)
+    y = torch.randn(2, 3, 9, 16, 16, generator=g, requires_grad=True)
+    assert VAELossConfig().dwt_bands == DWT_BAND_PRESETS["equal"] == (1.0,) * 8
+    old = _old_dwt_loss(y, x)
+    (old_grad,) = torch.autograd.grad(old, y)
+    term = build_loss_terms(VAELossConfig(dwt=1.0))["dwt"]
+    new = term(LossInputs(video=x, recon=y, mean=torch.zeros(1), logvar=torch.zeros(1)))
+    (new_grad,) = torch.autograd.grad(new, y)
+    assert torch.equal(new, old) and torch.equal(new_grad, old_grad)
+    assert torch.equal(dwt_loss(y, x, band_weights=(1.0,) * 8), old)
+
+
+@pytest.mark.parametrize("weights", [DWT_BAND_PRESETS["detail"], (2.0,) * 8, (0.5, 0, 1, 0, 3, 0, 0, 1)])
+def test_band_weighted_loss_matches_pywt(weights):
+    g = torch.Generator().manual_seed(7)
+    x, y = torch.randn(2, 3, 4, 8, 6, generator=g), torch.randn(2, 3, 4, 8, 6, generator=g)
+    per_band = np.abs(_pywt_bands(x.double().numpy()) - _pywt_bands(y.double().numpy())).mean(axis=(0, 1, 3, 4, 5))
+    ref = float((np.asarray(weights) * per_band).sum() / 8)
+    assert dwt_loss(x, y, band_weights=weights).item() == pytest.approx(ref, rel=1e-5)
+    shares = dwt_band_shares(x, y)
+    np.testing.assert_allclose(shares.double().numpy(), per_band / per_band.sum(), rtol=1e-5)
+
+
+def test_detail_preset_drops_exactly_the_lll_part():
+    g = torch.Generator().manual_seed(8)
+    x, y = torch.randn(1, 3, 4, 8, 8, generator=g), torch.randn(1, 3, 4, 8, 8, generator=g)
+    lll_part = (haar_dwt3d(x) - haar_dwt3d(y))[:, :, 0].abs().mean() / 8
+    detail = dwt_loss(x, y, band_weights=DWT_BAND_PRESETS["detail"])
+    assert detail.item() == pytest.approx((_old_dwt_loss(x, y) - lll_part).item(), rel=1e-6)
+    # a low-pass-only change (a constant offset) lives in LLL alone: the detail loss ignores it
+    assert dwt_loss(x + 0.5, x, band_weights=DWT_BAND_PRESETS["detail"]).item() == pytest.approx(0.0, abs=1e-6)
+    assert dwt_band_shares(x + 0.5, x)[0].item() == pytest.approx(1.0)
+
+
+def test_dwt_bands_config_takes_presets_and_rejects_bad_weights():
+    assert VAELossConfig(dwt_bands="detail").dwt_bands == (0.0,) + (1.0,) * 7  # type: ignore[arg-type]
+    cfg = replace_path(VAELossConfig(dwt=0.1), "dwt_bands", "detail")  # --set loss.dwt_bands=detail
+    assert cfg.dwt_bands == DWT_BAND_PRESETS["detail"] and from_dict(VAELossConfig, to_dict(cfg)) == cfg
+    assert replace_path(cfg, "dwt_bands", [1, 0, 0, 0, 0, 0, 0, 0]).dwt_bands == (1.0,) + (0.0,) * 7
+    assert build_loss_terms(cfg)["dwt"].band_weights == DWT_BAND_PRESETS["detail"]
+    for bad, match in (("details", "Unknown DWT band preset"), ((1.0,) * 7, "need 8"),
+                       ((-1.0,) + (1.0,) * 7, ">= 0"), ((0.0,) * 8, "not all 0")):
+        with pytest.raises(ConfigError, match=match):
+            VAELossConfig(dwt_bands=bad)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- pure functions

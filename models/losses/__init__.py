@@ -14,7 +14,16 @@ from models.losses.base import (
     weight_fields,
 )
 from models.losses.diffusion import DiffusionLoss, diffusion_loss
-from models.losses.dwt import BAND_NAMES, DWTLoss, dwt_loss, haar_dwt3d
+from models.losses.dwt import (
+    BAND_NAMES,
+    DWT_BAND_PRESETS,
+    DWTLoss,
+    band_l1,
+    dwt_band_shares,
+    dwt_loss,
+    haar_dwt3d,
+    resolve_band_weights,
+)
 from models.losses.gan import GANLoss, hinge_discriminator_loss, hinge_generator_loss
 from models.losses.kl import KLLoss, kl_loss
 from models.losses.recon import L1Loss, MSELoss, l1_loss, mse_loss
@@ -22,6 +31,7 @@ from models.losses.rgan import ReconstructionGANLoss, rgan_discriminator_loss, r
 
 __all__ = [
     "BAND_NAMES",
+    "DWT_BAND_PRESETS",
     "LOSSES",
     "DWTLoss",
     "DiffusionLoss",
@@ -33,8 +43,10 @@ __all__ = [
     "MSELoss",
     "ReconstructionGANLoss",
     "VAELossConfig",
+    "band_l1",
     "build_loss_terms",
     "diffusion_loss",
+    "dwt_band_shares",
     "dwt_loss",
     "haar_dwt3d",
     "hinge_discriminator_loss",
@@ -42,6 +54,7 @@ __all__ = [
     "kl_loss",
     "l1_loss",
     "mse_loss",
+    "resolve_band_weights",
     "rgan_discriminator_loss",
     "rgan_generator_loss",
     "rgan_pairs",

@@ -88,6 +88,20 @@ class VAELossConfig:
     disc_lr: float = 1e-4  # learning rate of the discriminator's own Adam optimizer
     disc_betas: tuple[float, float] = (0.5, 0.9)  # Adam betas for the discriminator (GAN-usual low beta1)
     gan_start_step: int = 0  # optimizer step at which adversarial terms switch on (let recon settle first)
+    # --- video-DWT loss ---
+    # per-band multipliers of the DWT loss, LLL ... HHH (first letter = time; models/losses/dwt.py);
+    # 1.0 keeps a band's part of the equal-weight loss. A preset name is accepted and stored as
+    # its weights: "equal" (the default, the loss as published) or "detail" (LLL off)
+    dwt_bands: tuple[float, ...] = (1.0,) * 8
+
+    def __post_init__(self) -> None:
+        from models.config import ConfigError
+        from models.losses.dwt import resolve_band_weights  # function-local: dwt.py imports this module
+
+        try:
+            object.__setattr__(self, "dwt_bands", resolve_band_weights(self.dwt_bands))
+        except ValueError as exc:
+            raise ConfigError(f"loss.dwt_bands: {exc}") from None
 
 
 def weight_fields(cfg: VAELossConfig) -> dict[str, float]:
