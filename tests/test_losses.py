@@ -369,3 +369,14 @@ def test_discriminator_loss_never_reaches_the_vae(name):
     term.discriminator_loss(inp).backward()
     assert inp.recon.grad is None
     assert all(p.grad is not None for p in term.parameters())
+
+
+def test_vae_core_runs_the_dwt_loss_on_all_bands_and_on_detail_bands():
+    from ablations.graph import expand_variants
+    from ablations.recipes import RECIPES
+
+    sweep = RECIPES.get("vae-core")()
+    variants = expand_variants(sweep.base, sweep.axes, sweep.seeds, sweep.variants)
+    arms = {v.axes["dwt"]: (v.config.loss.dwt, v.config.loss.dwt_bands) for v in variants}
+    assert arms == {"none": (0.0, DWT_BAND_PRESETS["equal"]), "all_bands": (0.1, DWT_BAND_PRESETS["equal"]),
+                    "detail_bands": (0.1, DWT_BAND_PRESETS["detail"])}
