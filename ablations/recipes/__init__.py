@@ -35,5 +35,5 @@ class Sweep:
 RECIPES: Registry[Callable[..., Sweep]] = Registry("recipe")
 
 # recipe modules register themselves on import
-for _module in ("vae_core", "denoising_decoder", "text_conditioning", "rope", "demo", "testing", "replicate"):
+for _module in ("vae_core", "denoising_decoder", "text_conditioning", "rope", "demo", "testing", "replicate", "patchifier"):
     importlib.import_module(f"ablations.recipes.{_module}")
