@@ -44,6 +44,10 @@ class DiTConfig:
     rope_theta: float = 10000.0  # RoPE base
     rope_max_positions: tuple[float, float, float] = (20.0, 2048.0, 2048.0)  # seconds-ish, px, px normalisers
     rope_reference_shape: tuple[int, int, int] = (121, 512, 768)  # pixel frames x height x width rope_scaling maps onto
+    # -- weights
+    # an LTX-Video checkpoint to start from (fine-tuning): the original single .safetensors file
+    # (`model.diffusion_model.` keys) or diffusers' folder (`transformer/` or the folder itself)
+    init: str | None = None
 
     def __post_init__(self) -> None:
         patch_sizes(self.patch)  # validates the string form

@@ -3,6 +3,11 @@
 Only the cross-attention, QK-norm configuration exists in diffusers, so this is the one
 that converts. Self-attention q, k, v (and cross-attention k, v) are concatenated into
 our fused projections along the output dim, in q, k, v order (see models/dit/blocks.py).
+
+The original single-file checkpoint (`ltx-video-2b-v0.9.1.safetensors`) holds the same
+tensors under `model.diffusion_model.` with four names of its own, which
+`original_to_diffusers_state_dict` renames as diffusers' `scripts/convert_ltx_to_diffusers.py`
+does (`TRANSFORMER_KEYS_RENAME_DICT`).
 """
 
 from __future__ import annotations
@@ -35,17 +40,48 @@ _BLOCK_RENAMES = {
     "ff.net.0.proj.": "ff.fc_in.",
     "ff.net.2.": "ff.fc_out.",
 }
+# the original checkpoint's names -> diffusers', applied in this order to every key
+ORIGINAL_RENAMES = (("patchify_proj", "proj_in"), ("adaln_single", "time_embed"), ("q_norm", "norm_q"),
+                    ("k_norm", "norm_k"))
 _FUSED = {  # our fused name -> diffusers' parts, concatenated along dim 0
     "self_attn.to_qkv": ("attn1.to_q", "attn1.to_k", "attn1.to_v"),
     "cross_attn.to_kv": ("attn2.to_k", "attn2.to_v"),
 }
 
 
-def convert_diffusers_ltx(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def original_to_diffusers_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Original LTX-Video transformer keys (without `model.diffusion_model.`) -> diffusers' keys (tensors shared)."""
+    out = {}
+    for key, value in state.items():
+        for old, new in ORIGINAL_RENAMES:
+            key = key.replace(old, new)
+        out[key] = value
+    return out
+
+
+def is_original_dit_layout(keys) -> bool:  # type: ignore[no-untyped-def]
+    """True for the original checkpoint's names (`patchify_proj`, `adaln_single`), False for diffusers'."""
+    return any(k.startswith(("patchify_proj.", "adaln_single.")) for k in keys)
+
+
+def convert_diffusers_ltx(state: dict[str, torch.Tensor], *, consume: bool = False) -> dict[str, torch.Tensor]:
     """Map a diffusers LTX-Video transformer state dict onto `LTXDiT` (cross-attention) keys.
 
-    Raises ValueError naming any diffusers key that has no destination.
+    Raises ValueError naming any diffusers key that has no destination. A block whose q, k
+    or v is absent gets no fused tensor (the model's load then names it as missing).
+    `consume=True` deletes each q, k, v from `state` once fused, so converting a full-size
+    checkpoint holds one extra block's projections at a time, not a second copy of all.
     """
+    out, unused = split_diffusers_ltx(state, consume=consume)
+    if unused:
+        raise ValueError(f"diffusers keys with no LTXDiT destination: {unused[:5]} ({len(unused)} in all).")
+    return out
+
+
+def split_diffusers_ltx(
+    state: dict[str, torch.Tensor], *, consume: bool = False
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """`convert_diffusers_ltx` that returns (converted, sorted diffusers keys with no destination)."""
     out: dict[str, torch.Tensor] = {}
     used: set[str] = set()
     if "scale_shift_table" in state:
@@ -70,12 +106,14 @@ def convert_diffusers_ltx(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
         for fused, parts in _FUSED.items():
             for suffix in ("weight", "bias"):
                 names = [f"{prefix}{p}.{suffix}" for p in parts]
-                out[f"blocks.{i}.{fused}.{suffix}"] = torch.cat([state[n] for n in names], dim=0)
-                used.update(names)
-    unused = sorted(set(state) - used)
-    if unused:
-        raise ValueError(f"diffusers keys with no LTXDiT destination: {unused[:5]} ({len(unused)} in all).")
-    return out
+                present = [n for n in names if n in state]
+                used.update(present)
+                if len(present) == len(names):
+                    out[f"blocks.{i}.{fused}.{suffix}"] = torch.cat([state[n] for n in names], dim=0)
+                    if consume:
+                        for n in names:
+                            del state[n]
+    return out, sorted(set(state) - used)
 
 
 def config_from_diffusers(

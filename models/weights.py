@@ -1,0 +1,383 @@
+"""Load official LTX-Video checkpoints into our VAE and DiT (`vae.init`, `dit.init`).
+
+Two layouts, both safetensors, both read from local paths only:
+- the original single file (`ltx-video-2b-v0.9.1.safetensors`): VAE and transformer in one
+  file, under the prefixes `vae.` and `model.diffusion_model.` (diffusers'
+  `scripts/convert_ltx_to_diffusers.py`, `convert_vae` / `convert_transformer`);
+- diffusers' folder: `vae/` and `transformer/`, each with `config.json` and
+  `diffusion_pytorch_model.safetensors` (or shards listed in
+  `diffusion_pytorch_model.safetensors.index.json`). A component folder itself works too.
+Key names are mapped by `models/vae/convert.py` and `models/dit/convert.py`.
+
+Memory: the model is built on the meta device, each tensor is read from the file and cast
+once, and `load_state_dict(assign=True)` makes those tensors the parameters, so a
+full-size checkpoint is never held twice. Every mismatch (absent path, not safetensors,
+a config that differs, missing, extra or mis-shaped tensors) raises `WeightsError`: one
+sentence that names the file, the keys (first few and the count) and the fix. This module
+reads files and writes none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.config import ConfigError
+
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+INDEX = "diffusion_pytorch_model.safetensors.index.json"
+SHOWN = 4  # keys named in an error sentence before "... (N in all)"
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str  # "vae" or "dit"
+    field: str  # the config field users set
+    prefix: str  # key prefix in the original single file
+    subfolder: str  # folder in diffusers' layout
+    title: str  # what the sentences call it
+
+
+COMPONENTS = {
+    "vae": Component("vae", "vae.init", "vae.", "vae", "LTX VAE"),
+    "dit": Component("dit", "dit.init", "model.diffusion_model.", "transformer", "LTX transformer"),
+}
+# the VAE config fields a diffusers config.json determines (the rest are labels or ours alone)
+_VAE_LABELS = ("size", "init", "kind")
+
+
+class WeightsError(ConfigError):
+    """A checkpoint that cannot start this model; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a component's tensors are: the files, their layout, diffusers' config if any."""
+
+    path: Path  # what the user gave
+    files: tuple[Path, ...]  # safetensors files holding the tensors
+    container: str  # "single_file" or "diffusers_folder"
+    config: dict[str, Any] | None  # diffusers' config.json of the component
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What `load_*` read: JSON-able via `as_dict`, printed by `ltxlab inspect --init`."""
+
+    component: str
+    path: str
+    container: str  # single_file | diffusers_folder
+    key_layout: str  # original | diffusers (names of the tensors)
+    files: tuple[str, ...]
+    tensors: int  # tensors read from the file(s) for this component
+    ignored: int  # tensors of other components in the same file (e.g. the transformer next to the VAE)
+    params: int  # parameters of the built model
+    dtypes: tuple[str, ...]  # dtypes stored in the file(s)
+    loaded_dtype: str  # dtype of the model's floating tensors after loading
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ------------------------------------------------------------------------------- locating files
+
+
+def _need_sentence(comp: Component, path: Path) -> str:
+    return (f"{comp.field}={path} needs an LTX-Video checkpoint there: the single file (such as "
+            f"ltx-video-2b-v0.9.1.safetensors) or a diffusers folder with {comp.subfolder}/config.json and "
+            f"{comp.subfolder}/{WEIGHTS}")
+
+
+def locate(path: str | Path, component: str) -> Source:
+    """Resolve a user's path to the safetensors file(s) of `component` ("vae" or "dit")."""
+    comp = COMPONENTS[component]
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise WeightsError(f"{_need_sentence(comp, path)}, but nothing exists at that path.")
+    if path.is_file():
+        return Source(path, (path,), "single_file", None)
+    for folder in (path / comp.subfolder, path):
+        index, weights = folder / INDEX, folder / WEIGHTS
+        if not (index.exists() or weights.exists()):
+            continue
+        config_path = folder / "config.json"
+        config = json.loads(config_path.read_text()) if config_path.exists() else None
+        if index.exists():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            missing = [s for s in shards if not (folder / s).exists()]
+            if missing:
+                raise WeightsError(f"{comp.field}={path}: {index.name} lists {len(missing)} shard(s) that are "
+                                   f"not in {folder}, e.g. {missing[0]}; copy them there.")
+            return Source(path, tuple(folder / s for s in shards), "diffusers_folder", config)
+        return Source(path, (weights,), "diffusers_folder", config)
+    raise WeightsError(f"{_need_sentence(comp, path)}, but {path} is a folder without {comp.subfolder}/{WEIGHTS} "
+                       f"or {WEIGHTS}.")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One tensor in a checkpoint's header."""
+
+    file: Path
+    key: str  # the file's own name for it (with any prefix)
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def _header(source: Source, comp: Component) -> dict[str, Entry]:
+    """{key: Entry} from the safetensors headers; nothing is read past them."""
+    from safetensors import safe_open
+
+    out: dict[str, Entry] = {}
+    for file in source.files:
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                for key in f.keys():
+                    view = f.get_slice(key)
+                    out[key] = Entry(file, key, tuple(view.get_shape()), str(view.get_dtype()))
+        except Exception as exc:  # safetensors raises its own error types for foreign files
+            raise WeightsError(f"{comp.field}={source.path}: {file} is not a safetensors file "
+                               f"({type(exc).__name__}); give the .safetensors checkpoint, not a .ckpt/.bin/.pt.") from None
+    return out
+
+
+def _select(header: dict[str, Entry], comp: Component, source: Source) -> tuple[dict[str, Entry], int]:
+    """This component's entries keyed without the single file's prefix, and how many others were skipped."""
+    prefixes = tuple(c.prefix for c in COMPONENTS.values())
+    if not any(k.startswith(prefixes) for k in header):
+        return dict(header), 0  # an unprefixed file: all of it is this component
+    mine = {k[len(comp.prefix):]: v for k, v in header.items() if k.startswith(comp.prefix)}
+    if not mine:
+        raise WeightsError(f"{comp.field}={source.path} holds no {comp.title} weights (no key starts with "
+                           f"'{comp.prefix}'); point {comp.field} at the file or folder that does.")
+    return mine, len(header) - len(mine)
+
+
+def _names(keys: list[str]) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:SHOWN])
+    return f"{shown}{', ...' if len(keys) > SHOWN else ''} ({len(keys)} in all)"
+
+
+# ------------------------------------------------------------------------------ key mapping
+
+
+def _config_mismatch(cfg: Any, source: Source, comp: Component) -> None:
+    """For diffusers folders: the config.json must describe the model `cfg` builds."""
+    if source.config is None:
+        return
+    try:
+        _compare_config(cfg, source, comp)
+    except WeightsError:
+        raise
+    except (ConfigError, ValueError, KeyError) as exc:
+        raise WeightsError(f"{comp.field}={source.path}: its config.json does not describe an LTX-Video model "
+                           f"we can build ({exc}).") from None
+
+
+def _compare_config(cfg: Any, source: Source, comp: Component) -> None:
+    assert source.config is not None
+    if comp.name == "vae":
+        from models.vae.convert import config_from_diffusers
+
+        theirs = config_from_diffusers(source.config)
+        fields = [f.name for f in dataclasses.fields(cfg) if f.name not in _VAE_LABELS]
+        ours_values = {f: getattr(cfg, f) for f in fields}
+        theirs_values = {f: getattr(theirs, f) for f in fields}
+        if isinstance(cfg.decoder_inject_noise, str) or isinstance(theirs.decoder_inject_noise, str):
+            ours_values["decoder_inject_noise"] = cfg.noise_pattern  # a layout name equals its flags
+            theirs_values["decoder_inject_noise"] = theirs.noise_pattern
+    else:
+        from models.dit.convert import config_from_diffusers
+
+        theirs = config_from_diffusers(source.config, vae_temporal_compression=cfg.vae_temporal_compression,
+                                       vae_spatial_compression=cfg.vae_spatial_compression)
+        fields = ["in_channels", "num_layers", "num_heads", "head_dim", "caption_channels", "norm_eps"]
+        ours_values = {f: getattr(cfg, f) for f in fields}
+        theirs_values = {f: getattr(theirs, f) for f in fields}
+    differ = [f for f in ours_values if ours_values[f] != theirs_values[f]]
+    if differ:
+        shown = ", ".join(f"{f}={_plain(theirs_values[f])} (not {_plain(ours_values[f])})" for f in differ[:SHOWN])
+        hint = _preset_hint(theirs, comp)
+        raise WeightsError(f"{comp.field}={source.path} holds a {comp.title} with {shown}"
+                           f"{', ...' if len(differ) > SHOWN else ''}; {hint}.")
+
+
+def _plain(value: Any) -> Any:
+    return list(_plain(v) for v in value) if isinstance(value, tuple) else value
+
+
+def _preset_hint(theirs: Any, comp: Component) -> str:
+    if comp.name == "vae":
+        from models.vae import vae_config
+        from models.vae.ltx import RELEASES, SIZES
+
+        for size in (*RELEASES, *SIZES):
+            if dataclasses.replace(vae_config("ltx", size), size="converted") == dataclasses.replace(theirs, size="converted"):
+                return f"it is the ltx '{size}' preset: start from that (--model-size {size} or vae_config('ltx', '{size}'))"
+        return "set vae to that config (models.vae.convert.config_from_diffusers reads it)"
+    return "set those dit fields to the checkpoint's (models.dit.convert.config_from_diffusers reads them)"
+
+
+def _to_ours(state: dict[str, torch.Tensor], cfg: Any, comp: Component, consume: bool = False
+             ) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str], str]:
+    """This component's tensors -> our names.
+
+    Returns (state in our names, {our key: checkpoint key} where one maps to one, checkpoint
+    keys with no place, key layout "original" | "diffusers").
+    """
+    if comp.name == "vae":
+        return _vae_to_ours(state, cfg)
+    from models.dit.convert import is_original_dit_layout, original_to_diffusers_state_dict, split_diffusers_ltx
+
+    layout = "original" if is_original_dit_layout(state) else "diffusers"
+    names = {k: k for k in state}
+    if layout == "original":
+        renamed = original_to_diffusers_state_dict(state)
+        names = dict(zip(renamed, state))  # diffusers key -> original key (the rename is one to one)
+        if consume:
+            state.clear()  # `renamed` holds the tensors now; fused q, k, v free their parts as they go
+        state = renamed
+    ours, unused = split_diffusers_ltx(state, consume=consume)
+    return ours, {}, [names[k] for k in unused], layout
+
+
+def _vae_to_ours(state: dict[str, torch.Tensor], cfg: Any) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str], str]:
+    from models.vae.convert import from_diffusers_state_dict, is_original_vae_layout, original_to_diffusers_state_dict
+
+    layout = "original" if is_original_vae_layout(state) else "diffusers"
+    ours: dict[str, torch.Tensor] = {}
+    names: dict[str, str] = {}
+    unplaced: list[str] = []
+    for key, value in state.items():  # one key at a time, so every error can name the checkpoint's key
+        renamed = {key: value}
+        if layout == "original":
+            renamed, rest = original_to_diffusers_state_dict(renamed, cfg)
+            unplaced += rest
+        for new, tensor in from_diffusers_state_dict(renamed).items():
+            if new in ours:
+                raise WeightsError(f"vae.init: the checkpoint keys {names[new]} and {key} both map to {new}.")
+            ours[new], names[new] = tensor, key
+    return ours, names, unplaced, layout
+
+
+def _check_keys(ours: dict[str, torch.Tensor], names: dict[str, str], unplaced: list[str],
+                expected: dict[str, torch.Tensor], comp: Component, source: Source, cfg: Any) -> None:
+    what = f"our {cfg.kind} {'VAE' if comp.name == 'vae' else 'DiT'} (size {getattr(cfg, 'size', 'custom')})"
+    extra = unplaced + [names.get(k, k) for k in ours if k not in expected]
+    if extra:
+        raise WeightsError(f"{comp.field}={source.path} has tensors with no place in {what}: {_names(extra)}; "
+                           "it is a checkpoint of another layout, so start from the config it was saved with.")
+    missing = [k for k in expected if k not in ours]
+    if missing:
+        raise WeightsError(f"{comp.field}={source.path} lacks tensors {what} needs (our names): {_names(missing)}; "
+                           "start from the config it was saved with.")
+    wrong = [f"{names.get(k, k)} {list(ours[k].shape)} vs {list(expected[k].shape)}" for k in expected
+             if tuple(ours[k].shape) != tuple(expected[k].shape)]
+    if wrong:
+        raise WeightsError(f"{comp.field}={source.path} has tensors whose shapes differ from {what} "
+                           f"(checkpoint vs model): {_names(wrong)}; start from the config it was saved with.")
+
+
+def _meta_model(cfg: Any) -> nn.Module:
+    with torch.device("meta"):
+        return cfg.build()
+
+
+def _check_cfg(cfg: Any, comp: Component) -> None:
+    if comp.name == "dit" and cfg.text_conditioning != "cross_attention":
+        raise WeightsError(f"LTX-Video checkpoints hold a cross-attention transformer; dit.text_conditioning="
+                           f"{cfg.text_conditioning} cannot start from {comp.field}.")
+    if comp.name == "vae" and cfg.kind != "ltx":
+        raise WeightsError(f"LTX-Video checkpoints hold an ltx VAE; vae.kind={cfg.kind} cannot start from {comp.field}.")
+
+
+def check(cfg: Any, component: str, path: str | Path | None = None) -> dict[str, Any]:
+    """Check that the checkpoint at `path` (default `cfg.init`) fits `cfg`, reading headers only.
+
+    Returns {source, entries (this component's, prefix stripped), ignored, key_layout};
+    raises WeightsError otherwise. Cheap enough for `check_buildable`: shapes come from the
+    safetensors headers and the model is built on the meta device.
+    """
+    comp = COMPONENTS[component]
+    _check_cfg(cfg, comp)
+    if not (path or cfg.init):
+        raise WeightsError(f"{comp.field} is not set; give it the checkpoint's path.")
+    source = locate(path or cfg.init, component)
+    _config_mismatch(cfg, source, comp)
+    entries, ignored = _select(_header(source, comp), comp, source)
+    meta = {k: torch.empty(e.shape, device="meta") for k, e in entries.items()}
+    ours, names, unplaced, layout = _to_ours(meta, cfg, comp)
+    _check_keys(ours, names, unplaced, _meta_model(cfg).state_dict(), comp, source, cfg)
+    return {"source": source, "entries": entries, "ignored": ignored, "key_layout": layout}
+
+
+def load(
+    cfg: Any, component: str, path: str | Path | None = None, *, device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = torch.float32,
+) -> tuple[nn.Module, LoadReport]:
+    """Build `cfg`'s model on the meta device and fill it from the checkpoint at `path` (default `cfg.init`).
+
+    Each tensor is read once onto `device` and cast to `dtype` (None keeps the file's
+    dtypes), then assigned as the parameter. Returns (model in train mode, LoadReport).
+    """
+    from safetensors import safe_open
+
+    comp = COMPONENTS[component]
+    plan = check(cfg, component, path)
+    source, entries = plan["source"], plan["entries"]
+    state: dict[str, torch.Tensor] = {}
+    for file in source.files:
+        keys = [(k, e.key) for k, e in entries.items() if e.file == file]
+        if not keys:
+            continue
+        with safe_open(str(file), framework="pt", device=str(device)) as f:
+            for key, file_key in keys:
+                tensor = f.get_tensor(file_key)
+                state[key] = tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
+    ours, _, _, layout = _to_ours(state, cfg, comp, consume=True)
+    del state  # what is left of it is shared with `ours`
+    model = _meta_model(cfg)
+    model.load_state_dict(ours, strict=True, assign=True)
+    del ours
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise WeightsError(f"{comp.field}={source.path} left tensors unfilled: {_names(left)}.")
+    floating = {str(p.dtype) for p in model.parameters() if p.is_floating_point()}
+    report = LoadReport(
+        component=component, path=str(source.path), container=source.container, key_layout=layout,
+        files=tuple(str(f) for f in source.files), tensors=len(entries), ignored=plan["ignored"],
+        params=sum(p.numel() for p in model.parameters()),
+        dtypes=tuple(sorted({e.dtype for e in entries.values()})), loaded_dtype=",".join(sorted(floating)),
+    )
+    return model.train(), report
+
+
+def load_vae(cfg: Any, path: str | Path | None = None, **kwargs: Any) -> tuple[nn.Module, LoadReport]:
+    """`load(cfg, "vae", path)`: our VAE holding an LTX-Video checkpoint's VAE weights."""
+    return load(cfg, "vae", path, **kwargs)
+
+
+def load_dit(cfg: Any, path: str | Path | None = None, **kwargs: Any) -> tuple[nn.Module, LoadReport]:
+    """`load(cfg, "dit", path)`: our DiT holding an LTX-Video checkpoint's transformer weights."""
+    return load(cfg, "dit", path, **kwargs)
+
+
+def file_sha256(files: tuple[str, ...] | list[str], chunk: int = 1 << 24) -> str:
+    """sha256 over the checkpoint file(s), in order (one file: the usual `sha256sum`)."""
+    digest = hashlib.sha256()
+    if len(files) == 1:
+        with open(files[0], "rb") as f:
+            while block := f.read(chunk):
+                digest.update(block)
+        return digest.hexdigest()
+    for file in files:  # shards: hash of the per-file hashes
+        digest.update(file_sha256([file], chunk).encode())
+    return digest.hexdigest()
