@@ -183,6 +183,17 @@ def check_buildable(cfg: RunConfig, stages: set[str]) -> None:
             raise ConfigError(f"text.kind must be 'minilm' or 'hf:<name or path>', not '{cfg.text.kind}'.")
     if stages & {"sample", "eval_gen"}:
         check_decoder_consistency(cfg.vae, cfg.loss, cfg.flow)
+    _check_init(cfg, stages)
+
+
+def _check_init(cfg: RunConfig, stages: set[str]) -> None:
+    """`vae.init` / `dit.init` must fit their configs: safetensors headers only, a second at full size."""
+    from models import weights
+
+    if getattr(cfg.vae, "init", None) and "train_vae" in stages:
+        weights.check(cfg.vae, "vae")
+    if getattr(cfg.dit, "init", None) and "train_dit" in stages:
+        weights.check(cfg.dit, "dit")
 
 
 __all__ = ["CostConfig", "EvalConfig", "Literal", "RunConfig", "check_buildable", "check_decoder_consistency",

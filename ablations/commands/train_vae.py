@@ -29,14 +29,16 @@ def data_spec_from_args(args: argparse.Namespace, seed: int, **extra):
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train-vae", help="train one VAE and save its checkpoint")
     p.add_argument("--preset", default="ltx", help="VAE kind: ltx or conventional")
-    p.add_argument("--model-size", default="tiny", help="tiny, small or full")
+    p.add_argument("--model-size", default="tiny",
+                   help="tiny, small or full; for ltx also a release preset: 0.9.0, 0.9.1, 0.9.5")
     p.add_argument("--steps", type=int, default=400, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="folder for checkpoint.pt, vae.pt, curve.json")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set vae.logvar=per_channel --set loss.dwt=0.1")
+                   help="override a config field, e.g. --set vae.logvar=per_channel --set loss.dwt=0.1; "
+                        "--set vae.init=PATH fine-tunes an LTX-Video checkpoint (single file or diffusers folder)")
     add_data_args(p)
     p.set_defaults(func=run)
 
@@ -52,10 +54,14 @@ def run(args: argparse.Namespace) -> int:
     from clips.dataset import load_clips
     from clips.io import to_model
 
-    cfg = default_run_config(args.preset, args.model_size)
+    from models.vae import SIZES, vae_config
+
+    # the DiT half of the run config is unused here; a VAE-only release preset pairs it with `full`
+    cfg = default_run_config(args.preset, args.model_size if args.model_size in SIZES else "full")
     cfg = dataclasses.replace(
         cfg,
         seed=args.seed,
+        vae=vae_config(args.preset, args.model_size),
         vae_train=dataclasses.replace(cfg.vae_train, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                       seed=args.seed),
         vae_data=data_spec_from_args(args, args.seed, clips_per_video=args.clips_per_video),
@@ -63,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = apply_overrides(cfg, args.overrides)  # e.g. loss.dwt=0.1, vae.logvar=per_channel
     clips = load_clips(cfg.vae_data, "train")
     videos = torch.stack([to_model(c.frames) for c in clips])  # (N, 3, T, H, W)
-    print(f"train-vae: {cfg.vae.kind} ({args.model_size}) on {len(clips)} clips of {tuple(videos.shape[2:])}")
+    start = f", starting from {cfg.vae.init}" if cfg.vae.init else ""
+    print(f"train-vae: {cfg.vae.kind} ({args.model_size}) on {len(clips)} clips of {tuple(videos.shape[2:])}{start}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "run_config.json").write_text(cfg.to_json())
     summary = train_vae(cfg.vae, cfg.loss, cfg.vae_train, videos, args.out)

@@ -71,7 +71,12 @@ class DiTState:
 
 def build_state(dit_cfg: Any, train: DiTTrainConfig, device: torch.device) -> DiTState:
     generator = seed_everything(train.seed)
-    model = dit_cfg.build().to(device)
+    if getattr(dit_cfg, "init", None):  # fine-tune an LTX-Video transformer (models.weights, fp32)
+        from models.weights import load_dit as load_checkpoint
+
+        model, _ = load_checkpoint(dit_cfg, device=device)
+    else:
+        model = dit_cfg.build().to(device)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
     return DiTState(model, ema, optimizer, generator)

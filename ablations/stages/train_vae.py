@@ -1,6 +1,10 @@
 """The `train_vae` stage: fit one VAE on clips, checkpoint and resume, save the loss curve
 and the per-channel latent statistics used to normalise latents downstream.
 
+With `vae.init` set, training starts from that LTX-Video checkpoint (fine-tuning; loaded
+by `models.weights`, fp32, straight onto the training device) instead of a random init.
+The latent statistics are recomputed from the fine-tuned encoder like any other run's.
+
 The training step is a plain function (`vae_training_step`) so the per-component tests
 can run one step for every registered switch and loss.
 """
@@ -64,11 +68,22 @@ class VAEState:
     grad_clip: float = 1.0
     step: int = 0
     curve: list[dict[str, Any]] = field(default_factory=list)
+    init: dict[str, Any] | None = None  # models.weights.LoadReport of `vae.init`, when training started from it
+
+
+def build_vae_model(vae_cfg: Any, device: torch.device) -> tuple[nn.Module, dict[str, Any] | None]:
+    """A fresh VAE, or the `vae.init` checkpoint loaded onto `device` (with what was loaded)."""
+    if getattr(vae_cfg, "init", None):
+        from models.weights import load_vae as load_checkpoint
+
+        vae, report = load_checkpoint(vae_cfg, device=device)
+        return vae, report.as_dict()
+    return vae_cfg.build().to(device), None
 
 
 def build_state(vae_cfg: Any, loss_cfg: VAELossConfig, train: VAETrainConfig, device: torch.device) -> VAEState:
     generator = seed_everything(train.seed)
-    vae = vae_cfg.build().to(device)
+    vae, init = build_vae_model(vae_cfg, device)
     terms = build_loss_terms(loss_cfg).to(device)
     weights = {k: w for k, w in weight_fields(loss_cfg).items() if w > 0}
     optimizer = torch.optim.AdamW(vae.parameters(), lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
@@ -78,7 +93,7 @@ def build_state(vae_cfg: Any, loss_cfg: VAELossConfig, train: VAETrainConfig, de
         if disc_params
         else None
     )
-    return VAEState(vae, terms, weights, optimizer, disc_optimizer, loss_cfg, generator, train.grad_clip)
+    return VAEState(vae, terms, weights, optimizer, disc_optimizer, loss_cfg, generator, train.grad_clip, init=init)
 
 
 def _decoder_timestep(vae: nn.Module, batch: int, device: torch.device) -> torch.Tensor | None:
@@ -188,7 +203,8 @@ def train_vae(
     finally:
         bar.close()
     wall = time.perf_counter() - started
-    summary = {"steps": state.step, "resumed_from": resumed_from, "wall_time_s": wall, "finished": state.step >= train.steps}
+    summary = {"steps": state.step, "resumed_from": resumed_from, "wall_time_s": wall, "finished": state.step >= train.steps,
+               "init": state.init}
     if not summary["finished"]:
         save_training_state(ckpt_path, state.step, _parts(state), state.generator, state.curve)
         return summary
@@ -198,7 +214,7 @@ def train_vae(
     state.vae.latents_std.copy_(std.to(state.vae.latents_std.device))
     atomic_torch_save(
         {"kind": vae_cfg.kind, "config": to_dict(vae_cfg), "loss": to_dict(loss_cfg), "train": to_dict(train),
-         "state_dict": {k: v.cpu() for k, v in state.vae.state_dict().items()}},
+         "init": state.init, "state_dict": {k: v.cpu() for k, v in state.vae.state_dict().items()}},
         out_dir / FINAL,
     )
     atomic_write_json(out_dir / "curve.json", state.curve)
