@@ -11,7 +11,9 @@ Key names are mapped by `models/vae/convert.py` and `models/dit/convert.py`.
 
 Memory: the model is built on the meta device, each tensor is read from the file and cast
 once, and `load_state_dict(assign=True)` makes those tensors the parameters, so a
-full-size checkpoint is never held twice. Every mismatch (absent path, not safetensors,
+full-size checkpoint is never held twice. On CPU, tensors already in the wanted dtype stay
+views of safetensors' private (copy-on-write) map of the file: pages are read when first
+used and copied only when training writes them; the file itself is never written. Every mismatch (absent path, not safetensors,
 a config that differs, missing, extra or mis-shaped tensors) raises `WeightsError`: one
 sentence that names the file, the keys (first few and the count) and the fix. This module
 reads files and writes none.
@@ -341,7 +343,9 @@ def load(
         with safe_open(str(file), framework="pt", device=str(device)) as f:
             for key, file_key in keys:
                 tensor = f.get_tensor(file_key)
-                state[key] = tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
+                if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
+                    tensor = tensor.to(dtype)  # cast one tensor at a time: the file's copy is dropped at once
+                state[key] = tensor  # on CPU, a view of safetensors' private (copy-on-write) map of the file
     ours, _, _, layout = _to_ours(state, cfg, comp, consume=True)
     del state  # what is left of it is shared with `ours`
     model = _meta_model(cfg)

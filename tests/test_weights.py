@@ -238,6 +238,11 @@ def test_loading_assigns_the_files_tensors_without_a_second_copy(models, checkpo
     cast, report = weights.load_vae(cfg)
     assert {p.dtype for p in cast.parameters()} == {torch.float32} and report.loaded_dtype == "torch.float32"
     assert not any(p.is_meta for p in cast.parameters())
+    same, _ = weights.load_vae(dataclasses.replace(cfg, init=str(checkpoints["single"])))  # fp32 file: views of its map
+    before = load_file(str(checkpoints["single"]))["vae.encoder.conv_in.conv.weight"].clone()
+    with torch.no_grad():
+        same.encoder.conv_in.weight.add_(1.0)  # training writes parameters in place: copy-on-write, not the file
+    torch.testing.assert_close(load_file(str(checkpoints["single"]))["vae.encoder.conv_in.conv.weight"], before)
 
 
 # ---- a wrong file gets one sentence
