@@ -18,7 +18,11 @@ weights (the default, the loss as published) the LLL band carries most of the lo
 held-out bundled real clips (17x64x64) reconstructed by the tiny `ltx` VAE after 300 steps
 of L1 + MSE + 0.1 DWT, LLL is 62% of it (62.3, 63.3, 61.6% for seeds 0, 1, 2; 60% for a VAE
 trained without the DWT term; issue 11 quoted 57% from another budget); LLH and LHL are
-~10% each and the four temporal-detail bands H** 2-4% each. LLL holds the local 2x2x2
+~10% each and the four temporal-detail bands H** 2-4% each. For the tiny `conventional`
+VAE (1:48, L1 + MSE, 300 steps; the `patchifier` recipe's) it is 47-50% over seeds 0-2, and
+60-61% for that recipe's ltx VAEs: the better VAE gets the local means right first (its
+LLL-band PSNR is 5 dB higher, HHH 2 dB), so LLL's share falls, but it stays the largest
+band by far. LLL holds the local 2x2x2
 means, which the pixel L1 already scores, so most of the term repeats it; the "detail"
 preset keeps only the seven detail bands. Measured with `band_l1` / `dwt_band_shares`:
 `ltxlab train-vae --preset ltx --steps 300 --seed S --set loss.mse=1 --set loss.dwt=0.1
