@@ -37,7 +37,7 @@ stages, ~30 min from scratch. The conventional VAE dominates: 2.7-3.2 s per step
 `train_vae` takes 14-16 min; DiT training is ~15 s per run, sampling and scoring seconds.
 The recorded wall was 22 min because it resumed one ltx VAE and 100 steps of two
 conventional VAEs from an interrupted first attempt. On an idle 2-core machine expect ~13
-min. `--smoke` took 73 s.
+min. `--smoke` took 27-73 s, depending on the load.
 Its figures (`ltxlab report patchifier`: transformer_input minus vae_input; 95% CIs over 3
 seeds x source videos; Holm over the 7 headlines):
 - reconstruction: PSNR +4.2 dB [2.0, 6.5] (19.8 vs 15.5 dB; adjusted p = 0.050), SSIM +0.27
