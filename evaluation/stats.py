@@ -258,9 +258,10 @@ def _null_verdict(row: dict, label: str, correction: str, family: int, confidenc
             f"{row['n_seeds']} seeds x {row['n_sources']} sources); a true effect below {_fmt(row['mde80'])} would likely be missed")  # fmt: skip
 
 
-def effect_verdict(row: dict, axis: str, level_a, level_b, metric: str, correction: str, family: int, confidence: float) -> tuple[str | None, str]:
-    """(better level or None, plain-language verdict) for effect = level_a - level_b, after correction."""
-    early = _status_verdict(row, f"{axis}")
+def effect_verdict(row: dict, correction: str, family: int, confidence: float) -> tuple[str | None, str]:
+    """(better level or None, plain-language verdict) for a main-effect row (level_a - level_b), after correction."""
+    axis, level_a, level_b, metric = row["axis"], row["level_a"], row["level_b"], row["metric"]
+    early = _status_verdict(row, axis)
     if early:
         return None, early
     if not row["significant"]:
@@ -275,8 +276,9 @@ def effect_verdict(row: dict, axis: str, level_a, level_b, metric: str, correcti
     )
 
 
-def interaction_verdict(row: dict, axis_a: str, a0, a1, axis_b: str, b0, b1, metric: str, correction: str, family: int, confidence: float) -> str:
-    """Verdict for (a1b1 - a0b1) - (a1b0 - a0b0), after correction."""
+def interaction_verdict(row: dict, correction: str, family: int, confidence: float) -> str:
+    """Verdict for an interaction row, (a1b1 - a0b1) - (a1b0 - a0b0), after correction."""
+    axis_a, a0, a1, axis_b, b0, b1 = (row[k] for k in ("axis_a", "a0", "a1", "axis_b", "b0", "b1"))
     early = _status_verdict(row, f"{axis_a} x {axis_b}")
     if early:
         return early
@@ -284,7 +286,7 @@ def interaction_verdict(row: dict, axis_a: str, a0, a1, axis_b: str, b0, b1, met
         return _null_verdict(row, NO_INTERACTION, correction, family, confidence)
     helps_more = (row["estimate"] > 0) == row["higher_is_better"]
     return (
-        f"switching {axis_a} from {a0} to {a1} is {_fmt(abs(row['estimate']))} {metric} "
+        f"switching {axis_a} from {a0} to {a1} is {_fmt(abs(row['estimate']))} {row['metric']} "
         f"{'better' if helps_more else 'worse'} with {axis_b}={b1} than with {axis_b}={b0} "
         f"({_evidence(row, confidence)}; adjusted p = {_fmt_p(row['p_adjusted'])})"
     )
@@ -365,9 +367,9 @@ def factorial_effects(
         inter_rows += _interaction_rows(design, axis_a, axis_b, hib, confidence)
     family = _adjust_family(main_rows + inter_rows, correction, confidence)
     for row in main_rows:
-        row["better"], row["verdict"] = effect_verdict(row, row["axis"], row["level_a"], row["level_b"], row["metric"], correction, family, confidence)
+        row["better"], row["verdict"] = effect_verdict(row, correction, family, confidence)
     for row in inter_rows:
-        row["verdict"] = interaction_verdict(row, row["axis_a"], row["a0"], row["a1"], row["axis_b"], row["b0"], row["b1"], row["metric"], correction, family, confidence)
+        row["verdict"] = interaction_verdict(row, correction, family, confidence)
     aa = replicate_check(metrics, scored, axes, replicate_baseline, hib, names, confidence) if replicate.any() else _empty(REPLICATE_COLUMNS)
     best = best_variants(design, hib, confidence)
     blocks = run_blocks(factorial).nunique()
