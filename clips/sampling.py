@@ -17,7 +17,7 @@ import numpy as np
 from clips.errors import ClipError
 from clips.types import SPLITS, Clip, Source
 
-TRAIN_FRACTION = 0.75  # DESIGN.md: train on the first 75% of each video, evaluate on the rest
+TRAIN_FRACTION = 0.75  # docs/design.md (`clips/`): train on the first 75% of each video, evaluate on the rest
 
 
 def check_split(split: str) -> None:

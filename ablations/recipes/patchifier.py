@@ -4,7 +4,7 @@ LTX-Video (arXiv 2501.00103, §2.1, "Shifting the patchifying operation") moves 
 patchifier from the transformer input to the VAE input and claims the pair gives better
 videos at the same token count. `vae-core` scores only the VAE's reconstructions; this
 recipe trains the DiT on each VAE's latents too and scores what it generates. The two arms
-(DESIGN.md, "Patchifier placement"), 8192 pixels per token each:
+(docs/design.md, "Configs and registries"), 8192 pixels per token each:
 
 - `vae_input`: the `ltx` VAE (4x4 input patchify, 32x32x8 -> 128 channels, 1:192) + a 1x1x1
   transformer patch;

@@ -7,7 +7,7 @@ from typing import Any
 from models.config import ConfigError, replace_path
 from models.dit.config import DiTConfig
 
-# Both pairings give 8192 pixels per token: 8*32*32*1 = 4*8*8*(2*4*4). DESIGN.md, "Patchifier placement".
+# Both pairings give 8192 pixels per token: 8*32*32*1 = 4*8*8*(2*4*4). docs/design.md, "Configs and registries".
 VAE_PAIRINGS: dict[str, dict[str, Any]] = {
     "ltx": dict(in_channels=128, vae_temporal_compression=8, vae_spatial_compression=32, patch="1x1x1"),
     "conventional": dict(in_channels=16, vae_temporal_compression=4, vae_spatial_compression=8, patch="4x4x2"),

@@ -1,7 +1,7 @@
 """The `conventional` VAE: 8x8x4 compression to 16 channels (1:48), no patchify at its input.
 
 This is the "patchify at the transformer input" side of the patchifier-placement
-ablation (DESIGN.md): paired with a 4x4x2 transformer patch it gives the same 8192
+ablation (docs/design.md, Presets): paired with a 4x4x2 transformer patch it gives the same 8192
 pixels per token as the `ltx` VAE with a 1x1x1 patch. Its compression follows the
 common video-VAE recipe (CogVideoX, HunyuanVideo: 8x spatial, 4x temporal, 16
 channels) while reusing LTX-Video's building blocks (causal conv3d resnets with pixel
