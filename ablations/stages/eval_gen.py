@@ -3,7 +3,9 @@
 Reads `samples/index.jsonl` (docs/results-store.md), decodes each mp4, and scores it with
 `evaluation.generation` against its prompt, its conditioning PNG (i2v) and, when the
 prompt came from a held-out synthetic scene, that scene (regenerated from its clip id,
-or taken from `references`).
+or taken from `references`). Scoring draws nothing at random, so the stage can split the
+index's samples across workers (`eval_gen_part` per rank, then `merge_gen_parts`;
+`ablations/stages/sharded.py`).
 """
 
 from __future__ import annotations
@@ -42,11 +44,17 @@ def sample_source_id(entry: Mapping[str, Any]) -> str:
     return source_of_clip_id(entry["clip_id"]) if entry.get("clip_id") else str(entry["prompt_id"])
 
 
+def scored_entries(samples_dir: Path) -> list[dict[str, Any]]:
+    """The index rows `eval_gen` scores (t2v and i2v), in index order: the items a shard slices."""
+    return [entry for entry in read_index(samples_dir) if entry["task"] in ("t2v", "i2v")]
+
+
 def eval_gen(
     samples_dir: Path,
     *,
     metric_names: list[str] | None = None,
     references: Mapping[str, np.ndarray] | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Score every sample listed in `samples_dir/index.jsonl`.
 
@@ -55,8 +63,10 @@ def eval_gen(
     when a prompt has no clip)
     and `evaluation.generation.summarize`'s flat summary (means, n, Wilson CIs, chance).
     `references` maps clip ids to uint8 (T, H, W, 3) scenes; synthetic ids not in it
-    are regenerated.
+    are regenerated. `shard=(rank, world)` scores only that slice of the scored samples
+    (`scored_entries`, `shards.shard_slice`).
     """
+    from ablations.stages.shards import shard_slice
     from clips.io import read_video
     from evaluation.generation import GENERATION_METRICS, GenerationSample, as_unit_float, score_sample, summarize
 
@@ -66,9 +76,8 @@ def eval_gen(
         GENERATION_METRICS.get(name)  # unknown names fail before any decoding
     rows: list[dict[str, Any]] = []
     ref_cache: dict[str, np.ndarray | None] = dict(references or {})
-    for entry in read_index(samples_dir):
-        if entry["task"] not in ("t2v", "i2v"):
-            continue
+    entries = scored_entries(samples_dir)
+    for entry in entries[shard_slice(len(entries), *shard)]:
         exact = (samples_dir / entry["file"]).with_suffix(".npy")  # the model's frames, before H.264
         frames = np.load(exact) if exact.exists() else read_video(samples_dir / entry["file"])[0]
         video = as_unit_float(frames)  # (T, H, W, 3)
@@ -86,4 +95,39 @@ def eval_gen(
             rows.append({"clip_id": clip_id or entry["prompt_id"], "source_id": source_id, "prompt_id": entry["prompt_id"],
                          "task": entry["task"], "metric": f"{entry['task']}.{name}", "base_metric": name,
                          "value": value, "metric_version": GENERATION_METRICS.get(name).version})
+    return rows, summarize(rows)
+
+
+ROWS = "rows.json"
+
+
+def eval_gen_part(samples_dir: Path, folder: Path, *, metric_names: list[str] | None = None,
+                  shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+    """`eval_gen` of rank's slice into `folder/parts/rank-K-of-N/rows.json`, then DONE; its DONE record.
+
+    A complete part is reused.
+    """
+    import json
+
+    from ablations.stages.shards import build_part
+
+    rank, world = shard
+
+    def work(tmp: Path, items: slice) -> dict[str, Any]:
+        rows, _ = eval_gen(samples_dir, metric_names=metric_names, shard=shard)
+        (tmp / ROWS).write_text(json.dumps(rows))
+        return {"rows": len(rows)}
+
+    return build_part(folder, rank, world, len(scored_entries(samples_dir)), work)
+
+
+def merge_gen_parts(folder: Path, world: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Join the N complete parts: (rows, summary) exactly as `eval_gen` returns them for every sample."""
+    import json
+
+    from ablations.stages.shards import clean_stale, complete_parts
+    from evaluation.generation import summarize
+
+    rows = [row for path, _ in complete_parts(folder, world) for row in json.loads((path / ROWS).read_text())]
+    clean_stale(folder)
     return rows, summarize(rows)
