@@ -5,6 +5,12 @@ the model, as `--set vae.init=PATH` / `dit.init=PATH` would, and prints what was
 the container and key layout, tensors, parameters, dtypes, the files' sha256, and which
 preset the weights fit. A diffusers folder brings its config; a single file is tried
 against `--size` and then the release presets.
+
+With any of `--workers N --batch B --parallel ddp|fsdp --activation-checkpointing --mfu F
+--gpu h100|h200|a100` it adds a training estimate at `--shape` (`evaluation.memory`, the
+formulas in docs/memory.md): per-GPU memory (parameters, gradients, AdamW moments, the
+DiT's EMA, bf16 weights, activations, total) and the step time at the stated MFU, with
+tokens/s. `--batch` is the global batch; it must split evenly over the workers.
 """
 
 from __future__ import annotations
@@ -38,7 +44,70 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--shape", default="121x512x768", help="FRAMESxHEIGHTxWIDTH of the pixel video")
     p.add_argument("--fps", type=float, default=24.0, help="frame rate (RoPE works in seconds)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    t = p.add_argument_group("training estimate (per GPU; any of these turns it on)")
+    t.add_argument("--workers", type=int, default=None, metavar="N", help="GPUs in the run (default 1)")
+    t.add_argument("--parallel", default=None, metavar="ddp|fsdp", help="replicate (ddp) or shard (fsdp, the default)")
+    t.add_argument("--batch", type=int, default=None, metavar="B",
+                   help="global batch per optimizer step, a multiple of --workers (default: one per GPU)")
+    t.add_argument("--activation-checkpointing", action="store_true", default=None,
+                   help="recompute each block in backward instead of keeping its activations")
+    t.add_argument("--mfu", type=float, default=None, help="model FLOPs utilisation to assume (default 0.35)")
+    t.add_argument("--gpu", default=None, help="peak bf16 FLOP/s of: h100 (SXM, default), h200, a100")
     p.set_defaults(func=run)
+
+
+TRAINING_OPTIONS = ("workers", "parallel", "batch", "activation_checkpointing", "mfu", "gpu")
+
+
+def training_layout(args: argparse.Namespace):
+    """The `evaluation.memory.TrainingLayout` the options ask for, or None when none is given."""
+    if all(getattr(args, name, None) is None for name in TRAINING_OPTIONS):
+        return None
+    from evaluation.memory import GPU_PEAK_BF16, PARALLEL_MODES, TrainingLayout
+
+    workers = 1 if args.workers is None else args.workers
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1 (the number of GPUs), not {workers}.")
+    parallel = args.parallel or "fsdp"
+    if parallel not in PARALLEL_MODES:
+        raise UserError(f"--parallel must be ddp or fsdp, not '{parallel}'.")
+    batch = workers if args.batch is None else args.batch
+    if batch < 1:
+        raise UserError(f"--batch must be at least 1 (the global batch), not {batch}.")
+    if batch % workers:
+        raise UserError(f"--batch {batch} does not split evenly over --workers {workers}; "
+                        f"use a multiple of {workers} (--batch is the global batch).")
+    mfu = 0.35 if args.mfu is None else args.mfu
+    if not 0 < mfu <= 1:
+        raise UserError(f"--mfu must be a fraction in (0, 1], e.g. 0.35, not {mfu:g}.")
+    gpu = (args.gpu or "h100").lower()
+    if gpu not in GPU_PEAK_BF16:
+        raise UserError(f"--gpu must be one of {', '.join(GPU_PEAK_BF16)}, not '{args.gpu}'.")
+    return TrainingLayout(workers=workers, parallel=parallel, batch=batch, mfu=mfu, gpu=gpu,
+                          activation_checkpointing=bool(args.activation_checkpointing))
+
+
+def _size(nbytes: int) -> str:
+    """Bytes in GiB, or MiB / KiB below a tenth of the next unit."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale / 10:
+            return f"{nbytes / scale:.2f} {unit}"
+    return f"{nbytes / 2**10:.2f} KiB"
+
+
+def _print_training(est: dict) -> None:
+    ac = "on" if est["activation_checkpointing"] else "off"
+    print(f"\ntraining estimate per GPU: {est['workers']} x {est['gpu']}, {est['parallel']}, global batch "
+          f"{est['batch']} ({est['batch_per_gpu']} per GPU), activation checkpointing {ac}")
+    print(f"  {est['precision']}")
+    if est["timesteps"]:
+        print(f"  timesteps {est['timesteps']}")
+    for key, nbytes in est["memory_bytes"].items():
+        print(f"  {key:<18} {_size(nbytes):>12}")
+    print(f"  {'step time':<18} {est['step_time_s']:>10.3g} s at {est['mfu']:.0%} MFU of "
+          f"{est['peak_bf16_flops'] / 1e12:.0f} TFLOP/s ({est['flops_per_step_per_gpu']:.3g} FLOPs per GPU)")
+    print(f"  {'throughput':<18} {est['tokens_per_s']:>12,.0f} tokens/s ({est['tokens_per_s_per_gpu']:,.0f} per GPU), "
+          f"{est['samples_per_s']:.3g} samples/s")
 
 
 def _candidates(args: argparse.Namespace) -> list[tuple[str, object]]:
@@ -88,6 +157,7 @@ def loaded_info(args: argparse.Namespace) -> tuple[object, dict]:
 
 def run(args: argparse.Namespace) -> int:
     frames, height, width = parse_shape(args.shape)
+    layout = training_layout(args)  # bad options fail before any model is built
     loaded: dict = {}
     if args.component == "vae":
         from models.vae import describe_vae, vae_config
@@ -104,8 +174,14 @@ def run(args: argparse.Namespace) -> int:
             cfg, loaded = loaded_info(args)
         info = describe_dit(cfg, frames, height, width, fps=args.fps)
     info = {**loaded, **info}
+    training = None
+    if layout is not None:
+        from evaluation.memory import training_estimate
+
+        training = training_estimate(cfg, args.component, frames, height, width, layout,
+                                     flops_per_forward=info.get("flops_per_forward"))
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(info if training is None else {**info, "training": training}, indent=2))
     else:
         width_ = max(len(k) for k in info)
         for key, value in info.items():
@@ -113,4 +189,6 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(value, (list, tuple)) and key in ("files", "dtypes"):
                 shown = ", ".join(map(str, value))
             print(f"{key:<{width_}}  {shown}")
+        if training is not None:
+            _print_training(training)
     return 0
