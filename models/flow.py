@@ -33,6 +33,8 @@ import torch
 from torch import nn
 
 from models.config import ConfigError
+from models import rng
+from models.rng import Generator
 from models.dit.patch import first_row_frames, token_grid, token_timesteps
 
 
@@ -77,15 +79,13 @@ def flow_config(size: str = "full", **overrides: Any) -> FlowConfig:
     return dataclasses.replace(FlowConfig(shift_min_tokens=lo, shift_max_tokens=hi), **overrides)
 
 
-def _randn(shape: tuple[int, ...], generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
-    """Normal noise drawn on the generator's device (reproducible across devices), moved to `like`."""
-    device = generator.device if generator is not None else like.device
-    return torch.randn(shape, generator=generator, device=device).to(like.device, like.dtype)
+def _randn(shape: tuple[int, ...], generator: Generator, like: torch.Tensor) -> torch.Tensor:
+    """Normal noise (see models.rng: per sample for a BatchRNG, else from `generator`), moved to `like`."""
+    return rng.randn(shape, generator, like)
 
 
-def _rand(n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    gen_device = generator.device if generator is not None else device
-    return torch.rand(n, generator=generator, device=gen_device).to(device)
+def _rand(n: int, generator: Generator, device: torch.device) -> torch.Tensor:
+    return rng.rand(n, generator, device)
 
 
 def token_shift(tokens: int, cfg: FlowConfig) -> float:
@@ -95,7 +95,7 @@ def token_shift(tokens: int, cfg: FlowConfig) -> float:
 
 
 def sample_timesteps(
-    batch: int, tokens: int, cfg: FlowConfig, generator: torch.Generator | None, device: torch.device | str = "cpu"
+    batch: int, tokens: int, cfg: FlowConfig, generator: Generator, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """(batch,) training times in (0, 1) from the configured distribution."""
     device = torch.device(device)
@@ -142,7 +142,7 @@ def flow_matching_loss(
     mask: torch.Tensor,
     fps: float,
     cfg: FlowConfig,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
     *,
     null_text: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -150,7 +150,7 @@ def flow_matching_loss(
 
     x0 (B, C, T, H, W) clean latents; text (B, L, Dt) caption embeddings; mask (B, L) bool;
     null_text: (B|1, L, Dt) or (embedding, mask) used for dropped captions.
-    Returns (scalar MSE over the non-conditioned latent elements, info dict).
+    Returns (the mean over samples of each sample's MSE over its non-conditioned latent elements, info dict).
     """
     b = x0.shape[0]
     latent_shape = tuple(x0.shape[2:])
@@ -173,7 +173,10 @@ def flow_matching_loss(
 
     velocity = model(x_t, timestep, text, mask, fps)
     weight = (~clean).to(x0.dtype).expand_as(x0)  # 0 on conditioned frames
-    loss = ((velocity.float() - (eps - x0).float()) ** 2 * weight).sum() / weight.sum().clamp_min(1.0)
+    # per-sample MSE over its noised elements, then the batch mean: a mean over samples, so a
+    # batch split over workers (or micro-batches) averages to exactly the same loss
+    squared = ((velocity.float() - (eps - x0).float()) ** 2 * weight).flatten(1).sum(1)
+    loss = (squared / weight.flatten(1).sum(1).clamp_min(1.0)).mean()
     info = {"t": t.detach(), "i2v": conditioned, "caption_dropped": dropped, "tokens": tokens}
     return loss, info
 
@@ -222,7 +225,7 @@ def sample(
     steps: int,
     guidance_scale: float,
     cond_latents: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
     *,
     cfg: FlowConfig = FlowConfig(),
 ) -> torch.Tensor:
@@ -262,7 +265,7 @@ def sample(
 
 
 def prepare_decode(
-    latents: torch.Tensor, cfg: FlowConfig, generator: torch.Generator | None = None
+    latents: torch.Tensor, cfg: FlowConfig, generator: Generator = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Latents -> (noised latents, (B,) decoder timestep) for a timestep-conditioned VAE decoder.
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from models.registry import Registry
+from models import rng
 
 
 @dataclass
@@ -34,6 +35,7 @@ class LossInputs:
     mean: Tensor  # (B, Cz, t, h, w) posterior mean
     logvar: Tensor  # (B, Cz, t, h, w) posterior log-variance (already broadcast)
     denoised: Tensor | None = None  # (B, 3, T, H, W) decoder output from (1-t) z + t eps; diffusion term only
+    rng: Any = None  # models.rng draw source for terms that draw (rgan's pair order); None: the global RNG
 
 
 class LossTerm(nn.Module):
@@ -138,7 +140,7 @@ def sample_decoder_noise(
     if not 0.0 <= max_t <= 1.0:
         raise ValueError(f"max_t must lie in [0, 1], got {max_t}.")
     batch = z.shape[0]
-    t = torch.rand(batch, generator=generator, device=z.device, dtype=z.dtype) * max_t  # (B,)
-    eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+    t = rng.rand(batch, generator, z.device).to(z.dtype) * max_t  # (B,)
+    eps = rng.randn(z.shape, generator, z)
     t_b = t.view(batch, *([1] * (z.ndim - 1)))  # (B, 1, 1, 1, 1) to broadcast over the latent
     return (1.0 - t_b) * z + t_b * eps, t

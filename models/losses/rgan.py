@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from models import rng
 from models.losses.base import LOSSES, LossInputs, LossTerm
 from models.losses.discriminator import AdversarialTerm
 
@@ -32,7 +33,7 @@ def rgan_pairs(video: Tensor, recon: Tensor, generator: torch.Generator | None =
         the first C channels, -1 where the reconstruction is.
     """
     batch = video.shape[0]
-    original_first = torch.rand(batch, generator=generator, device=video.device) < 0.5  # (B,)
+    original_first = rng.rand(batch, generator, video.device) < 0.5  # (B,)
     mask = original_first.view(batch, 1, 1, 1, 1)  # (B, 1, 1, 1, 1) broadcasts over C, T, H, W
     first = torch.where(mask, video, recon)
     second = torch.where(mask, recon, video)
@@ -58,10 +59,10 @@ class ReconstructionGANLoss(AdversarialTerm, LossTerm):
     disc_in_channels = 6
 
     def forward(self, inp: LossInputs) -> Tensor:
-        pairs, labels = rgan_pairs(inp.video, inp.recon)
+        pairs, labels = rgan_pairs(inp.video, inp.recon, inp.rng)
         return rgan_generator_loss(self.discriminator(pairs), labels)
 
     def discriminator_loss(self, inp: LossInputs) -> Tensor:
         # detach again: a caller who forgets must not push the discriminator's gradient into the VAE
-        pairs, labels = rgan_pairs(inp.video, inp.recon.detach())
+        pairs, labels = rgan_pairs(inp.video, inp.recon.detach(), inp.rng)
         return rgan_discriminator_loss(self.discriminator(pairs), labels)

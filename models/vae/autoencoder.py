@@ -33,6 +33,8 @@ from torch import nn
 
 from models.config import ConfigError
 from models.layers import TimestepMLP, timestep_embedding
+from models import rng
+from models.rng import Generator
 from models.vae.blocks import (
     CausalConv3d,
     DepthToSpaceUpsample,
@@ -243,7 +245,7 @@ class DecoderStage(nn.Module):
         self.out_channels = width
 
     def forward(
-        self, x: torch.Tensor, sinusoid: torch.Tensor | None, generator: torch.Generator | None
+        self, x: torch.Tensor, sinusoid: torch.Tensor | None, generator: Generator
     ) -> torch.Tensor:
         """x (B, Cin, t, h, w), sinusoid (B, 256) when conditioned -> (B, C', t', h', w')."""
         if self.widen is not None:
@@ -286,7 +288,7 @@ class Decoder(nn.Module):
             self.scale_shift_table = nn.Parameter(torch.randn(2, channels) / channels**0.5)
 
     def forward(
-        self, z: torch.Tensor, timestep: torch.Tensor | None = None, generator: torch.Generator | None = None
+        self, z: torch.Tensor, timestep: torch.Tensor | None = None, generator: Generator = None
     ) -> torch.Tensor:
         """z (B, Cz, t, h, w), timestep (B,) -> (B, 3, T, H, W)."""
         x = self.conv_in(z)
@@ -349,7 +351,7 @@ class CausalVideoVAE(nn.Module):
         return mean, logvar.clamp(*LOGVAR_RANGE)
 
     def decode(
-        self, z: torch.Tensor, timestep: torch.Tensor | None = None, generator: torch.Generator | None = None
+        self, z: torch.Tensor, timestep: torch.Tensor | None = None, generator: Generator = None
     ) -> torch.Tensor:
         """(B, Cz, t, h, w) -> (B, 3, T, H, W); `timestep` (B,) only matters when conditioned.
 
@@ -362,15 +364,14 @@ class CausalVideoVAE(nn.Module):
         self,
         video: torch.Tensor,
         sample_posterior: bool = True,
-        generator: torch.Generator | None = None,
+        generator: Generator = None,
         timestep: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, 3, T, H, W) -> reconstruction (B, 3, T, H, W), mean, logvar (B, Cz, t, h, w)."""
         mean, logvar = self.encode(video)
         z = mean
         if sample_posterior:
-            device = generator.device if generator is not None else mean.device
-            eps = torch.randn(mean.shape, generator=generator, device=device, dtype=mean.dtype).to(mean.device)
+            eps = rng.randn(mean.shape, generator, mean)
             z = mean + torch.exp(0.5 * logvar) * eps
         return self.decode(z, timestep, generator), mean, logvar
 

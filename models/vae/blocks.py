@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import rng
+from models.rng import Generator
+
 Triple = tuple[int, int, int]
 
 ONEDNN_MAX_IN_CHANNELS = 128  # CPU convs with at most this many inputs call oneDNN directly
@@ -176,13 +179,12 @@ class ResnetBlock3d(nn.Module):
             self.scale_shift_table = nn.Parameter(torch.randn(4, in_channels) / in_channels**0.5)
 
     @staticmethod
-    def _add_noise(h: torch.Tensor, scale: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        device = generator.device if generator is not None else h.device
-        noise = torch.randn(h.shape[-2:], generator=generator, device=device, dtype=h.dtype).to(h.device)  # (H, W)
+    def _add_noise(h: torch.Tensor, scale: torch.Tensor, generator: Generator) -> torch.Tensor:
+        noise = rng.shared_randn(h.shape[-2:], generator, h)  # (H, W), one map for the whole batch (as LTX-Video)
         return h + noise * scale[:, None, None, None]  # (C, 1, H, W) broadcast over (B, C, T, H, W)
 
     def forward(
-        self, x: torch.Tensor, emb: torch.Tensor | None = None, generator: torch.Generator | None = None
+        self, x: torch.Tensor, emb: torch.Tensor | None = None, generator: Generator = None
     ) -> torch.Tensor:
         """x (B, Cin, T, H, W), emb (B, 4*Cin) when timestep-conditioned -> (B, Cout, T, H, W)."""
         shift1 = scale1 = shift2 = scale2 = None
