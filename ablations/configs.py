@@ -9,6 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ablations.training.config import ParallelConfig, check_batch_split
 from models.config import ConfigError, from_dict, to_dict, to_json
 
 
@@ -45,6 +46,7 @@ class RunConfig:
     sample: Any  # ablations.stages.sample.SampleConfig
     eval: EvalConfig = field(default_factory=EvalConfig)
     cost: CostConfig = field(default_factory=CostConfig)
+    train: ParallelConfig = field(default_factory=ParallelConfig)  # workers, ddp/fsdp, accumulation: how, not what (not in stage keys)
 
     def to_json(self) -> str:
         return to_json(self)
@@ -61,7 +63,7 @@ def _classes() -> dict[str, Any]:
 
     return {"vae_data": DataSpec, "loss": VAELossConfig, "vae_train": VAETrainConfig, "dit_data": DataSpec,
             "flow": FlowConfig, "text": TextEncoderConfig, "dit_train": DiTTrainConfig, "sample": SampleConfig,
-            "eval": EvalConfig, "cost": CostConfig}
+            "eval": EvalConfig, "cost": CostConfig, "train": ParallelConfig}
 
 
 def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
@@ -183,6 +185,10 @@ def check_buildable(cfg: RunConfig, stages: set[str]) -> None:
             raise ConfigError(f"text.kind must be 'minilm' or 'hf:<name or path>', not '{cfg.text.kind}'.")
     if stages & {"sample", "eval_gen"}:
         check_decoder_consistency(cfg.vae, cfg.loss, cfg.flow)
+    if "train_vae" in stages:
+        check_batch_split(cfg.vae_train.batch_size, cfg.train, "vae_train")
+    if "train_dit" in stages:
+        check_batch_split(cfg.dit_train.batch_size, cfg.train, "dit_train")
     _check_init(cfg, stages)
 
 

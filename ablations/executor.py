@@ -123,7 +123,9 @@ def execute(stage: str, key: str, config: dict[str, Any], upstream: dict[str, st
     started = time.time()
     clock = time.perf_counter()
     with open(folder / "stage.log", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        result = STAGES_RUN[stage](cfg, folder, {k: Path(v) for k, v in upstream.items()}, on_step)
+        ups = {k: Path(v) for k, v in upstream.items()}
+        runner = STAGES_RUN[stage]
+        result = runner(cfg, folder, ups, on_step, fault) if stage in TRAINING else runner(cfg, folder, ups, on_step)
     result = {**result, "stage": stage, "key": key, "started_at": started, "compute_s": time.perf_counter() - clock,
               "hardware": hardware(), "node_id": _node_id()}
     atomic_write_json(folder / RESULT, result)
@@ -156,13 +158,41 @@ def _curve_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def run_train_vae(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
+def train_vae_entry(config: dict[str, Any], folder: str, *, layout: Any, on_step=None) -> dict[str, Any]:
+    """One worker's `train_vae` (every Ray Train worker, or the stage's own task): loads its data itself."""
+    from ablations.configs import run_config_from_dict
     from ablations.stages.train_vae import train_vae
 
+    cfg = run_config_from_dict(config)
     _, videos = _videos(cfg.vae_data, "train")
-    train = _seeded(cfg.vae_train, cfg.seed)
-    summary = train_vae(cfg.vae, cfg.loss, train, videos, folder, progress=False, on_step=on_step)
+    return train_vae(cfg.vae, cfg.loss, _seeded(cfg.vae_train, cfg.seed), videos, Path(folder), layout=layout,
+                     progress=False, on_step=on_step)
+
+
+def train_dit_entry(config: dict[str, Any], folder: str, latents_dir: str, *, layout: Any, on_step=None) -> dict[str, Any]:
+    """One worker's `train_dit`."""
+    from ablations.configs import run_config_from_dict
+    from ablations.stages.train_dit import train_dit
+
+    cfg = run_config_from_dict(config)
+    return train_dit(cfg.dit, cfg.flow, cfg.text, _seeded(cfg.dit_train, cfg.seed), Path(latents_dir), Path(folder),
+                     layout=layout, progress=False, on_step=on_step)
+
+
+def _train(cfg, stage: str, kwargs: dict[str, Any], folder: Path, on_step, fault) -> dict[str, Any]:
+    from ablations.training import launch
+    from models.config import to_dict
+
+    entry = f"ablations.executor:{stage}_entry"
+    worker_fault = fault if fault and fault.get("mode") == "kill_worker" else None
+    summary = launch.run(entry, {"config": to_dict(cfg), "folder": str(folder), **kwargs}, cfg.train, folder,
+                         name=stage, threads=max(1, int(cfg.train.cpus_per_worker)), on_step=on_step,
+                         fault=worker_fault)
     return {"summary": summary, "curve": _curve_rows(folder / "curve.json")}
+
+
+def run_train_vae(cfg, folder: Path, upstream: dict[str, Path], on_step, fault=None) -> dict[str, Any]:
+    return _train(cfg, "train_vae", {}, folder, on_step, fault)
 
 
 def run_eval_recon(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
@@ -192,13 +222,8 @@ def run_encode_latents(cfg, folder: Path, upstream: dict[str, Path], on_step) ->
     return {"summary": encode_latents(upstream["train_vae"], cfg.dit_data, folder, text_cfg=cfg.text)}
 
 
-def run_train_dit(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
-    from ablations.stages.train_dit import train_dit
-
-    train = _seeded(cfg.dit_train, cfg.seed)
-    summary = train_dit(cfg.dit, cfg.flow, cfg.text, train, upstream["encode_latents"], folder,
-                        progress=False, on_step=on_step)
-    return {"summary": summary, "curve": _curve_rows(folder / "curve.json")}
+def run_train_dit(cfg, folder: Path, upstream: dict[str, Path], on_step, fault=None) -> dict[str, Any]:
+    return _train(cfg, "train_dit", {"latents_dir": str(upstream["encode_latents"])}, folder, on_step, fault)
 
 
 def run_sample(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
@@ -231,6 +256,7 @@ def _seeded(section: Any, seed: int) -> Any:
     return dataclasses.replace(section, seed=seed) if hasattr(section, "seed") else section
 
 
+TRAINING = ("train_vae", "train_dit")  # stages that run on `train.workers` workers (ablations.training.launch)
 STAGES_RUN: dict[str, Callable[..., dict[str, Any]]] = {
     "train_vae": run_train_vae,
     "eval_recon": run_eval_recon,

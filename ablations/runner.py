@@ -37,6 +37,8 @@ STAGE_SPECS: dict[str, StageSpec] = {
         StageSpec("cost", ("vae", "dit", "vae_data", "dit_data", "cost"), ()),
     )
 }
+# stages that run on the run's `train.workers` workers (Ray Train for training, shards for the rest)
+SPREAD_STAGES = ("train_vae", "train_dit", "encode_latents", "sample", "eval_recon", "eval_gen")
 # errors that a retry cannot fix: record them at once
 NO_RETRY = ("NonFiniteLossError", "ConfigError", "ClipError", "UnknownNameError", "StageInterrupted")
 
@@ -86,13 +88,17 @@ def _init_ray(address: str | None, quiet: bool) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def _remote(spec: StageSpec, gpus_available: bool, max_retries: int):
+def _remote(spec: StageSpec, gpus_available: bool, max_retries: int, workers: int = 1):
+    """The stage's Ray task. A stage spread over several workers (a Ray Train job, or
+    shards) is coordinated by a task that holds no resources, so it can never sit on a CPU
+    its own workers wait for: the workers reserve theirs together (a placement group)."""
     import ray
 
+    coordinator = workers > 1 and spec.name in SPREAD_STAGES
     return ray.remote(execute).options(
         name=spec.name,
-        num_cpus=spec.cpus,
-        num_gpus=1 if (spec.gpu and gpus_available) else 0,
+        num_cpus=0 if coordinator else spec.cpus,
+        num_gpus=1 if (spec.gpu and gpus_available and not coordinator) else 0,
         max_retries=max_retries,  # worker death (killed process, lost node) is retried by Ray
         retry_exceptions=False,  # exceptions are retried by the driver, which can tell which ones are worth it
     )
@@ -196,6 +202,12 @@ def run_sweep(
     for variant in variants:  # every config is built on the meta device before anything launches
         check_buildable(variant.config, stages_used)
 
+    slots = _init_ray(address, quiet_ray)
+    import ray
+
+    gpus = ray.cluster_resources().get("GPU", 0) > 0
+    check_cluster(variants, gpus)  # before anything is written or launched
+
     root = Path(results_root).resolve()
     cache_root = root / "_cache"
     store = SweepStore(root, sweep.name)
@@ -205,10 +217,6 @@ def run_sweep(
                           **_replication_columns(variant), **variant.axes, "status": "pending", "failure_reason": None})
         store.write_run_json(variant.run_id, "config.json", to_dict(variant.config))
 
-    slots = _init_ray(address, quiet_ray)
-    import ray
-
-    gpus = ray.cluster_resources().get("GPU", 0) > 0
     threads = max(1, (os.cpu_count() or 1) // slots) if not (address or os.environ.get("RAY_ADDRESS")) else 1
     states = {iid: InstanceState(inst) for iid, inst in plan.instances.items()}
     view = LiveView(sweep.name, progress)
@@ -266,11 +274,25 @@ def run_sweep(
                         slots, compute, states)
 
 
+def check_cluster(variants: list, gpus: bool) -> None:
+    """Before launch: every run's workers must fit the cluster (one sentence naming the run if not)."""
+    from ablations.cli import UserError
+    from ablations.training.launch import ClusterTooSmallError, check_fits, node_capacity
+
+    capacity = node_capacity()
+    for variant in variants:
+        if variant.config.train.workers > 1:
+            try:
+                check_fits(variant.config.train, capacity, gpus, f"Run {variant.name}")
+            except ClusterTooSmallError as exc:
+                raise UserError(str(exc)) from None
+
+
 def _submit(st: InstanceState, cache_root: Path, gpus: bool, max_retries: int, threads: int,
             states: dict[str, InstanceState], faults: dict[str, dict[str, Any]] | None) -> None:
     inst = st.instance
     upstream = {states[u].instance.stage: str(stage_dir(cache_root, *u.split("/"))) for u in _all_upstream(inst, states)}
-    remote = _remote(STAGE_SPECS[inst.stage], gpus, max_retries)
+    remote = _remote(STAGE_SPECS[inst.stage], gpus, max_retries, inst.config.train.workers)
     fault = (faults or {}).get(inst.stage)
     if fault and any(_config_value(inst.config, path) != value for path, value in fault.get("only", {}).items()):
         fault = None

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from ablations.training import checkpoint
+
 from ablations.stages.common import NonFiniteLossError
 from ablations.stages.encode_latents import DONE, LATENTS, encode_latents, load_latents
 from ablations.stages.eval_gen import eval_gen, synthetic_reference
@@ -116,10 +118,11 @@ def test_dit_checkpoint_records_configs_vae_and_ema_weights(dit_dir, vae_dir, la
     blob = torch.load(dit_dir / "dit.pt", map_location="cpu", weights_only=False)
     assert Path(blob["vae_dir"]) == vae_dir.resolve() and Path(blob["latents_dir"]) == latents_dir.resolve()
     assert blob["latent_shape"] == (128, 2, 1, 1) and blob["video_shape"] == (9, 32, 32) and blob["fps"] == 24.0
-    ckpt = torch.load(dit_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    ckpt = checkpoint.read(checkpoint.latest(dit_dir))
     # dit.pt holds the EMA, which lags the raw weights
-    assert all(torch.equal(blob["state_dict"][k], ckpt["parts"]["ema"][k]) for k in blob["state_dict"])
-    assert any(not torch.equal(ckpt["parts"]["ema"][k], ckpt["parts"]["model"][k]) for k in ckpt["parts"]["model"])
+    assert ckpt["meta"]["step"] == blob["steps"] and ckpt["meta"]["world_size"] == 1
+    assert all(torch.equal(blob["state_dict"][k], ckpt["model.ema"][k]) for k in blob["state_dict"])
+    assert any(not torch.equal(ckpt["model.ema"][k], ckpt["model.model"][k]) for k in ckpt["model.model"])
     curve = json.loads((dit_dir / "curve.json").read_text())
     assert {"stage", "step", "loss", "grad_norm"} <= curve[0].keys() and curve[0]["stage"] == "train_dit"
     dit = load_dit(dit_dir, torch.device("cpu"))

@@ -20,6 +20,7 @@ import pytest
 
 from ablations.recipes import RECIPES
 from ablations.runner import run_sweep
+from ablations.training import checkpoint
 
 ray = pytest.importorskip("ray")
 
@@ -143,7 +144,7 @@ def test_interrupted_sweep_resumes_from_checkpoints(ray_local, tmp_path):
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C on the whole sweep
         proc.wait(timeout=60)
     key_dir = progress_files[0].parent
-    assert not (key_dir / "DONE").exists() and (key_dir / "checkpoint.pt").exists()
+    assert not (key_dir / "DONE").exists() and checkpoint.latest(key_dir) is not None
     base = _sweep().base
     sweep = _sweep(base=dataclasses.replace(  # the same config, so the same stage keys
         base, vae_train=dataclasses.replace(base.vae_train, steps=40, checkpoint_every=2)))

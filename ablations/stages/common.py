@@ -1,5 +1,5 @@
-"""What every training stage shares: device and precision, seeding, atomic checkpoints,
-progress reporting and loss curves."""
+"""What every stage shares: device, seeding, atomic saves, progress reporting, the batch order
+and the learning-rate warm-up. The training loop itself is `ablations.training`."""
 
 from __future__ import annotations
 
@@ -29,13 +29,6 @@ def pick_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; full fp32 on CPU (CPU bf16 is slow and changes numerics)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a CPU generator for data order and noise."""
     random.seed(seed)
@@ -57,23 +50,6 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-def rng_state(generator: torch.Generator) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "generator": generator.get_state(),
-             "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["generator"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def check_finite(losses: dict[str, float], step: int) -> None:
@@ -126,20 +102,3 @@ def batch_indices(step: int, num_items: int, batch_size: int, seed: int) -> torc
 def warmup_lr(step: int, lr: float, warmup_steps: int) -> float:
     """Linear warm-up to `lr` over `warmup_steps`, then constant."""
     return lr * min(1.0, (step + 1) / max(1, warmup_steps))
-
-
-def save_training_state(path: Path, step: int, parts: dict[str, Any], generator: torch.Generator,
-                        curve: list[dict[str, Any]]) -> None:
-    """Checkpoint every stateful part (models, optimizers; None skipped), RNGs and the curve."""
-    state = {name: part.state_dict() for name, part in parts.items() if part is not None}
-    atomic_torch_save({"step": step, "parts": state, "rng": rng_state(generator), "curve": curve}, path)
-
-
-def load_training_state(path: Path, parts: dict[str, Any], generator: torch.Generator) -> tuple[int, list[dict[str, Any]]]:
-    """Restore what `save_training_state` wrote into `parts`; returns (step, curve)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    for name, part in parts.items():
-        if part is not None and name in ckpt["parts"]:
-            part.load_state_dict(ckpt["parts"][name])
-    set_rng_state(ckpt["rng"], generator)
-    return ckpt["step"], ckpt["curve"]

@@ -15,7 +15,6 @@ optimizer, RNG states, curve) and resume from it; `stop_after` interrupts like a
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,23 +22,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ablations.stages.common import (
-    Progress,
-    atomic_torch_save,
-    atomic_write_json,
-    autocast,
-    batch_indices,
-    check_finite,
-    load_training_state,
-    pick_device,
-    save_training_state,
-    seed_everything,
-    warmup_lr,
-)
+from ablations.stages.common import (Progress, atomic_torch_save, atomic_write_json, batch_indices, pick_device,
+                                     seed_everything, warmup_lr)
 from ablations.stages.encode_latents import load_latents
 from models.config import to_dict
 
-CHECKPOINT = "checkpoint.pt"  # latest checkpoint, replaced atomically every N steps
+CHECKPOINTS = "checkpoints"  # DCP checkpoints (ablations.training.checkpoint); the newest complete one resumes
 FINAL = "dit.pt"  # config + EMA weights + provenance (VAE dir, latent shape) once done
 
 
@@ -69,7 +57,9 @@ class DiTState:
     curve: list[dict[str, Any]] = field(default_factory=list)
 
 
-def build_state(dit_cfg: Any, train: DiTTrainConfig, device: torch.device) -> DiTState:
+def build_state(dit_cfg: Any, train: DiTTrainConfig, device: torch.device, layout: Any = None, world: Any = None) -> DiTState:
+    """Model, EMA copy and optimizer on `device`; with a `layout` both are parallelised the
+    same way (the EMA's FSDP2 shards line up with the model's) before the optimizer is built."""
     generator = seed_everything(train.seed)
     if getattr(dit_cfg, "init", None):  # fine-tune an LTX-Video transformer (models.weights, fp32)
         from models.weights import load_dit as load_checkpoint
@@ -78,13 +68,18 @@ def build_state(dit_cfg: Any, train: DiTTrainConfig, device: torch.device) -> Di
     else:
         model = dit_cfg.build().to(device)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
+    if layout is not None:
+        from ablations.training import parallelize
+
+        parallelize.apply(model, "dit", layout, world)
+        parallelize.apply(ema, "dit", layout, world, trainable=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
     return DiTState(model, ema, optimizer, generator)
 
 
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
-    """ema <- d ema + (1 - d) model with d = min(decay, (1 + step) / (10 + step))."""
+    """ema <- d ema + (1 - d) model with d = min(decay, (1 + step) / (10 + step)) (shard by shard under FSDP2)."""
     d = min(decay, (1 + step) / (10 + step))
     for e, p in zip(ema.parameters(), model.parameters()):
         e.lerp_(p.detach(), 1.0 - d)
@@ -94,34 +89,45 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> Non
 
 def dit_training_step(
     state: DiTState,
-    latents: torch.Tensor,
-    text: torch.Tensor,
-    mask: torch.Tensor,
+    latents: torch.Tensor | list,
+    text: torch.Tensor | None,
+    mask: torch.Tensor | None,
     null_text: tuple[torch.Tensor, torch.Tensor],
     fps: float,
     flow_cfg: Any,
     train: DiTTrainConfig,
+    trainer: Any = None,
 ) -> dict[str, float]:
-    """One optimizer + EMA step on latents (B, Cz, t, h, w), text (B, L, D), mask (B, L)."""
+    """One optimizer + EMA step; returns this rank's means.
+
+    Either latents (B, Cz, t, h, w), text (B, L, D), mask (B, L) drawing from
+    `state.generator`, or (from the training core) a list of micro-batches
+    [(latents, text, mask, BatchRNG, scale)] with `text`/`mask` None and the trainer,
+    which averages gradients over the workers and clips them by their global norm.
+    """
+    from ablations.training.world import World, check_finite_everywhere
     from models.flow import flow_matching_loss
 
+    micro = [(latents, text, mask, state.generator, 1.0)] if isinstance(latents, torch.Tensor) else latents
+    world = trainer.world if trainer is not None else World(device=micro[0][0].device)
     state.model.train()
-    loss, info = flow_matching_loss(
-        state.model, latents, text, mask, fps, flow_cfg, state.generator, null_text=null_text
-    )
-    check_finite({"loss": float(loss.detach())}, state.step)  # before the update: weights stay finite
     state.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), train.grad_clip)
-    state.optimizer.step()
+    sums = {"loss": 0.0, "i2v_fraction": 0.0, "mean_t": 0.0}
+    for x0, txt, msk, rng, scale in micro:
+        loss, info = flow_matching_loss(state.model, x0, txt, msk, fps, flow_cfg, rng, null_text=null_text)
+        check_finite_everywhere({"loss": float(loss.detach())}, state.step, world)  # before the update
+        (loss * scale).backward()
+        sums["loss"] += float(loss.detach()) * scale
+        sums["i2v_fraction"] += float(info["i2v"].float().mean()) * scale
+        sums["mean_t"] += float(info["t"].float().mean()) * scale
+    if trainer is not None:
+        grad_norm = trainer.optimizer_step(state.optimizer, [state.model], train.grad_clip)
+    else:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(state.model.parameters(), train.grad_clip))
+        state.optimizer.step()
     update_ema(state.ema, state.model, train.ema_decay, state.step)
     state.step += 1
-    return {"loss": float(loss.detach()), "grad_norm": float(grad_norm),
-            "i2v_fraction": float(info["i2v"].float().mean()), "mean_t": float(info["t"].float().mean())}
-
-
-def _parts(state: DiTState) -> dict[str, Any]:
-    return {"model": state.model, "ema": state.ema, "optimizer": state.optimizer}
+    return {"loss": sums["loss"], "grad_norm": float(grad_norm), "i2v_fraction": sums["i2v_fraction"], "mean_t": sums["mean_t"]}
 
 
 def _text_for(data: dict[str, Any], text_cfg: Any) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -143,67 +149,80 @@ def train_dit(
     latents_dir: Path,
     out_dir: Path,
     *,
+    layout: Any = None,
     progress: bool = True,
     on_step: Callable[[int, int, dict[str, float]], None] | None = None,
     stop_after: int | None = None,
 ) -> dict[str, Any]:
-    """Train `dit_cfg` on `encode_latents`' output in `latents_dir`; resume from `out_dir/checkpoint.pt`.
+    """Train `dit_cfg` on `encode_latents`' output in `latents_dir`; resume from `out_dir/checkpoints/`.
 
-    Writes `out_dir/dit.pt` ({kind, config, flow, text, train, state_dict (EMA), vae_dir,
-    latents_dir, latent_shape, video_shape, fps}) and `out_dir/curve.json`; returns a summary.
-    `stop_after` ends the run after that many steps, as an interruption would.
+    Runs on the current process group (`ablations.training`; each Ray Train worker calls
+    this with the same arguments). Rank 0 writes `out_dir/dit.pt` ({kind, config, flow,
+    text, train, state_dict (EMA), vae_dir, latents_dir, latent_shape, video_shape, fps})
+    and `out_dir/curve.json`; returns a summary. `stop_after` ends the run after that many
+    steps, as an interruption would.
     """
+    from ablations.training.checkpoint import full_state_dict
+    from ablations.training.config import ParallelConfig, check_batch_split
+    from ablations.training.loop import Schedule, Trainer
+    from ablations.training.parallelize import autocast_for
+    from ablations.training.world import current_world
+
     out_dir = Path(out_dir)
-    device = pick_device()
+    layout = layout or ParallelConfig()
+    world = current_world()
+    device = world.device
     data = load_latents(latents_dir)
     latents = data["latents"]  # (N, Cz, t, h, w)
     if latents.shape[1] != dit_cfg.in_channels:
         raise ValueError(f"latents have {latents.shape[1]} channels but the DiT expects {dit_cfg.in_channels}; "
                          "pair the DiT preset with the VAE kind that encoded them.")
+    check_batch_split(min(train.batch_size, len(latents)), layout, "dit_train")
     text, mask, null_text = _text_for(data, text_cfg)
     null_text = (null_text[0].to(device), null_text[1].to(device))
     fps = data["fps"]
-    state = build_state(dit_cfg, train, device)
-    ckpt_path = out_dir / CHECKPOINT
-    if ckpt_path.exists():
-        state.step, state.curve = load_training_state(ckpt_path, _parts(state), state.generator)
-    resumed_from = state.step
-    bar = Progress(train.steps, f"train_dit {dit_cfg.text_conditioning}", start=state.step, enabled=progress,
-                   callback=on_step)
-    started = time.perf_counter()
+    state = build_state(dit_cfg, train, device, layout, world)
+    trainer = Trainer("train_dit", Schedule(train.steps, train.batch_size, train.seed, train.checkpoint_every, len(latents)),
+                      layout, world, out_dir, {"model": state.model, "ema": state.ema},
+                      {"model": (state.model, state.optimizer)})
+    trainer.resume()
+    state.step = trainer.step
+    autocast = autocast_for(layout, world)
+    bar = Progress(train.steps, f"train_dit {dit_cfg.text_conditioning}", start=trainer.step,
+                   enabled=progress and world.is_main, callback=on_step)
+
+    def set_lr(step: int) -> None:
+        for group in state.optimizer.param_groups:
+            group["lr"] = warmup_lr(step, train.lr, train.warmup_steps)
+
+    def step_fn(step: int, micro: list) -> dict[str, float]:
+        batches = [(latents[m.indices].to(device), text[m.indices].to(device), mask[m.indices].to(device), m.rng, m.scale)
+                   for m in micro]
+        # RoPE takes one fps per forward; a step uses its global batch's first clip's (synthetic scenes share one)
+        first = int(batch_indices(step, len(latents), train.batch_size, train.seed)[0])
+        with autocast():
+            return dit_training_step(state, batches, None, None, null_text, float(fps[first]), flow_cfg, train, trainer)
+
     try:
-        while state.step < train.steps:
-            if stop_after is not None and state.step >= stop_after:
-                break
-            for group in state.optimizer.param_groups:
-                group["lr"] = warmup_lr(state.step, train.lr, train.warmup_steps)
-            idx = batch_indices(state.step, len(latents), train.batch_size, train.seed)
-            # RoPE takes one fps per forward; a batch uses its first clip's (synthetic scenes share one)
-            with autocast(device):
-                losses = dit_training_step(state, latents[idx].to(device), text[idx].to(device), mask[idx].to(device),
-                                           null_text, float(fps[idx[0]]), flow_cfg, train)
-            state.curve.append({"stage": "train_dit", "step": state.step, **losses})
-            bar.update(state.step, losses)
-            if state.step % train.checkpoint_every == 0 or state.step == train.steps:
-                save_training_state(ckpt_path, state.step, _parts(state), state.generator, state.curve)
+        summary = trainer.run(step_fn, on_step=lambda step, total, losses: bar.update(step, losses),
+                              stop_after=stop_after, set_lr=set_lr)
     finally:
         bar.close()
-    wall = time.perf_counter() - started
-    summary = {"steps": state.step, "resumed_from": resumed_from, "wall_time_s": wall,
-               "finished": state.step >= train.steps}
     if not summary["finished"]:
-        save_training_state(ckpt_path, state.step, _parts(state), state.generator, state.curve)
         return summary
-    atomic_torch_save(
-        {"kind": dit_cfg.kind, "config": to_dict(dit_cfg), "flow": to_dict(flow_cfg), "text": to_dict(text_cfg),
-         "train": to_dict(train), "state_dict": {k: v.cpu() for k, v in state.ema.state_dict().items()},
-         "vae_dir": data["vae_dir"], "latents_dir": str(Path(latents_dir).resolve()),
-         "latent_shape": tuple(latents.shape[1:]), "video_shape": tuple(data["video_shape"]),
-         "fps": float(fps[0]), "steps": state.step},
-        out_dir / FINAL,
-    )
-    atomic_write_json(out_dir / "curve.json", state.curve)
-    tail = [row["loss"] for row in state.curve[-50:]]
+    weights = full_state_dict(state.ema)  # every rank takes part (FSDP2 gathers); rank 0 writes
+    if world.is_main:
+        atomic_torch_save(
+            {"kind": dit_cfg.kind, "config": to_dict(dit_cfg), "flow": to_dict(flow_cfg), "text": to_dict(text_cfg),
+             "train": to_dict(train), "state_dict": weights,
+             "vae_dir": data["vae_dir"], "latents_dir": str(Path(latents_dir).resolve()),
+             "latent_shape": tuple(latents.shape[1:]), "video_shape": tuple(data["video_shape"]),
+             "fps": float(fps[0]), "steps": trainer.step},
+            out_dir / FINAL,
+        )
+        atomic_write_json(out_dir / "curve.json", trainer.curve)
+    world.barrier()
+    tail = [row["loss"] for row in trainer.curve[-50:]]
     summary["final_loss"] = sum(tail) / len(tail) if tail else None  # mean of the last 50 (the loss is noisy in t)
     return summary
 

@@ -12,7 +12,6 @@ can run one step for every registered switch and loss.
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -20,23 +19,14 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ablations.stages.common import (
-    Progress,
-    atomic_torch_save,
-    atomic_write_json,
-    autocast,
-    batch_indices,
-    check_finite,
-    load_training_state,
-    pick_device,
-    save_training_state,
-    seed_everything,
-    warmup_lr,
-)
+from ablations.stages.common import Progress, atomic_torch_save, atomic_write_json, pick_device, seed_everything, warmup_lr
 from models.config import to_dict
 from models.losses.base import LossInputs, VAELossConfig, build_loss_terms, sample_decoder_noise, weight_fields
+from models.rng import randn
 
-CHECKPOINT = "checkpoint.pt"  # the latest checkpoint; replaced atomically every N steps
+MicroBatchData = tuple  # (video (b, 3, T, H, W), models.rng.BatchRNG, loss scale)
+
+CHECKPOINTS = "checkpoints"  # DCP checkpoints (ablations.training.checkpoint); the newest complete one resumes
 FINAL = "vae.pt"  # weights + config + latent statistics once training is done
 
 
@@ -81,9 +71,16 @@ def build_vae_model(vae_cfg: Any, device: torch.device) -> tuple[nn.Module, dict
     return vae_cfg.build().to(device), None
 
 
-def build_state(vae_cfg: Any, loss_cfg: VAELossConfig, train: VAETrainConfig, device: torch.device) -> VAEState:
+def build_state(vae_cfg: Any, loss_cfg: VAELossConfig, train: VAETrainConfig, device: torch.device,
+                layout: Any = None, world: Any = None) -> VAEState:
+    """Models, loss terms and optimizers on `device`; with a `layout` the VAE is parallelised
+    (activation checkpointing, compile, FSDP2) before its optimizer is built."""
     generator = seed_everything(train.seed)
     vae, init = build_vae_model(vae_cfg, device)
+    if layout is not None:
+        from ablations.training import parallelize
+
+        parallelize.apply(vae, "vae", layout, world)
     terms = build_loss_terms(loss_cfg).to(device)
     weights = {k: w for k, w in weight_fields(loss_cfg).items() if w > 0}
     optimizer = torch.optim.AdamW(vae.parameters(), lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
@@ -103,52 +100,76 @@ def _decoder_timestep(vae: nn.Module, batch: int, device: torch.device) -> torch
     return None
 
 
-def vae_training_step(state: VAEState, video: torch.Tensor) -> dict[str, float]:
-    """One optimizer step on `video` (B, 3, T, H, W) in [-1, 1]; returns the loss terms.
+def _micro_forward(state: VAEState, video: torch.Tensor, rng: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], LossInputs]:
+    """Generator-side losses of one micro-batch: (weighted total, unweighted terms, the inputs)."""
+    vae, device = state.vae, video.device
+    mean, logvar = vae.encode(video)  # (B, Cz, t, h, w) each
+    z = mean + torch.exp(0.5 * logvar) * randn(mean.shape, rng, mean)
+    recon = vae.decode(z, timestep=_decoder_timestep(vae, video.shape[0], device), generator=rng)
+    denoised = None
+    if any(state.terms[name].needs_denoised for name in state.weights):
+        noisy, t = sample_decoder_noise(z, state.loss_cfg.diffusion_max_t, generator=rng)
+        timestep = t if getattr(vae.cfg, "decoder_timestep_conditioning", False) else None
+        denoised = vae.decode(noisy, timestep=timestep, generator=rng)
+    inputs = LossInputs(video=video, recon=recon, mean=mean, logvar=logvar, denoised=denoised, rng=rng)
+    active = [n for n in state.weights if state.terms[n].is_active(state.step)]  # GANs wait for gan_start_step
+    parts = {name: state.terms[name](inputs) for name in active}
+    total = sum(state.weights[name] * value for name, value in parts.items())
+    return total, parts, inputs
+
+
+def vae_training_step(state: VAEState, video: torch.Tensor | list[MicroBatchData], trainer: Any = None) -> dict[str, float]:
+    """One optimizer step; returns the loss terms (this rank's means).
+
+    `video` (B, 3, T, H, W) in [-1, 1] draws from `state.generator` (the per-component tests);
+    the training core passes its micro-batches [(video, BatchRNG, scale)] and itself, which
+    averages the gradients over the workers and clips them by their global norm.
 
     Generator side: weighted sum of every active term. The denoising-decoder objective
     decodes `(1 - t) z + t eps` at timestep t (a second decoder pass). Adversarial terms
     then update their discriminators on the detached reconstruction.
     """
-    vae, device = state.vae, video.device
-    vae.train()
-    mean, logvar = vae.encode(video)  # (B, Cz, t, h, w) each
-    noise = torch.randn(mean.shape, generator=state.generator).to(device)
-    z = mean + torch.exp(0.5 * logvar) * noise
-    recon = vae.decode(z, timestep=_decoder_timestep(vae, video.shape[0], device), generator=state.generator)
-    denoised = None
-    if any(state.terms[name].needs_denoised for name in state.weights):
-        noisy, t = sample_decoder_noise(z, state.loss_cfg.diffusion_max_t, generator=state.generator)
-        timestep = t if getattr(vae.cfg, "decoder_timestep_conditioning", False) else None
-        denoised = vae.decode(noisy, timestep=timestep, generator=state.generator)
-    inputs = LossInputs(video=video, recon=recon, mean=mean, logvar=logvar, denoised=denoised)
+    from ablations.training.world import World, check_finite_everywhere
 
-    active = [n for n in state.weights if state.terms[n].is_active(state.step)]  # GANs wait for gan_start_step
-    parts = {name: state.terms[name](inputs) for name in active}
-    total = sum(state.weights[name] * value for name, value in parts.items())
-    # fail before the optimizer step, so the last checkpoint and the weights stay clean
-    check_finite({"total": float(total.detach()), **{k: float(v.detach()) for k, v in parts.items()}}, state.step)
+    micro = [(video, state.generator, 1.0)] if isinstance(video, torch.Tensor) else video
+    world = trainer.world if trainer is not None else World(device=micro[0][0].device)
+    state.vae.train()
     state.optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), state.grad_clip)
-    state.optimizer.step()
-
-    losses = {"total": float(total.detach()), "grad_norm": float(grad_norm)}
-    losses.update({name: float(value.detach()) for name, value in parts.items()})
-    adversarial = [name for name in active if state.terms[name].adversarial]
+    sums: dict[str, float] = {}
+    kept: list[LossInputs] = []
+    adversarial: list[str] = []
+    for clip, rng, scale in micro:
+        total, parts, inputs = _micro_forward(state, clip, rng)
+        values = {"total": float(total.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
+        # fail before the optimizer step, so the last checkpoint and the weights stay clean
+        check_finite_everywhere(values, state.step, world)
+        (total * scale).backward()
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v * scale
+        adversarial = [name for name in parts if state.terms[name].adversarial]
+        if adversarial:
+            kept.append(dataclasses.replace(inputs, recon=inputs.recon.detach(), denoised=None, mean=inputs.mean.detach(),
+                                            logvar=inputs.logvar.detach()))
+    if trainer is not None:
+        grad_norm = trainer.optimizer_step(state.optimizer, [state.vae], state.grad_clip)
+    else:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(state.vae.parameters(), state.grad_clip))
+        state.optimizer.step()
+    losses = {"total": sums.pop("total"), "grad_norm": float(grad_norm), **sums}
     if adversarial and state.disc_optimizer is not None:
-        detached = dataclasses.replace(inputs, recon=recon.detach(), denoised=None)
-        disc_loss = sum(state.terms[name].discriminator_loss(detached) for name in adversarial)
         state.disc_optimizer.zero_grad(set_to_none=True)
-        disc_loss.backward()
-        state.disc_optimizer.step()
-        losses["discriminator"] = float(disc_loss.detach())
+        disc_total = 0.0
+        for (_, _, scale), detached in zip(micro, kept):
+            disc_loss = sum(state.terms[name].discriminator_loss(detached) for name in adversarial)
+            (disc_loss * scale).backward()
+            disc_total += float(disc_loss.detach()) * scale
+        if trainer is not None:
+            trainer.optimizer_step(state.disc_optimizer, [state.terms], None)
+        else:
+            state.disc_optimizer.step()
+        losses["discriminator"] = disc_total
     state.step += 1
     return losses
-
-
-def _parts(state: VAEState) -> dict[str, Any]:
-    return {"vae": state.vae, "terms": state.terms, "optimizer": state.optimizer, "disc_optimizer": state.disc_optimizer}
 
 
 @torch.no_grad()
@@ -168,57 +189,71 @@ def train_vae(
     videos: torch.Tensor,
     out_dir: Path,
     *,
+    layout: Any = None,
     progress: bool = True,
     on_step: Callable[[int, int, dict[str, float]], None] | None = None,
     stop_after: int | None = None,
 ) -> dict[str, Any]:
-    """Train on `videos` (N, 3, T, H, W) in [-1, 1]; resume from `out_dir/checkpoint.pt`.
+    """Train on `videos` (N, 3, T, H, W) in [-1, 1]; resume from `out_dir/checkpoints/`.
 
-    Writes `out_dir/vae.pt` (config, weights with latent statistics) and
-    `out_dir/curve.json`; returns a summary. `stop_after` ends the run early after that
-    many steps (as an interruption would) and is how the resume test interrupts a stage.
+    Runs on the current process group (`ablations.training`: one worker, or each Ray Train
+    worker calls this with the same arguments). Writes `out_dir/vae.pt` (config, weights
+    with latent statistics) and `out_dir/curve.json` from rank 0; returns a summary.
+    `stop_after` ends the run early after that many steps (as an interruption would) and
+    is how the resume test interrupts a stage.
     """
+    from ablations.training.checkpoint import full_state_dict
+    from ablations.training.config import ParallelConfig, check_batch_split
+    from ablations.training.loop import Schedule, Trainer
+    from ablations.training.parallelize import autocast_for
+    from ablations.training.world import current_world
+
     out_dir = Path(out_dir)
-    device = pick_device()
-    state = build_state(vae_cfg, loss_cfg, train, device)
-    ckpt_path = out_dir / CHECKPOINT
-    if ckpt_path.exists():
-        state.step, state.curve = load_training_state(ckpt_path, _parts(state), state.generator)
-    resumed_from = state.step
-    bar = Progress(train.steps, f"train_vae {vae_cfg.kind}", start=state.step, enabled=progress, callback=on_step)
-    started = time.perf_counter()
+    layout = layout or ParallelConfig()
+    world = current_world()
+    check_batch_split(min(train.batch_size, len(videos)), layout, "vae_train")
+    state = build_state(vae_cfg, loss_cfg, train, world.device, layout, world)
+    models = {"vae": state.vae, "terms": state.terms}
+    optimizers = {"vae": (state.vae, state.optimizer)}
+    if state.disc_optimizer is not None:
+        optimizers["disc"] = (state.terms, state.disc_optimizer)
+    trainer = Trainer("train_vae", Schedule(train.steps, train.batch_size, train.seed, train.checkpoint_every, len(videos)),
+                      layout, world, out_dir, models, optimizers)
+    trainer.resume()
+    state.step = trainer.step
+    autocast = autocast_for(layout, world)
+    bar = Progress(train.steps, f"train_vae {vae_cfg.kind}", start=trainer.step, enabled=progress and world.is_main,
+                   callback=on_step)
+
+    def set_lr(step: int) -> None:
+        for group in state.optimizer.param_groups:
+            group["lr"] = warmup_lr(step, train.lr, train.warmup_steps)
+
+    def step_fn(step: int, micro: list) -> dict[str, float]:
+        with autocast():
+            return vae_training_step(state, [(videos[m.indices].to(world.device), m.rng, m.scale) for m in micro], trainer)
+
     try:
-        while state.step < train.steps:
-            if stop_after is not None and state.step >= stop_after:
-                break
-            for group in state.optimizer.param_groups:
-                group["lr"] = warmup_lr(state.step, train.lr, train.warmup_steps)
-            video = videos[batch_indices(state.step, len(videos), train.batch_size, train.seed)].to(device)
-            with autocast(device):
-                losses = vae_training_step(state, video)
-            state.curve.append({"stage": "train_vae", "step": state.step, **losses})
-            bar.update(state.step, losses)
-            if state.step % train.checkpoint_every == 0 or state.step == train.steps:
-                save_training_state(ckpt_path, state.step, _parts(state), state.generator, state.curve)
+        summary = trainer.run(step_fn, on_step=lambda step, total, losses: bar.update(step, losses),
+                              stop_after=stop_after, set_lr=set_lr)
     finally:
         bar.close()
-    wall = time.perf_counter() - started
-    summary = {"steps": state.step, "resumed_from": resumed_from, "wall_time_s": wall, "finished": state.step >= train.steps,
-               "init": state.init}
+    summary["init"] = state.init
     if not summary["finished"]:
-        save_training_state(ckpt_path, state.step, _parts(state), state.generator, state.curve)
         return summary
-    stats_videos = videos[: train.stats_max_clips]
-    mean, std = latent_statistics(state.vae, stats_videos)
+    mean, std = latent_statistics(state.vae, videos[: train.stats_max_clips])
     state.vae.latents_mean.copy_(mean.to(state.vae.latents_mean.device))
     state.vae.latents_std.copy_(std.to(state.vae.latents_std.device))
-    atomic_torch_save(
-        {"kind": vae_cfg.kind, "config": to_dict(vae_cfg), "loss": to_dict(loss_cfg), "train": to_dict(train),
-         "init": state.init, "state_dict": {k: v.cpu() for k, v in state.vae.state_dict().items()}},
-        out_dir / FINAL,
-    )
-    atomic_write_json(out_dir / "curve.json", state.curve)
-    summary["final_loss"] = state.curve[-1]["total"] if state.curve else None
+    weights = full_state_dict(state.vae)  # every rank takes part (FSDP2 gathers); rank 0 writes
+    if world.is_main:
+        atomic_torch_save(
+            {"kind": vae_cfg.kind, "config": to_dict(vae_cfg), "loss": to_dict(loss_cfg), "train": to_dict(train),
+             "init": state.init, "state_dict": weights},
+            out_dir / FINAL,
+        )
+        atomic_write_json(out_dir / "curve.json", trainer.curve)
+    world.barrier()
+    summary["final_loss"] = trainer.curve[-1]["total"] if trainer.curve else None
     return summary
 
 

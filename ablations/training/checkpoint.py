@@ -1,0 +1,132 @@
+"""Sharded, atomic training checkpoints with `torch.distributed.checkpoint` (DCP).
+
+Layout under the stage folder:
+
+    checkpoints/step-000200/   .metadata + one __R_0.distcp per rank (DCP), meta.json, DONE
+    checkpoints/.tmp-step-000300/   being written; never read
+
+Every rank writes its shards into the temporary folder; rank 0 then writes `meta.json`
+(step, loss curve, world size, stage) and `DONE`, and renames the folder into place, so a
+folder without `DONE` (a crash mid-write) is never mistaken for a checkpoint. Older
+complete checkpoints beyond `keep` are removed. DCP reshards on load: a checkpoint
+written by N workers (DDP or FSDP2) resumes on M. Model and optimizer states go through
+`torch.distributed.checkpoint.state_dict` (`get_state_dict` / `set_state_dict`), which
+handles FSDP2's DTensors and plain modules alike.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+from ablations.store import atomic_write_json
+from ablations.training.world import World
+
+FOLDER = "checkpoints"
+DONE = "DONE"
+META = "meta.json"
+
+
+def _name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def complete_checkpoints(out_dir: Path) -> list[Path]:
+    """Complete checkpoint folders (with DONE and meta.json), oldest first."""
+    root = Path(out_dir) / FOLDER
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.name.startswith("step-") and (p / DONE).exists() and (p / META).exists()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def latest(out_dir: Path) -> Path | None:
+    found = complete_checkpoints(out_dir)
+    return found[-1] if found else None
+
+
+def _state(models: dict[str, nn.Module], optimizers: dict[str, tuple[nn.Module, torch.optim.Optimizer]]) -> dict[str, Any]:
+    # a module without state (the loss terms when no GAN is on) has nothing to save
+    state: dict[str, Any] = {f"model.{k}": get_model_state_dict(m) for k, m in models.items() if m.state_dict()}
+    for k, (m, opt) in optimizers.items():
+        state[f"optim.{k}"] = get_optimizer_state_dict(m, opt)
+    return state
+
+
+def save(out_dir: Path, step: int, models: dict[str, nn.Module],
+         optimizers: dict[str, tuple[nn.Module, torch.optim.Optimizer]], meta: dict[str, Any], world: World,
+         keep: int = 2) -> Path:
+    """Write checkpoint `step` (every rank calls this); returns its folder."""
+    root = Path(out_dir) / FOLDER
+    final = root / _name(step)
+    tmp = root / f".tmp-{_name(step)}"
+    if world.is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    world.barrier()
+    with warnings.catch_warnings():  # one process without a group: DCP says so each time
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.save(_state(models, optimizers), checkpoint_id=str(tmp))
+    world.barrier()
+    if world.is_main:
+        atomic_write_json(tmp / META, {**meta, "step": step, "world_size": world.size})
+        (tmp / DONE).touch()
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        for old in complete_checkpoints(out_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    world.barrier()
+    return final
+
+
+def load(folder: Path, models: dict[str, nn.Module], optimizers: dict[str, tuple[nn.Module, torch.optim.Optimizer]],
+         world: World) -> dict[str, Any]:
+    """Restore a complete checkpoint into `models` and `optimizers` (any world size); returns meta.json."""
+    folder = Path(folder)
+    if not (folder / DONE).exists():
+        raise FileNotFoundError(f"{folder} is not a complete checkpoint (no {DONE} marker); delete it and resume from an older one.")
+    state = _state(models, optimizers)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state, checkpoint_id=str(folder))
+    options = StateDictOptions(strict=True)
+    for k, m in models.items():
+        if f"model.{k}" in state:
+            set_model_state_dict(m, state[f"model.{k}"], options=options)
+    for k, (m, opt) in optimizers.items():
+        set_optimizer_state_dict(m, opt, state[f"optim.{k}"], options=options)
+    return json.loads((folder / META).read_text())
+
+
+def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The whole (unsharded) state dict on the CPU, on every rank (FSDP2 gathers)."""
+    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return {k: v.detach().cpu() for k, v in sd.items()}
+
+
+def read(folder: Path) -> dict[str, Any]:
+    """Every tensor of a complete checkpoint as plain CPU tensors (for tests and inspection):
+    {"model.<name>": {key: tensor}, "optim.<name>": {...}}, plus "meta"."""
+    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
+
+    folder = Path(folder)
+    if not (folder / DONE).exists():
+        raise FileNotFoundError(f"{folder} is not a complete checkpoint (no {DONE} marker).")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        state = _load_state_dict_from_keys(checkpoint_id=str(folder))
+    return {**state, "meta": json.loads((folder / META).read_text())}

@@ -1,0 +1,150 @@
+"""The training core shared by `train_vae` and `train_dit`.
+
+A stage supplies what is particular to it (its models and optimizers, and a `step_fn`
+that runs one optimizer step on its micro-batches); the core owns everything else, the
+same for both stages and for any worker count:
+
+- the global batch of step s is `batch_indices(s, N, B, seed)` (a pure function of step and
+  seed); rank r of W takes the contiguous positions `World.rows(B)` and splits them into
+  `grad_accum` micro-batches;
+- every random draw of a sample comes from `models.rng.BatchRNG(seed, s, positions)`, so it
+  does not depend on W or on the micro-batching;
+- losses are means over each micro-batch's samples, scaled by 1/grad_accum before
+  backward; gradients are averaged over the ranks (FSDP2 reduce-scatters its shards, the
+  core all-reduces the rest) and clipped by their global norm; the loss curve is the
+  mean over ranks, i.e. over the whole batch;
+- checkpoints (`checkpoint.py`, DCP) every `checkpoint_every` steps and at the end;
+  resume from the newest complete one, on any worker count; each start of the worker
+  group is appended to `attempts.json` (restarts = attempts - 1).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ablations.store import atomic_write_json
+from ablations.training import checkpoint as ckpt
+from ablations.training.config import ParallelConfig
+from ablations.training.parallelize import clip_grad_norm, replicated_params
+from ablations.training.world import World, average_gradients
+from models.rng import BatchRNG
+
+ATTEMPTS = "attempts.json"
+
+
+@dataclass
+class MicroBatch:
+    indices: torch.Tensor  # dataset indices of this micro-batch's samples
+    rng: BatchRNG  # their random draws
+    scale: float  # 1 / grad_accum: the loss weight of this micro-batch
+
+
+@dataclass
+class Schedule:
+    """What the core needs to know about a stage's optimisation."""
+
+    steps: int
+    batch_size: int
+    seed: int
+    checkpoint_every: int
+    num_items: int
+
+
+@dataclass
+class Trainer:
+    """The loop around a stage's `step_fn(step, micro_batches) -> losses` (floats, this rank)."""
+
+    name: str
+    schedule: Schedule
+    layout: ParallelConfig
+    world: World
+    out_dir: Path
+    models: dict[str, nn.Module]  # checkpointed modules
+    optimizers: dict[str, tuple[nn.Module, torch.optim.Optimizer]]  # checkpointed (module, optimizer) pairs
+    step: int = 0
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: int = 0
+
+    # ------------------------------------------------------------------ batches
+    def micro_batches(self, step: int) -> list[MicroBatch]:
+        from ablations.stages.common import batch_indices
+
+        s = self.schedule
+        idx = batch_indices(step, s.num_items, s.batch_size, s.seed)
+        rows = list(self.world.rows(len(idx)))
+        rng = BatchRNG(s.seed, step, rows)
+        per = len(rows) // self.layout.grad_accum
+        return [MicroBatch(idx[rows[0] + i * per: rows[0] + (i + 1) * per], rng.subset(i * per, (i + 1) * per),
+                           1.0 / self.layout.grad_accum) for i in range(self.layout.grad_accum)]
+
+    # ------------------------------------------------------------------ updates
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, modules: list[nn.Module], grad_clip: float | None) -> float:
+        """Average the gradients FSDP does not own, clip by the global norm, step; returns the norm."""
+        params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        average_gradients(replicated_params(modules), self.world)
+        norm = clip_grad_norm(params, grad_clip) if grad_clip else float("nan")
+        optimizer.step()
+        return norm
+
+    # ------------------------------------------------------------------ state
+    def resume(self) -> None:
+        found = ckpt.latest(self.out_dir)
+        if found is not None:
+            meta = ckpt.load(found, self.models, self.optimizers, self.world)
+            self.step, self.curve = int(meta["step"]), list(meta["curve"])
+        self.resumed_from = self.step
+        if self.world.is_main:
+            path = self.out_dir / ATTEMPTS
+            import json
+
+            attempts = json.loads(path.read_text()) if path.exists() else []
+            attempts.append({"started_at": time.time(), "world_size": self.world.size, "resume_step": self.step,
+                             "parallel": self.layout.parallel})
+            atomic_write_json(path, attempts)
+
+    def save(self) -> None:
+        ckpt.save(self.out_dir, self.step, self.models, self.optimizers,
+                  {"stage": self.name, "curve": self.curve}, self.world)
+
+    # ------------------------------------------------------------------ loop
+    def run(self, step_fn: Callable[[int, list[MicroBatch]], dict[str, float]], *,
+            on_step: Callable[[int, int, dict[str, float]], None] | None = None,
+            stop_after: int | None = None, set_lr: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Train to `schedule.steps` (or `stop_after`); returns a summary (every rank)."""
+        s = self.schedule
+        started = time.perf_counter()
+        while self.step < s.steps:
+            if stop_after is not None and self.step >= stop_after:
+                break
+            if set_lr is not None:
+                set_lr(self.step)
+            losses = self.world.all_mean(step_fn(self.step, self.micro_batches(self.step)))
+            self.step += 1
+            self.curve.append({"stage": self.name, "step": self.step, **losses})
+            if on_step is not None:
+                on_step(self.step, s.steps, losses)
+            if self.step % s.checkpoint_every == 0 or self.step == s.steps:
+                self.save()
+        wall = time.perf_counter() - started
+        finished = self.step >= s.steps
+        if not finished:
+            self.save()
+        return {"steps": self.step, "resumed_from": self.resumed_from, "wall_time_s": wall, "finished": finished,
+                "workers": self.world.size, "parallel": self.layout.parallel, "grad_accum": self.layout.grad_accum}
+
+
+def restarts(out_dir: Path) -> int:
+    """How many times the stage's worker group started again after its first start."""
+    import json
+
+    path = Path(out_dir) / ATTEMPTS
+    if not path.exists():
+        return 0
+    return max(0, len(json.loads(path.read_text())) - 1)
+
