@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -138,36 +139,37 @@ def map_shards(
             ray = _ray if _ray.is_initialized() else None
         except ImportError:
             ray = None
-    if ray is None:
-        results = []
-        for rank in range(world):
-            try:
-                results.append(fn(rank, world, *args, **kwargs))
-            except Exception as exc:
-                if world == 1:
-                    raise
-                raise _rank_error(exc, rank, world, name) from exc
-            if on_done is not None:
-                on_done(rank, rank + 1)
-        return results
-
-    remote = ray.remote(_shard_call).options(num_cpus=num_cpus, num_gpus=num_gpus, name=f"{name}[shard]")
-    threads = max(1, int(num_cpus))
-    refs = [remote.remote(fn, rank, world, threads, tuple(args), kwargs) for rank in range(world)]
-    rank_of = {ref: rank for rank, ref in enumerate(refs)}
     results: dict[int, Any] = {}
     failures: dict[int, BaseException] = {}
-    pending = list(refs)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        for ref in ready:
-            rank = rank_of[ref]
+    if ray is None:
+        if world == 1:
+            result = fn(0, 1, *args, **kwargs)  # one shard: its exception as it is
+            if on_done is not None:
+                on_done(0, 1)
+            return [result]
+        for rank in range(world):
             try:
-                results[rank] = ray.get(ref)
+                results[rank] = fn(rank, world, *args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - re-raised below with its rank
                 failures[rank] = exc
             if on_done is not None:
-                on_done(rank, len(results) + len(failures))
+                on_done(rank, rank + 1)
+    else:
+        remote = ray.remote(_shard_call).options(num_cpus=num_cpus, num_gpus=num_gpus, name=f"{name}[shard]")
+        threads = max(1, int(num_cpus))
+        refs = [remote.remote(fn, rank, world, threads, tuple(args), kwargs) for rank in range(world)]
+        rank_of = {ref: rank for rank, ref in enumerate(refs)}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                rank = rank_of[ref]
+                try:
+                    results[rank] = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - re-raised below with its rank
+                    failures[rank] = exc
+                if on_done is not None:
+                    on_done(rank, len(results) + len(failures))
     if failures:
         rank = min(failures)
         error = _rank_error(failures[rank], rank, world, name)
@@ -186,7 +188,7 @@ def part_dir(folder: Path, rank: int, world: int) -> Path:
 
 
 def read_part(path: Path) -> dict[str, Any] | None:
-    """A part's DONE record ({rank, world, n_items, start, stop, info}), or None if it is not complete."""
+    """A part's DONE record ({rank, world, n_items, start, stop, info, host, pid}), or None if it is not complete."""
     try:
         return json.loads((Path(path) / DONE).read_text())
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
@@ -214,7 +216,7 @@ def build_part(folder: Path, rank: int, world: int, n_items: int,
     try:
         info = work(tmp, items) or {}
         record = {"rank": rank, "world": world, "n_items": n_items, "start": items.start, "stop": items.stop,
-                  "info": dict(info)}
+                  "info": dict(info), "host": socket.gethostname(), "pid": os.getpid()}
         done = tmp / DONE
         done.write_text(json.dumps(record) + "\n")
         _install(tmp, final, rank, world, n_items)
