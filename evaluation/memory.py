@@ -50,6 +50,7 @@ class TrainingLayout:
     workers: int = 1  # GPUs (data-parallel ranks)
     parallel: str = "fsdp"  # "ddp": everything replicated; "fsdp": FSDP2, parameters/grads/optimizer sharded
     batch: int = 1  # global batch: samples per optimizer step over all workers
+    grad_accum: int = 1  # micro-batches per worker per step (train.grad_accum): activations are per micro-batch
     activation_checkpointing: bool = False  # recompute each block in backward, keep only its input
     mfu: float = 0.35  # model FLOPs utilisation assumed for the step time (stated, not measured)
     gpu: str = "h100"  # key of GPU_PEAK_BF16
@@ -64,9 +65,12 @@ class TrainingLayout:
             raise LayoutError(f"parallel must be one of {', '.join(PARALLEL_MODES)}, not {self.parallel!r}.")
         if not isinstance(self.batch, int) or self.batch < 1:
             raise LayoutError(f"batch must be a whole number >= 1, not {self.batch!r}.")
-        if self.batch % self.workers:
-            raise LayoutError(f"batch {self.batch} does not split over {self.workers} workers; "
-                              f"use a multiple of {self.workers}.")
+        if not isinstance(self.grad_accum, int) or self.grad_accum < 1:
+            raise LayoutError(f"grad_accum must be a whole number >= 1, not {self.grad_accum!r}.")
+        parts = self.workers * self.grad_accum
+        if self.batch % parts:
+            raise LayoutError(f"batch {self.batch} does not split over {self.workers} workers x {self.grad_accum} "
+                              f"micro-batches; use a multiple of {parts}.")
         if not 0 < self.mfu <= 1:
             raise LayoutError(f"mfu must be in (0, 1], not {self.mfu!r}.")
         if self.gpu not in GPU_PEAK_BF16:
@@ -82,6 +86,11 @@ class TrainingLayout:
     @property
     def batch_per_gpu(self) -> int:
         return self.batch // self.workers
+
+    @property
+    def micro_batch(self) -> int:
+        """Samples in one forward/backward on one GPU."""
+        return self.batch // (self.workers * self.grad_accum)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,13 +264,13 @@ def dit_checkpoint_inputs(cfg: Any, batch: int, tokens: int, layout: TrainingLay
 
 def dit_activations(cfg: Any, frames: int, height: int, width: int, layout: TrainingLayout,
                     batch: int | None = None) -> dict[str, Any]:
-    """Activation bytes of one DiT forward on `batch` samples (default: the layout's per-GPU batch).
+    """Activation bytes of one DiT forward on `batch` samples (default: the layout's micro-batch).
 
     Returns forward_saved (what is held when backward starts), recompute (one block's
     activations while checkpointing recomputes it; 0 without), total (their sum: the peak
     of activation memory) and the per-term breakdown.
     """
-    b = layout.batch_per_gpu if batch is None else batch
+    b = layout.micro_batch if batch is None else batch
     n = dit_tokens(cfg, frames, height, width)
     ab = layout.act_bytes
     outside = dit_outside_saved(cfg, b, n, layout)
@@ -439,7 +448,7 @@ def vae_activations(cfg: Any, frames: int, height: int, width: int, layout: Trai
     `dit_activations`, with the stages as the checkpoint units; per-stage figures included.
 
     Not counted: the loss networks (LPIPS, discriminators, DWT) and the loss itself."""
-    b = layout.batch_per_gpu if batch is None else batch
+    b = layout.micro_batch if batch is None else batch
     ab = layout.act_bytes
     units = vae_units(cfg, b, frames, height, width)
     per_unit = {u.name: total_bytes(u.terms, ab) for u in units}
@@ -555,7 +564,8 @@ def training_estimate(cfg: Any, component: str, frames: int, height: int, width:
     step_s = step_flops / (peak * layout.mfu)
     return {
         "workers": layout.workers, "parallel": layout.parallel, "batch": layout.batch,
-        "batch_per_gpu": layout.batch_per_gpu, "activation_checkpointing": layout.activation_checkpointing,
+        "batch_per_gpu": layout.batch_per_gpu, "grad_accum": layout.grad_accum,
+        "micro_batch": layout.micro_batch, "activation_checkpointing": layout.activation_checkpointing,
         "precision": "bf16 compute, fp32 master weights, fp32 grads and reduction, AdamW fp32 moments",
         "timesteps": ("per token (a batch with an image-conditioned sample)" if layout.per_token_timesteps
                       else "per sample") if component == "dit" else None,

@@ -6,11 +6,12 @@ the container and key layout, tensors, parameters, dtypes, the files' sha256, an
 preset the weights fit. A diffusers folder brings its config; a single file is tried
 against `--size` and then the release presets.
 
-With any of `--workers N --batch B --parallel ddp|fsdp --activation-checkpointing --mfu F
---gpu h100|h200|a100` it adds a training estimate at `--shape` (`evaluation.memory`, the
+With any of `--workers N --batch B --parallel ddp|fsdp --grad-accum K --activation-checkpointing
+--mfu F --gpu h100|h200|a100` it adds a training estimate at `--shape` (`evaluation.memory`, the
 formulas in docs/memory.md): per-GPU memory (parameters, gradients, AdamW moments, the
 DiT's EMA, bf16 weights, activations, total) and the step time at the stated MFU, with
-tokens/s. `--batch` is the global batch; it must split evenly over the workers.
+tokens/s. `--batch` is the global batch; it must split evenly over the workers (x the
+micro-batches of `--grad-accum`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--parallel", default=None, metavar="ddp|fsdp", help="replicate (ddp) or shard (fsdp, the default)")
     t.add_argument("--batch", type=int, default=None, metavar="B",
                    help="global batch per optimizer step, a multiple of --workers (default: one per GPU)")
+    t.add_argument("--grad-accum", type=int, default=None, metavar="K",
+                   help="micro-batches per GPU per step (default 1); activations are per micro-batch")
     t.add_argument("--activation-checkpointing", action="store_true", default=None,
                    help="recompute each block in backward instead of keeping its activations")
     t.add_argument("--mfu", type=float, default=None, help="model FLOPs utilisation to assume (default 0.35)")
@@ -56,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-TRAINING_OPTIONS = ("workers", "parallel", "batch", "activation_checkpointing", "mfu", "gpu")
+TRAINING_OPTIONS = ("workers", "parallel", "batch", "grad_accum", "activation_checkpointing", "mfu", "gpu")
 
 
 def training_layout(args: argparse.Namespace):
@@ -74,16 +77,20 @@ def training_layout(args: argparse.Namespace):
     batch = workers if args.batch is None else args.batch
     if batch < 1:
         raise UserError(f"--batch must be at least 1 (the global batch), not {batch}.")
-    if batch % workers:
-        raise UserError(f"--batch {batch} does not split evenly over --workers {workers}; "
-                        f"use a multiple of {workers} (--batch is the global batch).")
+    accum = 1 if args.grad_accum is None else args.grad_accum
+    if accum < 1:
+        raise UserError(f"--grad-accum must be at least 1 (micro-batches per GPU), not {accum}.")
+    if batch % (workers * accum):
+        split = f"--workers {workers}" + (f" x --grad-accum {accum}" if accum > 1 else "")
+        raise UserError(f"--batch {batch} does not split evenly over {split}; "
+                        f"use a multiple of {workers * accum} (--batch is the global batch).")
     mfu = 0.35 if args.mfu is None else args.mfu
     if not 0 < mfu <= 1:
         raise UserError(f"--mfu must be a fraction in (0, 1], e.g. 0.35, not {mfu:g}.")
     gpu = (args.gpu or "h100").lower()
     if gpu not in GPU_PEAK_BF16:
         raise UserError(f"--gpu must be one of {', '.join(GPU_PEAK_BF16)}, not '{args.gpu}'.")
-    return TrainingLayout(workers=workers, parallel=parallel, batch=batch, mfu=mfu, gpu=gpu,
+    return TrainingLayout(workers=workers, parallel=parallel, batch=batch, grad_accum=accum, mfu=mfu, gpu=gpu,
                           activation_checkpointing=bool(args.activation_checkpointing))
 
 
@@ -98,7 +105,9 @@ def _size(nbytes: int) -> str:
 def _print_training(est: dict) -> None:
     ac = "on" if est["activation_checkpointing"] else "off"
     print(f"\ntraining estimate per GPU: {est['workers']} x {est['gpu']}, {est['parallel']}, global batch "
-          f"{est['batch']} ({est['batch_per_gpu']} per GPU), activation checkpointing {ac}")
+          f"{est['batch']} ({est['batch_per_gpu']} per GPU"
+          + (f", {est['grad_accum']} micro-batches of {est['micro_batch']}" if est["grad_accum"] > 1 else "")
+          + f"), activation checkpointing {ac}")
     print(f"  {est['precision']}")
     if est["timesteps"]:
         print(f"  timesteps {est['timesteps']}")
