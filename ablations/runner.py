@@ -410,6 +410,9 @@ def _write_run(store: SweepStore, variant: Any, needed: list[InstanceState], sta
     row = {"run_id": variant.run_id, "status": status, "failure_reason": reason,
            "started_at": _iso(min(times)) if times else None, "finished_at": _iso(time.time()),
            "wall_time_s": float(sum(st.result.get("compute_s", 0) for st in needed if st.result)),
+           # worker-group restarts of the run's training stages (Ray Train, after a worker or node died)
+           "restarts": int(sum((st.result or {}).get("summary", {}).get("restarts", 0) or 0 for st in needed
+                               if st.instance.stage in ("train_vae", "train_dit"))),
            **collected["headline"], **collected["cost"]}
     store.write_run_json(variant.run_id, "manifest.json", {
         "run_id": variant.run_id, "variant": variant.name, "seed": variant.seed, **_replication_columns(variant),

@@ -32,7 +32,8 @@ from clips.ids import source_of_clip_id  # stdlib only: keeps the store free of 
 
 RUN_STATUSES = ("pending", "running", "done", "failed")
 # runs.parquet columns every reader can rely on (axis, headline and cost columns come on top)
-RUN_BASE_COLUMNS = ("run_id", "variant", "seed", "status", "failure_reason", "started_at", "finished_at", "wall_time_s")
+RUN_BASE_COLUMNS = ("run_id", "variant", "seed", "status", "failure_reason", "started_at", "finished_at", "wall_time_s",
+                    "restarts")
 # replication columns, placed after `seed`: `replicate` ("a" | "b", only in sweeps with a
 # replicated baseline) and `block` (the nominal seed: seed, or seed - offset for "b" copies)
 RUN_REPLICATION_COLUMNS = ("replicate", "block")

@@ -136,7 +136,8 @@ class Trainer:
         if not finished:
             self.save()
         return {"steps": self.step, "resumed_from": self.resumed_from, "wall_time_s": wall, "finished": finished,
-                "workers": self.world.size, "parallel": self.layout.parallel, "grad_accum": self.layout.grad_accum}
+                "workers": self.world.size, "parallel": self.layout.parallel, "grad_accum": self.layout.grad_accum,
+                "nodes": self.world.gather_object(_node_id())}
 
 
 def restarts(out_dir: Path) -> int:
@@ -148,3 +149,13 @@ def restarts(out_dir: Path) -> int:
         return 0
     return max(0, len(json.loads(path.read_text())) - 1)
 
+
+
+def _node_id() -> str | None:
+    """The Ray node this worker runs on (None outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # noqa: BLE001 - provenance only
+        return None

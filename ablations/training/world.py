@@ -50,6 +50,14 @@ class World:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def gather_object(self, obj) -> list:
+        """`obj` of every rank, in rank order (on every rank)."""
+        if not self.distributed:
+            return [obj]
+        out = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return out
+
     def _comm_device(self) -> torch.device:
         return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
 
