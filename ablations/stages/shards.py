@@ -23,8 +23,6 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
-
 PARTS = "parts"
 DONE = "DONE"
 
@@ -57,14 +55,18 @@ def shard_slice(n_items: int, rank: int, world: int) -> slice:
     return slice(start, start + base + (1 if rank < extra else 0))
 
 
+ITEM_SALT = 0x17E5EED  # keeps per-item stage seeds apart from models.rng.BatchRNG's training streams (salt 0)
+
+
 def item_seed(seed: int, *keys: int) -> int:
     """A well-mixed 63-bit seed for one item, from the run's seed and the item's keys.
 
-    (seed, keys) -> seed is a hash (numpy's SeedSequence), so seed s item i and seed s+1
-    item i-1 draw unrelated noise, which `seed + index` would not give.
+    A hash (`models.rng.mix_seed`, blake2b) of (ITEM_SALT, seed, keys), so seed s item i
+    and seed s+1 item i-1 draw unrelated noise, which `seed + index` would not give.
     """
-    entropy = [int(seed) & (2**64 - 1), *(int(k) & (2**64 - 1) for k in keys)]
-    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    from models.rng import mix_seed
+
+    return mix_seed(ITEM_SALT, seed, *keys)
 
 
 def item_generator(seed: int, *keys: int):
