@@ -125,7 +125,12 @@ def execute(stage: str, key: str, config: dict[str, Any], upstream: dict[str, st
     with open(folder / "stage.log", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         ups = {k: Path(v) for k, v in upstream.items()}
         runner = STAGES_RUN[stage]
-        result = runner(cfg, folder, ups, on_step, fault) if stage in TRAINING else runner(cfg, folder, ups, on_step)
+        if stage in TRAINING:
+            result = runner(cfg, folder, ups, on_step, fault)
+        elif stage in SHARDED and cfg.train.workers > 1:  # the run's workers split the clips / prompts
+            result = _sharded(stage, cfg, folder, ups, on_step)
+        else:
+            result = runner(cfg, folder, ups, on_step)
     result = {**result, "stage": stage, "key": key, "started_at": started, "compute_s": time.perf_counter() - clock,
               "hardware": hardware(), "node_id": _node_id()}
     atomic_write_json(folder / RESULT, result)
@@ -249,6 +254,16 @@ def run_cost(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str,
     return {"cost": variant_cost(cfg)}
 
 
+def _sharded(stage: str, cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
+    """`stage` as `train.workers` Ray tasks (a GPU each when the cluster has GPUs), merged into one result."""
+    import ray
+
+    from ablations.stages import sharded
+
+    gpus = 1 if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0 and cfg.train.gpus_per_worker > 0 else 0
+    return getattr(sharded, f"run_{stage}")(cfg, folder, upstream, on_step, cfg.train.workers, num_gpus=gpus)
+
+
 def _seeded(section: Any, seed: int) -> Any:
     """The run's seed overrides a section's own seed field, so `seed` is one axis."""
     import dataclasses
@@ -256,6 +271,7 @@ def _seeded(section: Any, seed: int) -> Any:
     return dataclasses.replace(section, seed=seed) if hasattr(section, "seed") else section
 
 
+SHARDED = ("encode_latents", "sample", "eval_recon", "eval_gen")  # split over train.workers shards (stages/sharded.py)
 TRAINING = ("train_vae", "train_dit")  # stages that run on `train.workers` workers (ablations.training.launch)
 STAGES_RUN: dict[str, Callable[..., dict[str, Any]]] = {
     "train_vae": run_train_vae,

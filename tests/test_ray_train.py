@@ -100,3 +100,6 @@ def test_tiny_pair_with_two_workers_completes_on_embedded_ray(tmp_path, capsys):
         for folder in (tmp_path / "_cache" / stage).iterdir():
             summary = json.loads((folder / "result.json").read_text())["summary"]
             assert summary["workers"] == 2 and summary["placement"] == "STRICT_PACK"
+    for stage in ("encode_latents", "sample", "eval_recon", "eval_gen"):  # split over the run's 2 workers
+        for folder in (tmp_path / "_cache" / stage).iterdir():
+            assert sorted(p.name for p in (folder / "parts").iterdir()) == ["rank-0-of-2", "rank-1-of-2"], stage
