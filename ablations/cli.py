@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "ablations.commands.results",
     "ablations.commands.report",
     "ablations.commands.plan",
+    "ablations.commands.curate",
+    "ablations.commands.aesthetic",
     "survey.cli",
     "ablations.commands.dashboard",
 ]
