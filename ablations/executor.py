@@ -127,8 +127,6 @@ def execute(stage: str, key: str, config: dict[str, Any], upstream: dict[str, st
         runner = STAGES_RUN[stage]
         if stage in TRAINING:
             result = runner(cfg, folder, ups, on_step, fault)
-        elif stage in SHARDED and cfg.train.workers > 1:  # the run's workers split the clips / prompts
-            result = _sharded(stage, cfg, folder, ups, on_step)
         else:
             result = runner(cfg, folder, ups, on_step)
     result = {**result, "stage": stage, "key": key, "started_at": started, "compute_s": time.perf_counter() - clock,
@@ -201,30 +199,11 @@ def run_train_vae(cfg, folder: Path, upstream: dict[str, Path], on_step, fault=N
 
 
 def run_eval_recon(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
-    from ablations.stages.eval_recon import eval_recon
-    from ablations.stages.train_vae import load_vae
-    from clips.dataset import load_clips
-    from clips.io import write_video
-    from models.losses.dwt import BAND_NAMES
-
-    vae = load_vae(upstream["train_vae"])
-    clips = load_clips(cfg.vae_data, "heldout")
-    names = list(cfg.eval.recon_metrics) + ([f"dwt_psnr_{b.lower()}" for b in BAND_NAMES] if cfg.eval.dwt_bands else [])
-    samples = folder / "samples"
-    rows, summary = eval_recon(vae, clips, metric_names=names, samples_dir=samples, max_samples=cfg.eval.recon_samples)
-    references = []
-    for clip in clips[: cfg.eval.recon_samples]:
-        safe = clip.clip_id.replace(":", "_").replace("/", "_")
-        write_video(folder / "reference" / f"{safe}.mp4", clip.frames, clip.fps)
-        references.append({"clip_id": clip.clip_id, "file": f"reference/{safe}.mp4", "fps": clip.fps,
-                           "sample": f"samples/recon-{safe}.mp4"})
-    return {"rows": rows, "summary": summary, "references": references}
+    return _sharded("eval_recon", cfg, folder, upstream, on_step)
 
 
 def run_encode_latents(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
-    from ablations.stages.encode_latents import encode_latents
-
-    return {"summary": encode_latents(upstream["train_vae"], cfg.dit_data, folder, text_cfg=cfg.text)}
+    return _sharded("encode_latents", cfg, folder, upstream, on_step)
 
 
 def run_train_dit(cfg, folder: Path, upstream: dict[str, Path], on_step, fault=None) -> dict[str, Any]:
@@ -232,20 +211,11 @@ def run_train_dit(cfg, folder: Path, upstream: dict[str, Path], on_step, fault=N
 
 
 def run_sample(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
-    from ablations.stages.sample import heldout_prompts, sample_videos
-
-    prompts, images = heldout_prompts(cfg.dit_data, cfg.eval.heldout_prompts)
-    sample_cfg = _seeded(cfg.sample, cfg.seed)
-    index = sample_videos(upstream["train_vae"], upstream["train_dit"], prompts, folder / "samples",
-                          images=images, cfg=sample_cfg, progress=False)
-    return {"index": index}
+    return _sharded("sample", cfg, folder, upstream, on_step)
 
 
 def run_eval_gen(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
-    from ablations.stages.eval_gen import eval_gen
-
-    rows, summary = eval_gen(upstream["sample"] / "samples")
-    return {"rows": rows, "summary": summary}
+    return _sharded("eval_gen", cfg, folder, upstream, on_step)
 
 
 def run_cost(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
@@ -255,7 +225,8 @@ def run_cost(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str,
 
 
 def _sharded(stage: str, cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
-    """`stage` as `train.workers` Ray tasks (a GPU each when the cluster has GPUs), merged into one result."""
+    """`stage` as `train.workers` shards (Ray tasks, a GPU each when the cluster has GPUs; one shard runs
+    in this task), merged into one result."""
     import ray
 
     from ablations.stages import sharded
@@ -271,7 +242,8 @@ def _seeded(section: Any, seed: int) -> Any:
     return dataclasses.replace(section, seed=seed) if hasattr(section, "seed") else section
 
 
-SHARDED = ("encode_latents", "sample", "eval_recon", "eval_gen")  # split over train.workers shards (stages/sharded.py)
+# encode_latents, sample, eval_recon and eval_gen always go through stages/sharded.py: split over
+# train.workers shards, with per-item seeds, so one worker gives exactly what N give
 TRAINING = ("train_vae", "train_dit")  # stages that run on `train.workers` workers (ablations.training.launch)
 STAGES_RUN: dict[str, Callable[..., dict[str, Any]]] = {
     "train_vae": run_train_vae,
