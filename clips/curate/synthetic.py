@@ -189,6 +189,7 @@ def write_bars_video(
     fps: float = 24.0,
     speed: float = 1.5,
     dark: bool = False,
+    stripe: tuple[int, int] | None = None,
     seed: int = 0,
     kind: str | None = None,
 ) -> SyntheticVideo:
@@ -196,6 +197,8 @@ def write_bars_video(
 
     `height` x `width` is the whole frame (must be even); the content fills the rest.
     `dark=True` draws the content in the dark range (luma about 3-40): dim, not black.
+    `stripe=(a, b)` paints content rows a..b-1 pure black in every frame: a black band
+    inside the picture, which is not a bar because it does not touch the border.
     """
     top, bottom, left, right = bars
     content_h, content_w = height - top - bottom, width - left - right
@@ -203,6 +206,8 @@ def write_bars_video(
         raise ValueError(f"bars {bars} leave no room in an even {height}x{width} frame")
     rng = np.random.default_rng(seed)
     content = moving_frames(rng, frames, content_h, content_w, speed=speed, dark=dark)
+    if stripe is not None:
+        content[:, stripe[0]:stripe[1]] = 0
     video = add_bars(content, top, bottom, left, right)
     if kind is None:
         kind = ("both" if (top or bottom) and (left or right) else
@@ -277,21 +282,27 @@ def motion_set(folder: str | os.PathLike, count: int = 10, *, seed: int = 0,
 
 
 def bars_set(folder: str | os.PathLike, *, seed: int = 0) -> list[SyntheticVideo]:
-    """The black-bar cases: letterbox, pillarbox, both (each with an odd-sized side), full, dark."""
+    """The black-bar cases: letterbox, pillarbox, both (some with odd sizes, one still), a
+    black band inside a letterboxed picture, full-frame, dark (moving and still), dark
+    letterboxed. `crop` is the true picture box; full and dark clips must not be cropped."""
     folder = Path(folder)
-    cases = [
-        ("letterbox", (12, 12, 0, 0), False),
-        ("letterbox_odd", (9, 15, 0, 0), False),
-        ("pillarbox", (0, 0, 20, 20), False),
-        ("pillarbox_odd", (0, 0, 17, 23), False),
-        ("both", (8, 10, 14, 14), False),
-        ("full", (0, 0, 0, 0), False),
-        ("dark", (0, 0, 0, 0), True),
-        ("dark_letterbox", (12, 12, 0, 0), True),
+    moving, still = 1.5, 0.0
+    cases = [  # name, (top, bottom, left, right), dark, speed, black stripe inside the picture
+        ("letterbox", (12, 12, 0, 0), False, moving, None),
+        ("letterbox_odd", (9, 15, 0, 0), False, moving, None),
+        ("pillarbox", (0, 0, 20, 20), False, moving, None),
+        ("pillarbox_odd", (0, 0, 17, 23), False, moving, None),
+        ("both", (8, 10, 14, 14), False, moving, None),
+        ("both_still", (6, 6, 10, 12), False, still, None),
+        ("letterbox_stripe", (10, 10, 0, 0), False, moving, (30, 40)),
+        ("full", (0, 0, 0, 0), False, moving, None),
+        ("dark", (0, 0, 0, 0), True, moving, None),
+        ("dark_still", (0, 0, 0, 0), True, still, None),
+        ("dark_letterbox", (12, 12, 0, 0), True, moving, None),
     ]
-    return [write_bars_video(folder / f"{name}.mp4", bars=bars, dark=dark, seed=seed + i,
-                             kind=name)
-            for i, (name, bars, dark) in enumerate(cases)]
+    return [write_bars_video(folder / f"{name}.mp4", bars=bars, dark=dark, speed=speed,
+                             stripe=stripe, seed=seed + i, kind=name)
+            for i, (name, bars, dark, speed, stripe) in enumerate(cases)]
 
 
 def write_broken(path: str | os.PathLike, kind: BrokenKind, *, seed: int = 0) -> BrokenFile:
