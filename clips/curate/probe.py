@@ -8,10 +8,11 @@ the message is one sentence for a person.
 
 How each broken kind is told apart:
 - `missing`, `not_a_file`, `empty`, `unreadable`: from `os.stat` / `open`, before FFmpeg.
-- `truncated`: FFmpeg opens the file but the last packets of the video stream are short
-  (`is_corrupt`), end past the end of the file, or stop before the stream's stated
-  duration; or FFmpeg cannot open it but the file starts like an ISO-BMFF (`ftyp`) box,
-  which is what an mp4 whose index was cut off looks like.
+- `truncated`: an mp4/mov (the file starts like an ISO-BMFF box) whose top-level boxes do
+  not fit the file size (a cut anywhere leaves the last box running past the end), or that
+  FFmpeg cannot open or finds no streams in; in any container, the last packets of the
+  video stream are short (`is_corrupt`), end past the end of the file, or stop before the
+  stream's stated duration.
 - `not_video`: FFmpeg recognises no container in the bytes (text renamed `.mp4`).
 - `image`: FFmpeg reads it with a still-image demuxer (`png_pipe`, `image2`, ...) or the
   only video stream has an image codec and at most one frame.
@@ -64,6 +65,8 @@ class ProbeError(ClipError):
 class ProbeConfig:
     """How hard `probe` looks at a file."""
 
+    check_boxes: bool = True  # mp4/mov: check that the top-level boxes fit the file size
+    max_boxes: int = 100_000  # bound on top-level boxes walked (fragmented mp4 has many)
     check_tail: bool = True  # demux from the last keyframe to the end to catch truncated files
     tail_max_packets: int = 2000  # bound on packets read by the tail check (never hang)
     decode_first_frame: bool = True  # decode one frame to prove the stream is decodable
@@ -123,6 +126,38 @@ def _looks_like_iso_bmff(path: Path) -> bool:
     return len(head) >= 8 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
 
 
+def _iso_bmff_cut(path: Path, size_bytes: int, max_boxes: int) -> str | None:
+    """Why an mp4/mov's top-level boxes do not fit the file, or None when they do.
+
+    Every top-level box (ftyp, moov, mdat, moof, ...) declares its size, so a file cut
+    anywhere shows as a box that runs past the end: found by reading 16 bytes per box.
+    """
+    offset = 0
+    with open(path, "rb") as handle:
+        for _ in range(max_boxes):
+            if offset == size_bytes:
+                return None
+            handle.seek(offset)
+            head = handle.read(16)
+            if len(head) < 8:
+                return f"ends inside a box header at byte {offset}"
+            box_size, box_type = int.from_bytes(head[:4], "big"), head[4:8]
+            if box_size == 1:  # 64-bit size follows the type
+                if len(head) < 16:
+                    return f"ends inside a box header at byte {offset}"
+                box_size = int.from_bytes(head[8:16], "big")
+            elif box_size == 0:  # the box runs to the end of the file
+                return None
+            name = box_type.decode("latin-1")
+            if box_size < 8:
+                return f"has a malformed {name!r} box at byte {offset}"
+            if offset + box_size > size_bytes:
+                return (f"ends at byte {size_bytes}, inside its {name!r} box that declares "
+                        f"{box_size} bytes from byte {offset}")
+            offset += box_size
+    return None  # more boxes than we look at: leave the rest to FFmpeg
+
+
 def _duration_s(container, stream) -> float:
     if stream.duration is not None and stream.time_base:
         return float(stream.duration * stream.time_base)
@@ -145,7 +180,8 @@ def _tail_is_truncated(container, stream, size_bytes: int, fps: float, duration_
         container.seek(start + stream.duration, stream=stream, backward=True, any_frame=False)
     except av.FFmpegError:
         container.seek(start, stream=stream, backward=True, any_frame=False)
-    last_end = None
+    first_pts = last_end = None
+    duration_sum, all_timed = 0, True
     for count, packet in enumerate(container.demux(stream)):
         if count >= cfg.tail_max_packets:
             return None  # give up rather than read an unbounded tail; assume complete
@@ -155,12 +191,22 @@ def _tail_is_truncated(container, stream, size_bytes: int, fps: float, duration_
             return "ends in a partial packet"
         if packet.pos is not None and packet.pos >= 0 and packet.pos + packet.size > size_bytes:
             return "has packets past the end of the file"
-        if packet.pts is not None:
-            end = packet.pts + (packet.duration or 0)
-            last_end = end if last_end is None else max(last_end, end)
+        if packet.pts is None:
+            all_timed = False
+            continue
+        first_pts = packet.pts if first_pts is None else first_pts
+        end = packet.pts + (packet.duration or 0)
+        last_end = end if last_end is None else max(last_end, end)
+        all_timed = all_timed and bool(packet.duration)
+        duration_sum += packet.duration or 0
     if last_end is None:
         return "has no packets at the end of its video stream"
-    missing_s = (start + stream.duration - last_end) * float(stream.time_base)
+    stated_end = start + stream.duration
+    # Packets from the keyframe on carry durations that add up to the rest of the stream
+    # (B-frames reorder timestamps, so the largest pts+duration can hide a missing last
+    # packet); without durations, fall back to the largest end timestamp.
+    covered = first_pts + duration_sum if all_timed else last_end
+    missing_s = (stated_end - covered) * float(stream.time_base)
     if missing_s > cfg.end_tolerance_frames / fps:
         return f"stops {missing_s:.2f} s before its stated duration of {duration_s:.2f} s"
     return None
@@ -168,6 +214,10 @@ def _tail_is_truncated(container, stream, size_bytes: int, fps: float, duration_
 
 def _probe(path: Path, cfg: ProbeConfig) -> Probe:
     size_bytes = _stat(path)
+    if cfg.check_boxes and _looks_like_iso_bmff(path):
+        why = _iso_bmff_cut(path, size_bytes, cfg.max_boxes)
+        if why:
+            raise _fail(path, "truncated", f"{why}: truncated; re-download or re-encode it")
     try:
         container = av.open(str(path), mode="r")
     except av.FFmpegError as exc:
@@ -180,7 +230,12 @@ def _probe(path: Path, cfg: ProbeConfig) -> Probe:
     with container:
         format_name = container.format.name
         if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+            kinds = sorted({s.type for s in container.streams})
+            if _looks_like_iso_bmff(path) and not (set(kinds) & {"audio", "subtitle"}):
+                raise _fail(path, "truncated", "is an mp4 whose index lists no audio or video "
+                            "(its moov box is damaged): truncated or corrupt; re-download or "
+                            "re-encode it")
+            kinds = kinds or ["no streams"]
             raise _fail(path, "no_video_stream",
                         f"has no video stream (only {', '.join(kinds)}); pass a file with video")
         stream = container.streams.video[0]
