@@ -89,10 +89,14 @@ def test_broken_kinds_each_get_their_own_reason(broken_files):
 
 
 def test_probe_raises_probe_error_which_is_a_clip_error(broken_files):
+    import pickle
+
     for b in broken_files:
         with pytest.raises(ProbeError) as info:
             probe.probe(b.path)
         assert isinstance(info.value, ClipError) and info.value.reason == EXPECTED_REASON[b.kind]
+        back = pickle.loads(pickle.dumps(info.value))  # as Ray would ship it
+        assert (back.path, back.reason, str(back)) == (b.path, info.value.reason, str(info.value))
 
 
 @pytest.mark.parametrize("check_boxes", [True, False], ids=["box-walk", "ffmpeg-only"])

@@ -60,6 +60,9 @@ class ProbeError(ClipError):
         self.path = Path(path)
         self.reason: Reason = reason
 
+    def __reduce__(self):  # picklable with its fields (Ray ships exceptions between processes)
+        return (type(self), (self.path, self.reason, str(self)))
+
 
 @dataclass(frozen=True, kw_only=True)
 class ProbeConfig:
