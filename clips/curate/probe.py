@@ -234,7 +234,10 @@ def _probe(path: Path, cfg: ProbeConfig) -> Probe:
         format_name = container.format.name
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams})
-            if _looks_like_iso_bmff(path) and not (set(kinds) & {"audio", "subtitle"}):
+            # a cut inside the moov box leaves FFmpeg a stream list of "data" tracks only; the
+            # box walk reports that first, this is the fallback when it is switched off
+            if (not cfg.check_boxes and _looks_like_iso_bmff(path)
+                    and not (set(kinds) & {"audio", "subtitle"})):
                 raise _fail(path, "truncated", "is an mp4 whose index lists no audio or video "
                             "(its moov box is damaged): truncated or corrupt; re-download or "
                             "re-encode it")
