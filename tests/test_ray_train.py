@@ -1,7 +1,8 @@
 """Training stages as Ray Train jobs: a run's workers span the nodes of a 2-node cluster, a
 SIGKILLed worker restarts the group from its last checkpoint (and the run table counts it),
 the sweep refuses a run the cluster can never hold, and `ltxlab sweep tiny-pair --set
-train.workers=2` completes on embedded Ray."""
+train.workers=2` completes on embedded Ray. The 2-node cluster is `test_sweep_cluster.py`'s
+fixture."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ablations.graph import Level  # noqa: E402
 from ablations.recipes import RECIPES, Sweep  # noqa: E402
 from ablations.recipes.common import smoke  # noqa: E402
 from ablations.training.config import ParallelConfig  # noqa: E402
+from tests.test_sweep_cluster import two_nodes  # noqa: E402,F401  (the 2-node cluster fixture)
 from models.config import to_dict  # noqa: E402
 
 TOL = 1e-5
@@ -31,20 +33,6 @@ def _one_run_sweep(workers: int, name: str = "ray-train") -> Sweep:
                                train=ParallelConfig(workers=workers))
     return Sweep(name=name, recipe="tiny-pair", description="one run", base=base,
                  axes={"layout": [Level("two", {})]}, seeds=(0,), stages=("train_vae",), headline_metrics=())
-
-
-@pytest.fixture
-def two_nodes():
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    worker = cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    yield cluster, worker
-    ray.shutdown()
-    cluster.shutdown()
 
 
 def test_a_killed_worker_restarts_from_its_checkpoint_on_two_nodes(two_nodes, tmp_path):
