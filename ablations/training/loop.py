@@ -20,6 +20,7 @@ same for both stages and for any worker count:
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,8 +102,6 @@ class Trainer:
         self.resumed_from = self.step
         if self.world.is_main:
             path = self.out_dir / ATTEMPTS
-            import json
-
             attempts = json.loads(path.read_text()) if path.exists() else []
             attempts.append({"started_at": time.time(), "world_size": self.world.size, "resume_step": self.step,
                              "parallel": self.layout.parallel})
@@ -142,8 +141,6 @@ class Trainer:
 
 def restarts(out_dir: Path) -> int:
     """How many times the stage's worker group started again after its first start."""
-    import json
-
     path = Path(out_dir) / ATTEMPTS
     if not path.exists():
         return 0
