@@ -145,7 +145,7 @@ def make_readable(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def write_video(path: str | os.PathLike, frames, fps: float | Fraction) -> Path:
+def write_video(path: str | os.PathLike, frames, fps: float | Fraction, *, crf: int | None = None) -> Path:
     """Encode frames as a browser-playable H.264 mp4, atomically.
 
     Args:
@@ -153,6 +153,7 @@ def write_video(path: str | os.PathLike, frames, fps: float | Fraction) -> Path:
         frames: uint8 `(T, H, W, 3)` RGB, or float in [0, 1] (clipped); odd sizes are
             padded by one replicated row/column.
         fps: native frame rate; NTSC rates are kept exact (29.97 -> 30000/1001).
+        crf: x264 quality, 0-51, lower is better (None: the house default, 18).
 
     Returns:
         The written path. A reader never sees a half-written file: the video is encoded
@@ -173,7 +174,7 @@ def write_video(path: str | os.PathLike, frames, fps: float | Fraction) -> Path:
             stream = container.add_stream("libx264", rate=rate)
             stream.height, stream.width = frames.shape[1], frames.shape[2]
             stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": _CRF, "preset": "medium"}
+            stream.options = {"crf": _CRF if crf is None else str(int(crf)), "preset": "medium"}
             for index, rgb in enumerate(frames):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
                 frame.pts = index  # time base is 1/rate: one tick per frame

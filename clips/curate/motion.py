@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from clips.curate.probe import probe, read_frames
 from clips.errors import ClipError
+
+if TYPE_CHECKING:
+    from clips.curate.bars import CropBox
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,10 +117,13 @@ def motion_scores_file(
     *,
     start: int = 0,
     end: int | None = None,
+    crop: CropBox | None = None,
 ) -> MotionScores:
     """`motion_scores` of frames `[start, end)` of a file, decoding only the frames it compares.
 
     Frames are resized to `cfg.width` while decoding. `end=None` means the end of the file.
+    `crop` (a `bars.CropBox`) scores the picture inside the black bars only, the crop resized
+    to `cfg.width` (bars never move, so they would only dilute the mean flow).
     """
     if end is None:
         end = probe(path).frames
@@ -124,7 +131,12 @@ def motion_scores_file(
     if not rel:
         raise ClipError(f"Clip [{start}, {end}) of {path} is too short for stride {cfg.stride}.")
     wanted = sorted({start + i for s in rel for i in (s, s + cfg.stride)})
-    frames = read_frames(path, indices=wanted, width=cfg.width)  # resized while decoding
+    if crop is None:
+        frames = read_frames(path, indices=wanted, width=cfg.width)  # resized while decoding
+    else:
+        from clips.curate.crop import read_cropped
+
+        frames = read_cropped(path, crop, indices=wanted, width=cfg.width)
     if len(frames) != len(wanted):
         raise ClipError(f"Video file {path} ended early: {len(frames)} of {len(wanted)} frames "
                         f"in [{start}, {end}) decoded.")
