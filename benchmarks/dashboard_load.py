@@ -38,7 +38,7 @@ at.run()
 t_app = time.perf_counter() - t0
 out = {"app_first_run_s": t_app}
 for page in sys.argv[2].split(","):
-    at.switch_page(f"pages/{page}.py")
+    at.switch_page(f"views/{page}.py")
     t = time.perf_counter(); at.run(); cold = time.perf_counter() - t
     assert not at.exception, [e.value for e in at.exception]
     warms = []

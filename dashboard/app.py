@@ -20,7 +20,10 @@ from dashboard.common import sidebar  # noqa: E402
 
 st.set_page_config(page_title="ltxlab", layout="wide")
 
-_HERE = Path(__file__).parent / "pages"
+# Not named `pages/`: Streamlit runs a server whose main script has a `pages/` sibling in its
+# v1 folder mode until some session has run st.navigation, so a fresh server's first visitor
+# of a deep link (/runs, /data?dataset=...) got the page alone with an auto-made sidebar.
+_HERE = Path(__file__).parent / "views"
 PAGES = [
     st.Page(str(_HERE / "sweeps.py"), title="Sweeps", default=True),
     st.Page(str(_HERE / "runs.py"), title="Runs"),

@@ -113,7 +113,7 @@ def app(monkeypatch, store_root):  # noqa: ANN201 - a factory
 
 
 def _open(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}.py")
+    at.switch_page(f"views/{page}.py")
     return at.run()
 
 

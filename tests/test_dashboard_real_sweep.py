@@ -63,7 +63,7 @@ def app(monkeypatch, real_store):
 
 
 def _open(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}.py")
+    at.switch_page(f"views/{page}.py")
     return at.run()
 
 

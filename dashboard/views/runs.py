@@ -83,7 +83,7 @@ def main() -> None:
     )  # fmt: skip
     st.session_state["compare_runs"] = chosen
     if len(chosen) >= 2:
-        st.page_link("pages/compare.py", label=f"Compare {len(chosen)} runs side by side")
+        st.page_link("views/compare.py", label=f"Compare {len(chosen)} runs side by side")
     else:
         st.caption("Pick two to four finished runs, then open the Compare page.")
 
