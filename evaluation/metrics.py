@@ -49,9 +49,10 @@ class MetricResult:
 class VideoPair:
     """A (reference, test) pair as (T, H, W, 3) float32 tensors, with shared intermediates cached."""
 
-    def __init__(self, ref: Any, test: Any, device: str | torch.device | None = None) -> None:
+    def __init__(self, ref: Any, test: Any, device: str | torch.device | None = None, weights: Any = None) -> None:
         self.ref = to_frames(ref, "reference", device)  # (T, H, W, 3)
         self.test = to_frames(test, "test", device)  # (T, H, W, 3)
+        self.weights = weights  # evaluation.weights.Weights for the network metrics (None: $LTXLAB_WEIGHTS only)
         if self.ref.shape != self.test.shape:
             raise ValueError(
                 f"Reference and test videos differ in shape: {_thwc(self.ref)} vs {_thwc(self.test)} (T, H, W, 3); "
@@ -246,6 +247,39 @@ register(MetricSpec(
 ))  # fmt: skip
 
 
+# ------------------------------------------------------------------ perceptual (network) metrics
+
+
+def _lpips(net: str) -> Callable[[VideoPair], MetricResult]:
+    name = f"lpips_{net}"
+
+    def compute(pair: VideoPair) -> MetricResult:
+        from evaluation import lpips
+        from evaluation.weights import WeightsMissing, resolve_weights
+
+        reason = lpips.too_small_reason(net, *pair.height_width)
+        if reason is not None:
+            return _result(name, None, reason=reason)
+        try:
+            model, _ = lpips.load_lpips(net, pair.weights or resolve_weights(), pair.ref.device)
+        except WeightsMissing as exc:
+            return _result(name, None, reason=str(exc))
+        per_frame = lpips.lpips_per_frame(model, pair.ref, pair.test)
+        return _result(name, per_frame.mean().item(), per_frame)
+
+    return compute
+
+
+for _net, _label in (("alex", "AlexNet"), ("vgg", "VGG-16")):
+    register(MetricSpec(
+        name=f"lpips_{_net}", version="1", higher_is_better=False, value_range=(0.0, float("inf")),
+        color_space="RGB", fn=_lpips(_net),
+        aggregation="mean over frames of per-frame LPIPS (v0.1: unit-normalised features, linear heads, spatial mean)",
+        description=f"Learned perceptual distance (LPIPS v0.1, {_label} backbone, the lpips package's linear heads) "
+                    "from local weight files; lower is closer.",
+    ))  # fmt: skip
+
+
 # ------------------------------------------------------------------ evaluation
 
 
@@ -260,7 +294,8 @@ def resolve_names(names: Iterable[str] | None) -> list[str]:
 
 
 def evaluate_pair(
-    ref: Any, test: Any, names: list[str] | None = None, *, device: str | torch.device | None = None
+    ref: Any, test: Any, names: list[str] | None = None, *, device: str | torch.device | None = None,
+    weights: Any = None,
 ) -> dict[str, MetricResult]:
     """Score a test video against its reference.
 
@@ -268,12 +303,14 @@ def evaluate_pair(
         ref, test: (T, H, W, 3) RGB in [0, 1] (numpy or torch; uint8 is divided by 255), equal shapes.
         names: metrics to compute (default: every registered metric).
         device: where to compute (default: the inputs' device; CPU for numpy).
+        weights: `evaluation.weights.Weights` for the metrics that need a network (LPIPS);
+            None resolves $LTXLAB_WEIGHTS only. A metric whose weights are absent is not applicable.
 
     Returns:
         {metric name: MetricResult}, in the order of `names`.
     """
     selected = resolve_names(names)
-    pair = VideoPair(ref, test, device)
+    pair = VideoPair(ref, test, device, weights)
     with torch.no_grad():
         return {name: METRICS.get(name).fn(pair) for name in selected}
 

@@ -161,3 +161,15 @@ def save_vit(folder: str | os.PathLike, seed: int = 0, image_size: int = 32) -> 
     ViTModel(config, add_pooling_layer=False).eval().save_pretrained(folder)
     ViTImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(folder)
     return folder
+
+
+def save_lpips_weights_folder(folder: str | os.PathLike, seed: int = 0) -> Path:
+    """A $LTXLAB_WEIGHTS-style folder with random LPIPS backbones and heads under their default file names."""
+    from evaluation.weights import WEIGHT_FILES
+
+    folder = Path(folder)
+    for net in ("alex", "vgg"):
+        backbone, heads = save_lpips(folder, net, seed)
+        backbone.rename(folder / WEIGHT_FILES[f"lpips_{net}"].file)
+        heads.rename(folder / WEIGHT_FILES[f"lpips_{net}_head"].file)
+    return folder

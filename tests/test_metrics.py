@@ -183,8 +183,11 @@ def test_unknown_metric_suggests_a_name():
         evaluate_pair(np.zeros((1, 8, 8, 3)), np.zeros((1, 8, 8, 3)), ["ssmi"])
 
 
-def test_every_metric_ranks_mild_damage_above_strong_damage():
+def test_every_metric_ranks_mild_damage_above_strong_damage(tmp_path, monkeypatch):
     # generated from the registry: each metric's direction must agree with what damage does
+    from tests._metric_models import save_lpips_weights_folder
+
+    monkeypatch.setenv("LTXLAB_WEIGHTS", str(save_lpips_weights_folder(tmp_path)))  # random LPIPS nets, real formats
     ref = _smooth_video(3, 176, seed=4)
     rng = np.random.default_rng(5)
     mild = np.clip(ref + rng.normal(0, 0.02, ref.shape), 0, 1)
