@@ -45,11 +45,53 @@ def set_field(cfg: C, path: str, value: Any) -> C:
     return replace_path(cfg, path, value)
 
 
+def set_fields(cfg: C, updates: dict[str, Any]) -> C:
+    """Set several dotted paths at once: the fields of one config are replaced together.
+
+    A config that checks its fields as a whole (`DataSpec(source="folder")` needs `folder`)
+    would refuse the first of two related assignments made one at a time; here they meet
+    in one `dataclasses.replace`, so their order does not matter. Names and `Literal`
+    choices are checked as `replace_path` checks them.
+    """
+    import dataclasses
+
+    from models.config import from_dict
+
+    names = {f.name for f in dataclasses.fields(cfg)}
+    leaves: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for path, value in updates.items():
+        head, _, rest = path.partition(".")
+        if head not in names:
+            replace_path(cfg, path, value)  # raises its "has no field ... Did you mean" sentence
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            leaves[head] = value
+    for head, inner in nested.items():
+        if head in leaves:
+            raise ConfigError(f"--set gives {head} and {head}.{next(iter(inner))} together; set one of them.")
+        leaves[head] = set_fields(getattr(cfg, head), inner)
+    if not leaves:
+        return cfg
+    current = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.init}
+    return from_dict(type(cfg), {**current, **leaves}, type(cfg).__name__)
+
+
 def apply_overrides(cfg: C, assignments: Sequence[str]) -> C:
-    """Apply ['loss.dwt=0.1', 'vae.logvar=per_channel'] to `cfg` with `dataclasses.replace`."""
+    """Apply ['loss.dwt=0.1', 'vae.logvar=per_channel'] to `cfg` with `dataclasses.replace`.
+
+    `vae.kind` goes first (it swaps in that kind's preset, carrying the shared switches);
+    the rest are set together (`set_fields`), so `vae_data.source=folder` and
+    `vae_data.folder=DIR` work in either order. A key given twice keeps its last value.
+    """
+    updates: dict[str, Any] = {}
     for assignment in assignments:
         key, sep, value = assignment.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects key=value (e.g. loss.dwt=0.1), not '{assignment}'.")
-        cfg = set_field(cfg, key.strip(), parse_value(value))
-    return cfg
+        updates.pop(key.strip(), None)  # the last assignment of a key wins, in its own position
+        updates[key.strip()] = parse_value(value)
+    if "vae.kind" in updates:
+        cfg = set_field(cfg, "vae.kind", updates.pop("vae.kind"))
+    return set_fields(cfg, updates) if updates else cfg
