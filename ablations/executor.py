@@ -139,14 +139,19 @@ def execute(stage: str, key: str, config: dict[str, Any], upstream: dict[str, st
 # --------------------------------------------------------------------------- stages
 
 
-def _videos(spec: Any, split: str):
+def training_videos(spec: Any, split: str = "train"):
+    """What a training worker trains on: the manifest source as a streamed dataset
+    (`ClipVideos`, decoded per step by DataLoader workers), every other source as one
+    in-memory tensor (N, 3, T, H, W) as before."""
     import torch
 
-    from clips.dataset import load_clips
+    from ablations.training.data import ClipVideos
+    from clips.dataset import load_clips, open_clips
     from clips.io import to_model
 
-    clips = load_clips(spec, split)
-    return clips, torch.stack([to_model(c.frames) for c in clips])  # (N, 3, T, H, W)
+    if spec.source == "manifest":
+        return ClipVideos(open_clips(spec, split))
+    return torch.stack([to_model(c.frames) for c in load_clips(spec, split)])  # (N, 3, T, H, W)
 
 
 def _curve_rows(path: Path) -> list[dict[str, Any]]:
@@ -167,7 +172,7 @@ def train_vae_entry(config: dict[str, Any], folder: str, *, layout: Any, on_step
     from ablations.stages.train_vae import train_vae
 
     cfg = run_config_from_dict(config)
-    _, videos = _videos(cfg.vae_data, "train")
+    videos = training_videos(cfg.vae_data, "train")
     return train_vae(cfg.vae, cfg.loss, _seeded(cfg.vae_train, cfg.seed), videos, Path(folder), layout=layout,
                      progress=False, on_step=on_step)
 

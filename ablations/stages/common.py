@@ -99,6 +99,28 @@ def batch_indices(step: int, num_items: int, batch_size: int, seed: int) -> torc
     return order[slot * batch_size : (slot + 1) * batch_size]
 
 
+def bucket_batch_indices(step: int, buckets: list[list[int]], batch_size: int, seed: int) -> torch.Tensor:
+    """Step `step`'s clip indices when clips come in shape buckets: every batch from one bucket.
+
+    Per epoch (seeded by (seed, epoch) like `batch_indices`): each bucket is shuffled and cut
+    into batches of `batch_size`, its last partial batch filled from the start of the same
+    shuffled order (so every clip is used every epoch and every batch is full; a bucket
+    smaller than a batch repeats clips), then all buckets' batches are shuffled together.
+    A pure function of (step, seed).
+    """
+    batch_size = min(batch_size, sum(len(b) for b in buckets))
+    counts = [-(-len(b) // batch_size) for b in buckets]  # batches per bucket per epoch
+    epoch, slot = divmod(step, sum(counts))
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    batches = []
+    for members, count in zip(buckets, counts):
+        members = torch.as_tensor(members, dtype=torch.long)
+        order = members[torch.randperm(len(members), generator=generator)]
+        filled = order.repeat(-(-count * batch_size // len(order)))[: count * batch_size]
+        batches += list(filled.view(count, batch_size))
+    return batches[int(torch.randperm(len(batches), generator=generator)[slot])]
+
+
 def warmup_lr(step: int, lr: float, warmup_steps: int) -> float:
     """Linear warm-up to `lr` over `warmup_steps`, then constant."""
     return lr * min(1.0, (step + 1) / max(1, warmup_steps))

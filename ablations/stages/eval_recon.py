@@ -130,11 +130,11 @@ def eval_recon_part(
 
     from ablations.stages.shards import build_part
     from ablations.stages.train_vae import load_vae
-    from clips.dataset import load_clips
+    from clips.dataset import open_clips
     from clips.io import write_video
 
     rank, world = shard
-    clips = load_clips(data_spec, split)
+    clips = open_clips(data_spec, split)  # the manifest source decodes each clip as it is scored
 
     def work(tmp: Path, items: slice) -> dict[str, Any]:
         rows: list[dict[str, Any]] = []

@@ -173,20 +173,28 @@ def vae_training_step(state: VAEState, video: torch.Tensor | list[MicroBatchData
 
 
 @torch.no_grad()
-def latent_statistics(vae: nn.Module, videos: torch.Tensor, batch_size: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std of posterior means over `videos` (N, 3, T, H, W) -> (Cz,), (Cz,)."""
+def latent_statistics(vae: nn.Module, videos: Any, batch_size: int = 4,
+                      max_clips: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of posterior means over the first `max_clips` of `videos` -> (Cz,), (Cz,).
+
+    `videos`: a tensor (N, 3, T, H, W) or a dataset of (3, T, H, W) items (shapes may differ
+    between buckets; batches are consecutive items of one shape).
+    """
+    from ablations.training.data import same_shape_runs
+
     vae.eval()
     device = next(vae.parameters()).device
-    means = [vae.encode(videos[i : i + batch_size].to(device))[0].float().cpu() for i in range(0, len(videos), batch_size)]
-    stacked = torch.cat(means).transpose(0, 1).flatten(1)  # (Cz, N*t*h*w)
-    return stacked.mean(dim=1), stacked.std(dim=1).clamp_min(1e-6)
+    count = len(videos) if max_clips is None else max_clips
+    means = [vae.encode(batch.to(device))[0].float().cpu() for batch in same_shape_runs(videos, count, batch_size)]
+    flat = torch.cat([m.transpose(0, 1).flatten(1) for m in means], dim=1)  # (Cz, sum of N*t*h*w)
+    return flat.mean(dim=1), flat.std(dim=1).clamp_min(1e-6)
 
 
 def train_vae(
     vae_cfg: Any,
     loss_cfg: VAELossConfig,
     train: VAETrainConfig,
-    videos: torch.Tensor,
+    videos: Any,
     out_dir: Path,
     *,
     layout: Any = None,
@@ -194,7 +202,12 @@ def train_vae(
     on_step: Callable[[int, int, dict[str, float]], None] | None = None,
     stop_after: int | None = None,
 ) -> dict[str, Any]:
-    """Train on `videos` (N, 3, T, H, W) in [-1, 1]; resume from `out_dir/checkpoints/`.
+    """Train on `videos` in [-1, 1]; resume from `out_dir/checkpoints/`.
+
+    `videos` is a tensor (N, 3, T, H, W) held in memory, or a dataset of (3, T, H, W) items
+    (`ablations.training.data.ClipVideos` over a manifest) that the training core streams:
+    each rank decodes only its slice of each step's batch, in `layout.data_workers`
+    DataLoader processes. Items of several shapes (buckets) give batches of one shape each.
 
     Runs on the current process group (`ablations.training`: one worker, or each Ray Train
     worker calls this with the same arguments). Writes `out_dir/vae.pt` (config, weights
@@ -217,8 +230,12 @@ def train_vae(
     optimizers = {"vae": (state.vae, state.optimizer)}
     if state.disc_optimizer is not None:
         optimizers["disc"] = (state.terms, state.disc_optimizer)
-    trainer = Trainer("train_vae", Schedule(train.steps, train.batch_size, train.seed, train.checkpoint_every, len(videos)),
-                      layout, world, out_dir, models, optimizers)
+    from ablations.training.data import buckets_of
+
+    streamed = not isinstance(videos, torch.Tensor)
+    schedule = Schedule(train.steps, train.batch_size, train.seed, train.checkpoint_every, len(videos),
+                        buckets=buckets_of(videos))
+    trainer = Trainer("train_vae", schedule, layout, world, out_dir, models, optimizers)
     trainer.resume()
     state.step = trainer.step
     autocast = autocast_for(layout, world)
@@ -230,18 +247,20 @@ def train_vae(
             group["lr"] = warmup_lr(step, train.lr, train.warmup_steps)
 
     def step_fn(step: int, micro: list) -> dict[str, float]:
+        batches = [(m.data if streamed else videos[m.indices]).to(world.device) for m in micro]
         with autocast():
-            return vae_training_step(state, [(videos[m.indices].to(world.device), m.rng, m.scale) for m in micro], trainer)
+            return vae_training_step(state, [(b, m.rng, m.scale) for b, m in zip(batches, micro)], trainer)
 
     try:
         summary = trainer.run(step_fn, on_step=lambda step, total, losses: bar.update(step, losses),
-                              stop_after=stop_after, set_lr=set_lr)
+                              stop_after=stop_after, set_lr=set_lr, dataset=videos if streamed else None,
+                              data_workers=layout.data_workers)
     finally:
         bar.close()
     summary["init"] = state.init
     if not summary["finished"]:
         return summary
-    mean, std = latent_statistics(state.vae, videos[: train.stats_max_clips])
+    mean, std = latent_statistics(state.vae, videos, max_clips=train.stats_max_clips)
     state.vae.latents_mean.copy_(mean.to(state.vae.latents_mean.device))
     state.vae.latents_std.copy_(std.to(state.vae.latents_std.device))
     weights = full_state_dict(state.vae)  # every rank takes part (FSDP2 gathers); rank 0 writes

@@ -25,6 +25,7 @@ class ParallelConfig:
     mixed_precision: Literal["bf16", "fp32"] = "bf16"  # CUDA compute dtype (fp32 params, fp32 reductions); CPU is fp32
     max_failures: int = 2  # Ray Train FailureConfig: worker-group restarts from the last checkpoint
     placement: Literal["auto", "pack", "spread"] = "auto"  # auto: STRICT_PACK on one node when it fits, else PACK
+    data_workers: int = 2  # DataLoader processes per worker decoding streamed data (manifest clips); 0 = in-process
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -33,6 +34,8 @@ class ParallelConfig:
             raise ConfigError(f"train.grad_accum must be at least 1, got {self.grad_accum}.")
         if self.max_failures < 0:
             raise ConfigError(f"train.max_failures must be 0 or more, got {self.max_failures}.")
+        if not isinstance(self.data_workers, int) or self.data_workers < 0:
+            raise ConfigError(f"train.data_workers must be 0 or more, got {self.data_workers}.")
         if self.gpus_per_worker < 0 or self.cpus_per_worker <= 0:
             raise ConfigError("train.gpus_per_worker must be >= 0 and train.cpus_per_worker > 0.")
 

@@ -5,8 +5,11 @@ that runs one optimizer step on its micro-batches); the core owns everything els
 same for both stages and for any worker count:
 
 - the global batch of step s is `batch_indices(s, N, B, seed)` (a pure function of step and
-  seed); rank r of W takes the contiguous positions `World.rows(B)` and splits them into
+  seed; `bucket_batch_indices` when the clips come in shape buckets, so a batch has one
+  shape); rank r of W takes the contiguous positions `World.rows(B)` and splits them into
   `grad_accum` micro-batches;
+- the data is a tensor held in memory, or a dataset streamed by DataLoader workers
+  (`data.py`): each rank decodes only its own slice of each step's batch, a step ahead;
 - every random draw of a sample comes from `models.rng.BatchRNG(seed, s, positions)`, so it
   does not depend on W or on the micro-batching;
 - losses are means over each micro-batch's samples, scaled by 1/grad_accum before
@@ -44,6 +47,7 @@ class MicroBatch:
     indices: torch.Tensor  # dataset indices of this micro-batch's samples
     rng: BatchRNG  # their random draws
     scale: float  # 1 / grad_accum: the loss weight of this micro-batch
+    data: torch.Tensor | None = None  # the samples, when the trainer streams a dataset (else the stage indexes its tensor)
 
 
 @dataclass
@@ -55,6 +59,15 @@ class Schedule:
     seed: int
     checkpoint_every: int
     num_items: int
+    buckets: list[list[int]] | None = None  # item indices per shape bucket (None: one shape, any batch)
+
+    def global_batch(self, step: int) -> torch.Tensor:
+        """The dataset indices of step `step`'s global batch (a pure function of step and seed)."""
+        from ablations.stages.common import batch_indices, bucket_batch_indices
+
+        if self.buckets:
+            return bucket_batch_indices(step, self.buckets, self.batch_size, self.seed)
+        return batch_indices(step, self.num_items, self.batch_size, self.seed)
 
 
 @dataclass
@@ -74,10 +87,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ batches
     def micro_batches(self, step: int) -> list[MicroBatch]:
-        from ablations.stages.common import batch_indices
-
         s = self.schedule
-        idx = batch_indices(step, s.num_items, s.batch_size, s.seed)
+        idx = s.global_batch(step)
         rows = list(self.world.rows(len(idx)))
         rng = BatchRNG(s.seed, step, rows)
         per = len(rows) // self.layout.grad_accum
@@ -114,16 +125,30 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def run(self, step_fn: Callable[[int, list[MicroBatch]], dict[str, float]], *,
             on_step: Callable[[int, int, dict[str, float]], None] | None = None,
-            stop_after: int | None = None, set_lr: Callable[[int], None] | None = None) -> dict[str, Any]:
-        """Train to `schedule.steps` (or `stop_after`); returns a summary (every rank)."""
+            stop_after: int | None = None, set_lr: Callable[[int], None] | None = None,
+            dataset: Any = None, data_workers: int = 0) -> dict[str, Any]:
+        """Train to `schedule.steps` (or `stop_after`); returns a summary (every rank).
+
+        With a `dataset`, this rank's samples of each step are loaded by `data_workers`
+        DataLoader processes (`data.step_loader`) and arrive in `MicroBatch.data`.
+        """
         s = self.schedule
         started = time.perf_counter()
-        while self.step < s.steps:
-            if stop_after is not None and self.step >= stop_after:
-                break
+        stop = s.steps if stop_after is None else max(self.step, min(s.steps, stop_after))
+        batches = None
+        if dataset is not None:
+            from ablations.training.data import step_loader
+
+            batches = step_loader(dataset, self, self.step, stop, data_workers)
+        while self.step < stop:
             if set_lr is not None:
                 set_lr(self.step)
-            losses = self.world.all_mean(step_fn(self.step, self.micro_batches(self.step)))
+            micro = self.micro_batches(self.step)
+            if batches is not None:
+                loaded = next(batches)  # (b, ...) this rank's samples, micro-batches in order
+                for i, m in enumerate(micro):
+                    m.data = loaded[i * len(m.indices):(i + 1) * len(m.indices)]
+            losses = self.world.all_mean(step_fn(self.step, micro))
             self.step += 1
             self.curve.append({"stage": self.name, "step": self.step, **losses})
             if on_step is not None:
