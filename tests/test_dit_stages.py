@@ -16,7 +16,7 @@ import torch
 from ablations.training import checkpoint
 
 from ablations.stages.common import NonFiniteLossError
-from ablations.stages.encode_latents import DONE, LATENTS, encode_latents, load_latents
+from ablations.stages.encode_latents import DONE, INDEX, SHARDS, encode_latents, load_latents
 from ablations.stages.eval_gen import eval_gen, synthetic_reference
 from ablations.stages.sample import Prompt, SampleConfig, heldout_prompts, read_index, read_png, sample_videos
 from ablations.stages.train_dit import DiTTrainConfig, load_dit, train_dit
@@ -67,10 +67,12 @@ def dit_dir(latents_dir, tmp_path_factory) -> Path:
 def test_encode_latents_writes_normalised_latents_and_text_and_is_cached(vae_dir, latents_dir):
     data = load_latents(latents_dir)
     clips = load_clips(SPEC, "train")
-    assert data["latents"].shape == (6, 128, 2, 1, 1)  # 9x32x32 -> (1 + 1) x 1 x 1 with 128 channels
+    latents = data["latents"].stack()
+    assert latents.shape == (6, 128, 2, 1, 1)  # 9x32x32 -> (1 + 1) x 1 x 1 with 128 channels
     assert data["captions"] == [c.caption for c in clips]
     assert data["clip_ids"] == [c.clip_id for c in clips]
-    assert torch.equal(data["first_frames"], torch.from_numpy(np.stack([c.frames[0] for c in clips])))
+    first = torch.stack([data["latents"].first_frame(i) for i in range(6)])
+    assert torch.equal(first, torch.from_numpy(np.stack([c.frames[0] for c in clips])))
     assert data["fps"].tolist() == [24.0] * 6
     assert data["text"]["embeddings"].shape == (6, 16, 384) and data["text"]["captions"] == data["captions"]
     assert data["null_text"]["captions"] == [""]
@@ -80,11 +82,11 @@ def test_encode_latents_writes_normalised_latents_and_text_and_is_cached(vae_dir
 
     vae = load_vae(vae_dir, torch.device("cpu"))
     raw, _ = vae.encode(torch.stack([to_model(c.frames) for c in clips]))
-    assert torch.allclose(data["latents"], vae.normalize_latents(raw), atol=1e-5)
+    assert torch.allclose(latents, vae.normalize_latents(raw), atol=1e-5)
     # a DONE folder is reused, not rewritten
-    stamp = (latents_dir / LATENTS).stat().st_mtime_ns
+    stamp = (latents_dir / SHARDS / INDEX).stat().st_mtime_ns
     again = encode_latents(vae_dir, SPEC, latents_dir, text_cfg=TEXT)
-    assert again["cached"] is True and (latents_dir / LATENTS).stat().st_mtime_ns == stamp
+    assert again["cached"] is True and (latents_dir / SHARDS / INDEX).stat().st_mtime_ns == stamp
 
 
 def test_load_latents_without_done_marker_fails(tmp_path):
@@ -130,11 +132,20 @@ def test_dit_checkpoint_records_configs_vae_and_ema_weights(dit_dir, vae_dir, la
 
 
 def test_nonfinite_latents_raise_nonfinite_loss(latents_dir, tmp_path):
+    from ablations.stages.encode_latents import file_sha256
+
     broken = tmp_path / "latents"
     shutil.copytree(latents_dir, broken)
-    blob = torch.load(broken / LATENTS, weights_only=False)
+    shard, record = broken / SHARDS / "shard-00000.pt", broken / SHARDS / "shard-00000.json"
+    blob = torch.load(shard, weights_only=False)
     blob["latents"][:] = float("nan")
-    torch.save(blob, broken / LATENTS)
+    torch.save(blob, shard)
+    # an encode that really produced NaN: its records agree with the file
+    meta = {**json.loads(record.read_text()), "bytes": shard.stat().st_size, "sha256": file_sha256(shard)}
+    record.write_text(json.dumps(meta))
+    index = json.loads((broken / SHARDS / INDEX).read_text())
+    index["shards"][0] = meta
+    (broken / SHARDS / INDEX).write_text(json.dumps(index))
     with pytest.raises(NonFiniteLossError, match="step 0"):
         train_dit(_dit(), FLOW, TEXT, DiTTrainConfig(steps=2, batch_size=3), broken, tmp_path / "out", progress=False)
 

@@ -117,14 +117,19 @@ def _close_rows(a: list[dict], b: list[dict]) -> float:
 def assert_same_outputs(one: dict, two: dict) -> None:
     # encode_latents: the same files, latents within TOL, everything else equal
     (fa, ra), (fb, rb) = one["encode_latents"], two["encode_latents"]
-    assert _files(fa) == _files(fb) == ["DONE", "latents.pt", "null_text.pt", "summary.json", "text.pt"]
-    la, lb = (torch.load(f / "latents.pt", weights_only=False) for f in (fa, fb))
-    assert la.keys() == lb.keys() and la["latents"].shape == lb["latents"].shape == (5, 128, 2, 1, 1)
-    assert (la["latents"] - lb["latents"]).abs().max().item() <= TOL
+    assert _files(fa) == _files(fb) == ["DONE", "null_text.pt", "shards/index.json", "shards/shard-00000.json",
+                                        "shards/shard-00000.pt", "summary.json", "text.pt"]
+    from ablations.stages.encode_latents import load_latents
+
+    la, lb = load_latents(fa), load_latents(fb)
+    assert la.keys() == lb.keys() and la["latents"].stack().shape == lb["latents"].stack().shape == (5, 128, 2, 1, 1)
+    assert (la["latents"].stack() - lb["latents"].stack()).abs().max().item() <= TOL
     for key in la:
-        if key != "latents":
+        if key not in ("latents", "text", "null_text", "vae_dir"):
             same = torch.equal(la[key], lb[key]) if torch.is_tensor(la[key]) else la[key] == lb[key]
             assert same, key
+    sa, sb = (torch.load(f / "shards" / "shard-00000.pt", weights_only=False) for f in (fa, fb))
+    assert sa["clip_ids"] == sb["clip_ids"] and torch.equal(sa["first_frames"], sb["first_frames"])
     for name in ("text.pt", "null_text.pt"):
         ta, tb = torch.load(fa / name), torch.load(fb / name)
         assert ta["captions"] == tb["captions"] and torch.equal(ta["embeddings"], tb["embeddings"])

@@ -22,8 +22,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ablations.stages.common import (Progress, atomic_torch_save, atomic_write_json, batch_indices, pick_device,
-                                     seed_everything, warmup_lr)
+from ablations.stages.common import Progress, atomic_torch_save, atomic_write_json, pick_device, seed_everything, warmup_lr
 from ablations.stages.encode_latents import load_latents
 from models.config import to_dict
 
@@ -173,17 +172,18 @@ def train_dit(
     world = current_world()
     device = world.device
     data = load_latents(latents_dir)
-    latents = data["latents"]  # (N, Cz, t, h, w)
-    if latents.shape[1] != dit_cfg.in_channels:
-        raise ValueError(f"latents have {latents.shape[1]} channels but the DiT expects {dit_cfg.in_channels}; "
+    latents = data["latents"]  # LatentShards: item i is (Cz, t, h, w), read from its memory-mapped shard
+    if data["latent_shape"][0] != dit_cfg.in_channels:
+        raise ValueError(f"latents have {data['latent_shape'][0]} channels but the DiT expects {dit_cfg.in_channels}; "
                          "pair the DiT preset with the VAE kind that encoded them.")
     check_batch_split(min(train.batch_size, len(latents)), layout, "dit_train")
     text, mask, null_text = _text_for(data, text_cfg)
     null_text = (null_text[0].to(device), null_text[1].to(device))
     fps = data["fps"]
     state = build_state(dit_cfg, train, device, layout, world)
-    trainer = Trainer("train_dit", Schedule(train.steps, train.batch_size, train.seed, train.checkpoint_every, len(latents)),
-                      layout, world, out_dir, {"model": state.model, "ema": state.ema},
+    schedule = Schedule(train.steps, train.batch_size, train.seed, train.checkpoint_every, len(latents),
+                        buckets=latents.buckets)
+    trainer = Trainer("train_dit", schedule, layout, world, out_dir, {"model": state.model, "ema": state.ema},
                       {"model": (state.model, state.optimizer)})
     trainer.resume()
     state.step = trainer.step
@@ -196,16 +196,17 @@ def train_dit(
             group["lr"] = warmup_lr(step, train.lr, train.warmup_steps)
 
     def step_fn(step: int, micro: list) -> dict[str, float]:
-        batches = [(latents[m.indices].to(device), text[m.indices].to(device), mask[m.indices].to(device), m.rng, m.scale)
+        batches = [(m.data.to(device), text[m.indices].to(device), mask[m.indices].to(device), m.rng, m.scale)
                    for m in micro]
         # RoPE takes one fps per forward; a step uses its global batch's first clip's (synthetic scenes share one)
-        first = int(batch_indices(step, len(latents), train.batch_size, train.seed)[0])
+        first = int(schedule.global_batch(step)[0])
         with autocast():
             return dit_training_step(state, batches, None, None, null_text, float(fps[first]), flow_cfg, train, trainer)
 
     try:
+        # latents stream from their memory-mapped shards in this process: reading rows is cheap
         summary = trainer.run(step_fn, on_step=lambda step, total, losses: bar.update(step, losses),
-                              stop_after=stop_after, set_lr=set_lr)
+                              stop_after=stop_after, set_lr=set_lr, dataset=latents, data_workers=0)
     finally:
         bar.close()
     if not summary["finished"]:
@@ -216,7 +217,7 @@ def train_dit(
             {"kind": dit_cfg.kind, "config": to_dict(dit_cfg), "flow": to_dict(flow_cfg), "text": to_dict(text_cfg),
              "train": to_dict(train), "state_dict": weights,
              "vae_dir": data["vae_dir"], "latents_dir": str(Path(latents_dir).resolve()),
-             "latent_shape": tuple(latents.shape[1:]), "video_shape": tuple(data["video_shape"]),
+             "latent_shape": tuple(data["latent_shape"]), "video_shape": tuple(data["video_shape"]),
              "fps": float(fps[0]), "steps": trainer.step},
             out_dir / FINAL,
         )
