@@ -49,6 +49,8 @@ class GenerationSample:
     image: np.ndarray | None = None  # float32 (H, W, 3) in [0, 1]: the i2v conditioning frame
     reference: np.ndarray | None = None  # float32 (T, H, W, 3) in [0, 1]: the scene the prompt came from
     oracle_reading: dict | None = field(default=None, compare=False)  # cached clips.synthetic.oracle output
+    weights: Any = field(default=None, compare=False)  # evaluation.weights.Weights; None = skip the network metrics
+    clip_outcomes: dict | None = field(default=None, compare=False)  # cached clip_similarity.score_video output
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +65,7 @@ class GenerationMetricSpec:
     aggregation: str  # how per-sample values become the summary number
     chance: float | None = None  # the value of a text-blind model (accuracies); None otherwise
     unit: str = ""  # "dB" or empty
+    needs: tuple[str, ...] = ()  # eval.weights names it reads (any one of them suffices); () = none
     description: str  # one sentence for tables and the dashboard
     fn: Callable[[GenerationSample], float | None] = field(repr=False)  # None = not applicable to this sample
 
@@ -192,7 +195,50 @@ def _register_all() -> None:
     ))  # fmt: skip
 
 
+def _clip_outcome(metric: str) -> Callable[[GenerationSample], float | None]:
+    def fn(sample: GenerationSample) -> float | None:
+        if sample.weights is None:
+            return None  # network metrics run only when the caller resolved weights
+        if sample.clip_outcomes is None:
+            from evaluation.clip_similarity import score_video
+
+            object.__setattr__(sample, "clip_outcomes", score_video(sample.video, sample.text, sample.weights))
+        return sample.clip_outcomes[metric].value
+
+    return fn
+
+
+def _register_network_metrics() -> None:
+    register(GenerationMetricSpec(
+        name="clip_similarity", version="1", higher_is_better=True, value_range=(-1.0, 1.0), tasks=("t2v", "i2v"),
+        needs=("clip",), fn=_clip_outcome("clip_similarity"),
+        aggregation="mean over samples of the mean over frames of cos(CLIP frame embedding, CLIP caption embedding)",
+        description="CLIP text-video alignment (CLIPSIM, not x100) from a local CLIP folder.",
+    ))  # fmt: skip
+    register(GenerationMetricSpec(
+        name="frame_consistency", version="1", higher_is_better=True, value_range=(-1.0, 1.0), tasks=("t2v", "i2v"),
+        needs=("dino", "clip"), fn=_clip_outcome("frame_consistency"),
+        aggregation="mean over samples of the mean over frames t >= 1 of cos(embedding of frame t, of frame 0)",
+        description="Frame-to-first-frame consistency (VBench's subject-consistency idea), DINO or CLIP image features.",
+    ))  # fmt: skip
+
+
 _register_all()
+_register_network_metrics()
+
+
+def missing_weights(names: list[str] | None, weights: Any) -> dict[str, str]:
+    """{metric: the sentence saying which weight file it needs} for the metrics `weights` cannot serve."""
+    from evaluation.weights import missing_reason
+
+    out = {}
+    for name in names or GENERATION_METRICS.names():
+        needs = GENERATION_METRICS.get(name).needs
+        if needs and (weights is None or all(weights.find(n) is None for n in needs)):
+            out[name] = missing_reason(name, needs[-1]) if len(needs) == 1 else (
+                f"{name} needs a model folder: eval.weights." + " or eval.weights.".join(needs)
+                + f" (or put one of {', '.join(needs)} in $LTXLAB_WEIGHTS)")
+    return out
 
 
 def score_sample(sample: GenerationSample, names: list[str] | None = None) -> dict[str, float]:
