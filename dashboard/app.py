@@ -1,7 +1,8 @@
-"""ltxlab dashboard: `ltxlab dashboard [--results DIR] [--survey-db PATH]` or `streamlit run dashboard/app.py`.
+"""ltxlab dashboard: `ltxlab dashboard [--results DIR] [--survey-db PATH] [--data DIR ...]` or `streamlit run dashboard/app.py`.
 
 A Streamlit multipage app (st.navigation); every page reads the results store through
-`ablations.store` and the survey database through `survey.reports`, never torch.
+`ablations.store`, the survey database through `survey.reports` and curated datasets through
+`clips.curate.manifest`, never torch.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ PAGES = [
     st.Page(str(_HERE / "compare.py"), title="Compare"),
     st.Page(str(_HERE / "survey.py"), title="Survey"),
     st.Page(str(_HERE / "cost.py"), title="Cost"),
+    st.Page(str(_HERE / "data.py"), title="Data"),
 ]
 
 page = st.navigation(PAGES)

@@ -132,3 +132,68 @@ def band_bars(bands: pd.DataFrame) -> alt.Chart:
         .encode(x=alt.X("band:N", sort=None, axis=alt.Axis(labelAngle=0)), xOffset="run:N", y=alt.Y("value:Q", title="PSNR (dB)"), color=alt.Color("run:N", scale=CATEGORICAL), tooltip=["run:N", "band:N", alt.Tooltip("value:Q", format=".2f")])
         .properties(height=260)
     )  # fmt: skip
+
+
+# Data page: kept and dropped clips in fixed colours, so every chart on the page reads the same way.
+OUTCOME_COLOURS = {"kept": "#1f77b4", "passed": "#1f77b4", "dropped": "#d62728", "dropped by another filter": "#bbbbbb"}
+
+
+def funnel_chart(funnel: pd.DataFrame) -> alt.Chart:
+    """One horizontal bar per filter, in pipeline order: the rows that passed it and those it dropped.
+
+    `funnel` has columns filter, entering, dropped, passed (dashboard.curated.funnel).
+    """
+    order = list(funnel["filter"])
+    long = funnel.melt(id_vars=["filter", "entering"], value_vars=["passed", "dropped"], var_name="outcome", value_name="rows")
+    bars = alt.Chart(long).mark_bar().encode(
+        y=alt.Y("filter:N", sort=order, title="filter (pipeline order)", axis=alt.Axis(labelLimit=200)),
+        x=alt.X("rows:Q", title="manifest rows (clips; unusable files at probe)", stack="zero"),
+        color=alt.Color("outcome:N", title=None, sort=["passed", "dropped"], legend=alt.Legend(orient="top"),
+                        scale=alt.Scale(domain=["passed", "dropped"], range=[OUTCOME_COLOURS["passed"], OUTCOME_COLOURS["dropped"]])),
+        order=alt.Order("outcome:N", sort="descending"),
+        tooltip=["filter:N", "outcome:N", "rows:Q", alt.Tooltip("entering:Q", title="entering")],
+    )  # fmt: skip
+    labels = alt.Chart(funnel.assign(label="dropped " + funnel["dropped"].astype(str))).mark_text(align="left", dx=6).encode(
+        y=alt.Y("filter:N", sort=order), x="entering:Q", text="label:N")  # fmt: skip
+    return (bars + labels).properties(height=alt.Step(34))
+
+
+def reason_bars(counts: pd.DataFrame) -> alt.Chart:
+    """Unusable files per probe reason code (columns reason, files), most frequent first."""
+    return (
+        alt.Chart(counts)
+        .mark_bar(color=OUTCOME_COLOURS["dropped"])
+        .encode(y=alt.Y("reason:N", sort=list(counts["reason"]), title="probe reason", axis=alt.Axis(labelLimit=240)),
+                x=alt.X("files:Q", title="files", axis=alt.Axis(tickMinStep=1, format="d")), tooltip=["reason:N", "files:Q"])
+        .properties(height=alt.Step(28))
+    )  # fmt: skip
+
+
+def score_histogram(scores: pd.DataFrame, filter_name: str, title: str, rules: list[tuple[float, str]]) -> alt.Chart:
+    """Stacked histogram of one score coloured by outcome, with each (value, label) rule drawn over it.
+
+    `scores` has columns value and outcome ('kept', 'dropped by <filter_name>', 'dropped by another filter').
+    """
+    outcomes = ["kept", f"dropped by {filter_name}", "dropped by another filter"]
+    colours = [OUTCOME_COLOURS["kept"], OUTCOME_COLOURS["dropped"], OUTCOME_COLOURS["dropped by another filter"]]
+    values = scores["value"].tolist() + [v for v, _ in rules]
+    extent = [min(values), max(values)] if values else [0.0, 1.0]
+    bins = alt.Bin(maxbins=30, extent=extent if extent[1] > extent[0] else [extent[0] - 0.5, extent[0] + 0.5])
+    bars = alt.Chart(scores).mark_bar(opacity=0.9).encode(
+        x=alt.X("value:Q", bin=bins, title=title),
+        y=alt.Y("count():Q", title="clips", axis=alt.Axis(tickMinStep=1, format="d")),
+        color=alt.Color("outcome:N", title=None, sort=outcomes, scale=alt.Scale(domain=outcomes, range=colours),
+                        legend=alt.Legend(orient="top", labelLimit=0)),
+        order=alt.Order("outcome:N"),
+        tooltip=["outcome:N", alt.Tooltip("count():Q", title="clips")],
+    )  # fmt: skip
+    chart = bars
+    if rules:
+        # labels stacked 16 px apart from the top, so two rules close together stay readable
+        lines = pd.DataFrame({"value": [v for v, _ in rules], "label": [text for _, text in rules],
+                              "offset": [4 + 16 * i for i in range(len(rules))]})  # fmt: skip
+        rule = alt.Chart(lines).mark_rule(color="black", strokeDash=[5, 3], size=2).encode(x="value:Q", tooltip=["label:N"])
+        text = alt.Chart(lines).mark_text(align="left", dx=5, baseline="top", fontSize=12, fontWeight="bold").encode(
+            x="value:Q", y=alt.Y("offset:Q", scale=None), text="label:N")  # fmt: skip
+        chart = bars + rule + text
+    return chart.properties(height=240)

@@ -3,6 +3,7 @@ checked for Streamlit exceptions and screenshotted (to a tmp dir, and to $LTXLAB
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,32 +61,40 @@ def dashboard(tmp_path_factory):
         survey_db = _load("dash_helpers", helper).make_survey_db(tmp_path_factory.mktemp("survey"))
     except ImportError:  # survey/ not importable: the Survey page then shows its "no database" message
         pass
+    args = ["--results", str(root)] + (["--survey-db", str(survey_db)] if survey_db else [])
+    with running_dashboard(args) as base:
+        base_urls_with_survey[base] = survey_db is not None
+        yield base
+
+
+@contextlib.contextmanager
+def running_dashboard(args: list[str]) -> Iterator[str]:
+    """`ltxlab dashboard ARGS` on a free loopback port, in its own session; yields its base URL once
+    /_stcore/health answers, then stops exactly that process group."""
     port = _free_port()
-    cmd = [str(Path(sys.executable).with_name("ltxlab")), "dashboard", "--results", str(root), "--port", str(port)]
-    if survey_db:
-        cmd += ["--survey-db", str(survey_db)]
+    cmd = [str(Path(sys.executable).with_name("ltxlab")), "dashboard", *args, "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"dashboard exited early: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if urllib.request.urlopen(base + "/_stcore/health", timeout=1).status == 200:
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("dashboard did not answer on /_stcore/health within 60 s")
-            time.sleep(0.3)
-    base_urls_with_survey[base] = survey_db is not None
-    yield base
-    os.killpg(proc.pid, signal.SIGTERM)  # streamlit runs in its own session: stop exactly it
     try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"dashboard exited early: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                if urllib.request.urlopen(base + "/_stcore/health", timeout=1).status == 200:
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("dashboard did not answer on /_stcore/health within 60 s")
+                time.sleep(0.3)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # streamlit runs in its own session: stop exactly it
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 @pytest.fixture(scope="module")
