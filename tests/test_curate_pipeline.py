@@ -214,6 +214,65 @@ def test_toml_threshold_changes_the_outcome_and_rerun_replaces(videos, tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 
+def _tiny_captioner(folder: Path) -> Path:
+    """A random ViT + GPT-2 VisionEncoderDecoder with a word-level tokenizer, saved as a local HF folder."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (GPT2Config, PreTrainedTokenizerFast, ViTConfig, ViTImageProcessor,
+                              VisionEncoderDecoderConfig, VisionEncoderDecoderModel)
+
+    torch.manual_seed(0)
+    words = ["<pad>", "<s>", "</s>", "<unk>", "a", "red", "blue", "shape", "moves", "left", "right", "texture"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                        unk_token="<unk>")
+    encoder = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                        image_size=32, patch_size=8)
+    decoder = GPT2Config(vocab_size=len(words), n_embd=16, n_layer=1, n_head=2, n_positions=64, bos_token_id=1,
+                         eos_token_id=2, add_cross_attention=True, is_decoder=True)
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = 1, 0, 2
+    model = VisionEncoderDecoderModel(config=config)
+    for name, value in (("decoder_start_token_id", 1), ("pad_token_id", 0), ("eos_token_id", 2)):
+        setattr(model.generation_config, name, value)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def test_captioner_mode_captions_the_kept_clips_middle_frame(videos, tmp_path):
+    from clips.curate.crop import box_of_row, read_cropped
+    from clips.curate.stages import CAPTION_WIDTH
+    from models.aesthetic import weights_sha256
+    from models.captioner import CaptionerConfig
+
+    _, truth = videos
+    folder = _tiny_captioner(tmp_path / "captioner")
+    first, second = (v.path for v in truth["cuts"])
+    (tmp_path / "src.jsonl").write_text(json.dumps({"path": str(first), "caption": "given"}) + "\n"
+                                        + json.dumps({"path": str(second)}) + "\n", encoding="utf-8")
+    cfg = config_from_dict({**BASE, "captions": {"mode": "captioner", "path": str(folder), "prefer_source": True,
+                                                 "max_new_tokens": 6}})
+    result = curate(tmp_path / "src.jsonl", tmp_path / "out", cfg, engine="local")
+    rows = _by_stem(result.manifest)
+    given, captioned = rows[first.stem], rows[second.stem]
+    assert set(given[given.keep].caption) == {"given"} and set(given[given.keep].caption_source) == {"source"}
+    assert (given[~given.keep].dropped_by == "duration").all()
+    kept = captioned[captioned.keep]
+    assert len(kept) and set(kept.caption_source) == {f"captioner:{folder.name}"}
+    captioner = CaptionerConfig(kind=f"hf:{folder}", max_new_tokens=6).build()
+    row = kept.iloc[0].to_dict()
+    middle = (row["start_frame"] + row["end_frame"]) // 2
+    frame = read_cropped(row["source"], box_of_row(row), indices=[middle], width=CAPTION_WIDTH)
+    assert row["caption"] == captioner.caption_clip([frame])[0].strip()
+    empty = captioned[captioned.dropped_by == "caption"]
+    assert empty.caption.isna().all()  # an empty caption is the caption filter's drop
+    assert result.report["provenance"]["captioner"]["weights_sha256"] == weights_sha256(folder)
+
+
 # ----------------------------------------------------------------------------- Ray Data, end to end
 
 

@@ -1,0 +1,219 @@
+"""Curation throughput on Ray Data versus the single-process loop, and peak memory as the input grows.
+
+Speed: clips/s of `clips.curate.pipeline` with `engine="ray"` (embedded Ray, `--workers`
+CPUs, started once and not timed) against `engine="local"` (the same stage functions in one
+process, one file after another) over the same files, run interleaved (local, ray, local,
+ray, ...) so machine load hits both alike. Reports the median of the repeats, their range,
+and the median of the per-repeat ratios (target >= 1.6x on 2 workers).
+
+Memory: for each input size (100 ... 1000 files), a fresh process starts Ray and runs the
+whole `curate()` (rows streamed to the driver, dataset written); it reports the driver's
+peak RSS (`ru_maxrss`) and every Ray worker's peak RSS (`VmHWM` in /proc). Flat means the
+pipeline streams: rows carry no frames, each stage decodes the frames it needs.
+
+Inputs are generated once under `--work`: a few hundred distinct small videos (moving,
+static, letterboxed, with cuts), hard-linked up to the largest size.
+
+    python benchmarks/curate_speed.py                       # speed (200 files x 3 repeats) + memory
+    python benchmarks/curate_speed.py --files 300 --repeats 5 --sizes 100,1000
+    python benchmarks/curate_speed.py --skip-memory --scorer   # with a random-init cnn aesthetic scorer
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_inputs(work: Path, distinct: int, total: int, seed: int = 0) -> list[Path]:
+    """`distinct` generated videos (reused when present), hard-linked to `total` paths."""
+    from clips.curate import synthetic
+
+    src = work / "distinct"
+    marker = src / f".done-{distinct}-{seed}"
+    if not marker.exists():
+        src.mkdir(parents=True, exist_ok=True)
+        for i in range(distinct):
+            path, kind = src / f"v{i:04d}.mp4", i % 4
+            if kind == 0:
+                synthetic.write_motion_video(path, speed=1.0 + (i % 7) * 0.4, frames=48, seed=seed + i)
+            elif kind == 1:
+                synthetic.write_motion_video(path, speed=0.0, noise=3.0, frames=48, seed=seed + i)
+            elif kind == 2:
+                synthetic.write_bars_video(path, bars=(12, 12, 0, 0), frames=48, seed=seed + i)
+            else:
+                synthetic.write_cut_video(path, shot_lengths=(24, 30), seed=seed + i)
+        marker.touch()
+    linked = work / "linked"
+    linked.mkdir(exist_ok=True)
+    files = []
+    for j in range(total):
+        path = linked / f"f{j:05d}.mp4"
+        if not path.exists():
+            os.link(src / f"v{j % distinct:04d}.mp4", path)
+        files.append(path)
+    return files
+
+
+def config(workers: int, scorer: str | None):
+    from clips.curate.config import config_from_dict
+
+    data = {"workers": workers, "shots": {"min_duration_s": 0.5}}
+    if scorer:
+        data["aesthetic"] = {"scorer": scorer, "top_k": 100}
+    return config_from_dict(data)
+
+
+def random_scorer(work: Path) -> str:
+    import torch
+
+    from models.aesthetic import AestheticConfig, save_scorer
+
+    torch.manual_seed(0)
+    return str(save_scorer(AestheticConfig(kind="cnn", image_size=32, channels=(8, 16), hidden=16).build().eval(),
+                           work / "scorer"))
+
+
+def speed(files: list[Path], repeats: int, workers: int, scorer: str | None) -> None:
+    from clips.curate.inputs import SourceFile
+    from clips.curate.pipeline import curate_rows, start_ray
+
+    cfg = config(workers, scorer)
+    items = [SourceFile(path=str(p), caption=None) for p in files]
+    t = time.perf_counter()
+    start_ray(workers)
+    print(f"ray start: {time.perf_counter() - t:.1f} s (not timed below)")
+    curate_rows(items[: 2 * workers], cfg, tempfile.gettempdir(), "ray")  # warm the workers' imports
+    rates: dict[str, list[float]] = {"local": [], "ray": []}
+    clips = 0
+    for r in range(repeats):
+        for engine in ("local", "ray"):
+            t = time.perf_counter()
+            rows = curate_rows(items, cfg, tempfile.gettempdir(), engine)
+            wall = time.perf_counter() - t
+            clips = sum(row["start_frame"] >= 0 for row in rows)
+            rates[engine].append(clips / wall)
+            print(f"  repeat {r + 1} {engine:<5} {wall:6.1f} s  {clips / wall:6.2f} clips/s", flush=True)
+    ratios = [b / a for a, b in zip(rates["local"], rates["ray"])]
+    print(f"\n{len(files)} files, {clips} clips, {repeats} interleaved repeats, {workers} Ray workers")
+    for engine in ("local", "ray"):
+        v = rates[engine]
+        print(f"{engine:<6} median {statistics.median(v):6.2f} clips/s  (range {min(v):.2f} - {max(v):.2f})")
+    print(f"speed-up ray/local: median of per-repeat ratios {statistics.median(ratios):.2f}x "
+          f"(range {min(ratios):.2f} - {max(ratios):.2f}); target >= 1.6x")
+
+
+def _peak_kib(pid: int) -> int:
+    """VmHWM (peak resident set) of a process in KiB, 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _ray_workers() -> list[int]:
+    """Pids of this process's descendants whose title is `ray::...` (Ray workers; not raylet or GCS), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "(comm)": state, ppid, ...
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [os.getpid()]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            todo.append(pid)
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::"):
+                    found.append(pid)
+            except OSError:
+                pass
+    return found
+
+
+def memory_run(files: list[Path], workers: int, scorer: str | None) -> dict:
+    """One curate() of `files` on a fresh Ray in this process: peak RSS of the driver and of each worker."""
+    import ray
+
+    from clips.curate.pipeline import curate, start_ray
+
+    src = Path(tempfile.mkdtemp()) / "src.jsonl"
+    src.write_text("".join(json.dumps({"path": str(p)}) + "\n" for p in files), encoding="utf-8")
+    start_ray(workers)
+    t = time.perf_counter()
+    result = curate(src, src.parent / "out", config(workers, scorer))
+    wall = time.perf_counter() - t
+    workers_kib = [_peak_kib(pid) for pid in _ray_workers()]
+    ray.shutdown()
+    return {"files": len(files), "clips": result.report["counts"]["clips"], "wall_s": wall,
+            "driver_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "worker_peak_mib": max(workers_kib, default=0) / 1024, "workers_seen": len(workers_kib),
+            "workers_sum_peak_mib": sum(workers_kib) / 1024}
+
+
+def memory(work: Path, distinct: int, sizes: list[int], workers: int, scorer: str | None) -> None:
+    print(f"\npeak memory, fresh process + embedded Ray per size ({workers} workers)")
+    print(f"{'files':>6} {'clips':>6} {'wall s':>7} {'driver MiB':>11} {'max worker MiB':>15} {'sum workers MiB':>16}")
+    for size in sizes:
+        cmd = [sys.executable, __file__, "--memory-run", str(size), "--work", str(work), "--workers", str(workers),
+               "--distinct", str(distinct)]
+        cmd += ["--scorer-path", scorer] if scorer else []
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True).stdout
+        m = json.loads(out.strip().splitlines()[-1])
+        print(f"{m['files']:>6} {m['clips']:>6} {m['wall_s']:>7.1f} {m['driver_peak_mib']:>11.0f} "
+              f"{m['worker_peak_mib']:>15.0f} {m['workers_sum_peak_mib']:>16.0f}", flush=True)
+
+
+def _load() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ltxlab-curate-bench")
+    parser.add_argument("--distinct", type=int, default=300, help="distinct generated videos")
+    parser.add_argument("--files", type=int, default=200, help="files per speed run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sizes", default="100,300,1000", help="input sizes of the memory runs")
+    parser.add_argument("--scorer", action="store_true", help="add a random-init cnn aesthetic scorer stage")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--memory-run", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--scorer-path", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.memory_run is not None:
+        files = make_inputs(args.work, args.distinct, args.memory_run)
+        print(json.dumps(memory_run(files, args.workers, args.scorer_path)))
+        return
+    print(f"load before: {_load()}")
+    files = make_inputs(args.work, args.distinct, max([args.files, *sizes]))
+    scorer = random_scorer(args.work) if args.scorer else None
+    if not args.skip_speed:
+        speed(files[: args.files], args.repeats, args.workers, scorer)
+    if not args.skip_memory:
+        import ray
+
+        ray.shutdown()
+        memory(args.work, args.distinct, sizes, args.workers, scorer)
+    print(f"load after: {_load()}")
+
+
+if __name__ == "__main__":
+    main()
