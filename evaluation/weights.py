@@ -164,7 +164,8 @@ def resolve_weights(config: WeightsConfig | Mapping[str, Any] | None = None,
                     environ: Mapping[str, str] | None = None) -> Weights:
     """Weights from `eval.weights` (a WeightsConfig or {name: path}) and $LTXLAB_WEIGHTS.
 
-    An unknown name raises ConfigError naming the valid ones (a typo must not read as "missing").
+    An unknown name raises ConfigError naming the valid ones (a typo must not read as "missing"), and a
+    configured path that does not exist (or is a file where a folder is needed) raises WeightsInvalid.
     """
     env = os.environ if environ is None else environ
     if config is None:
@@ -177,4 +178,7 @@ def resolve_weights(config: WeightsConfig | Mapping[str, Any] | None = None,
     if unknown:
         raise ConfigError(f"Unknown eval.weights name(s) {', '.join(unknown)}; valid names are: "
                          f"{', '.join(WEIGHT_FILES)}.")
-    return Weights(paths={k: str(v) for k, v in given.items() if v}, root=env.get(WEIGHTS_ENV) or None)
+    weights = Weights(paths={k: str(v) for k, v in given.items() if v}, root=env.get(WEIGHTS_ENV) or None)
+    for name in weights.paths:  # a configured path that is missing or of the wrong kind fails now, not mid-run
+        weights.find(name)
+    return weights

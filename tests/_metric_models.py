@@ -168,6 +168,7 @@ def save_lpips_weights_folder(folder: str | os.PathLike, seed: int = 0) -> Path:
     from evaluation.weights import WEIGHT_FILES
 
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     for net in ("alex", "vgg"):
         backbone, heads = save_lpips(folder, net, seed)
         backbone.rename(folder / WEIGHT_FILES[f"lpips_{net}"].file)
