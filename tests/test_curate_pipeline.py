@@ -119,6 +119,8 @@ def test_bad_set_and_bad_out_are_one_sentence(videos, tmp_path, capsys):
     root, _ = videos
     assert main(["curate", str(root), "--out", str(tmp_path / "o"), "--set", "motion.static_flow=-1"]) == 2
     assert "motion.static_flow must be >= 0" in capsys.readouterr().err
+    assert main(["curate", str(root), "--out", str(tmp_path / "o"), "--set", f"aesthetic.scorer={tmp_path}"]) == 2
+    assert "is not a scorer folder" in capsys.readouterr().err
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine", encoding="utf-8")

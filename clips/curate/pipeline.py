@@ -178,13 +178,17 @@ def check_out(out: Path, src: Path) -> None:
 
 def check_models(cfg: CurateConfig) -> None:
     """The scorer and captioner folders exist and look complete (cheap; the models load in the actors)."""
-    from models.aesthetic import WEIGHTS_FILE, hf_folder
+    from models.aesthetic import SCORER_FORMAT, WEIGHTS_FILE, hf_folder
 
     if cfg.aesthetic.scorer:
         folder = Path(cfg.aesthetic.scorer).expanduser()
-        if not (folder / "config.json").is_file() or not (folder / WEIGHTS_FILE).is_file():
-            raise ClipError(f"aesthetic.scorer {folder} is not a scorer folder (config.json and {WEIGHTS_FILE}); "
-                            "train one with `ltxlab aesthetic train --out` or unset aesthetic.scorer.")
+        try:
+            fmt = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("format")
+        except (OSError, ValueError, AttributeError):
+            fmt = None
+        if fmt != SCORER_FORMAT or not (folder / WEIGHTS_FILE).is_file():
+            raise ClipError(f"aesthetic.scorer {folder} is not a scorer folder (config.json of format {SCORER_FORMAT} "
+                            f"and {WEIGHTS_FILE}); train one with `ltxlab aesthetic train --out` or unset aesthetic.scorer.")
     if cfg.captions.mode == "captioner":
         hf_folder(cfg.captions.path or "", "captioner")
 
@@ -259,7 +263,7 @@ def build_report(rows: list[dict[str, Any]], files: int, cfg: CurateConfig, src:
                       "reason": r["drop_reason"].split(":", 1)[0], "message": r["drop_reason"].split(": ", 1)[-1]}
                      for r in failures],
         "timing": {"wall_s": wall_s, "clips_per_s": len(clips) / wall_s if wall_s > 0 else None,
-                   "workers": cfg.worker_count, "engine": engine},
+                   "workers": cfg.worker_count if engine == "ray" else 1, "engine": engine},
         "provenance": provenance, "notes": notes,
     })
 
