@@ -8,6 +8,14 @@
 - `clips.curate.motion`: Farneback flow and frame-difference scores, `is_static`.
 - `clips.curate.synthetic`: mp4s with a known answer, for tests and benchmarks.
 
+The pipeline over them (`ltxlab curate`, LTX-Video §4 on Ray Data):
+- `clips.curate.config`: `CurateConfig`, every threshold a field (TOML + `--set`).
+- `clips.curate.inputs`: SRC (folder or manifest) and the driver's pre-check (no decoding).
+- `clips.curate.stages`: the per-file / per-clip work as plain functions and model actors.
+- `clips.curate.crop`: frames inside the black-bar box, scaled while decoding.
+- `clips.curate.pipeline`: `curate()` on Ray Data (or one process), the staged dataset write.
+- `clips.curate.manifest`: the output files' contract.
+
 Each detector takes a frozen `*Config` dataclass whose fields are its thresholds, so
 curation choices can be an ablation axis. Submodules are imported on use (cv2 and
 scenedetect are not loaded by `import clips.curate`).
