@@ -169,23 +169,23 @@ def reason_bars(counts: pd.DataFrame) -> alt.Chart:
     )  # fmt: skip
 
 
-def score_histogram(scores: pd.DataFrame, filter_name: str, title: str, rules: list[tuple[float, str]]) -> alt.Chart:
+def score_histogram(counts: pd.DataFrame, filter_name: str, title: str, rules: list[tuple[float, str]]) -> alt.Chart:
     """Stacked histogram of one score coloured by outcome, with each (value, label) rule drawn over it.
 
-    `scores` has columns value and outcome ('kept', 'dropped by <filter_name>', 'dropped by another filter').
+    `counts` is binned already (dashboard.curated.histogram: start, end, outcome, clips), so the
+    chart's size does not grow with the dataset; outcomes are 'kept', 'dropped by <filter_name>'
+    and 'dropped by another filter'.
     """
     outcomes = ["kept", f"dropped by {filter_name}", "dropped by another filter"]
     colours = [OUTCOME_COLOURS["kept"], OUTCOME_COLOURS["dropped"], OUTCOME_COLOURS["dropped by another filter"]]
-    values = scores["value"].tolist() + [v for v, _ in rules]
-    extent = [min(values), max(values)] if values else [0.0, 1.0]
-    bins = alt.Bin(maxbins=30, extent=extent if extent[1] > extent[0] else [extent[0] - 0.5, extent[0] + 0.5])
-    bars = alt.Chart(scores).mark_bar(opacity=0.9).encode(
-        x=alt.X("value:Q", bin=bins, title=title),
-        y=alt.Y("count():Q", title="clips", axis=alt.Axis(tickMinStep=1, format="d")),
+    bars = alt.Chart(counts).mark_bar(opacity=0.9, binSpacing=1).encode(
+        x=alt.X("start:Q", title=title, scale=alt.Scale(zero=False, nice=False)), x2="end:Q",
+        y=alt.Y("sum(clips):Q", title="clips", stack="zero", axis=alt.Axis(tickMinStep=1, format="d")),
         color=alt.Color("outcome:N", title=None, sort=outcomes, scale=alt.Scale(domain=outcomes, range=colours),
                         legend=alt.Legend(orient="top", labelLimit=0)),
         order=alt.Order("outcome:N"),
-        tooltip=["outcome:N", alt.Tooltip("count():Q", title="clips")],
+        tooltip=["outcome:N", alt.Tooltip("start:Q", format=".3g", title="from"), alt.Tooltip("end:Q", format=".3g", title="to"),
+                 alt.Tooltip("sum(clips):Q", title="clips")],
     )  # fmt: skip
     chart = bars
     if rules:

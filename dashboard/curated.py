@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,25 @@ def score_frame(manifest: pd.DataFrame, column: str) -> pd.DataFrame:
                          "outcome": outcome(manifest, filter_name)[have].to_numpy()})  # fmt: skip
 
 
+def histogram(scores: pd.DataFrame, extra: Sequence[float] = (), bins: int = 30) -> pd.DataFrame:
+    """Counts of `scores` (columns value, outcome) per equal-width bin and outcome, so a chart ships
+    bins x outcomes rows, not one per clip. The bins span the values and the `extra` points (the
+    thresholds), so every rule falls inside the axis.
+
+    Returns columns start, end, outcome, clips (only non-empty cells).
+    """
+    values = scores["value"].to_numpy(dtype=np.float64)
+    span = np.concatenate([values, np.asarray(extra, dtype=np.float64)])
+    lo, hi = float(span.min()), float(span.max())
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, bins + 1)
+    index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, bins - 1)  # the last edge is closed
+    counts = pd.DataFrame({"bin": index, "outcome": scores["outcome"].to_numpy()}).value_counts().rename("clips").reset_index()
+    return pd.DataFrame({"start": edges[counts["bin"]], "end": edges[counts["bin"] + 1], "outcome": counts["outcome"],
+                         "clips": counts["clips"]}).sort_values(["start", "outcome"], ignore_index=True)  # fmt: skip
+
+
 def _stable_rank(clip_ids: pd.Series) -> pd.Series:
     """A fixed pseudo-random order of clip ids (sha1), so examples are spread over sources and never change."""
     return clip_ids.map(lambda c: hashlib.sha1(str(c).encode()).hexdigest())
@@ -238,35 +258,48 @@ def has_crop(row: Any) -> bool:
     return min(box) >= 0 and box != (0, 0, row.width, row.height)
 
 
-def thumbnail_source(dataset: Path, row: Any) -> tuple[Path | None, bool, str]:
-    """(file to decode, whether it is the uncropped source, sentence when there is none).
+Thumbnail = tuple[str, float, int, int | None]  # (video path, its mtime (a cache key), frame number, decode width or None)
 
-    The source video is preferred (the crop box is drawn on it); a kept clip's re-encoded copy
-    under DATASET/clips is the fallback when the source is not on this machine.
+
+def thumbnail_plan(dataset: Path, row: Any) -> tuple[Thumbnail | None, bool, str]:
+    """What to decode for an example: (the thumbnail, whether it is the uncropped source, sentence when there is none).
+
+    The source video's middle frame of the clip is preferred (the crop box is drawn on it); a kept
+    clip's re-encoded copy under DATASET/clips is the fallback when the source is not on this machine.
+    Frames wider than THUMB_WIDTH are scaled down while decoding.
     """
     if row.start_frame < 0:
         return None, False, "unusable file: no frames to show"
     source = Path(str(row.source))
     if source.is_file():
-        return source, True, ""
-    if row.clip_path:
-        copy = dataset / str(row.clip_path)
-        if copy.is_file():
-            return copy, False, ""
+        width = THUMB_WIDTH if row.width > THUMB_WIDTH else None
+        return (str(source), _mtime(source), int((row.start_frame + row.end_frame) // 2), width), True, ""
+    copy = dataset / str(row.clip_path) if row.clip_path else None
+    if copy is not None and copy.is_file():
+        return (str(copy), _mtime(copy), int((row.end_frame - row.start_frame) // 2), THUMB_WIDTH), False, ""
     return None, False, f"no thumbnail: {source} is not on this machine"
 
 
-def middle_frame(path: str | os.PathLike, frame: int, width: int = THUMB_WIDTH) -> np.ndarray:
-    """uint8 `(H, W, 3)` frame number `frame` of a video (PyAV, seeking), scaled to at most `width` pixels wide.
+def decode_thumbnails(wanted: Sequence[Thumbnail], workers: int = 4) -> list[np.ndarray | str]:
+    """Each thumbnail as uint8 `(H, W, 3)` RGB, or the one sentence why it could not be decoded.
 
-    Raises ClipError (one sentence) when the file cannot be decoded or has no such frame.
+    Threads, because PyAV decodes without holding the GIL and one frame can cost a whole GOP of
+    decoding; the order of `wanted` is kept.
     """
-    from clips.curate.probe import read_frames  # PyAV only; imported on use to keep the page start light
+    from concurrent.futures import ThreadPoolExecutor
 
-    full = read_frames(path, indices=[frame])[0]
-    if full.shape[1] <= width:
-        return full
-    return read_frames(path, indices=[frame], width=width)[0]
+    from clips.curate.probe import read_frames  # PyAV only; imported on use to keep the page start light
+    from clips.errors import ClipError
+
+    def one(item: Thumbnail) -> np.ndarray | str:
+        path, _, frame, width = item
+        try:
+            return read_frames(path, indices=[frame], width=width)[0]
+        except ClipError as exc:
+            return f"no thumbnail: {exc}"
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(wanted)))) as pool:
+        return list(pool.map(one, wanted))
 
 
 def draw_box(image: np.ndarray, box: tuple[int, int, int, int], frame_size: tuple[int, int],
@@ -315,6 +348,52 @@ def finetune_summary(data: CuratedDataset) -> dict[str, Any]:
     return {"clips": len(subset), "kept": len(kept), "sources": int(subset["source_id"].nunique()),
             "aesthetic": span(subset), "kept_aesthetic": span(kept),
             "seconds": float(subset["duration_s"].sum()), "from_file": data.finetune is not None}  # fmt: skip
+
+
+MAX_EXAMPLES = 8  # examples kept per group in a Summary (the page's slider goes up to this)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Summary:
+    """Everything the Data page draws, computed once per dataset version (small: no per-clip rows)."""
+
+    counts: dict[str, int]  # source files, unusable files, candidate clips, kept clips, finetune subset
+    funnel: pd.DataFrame  # `funnel(manifest)`
+    failures: pd.DataFrame  # `probe_failures(manifest)`
+    reasons: pd.DataFrame  # `reason_counts(failures)`
+    limits: dict[str, float]  # score column -> threshold from the config
+    histograms: dict[str, pd.DataFrame]  # score column -> `histogram` counts (empty: no clip has the score)
+    rules: dict[str, list[tuple[float, str]]]  # score column -> (value, label) lines drawn on its histogram
+    examples: dict[str, pd.DataFrame]  # 'kept' or a filter -> up to MAX_EXAMPLES rows in the fixed order
+    totals: dict[str, int]  # 'kept' or a filter -> clips in that group
+    finetune: dict[str, Any]  # `finetune_summary(data)`
+
+
+def summarise(data: CuratedDataset) -> Summary:
+    """The page's content for `data`: counts, funnel, failures, binned scores with their rules, examples."""
+    m = data.manifest
+    probe = m["dropped_by"] == "probe"
+    failures = probe_failures(m)
+    limits = thresholds(data.config)
+    tuning = finetune_summary(data)
+    histograms, rules = {}, {}
+    for column, (_, path, _) in SCORES.items():
+        rules[column] = [(limits[column], f"{path} = {limits[column]:g}")] if column in limits else []
+        if column == "aesthetic" and math.isfinite(tuning["aesthetic"][0]):
+            rules[column].append((tuning["aesthetic"][0], f"finetune ≥ {tuning['aesthetic'][0]:.3g}"))
+        scores = score_frame(m, column)
+        histograms[column] = histogram(scores, [v for v, _ in rules[column]]) if len(scores) else scores
+    groups = ("kept", *FILTERS[1:])
+    return Summary(
+        counts={"Source files": int(m["source"].nunique()), "Unusable files": int(probe.sum()),
+                "Candidate clips": int((~probe).sum()), "Kept clips": int(m["keep"].sum()),
+                "Finetune subset": int(m["finetune"].sum())},
+        funnel=funnel(m), failures=failures, reasons=reason_counts(failures), limits=limits,
+        histograms=histograms, rules=rules,
+        examples={g: examples(m, g, MAX_EXAMPLES) for g in groups},
+        totals={g: int(m["keep"].sum() if g == "kept" else (m["dropped_by"] == g).sum()) for g in groups},
+        finetune=tuning,
+    )  # fmt: skip
 
 
 def flatten(tree: Any, prefix: str = "") -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -330,6 +331,19 @@ def test_page_on_the_real_pipelines_output(data_page, tmp_path):
     assert len(at.get("image")) >= 2  # a kept and a dropped example, decoded from the sources
 
 
+def test_histogram_bins_every_clip_and_spans_the_thresholds():
+    from dashboard.curated import histogram
+
+    scores = pd.DataFrame({"value": [0.0, 0.5, 1.0, 1.0, 2.0], "outcome": ["kept", "kept", "dropped by motion", "kept", "kept"]})
+    counts = histogram(scores, extra=[3.0], bins=6)  # edges 0, 0.5, ..., 3: the threshold widens the range
+    assert counts["clips"].sum() == 5 and counts["start"].min() == 0.0
+    assert np.allclose(counts["end"] - counts["start"], 0.5)  # only non-empty cells are listed
+    at_one = counts[counts["start"] == 1.0].set_index("outcome")["clips"].to_dict()
+    assert at_one == {"dropped by motion": 1, "kept": 1}  # a value on an edge falls in the bin it starts
+    single = histogram(pd.DataFrame({"value": [2.0], "outcome": ["kept"]}))
+    assert single["clips"].tolist() == [1] and single["start"].iloc[0] <= 2.0 < single["end"].iloc[0]
+
+
 def test_dashboard_data_flag(tmp_path):
     from ablations.cli import UserError
     from ablations.commands.dashboard import dashboard_env, run
@@ -344,7 +358,7 @@ def test_dashboard_data_flag(tmp_path):
 
 def test_data_page_imports_no_torch_or_ray():
     code = ("import sys, json; sys.argv = ['x']; import dashboard.curated, dashboard.charts; "
-            "from dashboard.curated import middle_frame; "
+            "from dashboard.curated import decode_thumbnails; "
             "print(json.dumps(sorted(m for m in ('torch', 'ray', 'cv2') if m in sys.modules)))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -17,12 +17,10 @@ import pandas as pd
 import streamlit as st
 
 from clips.curate.manifest import FILTERS, ManifestError
-from clips.errors import ClipError
 from dashboard.charts import funnel_chart, reason_bars, score_histogram
 from dashboard.curated import (
-    SCORE_LABELS, SCORES, CuratedDataset, config_hash, data_paths, dataset_key, discover, draw_box, example_caption,
-    examples, finetune_summary, flatten, folder_key, funnel, has_crop, load_dataset, middle_frame, probe_failures,
-    reason_counts, score_frame, thresholds, thumbnail_source,
+    MAX_EXAMPLES, SCORE_LABELS, SCORES, CuratedDataset, Summary, config_hash, data_paths, dataset_key, decode_thumbnails,
+    discover, draw_box, example_caption, flatten, folder_key, has_crop, load_dataset, summarise, thumbnail_plan,
 )  # fmt: skip
 
 
@@ -34,18 +32,22 @@ def _discover(folders: tuple[str, ...], key: tuple) -> list[str]:
     return [str(p) for p in discover([Path(f) for f in folders])]
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+# cache_resource, not cache_data: the manifest can be millions of rows, and cache_data would
+# unpickle a copy on every rerun. Nothing below mutates it.
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _load(path: str, key: tuple) -> CuratedDataset:
     return load_dataset(path)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _frame(path: str, mtime: float, frame: int) -> np.ndarray | str:
-    """The decoded frame, or the one-sentence reason it could not be decoded (cached either way)."""
-    try:
-        return middle_frame(path, frame)
-    except ClipError as exc:
-        return f"no thumbnail: {exc}"
+@st.cache_data(show_spinner=False, max_entries=8)
+def _summary(path: str, key: tuple) -> Summary:
+    return summarise(_load(path, key))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _thumbnails(wanted: tuple) -> list[np.ndarray | str]:
+    """Decoded thumbnails (or the sentence why not), cached on paths, mtimes and frame numbers."""
+    return decode_thumbnails(wanted)
 
 
 def _pick_dataset() -> str | None:
@@ -79,20 +81,14 @@ def _pick_dataset() -> str | None:
     return st.selectbox("Dataset", found, key="data-pick")
 
 
-def _headline(data: CuratedDataset) -> None:
-    m = data.manifest
-    probe = m["dropped_by"] == "probe"
-    cols = st.columns(5)
-    cols[0].metric("Source files", int(m["source"].nunique()))
-    cols[1].metric("Unusable files", int(probe.sum()))
-    cols[2].metric("Candidate clips", int((~probe).sum()))
-    cols[3].metric("Kept clips", int(m["keep"].sum()))
-    cols[4].metric("Finetune subset", int(m["finetune"].sum()))
+def _headline(summary: Summary) -> None:
+    for col, (label, value) in zip(st.columns(len(summary.counts)), summary.counts.items()):
+        col.metric(label, value)
 
 
-def _funnel(data: CuratedDataset) -> None:
+def _funnel(summary: Summary) -> None:
     st.subheader("Filters")
-    table = funnel(data.manifest)
+    table = summary.funnel
     left, right = st.columns([3, 2])
     left.altair_chart(funnel_chart(table), width="stretch")
     shown = table.assign(dropped_share=table["dropped"] / table["entering"].where(table["entering"] > 0))
@@ -102,90 +98,77 @@ def _funnel(data: CuratedDataset) -> None:
                "dropped it; the probe row counts unusable files (one manifest row each).")  # fmt: skip
 
 
-def _probe_section(data: CuratedDataset) -> None:
+def _probe_section(summary: Summary) -> None:
     st.subheader("Probe failures")
-    failures = probe_failures(data.manifest)
+    failures = summary.failures
     if failures.empty:
         st.caption("Every source file passed the probe.")
         return
-    counts = reason_counts(failures)
     left, right = st.columns([2, 3])
-    left.altair_chart(reason_bars(counts), width="stretch")
-    right.dataframe(counts, hide_index=True, key="data-reasons")
+    left.altair_chart(reason_bars(summary.reasons), width="stretch")
+    right.dataframe(summary.reasons, hide_index=True, key="data-reasons")
     shown = failures.head(MAX_FAILURES_SHOWN)
     st.table(shown.rename(columns={"source": "file"}).set_index("file"))  # wraps long sentences: nothing cut off
     if len(failures) > len(shown):
         st.caption(f"{len(shown)} of {len(failures)} unusable files listed; report.json's `failures` has all of them.")
 
 
-def _rules(data: CuratedDataset, column: str, limits: dict) -> list[tuple[float, str]]:
-    rules = [(limits[column], f"{SCORES[column][1]} = {limits[column]:g}")] if column in limits else []
-    if column == "aesthetic":
-        low = finetune_summary(data)["aesthetic"][0]
-        if math.isfinite(low):
-            rules.append((low, f"finetune ≥ {low:.3g}"))
-    return rules
-
-
-def _scores(data: CuratedDataset) -> None:
+def _scores(summary: Summary) -> None:
     st.subheader("Scores and thresholds")
-    limits = thresholds(data.config)
     columns = list(SCORES)
     cells = [cell for _ in range(0, len(columns), 2) for cell in st.columns(2)]
     for cell, column in zip(cells, columns):
         filter_name, path, meaning = SCORES[column]
+        counts = summary.histograms[column]
         with cell:
-            scores = score_frame(data.manifest, column)
-            if scores.empty:
+            if counts.empty:
                 st.caption(f"{column}: no clip has this score (none reached the {filter_name} filter, or it was not computed).")
                 continue
-            st.altair_chart(score_histogram(scores, filter_name, SCORE_LABELS[column], _rules(data, column, limits)),
-                            width="stretch")  # fmt: skip
-            if column in limits:
-                st.caption(f"{column}: threshold `{path}` = {limits[column]:g} from report.json's config "
-                           f"({meaning}); {len(scores)} clips scored.")  # fmt: skip
+            st.altair_chart(score_histogram(counts, filter_name, SCORE_LABELS[column], summary.rules[column]), width="stretch")
+            scored = int(counts["clips"].sum())
+            if column in summary.limits:
+                st.caption(f"{column}: threshold `{path}` = {summary.limits[column]:g} from report.json's config "
+                           f"({meaning}); {scored} clips scored.")  # fmt: skip
             else:
-                st.caption(f"{column}: report.json's config sets no `{path}`, so no threshold is drawn; "
-                           f"{len(scores)} clips scored.")  # fmt: skip
+                st.caption(f"{column}: report.json's config sets no `{path}`, so no threshold is drawn; {scored} clips scored.")
 
 
-def _thumbnail(data: CuratedDataset, row, limits: dict) -> None:
+def _thumbnail(row, plan: tuple, images: dict, limits: dict) -> None:
     """One example: the middle frame (crop box drawn when it is the source), caption below."""
-    path, is_source, why = thumbnail_source(data.path, row)
-    if path is not None:
-        mid = (row.start_frame + row.end_frame) // 2 if is_source else (row.end_frame - row.start_frame) // 2
-        image = _frame(str(path), path.stat().st_mtime, int(mid))
-        if isinstance(image, str):
-            why = image
-        else:
-            if is_source and has_crop(row):
-                image = draw_box(image, (row.crop_x0, row.crop_y0, row.crop_x1, row.crop_y1), (row.width, row.height))
-            st.image(image, width="stretch")
+    thumb, is_source, why = plan
+    image = images.get(thumb) if thumb else None
+    if isinstance(image, str):
+        why = image
+    elif image is not None:
+        if is_source and has_crop(row):
+            image = draw_box(image, (row.crop_x0, row.crop_y0, row.crop_x1, row.crop_y1), (row.width, row.height))
+        st.image(image, width="stretch")
     if why:
         st.info(why)
     st.caption(example_caption(row, limits))
 
 
-def _examples(data: CuratedDataset) -> None:
+def _examples(data: CuratedDataset, summary: Summary) -> None:
     st.subheader("Examples")
-    count = st.slider("Examples per group", 1, 8, 4, key="data-examples",
+    count = st.slider("Examples per group", 1, MAX_EXAMPLES, 4, key="data-examples",
                       help="The same clips every time: a fixed hash order of clip ids.")  # fmt: skip
-    limits = thresholds(data.config)
     st.caption("The middle frame of each clip, decoded from its source video; a red box is the black-bar crop.")
-    for which in ("kept", *FILTERS[1:]):
-        rows = examples(data.manifest, which, count)
-        total = int(data.manifest["keep"].sum()) if which == "kept" else int((data.manifest["dropped_by"] == which).sum())
+    groups = [(which, rows.head(count), summary.totals[which]) for which, rows in summary.examples.items()]
+    plans = {row.clip_id: thumbnail_plan(data.path, row) for _, rows, _ in groups for row in rows.itertuples()}
+    wanted = tuple(dict.fromkeys(thumb for thumb, _, _ in plans.values() if thumb))  # decoded together, in parallel
+    images = dict(zip(wanted, _thumbnails(wanted)))
+    for which, rows, total in groups:
         if not total:
             continue
         st.markdown(f"**{'Kept' if which == 'kept' else f'Dropped by {which}'}**: {len(rows)} of {total}")
         for col, row in zip(st.columns(count), rows.itertuples()):
             with col:
-                _thumbnail(data, row, limits)
+                _thumbnail(row, plans[row.clip_id], images, summary.limits)
 
 
-def _finetune(data: CuratedDataset) -> None:
+def _finetune(summary: Summary) -> None:
     st.subheader("Finetune subset")
-    s = finetune_summary(data)
+    s = summary.finetune
     lo, hi = s["aesthetic"]
     klo, khi = s["kept_aesthetic"]
     cols = st.columns(4)
@@ -205,8 +188,9 @@ def _provenance(data: CuratedDataset) -> None:
         st.caption("No report.json, so the config, scorer and captioner are unknown.")
         return
     timing = report.get("timing") or {}
-    st.caption(f"Curated from `{report.get('source')}` at {report.get('created_at')}; "
-               f"{timing.get('wall_s', math.nan):.1f} s wall on {timing.get('workers', '?')} worker(s).")  # fmt: skip
+    wall = timing.get("wall_s")
+    took = f"; {wall:.1f} s wall on {timing.get('workers', '?')} worker(s)" if isinstance(wall, (int, float)) else ""
+    st.caption(f"Curated from `{report.get('source')}` at {report.get('created_at')}{took}.")
     rows = [("config hash", config_hash(data.config))] + flatten(report.get("provenance") or {})
     st.table(pd.DataFrame(rows, columns=["key", "value"]).set_index("key"))  # plain text: hashes get copied
     with st.expander("Config (every threshold)"):
@@ -231,12 +215,13 @@ def main() -> None:
     if data.manifest.empty:
         st.info(f"The manifest of {data.path} has no rows: `ltxlab curate` found no video in its source.")
         return
-    _headline(data)
-    _funnel(data)
-    _probe_section(data)
-    _scores(data)
-    _examples(data)
-    _finetune(data)
+    summary = _summary(chosen, dataset_key(Path(chosen)))
+    _headline(summary)
+    _funnel(summary)
+    _probe_section(summary)
+    _scores(summary)
+    _examples(data, summary)
+    _finetune(summary)
     _provenance(data)
 
 
