@@ -12,12 +12,14 @@ anything, and decodes a window only when it is read, so a dataset of any size st
   among those whose frame count fits its held-out part; ties go to more frames, then more
   pixels. A clip no shape fits is left out (`validate` says so when none is left).
 - **Split and windows.** Each clip is split 75/25 in time like a bundled or folder video
-  (`clips.sampling.split_range`): train windows come from its first 75% of frames,
+  (`clips.sampling.TRAIN_FRACTION`): train windows come from its first 75% of frames,
   held-out windows from the rest, so train and held-out never share a frame. The crop box
   is resized so its shorter side is `short_side_for(H, W, scale)` (as the other real
-  sources resize the whole frame), then `clips_per_video` windows and crop corners are
-  planned per clip and split by `clips.sampling.plan_windows`: the same rule and seeds
-  as bundled/folder clips.
+  sources resize the whole frame), then `clips_per_video` windows per clip and split are
+  spaced evenly as `clips.sampling.window_starts` spaces them; crop corners come from a
+  stable hash per (seed, split, clip, window) (`plan_split`). Planning is numpy over the
+  manifest's columns: the plan of a million clips is a few arrays, and each window's
+  record (`ManifestItem`) is built only when it is read.
 - **Decode.** A window is `clips.curate.probe.read_frames` of its frame range (a seek to the
   keyframe before it), cropped to the box, resized by swscale (area, as `clips.io.read_video`
   resizes) and cut to its crop. Captions and `source_id` come from the manifest.
@@ -38,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from clips.errors import ClipError
-from clips.sampling import check_split, make_clip_id, plan_windows, short_side_for, split_range
+from clips.sampling import TRAIN_FRACTION, check_split, make_clip_id, short_side_for, stable_seed
 from clips.types import Clip
 
 if TYPE_CHECKING:
@@ -104,74 +106,171 @@ def _read_rows(spec: "DataSpec") -> Any:
         raise ClipError(str(exc)) from None
 
 
-def _crop_box(row: Any) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) of a row; the whole frame when bars were not computed (-1)."""
-    box = (int(row.crop_x0), int(row.crop_y0), int(row.crop_x1), int(row.crop_y1))
-    if min(box) < 0 or box[2] <= box[0] or box[3] <= box[1]:
-        return 0, 0, int(row.width), int(row.height)
-    return box
+def _crop_boxes(rows: Any) -> np.ndarray:
+    """(r, 4) int64 (x0, y0, x1, y1) per row; the whole frame where bars were not computed (-1)."""
+    box = rows[["crop_x0", "crop_y0", "crop_x1", "crop_y1"]].to_numpy(np.int64).reshape(-1, 4)
+    whole = np.stack([np.zeros(len(rows), np.int64), np.zeros(len(rows), np.int64),
+                      rows["width"].to_numpy(np.int64), rows["height"].to_numpy(np.int64)], axis=1)
+    bad = (box.min(axis=1) < 0) | (box[:, 2] <= box[:, 0]) | (box[:, 3] <= box[:, 1])
+    return np.where(bad[:, None], whole, box)
 
 
-def _resized(crop_h: int, crop_w: int, shape: Shape, scale: float | None) -> tuple[int, int] | None:
-    """The size the crop box is resized to for `shape` (None: kept native)."""
-    from clips.io import resized_hw
-
+def _resized_sizes(crop_h: np.ndarray, crop_w: np.ndarray, shape: Shape,
+                   scale: float | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(h, w) arrays the crops are resized to for `shape`, as `clips.io.resized_hw` (None: native)."""
     short = short_side_for(shape[1], shape[2], scale)
-    return None if short is None else resized_hw(crop_h, crop_w, short)
+    if short is None:
+        return None
+    factor = short / np.minimum(crop_h, crop_w)
+    return (np.maximum(short, np.round(crop_h * factor)).astype(np.int64),
+            np.maximum(short, np.round(crop_w * factor)).astype(np.int64))
 
 
-def assign_shape(num_frames: int, crop_hw: tuple[int, int], shapes: Sequence[Shape],
-                 scale: float | None) -> Shape | None:
-    """The bucket of a clip of `num_frames` frames and cropped size `crop_hw`, or None if none fits.
+def heldout_frames(num_frames: np.ndarray) -> np.ndarray:
+    """Frames in each clip's held-out part, as `clips.sampling.split_range(n, "heldout")` counts them."""
+    return num_frames - np.floor(num_frames * TRAIN_FRACTION).astype(np.int64)
+
+
+def assign_shapes(num_frames: np.ndarray, crop_h: np.ndarray, crop_w: np.ndarray, shapes: Sequence[Shape],
+                  scale: float | None) -> np.ndarray:
+    """Index into `shapes` of each clip's bucket, -1 where none fits (vectorised over clips).
 
     A shape fits when the clip's held-out part (the shorter one) holds T frames and the
     resized crop holds H x W pixels. Among those, the nearest aspect ratio in log terms
     (|log(w/h) - log(W/H)|) wins; ties go to more frames, then more pixels, then list order.
     """
-    lo, hi = split_range(num_frames, "heldout")
-    crop_h, crop_w = crop_hw
-    best, best_key = None, None
+    held = heldout_frames(num_frames)
+    aspect = np.log(np.maximum(crop_w, 1) / np.maximum(crop_h, 1))
+    best = np.full(len(num_frames), -1, np.int64)
+    best_key = np.full((len(num_frames), 3), np.inf)
     for order, shape in enumerate(shapes):
         t, h, w = shape
-        size = _resized(crop_h, crop_w, shape, scale) or (crop_h, crop_w)
-        if hi - lo < t or size[0] < h or size[1] < w:
-            continue
-        key = (round(abs(math.log(crop_w / crop_h) - math.log(w / h)), 9), -t, -h * w, order)
-        if best_key is None or key < best_key:
-            best, best_key = shape, key
+        size_h, size_w = _resized_sizes(crop_h, crop_w, shape, scale) or (crop_h, crop_w)
+        fits = (num_frames > 0) & (crop_h > 0) & (crop_w > 0) & (held >= t) & (size_h >= h) & (size_w >= w)
+        key = np.stack([np.round(np.abs(aspect - math.log(w / h)), 9), np.full(len(held), -t, float),
+                        np.full(len(held), -h * w, float)], axis=1)
+        better = np.zeros(len(held), bool)
+        undecided = np.ones(len(held), bool)
+        for column in range(3):  # lexicographic (distance, -T, -H*W); list order breaks the rest
+            better |= undecided & (key[:, column] < best_key[:, column])
+            undecided &= key[:, column] == best_key[:, column]
+        take = fits & better
+        best[take], best_key[take] = order, key[take]
     return best
 
 
-def _row_items(row: Any, spec: "DataSpec", shape: Shape, split: str) -> list[ManifestItem]:
-    box = _crop_box(row)
-    crop_h, crop_w = box[3] - box[1], box[2] - box[0]
-    resized = _resized(crop_h, crop_w, shape, spec.scale)
-    pic_h, pic_w = resized or (crop_h, crop_w)
-    num_frames = int(row.end_frame) - int(row.start_frame)
-    t, h, w = shape
-    short = short_side_for(h, w, spec.scale)
-    caption = row.caption if isinstance(row.caption, str) else None
-    items = []
-    for start, y, x in plan_windows(row.clip_id, num_frames, pic_h, pic_w, split=split, frames=t, height=h,
-                                    width=w, count=spec.clips_per_video, seed=spec.seed):
-        items.append(ManifestItem(
-            clip_id=make_clip_id(row.clip_id, split, start, t, y, x, h, w, short), manifest_clip_id=row.clip_id,
-            source=str(row.source), source_id=str(row.source_id), caption=caption, fps=float(row.fps), split=split,
-            first_frame=int(row.start_frame) + start, shape=shape, crop_box=box, resized_hw=resized, corner=(y, x),
-            window=(start, start + t)))
-    return items
+def assign_shape(num_frames: int, crop_hw: tuple[int, int], shapes: Sequence[Shape],
+                 scale: float | None) -> Shape | None:
+    """`assign_shapes` for one clip: its bucket, or None if none fits."""
+    index = int(assign_shapes(np.array([num_frames]), np.array([crop_hw[0]]), np.array([crop_hw[1]]), shapes,
+                              scale)[0])
+    return None if index < 0 else tuple(shapes[index])
 
 
-@dataclass(frozen=True, kw_only=True)
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser, elementwise on uint64 (wrapping arithmetic): a well-mixed hash."""
+    with np.errstate(over="ignore"):
+        x = (x + _MIX).astype(np.uint64)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def plan_split(clip_ids: np.ndarray, num_frames: np.ndarray, pic_h: np.ndarray, pic_w: np.ndarray,
+               shape: np.ndarray, *, split: str, count: int, seed: int) -> tuple[np.ndarray, ...]:
+    """(row, start, y, x) int64 arrays of `count` windows per clip of `split`, vectorised over clips.
+
+    Windows follow `clips.sampling.window_starts` (evenly spaced over the split's frames,
+    np.linspace rounding); crop corners are uniform draws from a hash of (seed, split,
+    manifest clip id, window, axis), stable in every process, one clip's corners independent
+    of every other row (a manifest of a million clips is planned in seconds, not with a
+    generator per clip as a bundled video is).
+    """
+    check_split(split)
+    boundary = np.floor(num_frames * TRAIN_FRACTION).astype(np.int64)  # clips.sampling.split_boundary
+    lo, hi = (np.zeros_like(boundary), boundary) if split == "train" else (boundary, num_frames)
+    t, h, w = shape[:, 0], shape[:, 1], shape[:, 2]
+    k = np.arange(count)
+    step = (hi - t - lo) / max(count - 1, 1)
+    starts = np.round(lo[:, None] + k[None, :] * step[:, None]).astype(np.int64)  # (r, count)
+    if count > 1:
+        starts[:, -1] = hi - t  # np.linspace ends exactly at the last start
+    import pandas as pd
+
+    base = pd.util.hash_array(clip_ids.astype(object), categorize=False).astype(np.uint64)  # fixed key: stable
+    salt = np.uint64(stable_seed(seed, split))
+    draws = []
+    for axis, room in ((0, pic_h - h + 1), (1, pic_w - w + 1)):
+        hashed = _splitmix(_splitmix(base ^ salt)[:, None] + np.uint64(2) * k[None, :].astype(np.uint64)
+                           + np.uint64(axis))
+        draws.append((hashed % room[:, None].astype(np.uint64)).astype(np.int64))
+    rows = np.repeat(np.arange(len(clip_ids)), count)
+    return rows, starts.reshape(-1), draws[0].reshape(-1), draws[1].reshape(-1)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Windows:
+    """A split's planned windows, one array entry each (columnar: a million clips stay arrays)."""
+
+    row: np.ndarray  # int64 (n,): index into the plan's usable rows
+    start: np.ndarray  # int64 (n,): first frame of the window within its manifest clip
+    y: np.ndarray  # int64 (n,): crop corner in the resized picture
+    x: np.ndarray  # int64 (n,)
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def subset(self, index: slice) -> "Windows":
+        return Windows(row=self.row[index], start=self.start[index], y=self.y[index], x=self.x[index])
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Plan:
-    """What a spec makes of its manifest: the windows of each split and the rows left out."""
+    """What a spec makes of its manifest: its usable rows (as arrays) and the windows of each split."""
 
-    train: tuple[ManifestItem, ...]
-    heldout: tuple[ManifestItem, ...]
+    clip_id: np.ndarray  # object (r,): manifest clip ids of the usable rows
+    source: np.ndarray  # object (r,): their source files
+    source_id: np.ndarray  # object (r,)
+    caption: np.ndarray  # object (r,): str or None
+    fps: np.ndarray  # float64 (r,)
+    start_frame: np.ndarray  # int64 (r,): the clip's first frame in its source
+    crop: np.ndarray  # int64 (r, 4): (x0, y0, x1, y1) in source pixels
+    resized: np.ndarray  # int64 (r, 2): (h, w) the crop is resized to; -1 = native
+    shape: np.ndarray  # int64 (r,): index into `shapes`
+    shapes: tuple[Shape, ...]
+    short_side: tuple[int | None, ...]  # per shape: the resized shorter side recorded in clip ids
+    train: Windows
+    heldout: Windows
     kept_rows: int  # rows read (kept, or the fine-tune subset)
-    used_rows: int  # rows some shape fits
     longest_heldout: int  # frames in the longest held-out part of any row (for the error sentence)
     where: str  # the manifest file
+
+    @property
+    def used_rows(self) -> int:
+        """Rows some shape fits."""
+        return len(self.clip_id)
+
+    def windows(self, split: str) -> Windows:
+        check_split(split)
+        return self.train if split == "train" else self.heldout
+
+    def item(self, split: str, index: int) -> ManifestItem:
+        """Window `index` of `split` as a record (built on demand)."""
+        w = self.windows(split)
+        r, start, y, x = int(w.row[index]), int(w.start[index]), int(w.y[index]), int(w.x[index])
+        shape = self.shapes[int(self.shape[r])]
+        t, h, wd = shape
+        resized = tuple(int(v) for v in self.resized[r])
+        return ManifestItem(
+            clip_id=make_clip_id(self.clip_id[r], split, start, t, y, x, h, wd, self.short_side[int(self.shape[r])]),
+            manifest_clip_id=str(self.clip_id[r]), source=str(self.source[r]), source_id=str(self.source_id[r]),
+            caption=self.caption[r], fps=float(self.fps[r]), split=split, first_frame=int(self.start_frame[r]) + start,
+            shape=shape, crop_box=tuple(int(v) for v in self.crop[r]),  # type: ignore[arg-type]
+            resized_hw=None if resized[0] < 0 else resized,  # type: ignore[arg-type]
+            corner=(y, x), window=(start, start + t))
 
 
 def plan(spec: "DataSpec") -> Plan:
@@ -196,22 +295,37 @@ def _plan(spec: "DataSpec", where: str, mtime_ns: int, size: int) -> Plan:
     # mtime and size are in the key so a re-curated manifest is planned again, not served stale
     rows = _read_rows(spec)
     shapes = spec_shapes(spec)
-    splits: dict[str, list[ManifestItem]] = {"train": [], "heldout": []}
-    used, longest = 0, 0
-    for row in rows.itertuples(index=False):
-        num_frames = int(row.end_frame) - int(row.start_frame)
-        box = _crop_box(row)
-        lo, hi = split_range(max(num_frames, 0), "heldout")
-        longest = max(longest, hi - lo)
-        shape = assign_shape(num_frames, (box[3] - box[1], box[2] - box[0]), shapes, spec.scale) \
-            if num_frames > 0 else None
-        if shape is None:
-            continue
-        used += 1
-        for split in splits:
-            splits[split] += _row_items(row, spec, shape, split)
-    return Plan(train=tuple(splits["train"]), heldout=tuple(splits["heldout"]), kept_rows=len(rows), used_rows=used,
-                longest_heldout=longest, where=where)
+    num_frames = (rows["end_frame"] - rows["start_frame"]).to_numpy(np.int64)
+    box = _crop_boxes(rows)
+    crop_h, crop_w = box[:, 3] - box[:, 1], box[:, 2] - box[:, 0]
+    which = assign_shapes(num_frames, crop_h, crop_w, shapes, spec.scale)
+    used = np.flatnonzero(which >= 0)
+    which, num_frames, crop_h, crop_w = which[used], num_frames[used], crop_h[used], crop_w[used]
+    resized = np.full((len(used), 2), -1, np.int64)
+    for index, shape in enumerate(shapes):
+        mine = which == index
+        sizes = _resized_sizes(crop_h[mine], crop_w[mine], shape, spec.scale)
+        if sizes is not None:
+            resized[mine] = np.stack(sizes, axis=1)
+    pic_h = np.where(resized[:, 0] >= 0, resized[:, 0], crop_h)
+    pic_w = np.where(resized[:, 1] >= 0, resized[:, 1], crop_w)
+    shape_array = np.array(shapes, np.int64).reshape(-1, 3)[which]
+    clip_id = rows["clip_id"].to_numpy(object)[used]
+    windows = {split: Windows(**dict(zip(("row", "start", "y", "x"), plan_split(clip_id, num_frames, pic_h, pic_w, shape_array, split=split,
+                                          count=spec.clips_per_video, seed=spec.seed))))
+               for split in ("train", "heldout")}
+    captions = rows["caption"].to_numpy(object)[used]
+    return Plan(
+        clip_id=clip_id, source=rows["source"].astype(str).to_numpy(object)[used],
+        source_id=rows["source_id"].astype(str).to_numpy(object)[used],
+        caption=np.array([c if isinstance(c, str) else None for c in captions], dtype=object),
+        fps=rows["fps"].to_numpy(np.float64)[used], start_frame=rows["start_frame"].to_numpy(np.int64)[used],
+        crop=box[used], resized=resized, shape=which, shapes=tuple(shapes),
+        short_side=tuple(short_side_for(h, w, spec.scale) for _, h, w in shapes),
+        train=windows["train"], heldout=windows["heldout"], kept_rows=len(rows),
+        longest_heldout=int(heldout_frames(np.maximum((rows["end_frame"] - rows["start_frame"]).to_numpy(np.int64), 0))
+                            .max(initial=0)),
+        where=where)
 
 
 def check_manifest_spec(spec: "DataSpec") -> Plan:
@@ -228,7 +342,7 @@ def check_manifest_spec(spec: "DataSpec") -> Plan:
         raise ClipError(f"None of the {found.kept_rows} kept clips of {found.where} is long and large enough for "
                         f"{shapes} clips in both splits (the longest held-out part has {found.longest_heldout} "
                         f"frames); lower frames, height or width.")
-    sources = sorted({item.source for item in found.train})
+    sources = sorted(set(found.source))
     missing = [s for s in sources if not os.path.isfile(s)]
     if missing:
         raise ClipError(f"{len(missing)} source video(s) of {found.where} are missing (first: {missing[0]}); "
@@ -283,32 +397,51 @@ class ManifestClips(Sequence):
     Picklable, so DataLoader workers and Ray tasks get their own copy.
     """
 
-    def __init__(self, items: Sequence[ManifestItem], on_decode: Callable[[ManifestItem], None] | None = None):
-        self.items = tuple(items)
-        self.on_decode = on_decode
+    def __init__(self, found: Plan, split: str, positions: range | None = None,
+                 on_decode: Callable[[ManifestItem], None] | None = None):
+        self.plan, self.split, self.on_decode = found, split, on_decode
+        # the split's window numbers this (possibly sliced) sequence holds
+        self.positions = range(len(found.windows(split))) if positions is None else positions
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.positions)
+
+    def item(self, index: int) -> ManifestItem:
+        """The planned window `index` of this sequence, without decoding it."""
+        return self.plan.item(self.split, self.positions[index])
 
     def __getitem__(self, index):  # type: ignore[override]
         if isinstance(index, slice):
-            return ManifestClips(self.items[index], self.on_decode)
-        item = self.items[index]
+            return ManifestClips(self.plan, self.split, self.positions[index], self.on_decode)
+        item = self.item(index)
         frames = decode_item(item)
         if self.on_decode is not None:
             self.on_decode(item)
         return to_clip(item, frames)
 
+    def clip_ids(self) -> list[str]:
+        """Every clip id, in order, without decoding."""
+        return [self.item(i).clip_id for i in range(len(self))]
+
+    def _shape_index(self) -> np.ndarray:
+        rows = self.plan.windows(self.split).row[self.positions.start:self.positions.stop:self.positions.step]
+        return self.plan.shape[rows]  # (n,) index into plan.shapes
+
     def shapes(self) -> list[Shape]:
         """(T, H, W) of every clip, in order, without decoding."""
-        return [item.shape for item in self.items]
+        return [self.plan.shapes[k] for k in self._shape_index()]
+
+    def bucket_indices(self) -> list[np.ndarray]:
+        """Clip indices per shape, shapes in order of first appearance (`bucket_groups`, vectorised)."""
+        index = self._shape_index()
+        _, first = np.unique(index, return_index=True)
+        return [np.flatnonzero(index == index[i]) for i in sorted(first)]
 
 
 def manifest_clips(spec: "DataSpec", split: str) -> ManifestClips:
     """The split's clips of a manifest spec, lazily decoded."""
     check_split(split)
-    found = check_manifest_spec(spec)
-    return ManifestClips(found.train if split == "train" else found.heldout)
+    return ManifestClips(check_manifest_spec(spec), split)
 
 
 def bucket_groups(shapes: Sequence[Shape]) -> list[list[int]]:

@@ -10,7 +10,7 @@ import random
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -99,7 +99,7 @@ def batch_indices(step: int, num_items: int, batch_size: int, seed: int) -> torc
     return order[slot * batch_size : (slot + 1) * batch_size]
 
 
-def bucket_batch_indices(step: int, buckets: list[list[int]], batch_size: int, seed: int) -> torch.Tensor:
+def bucket_batch_indices(step: int, buckets: Sequence[Any], batch_size: int, seed: int) -> torch.Tensor:
     """Step `step`'s clip indices when clips come in shape buckets: every batch from one bucket.
 
     Per epoch (seeded by (seed, epoch) like `batch_indices`): each bucket is shuffled and cut
@@ -114,7 +114,7 @@ def bucket_batch_indices(step: int, buckets: list[list[int]], batch_size: int, s
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     batches = []
     for members, count in zip(buckets, counts):
-        members = torch.as_tensor(members, dtype=torch.long)
+        members = torch.as_tensor(np.asarray(members), dtype=torch.long)
         order = members[torch.randperm(len(members), generator=generator)]
         filled = order.repeat(-(-count * batch_size // len(order)))[: count * batch_size]
         batches += list(filled.view(count, batch_size))

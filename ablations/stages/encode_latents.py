@@ -97,10 +97,10 @@ def _encode_clips(vae: torch.nn.Module, clips: Sequence[Any], batch_size: int) -
 # --------------------------------------------------------------------------- shard plan and records
 
 
-def _clip_ids(clips: Sequence[Any]) -> list[str]:
-    """Every clip id, without decoding a lazy (manifest) sequence."""
-    items = getattr(clips, "items", None)
-    return [i.clip_id for i in items] if items is not None else [c.clip_id for c in clips]
+def _clip_ids(clips: Sequence[Any], start: int, stop: int) -> list[str]:
+    """The ids of clips [start, stop), without decoding a lazy (manifest) sequence."""
+    part = clips[start:stop]
+    return part.clip_ids() if hasattr(part, "clip_ids") else [c.clip_id for c in part]
 
 
 def _shapes(clips: Sequence[Any]) -> list[tuple[int, ...]]:
@@ -168,10 +168,10 @@ def _write_shard(folder: Path, k: int, start: int, stop: int, clips: Sequence[An
     return record
 
 
-def _ensure_shard(folder: Path, k: int, start: int, stop: int, clips: Sequence[Any], ids: Sequence[str],
-                  vae_factory: Any, batch_size: int) -> tuple[dict[str, Any], str]:
+def _ensure_shard(folder: Path, k: int, start: int, stop: int, clips: Sequence[Any], vae_factory: Any,
+                  batch_size: int) -> tuple[dict[str, Any], str]:
     """Shard k verified or (re)encoded: (record, "reused" | "encoded" | "redone")."""
-    record, why = check_shard(folder, k, start, stop, ids[start:stop])
+    record, why = check_shard(folder, k, start, stop, _clip_ids(clips, start, stop))
     if record is not None:
         return record, "reused"
     if why is not None:
@@ -240,11 +240,11 @@ def encode_latents_part(
     rank, world = shard
     folder = Path(folder)
     clips = open_clips(data_spec, split)  # lazy for the manifest source: only this rank's shards are decoded
-    ids = _clip_ids(clips)
     ranges = shard_ranges(_shapes(clips), shard_size)
     mine = range(len(ranges))[shard_slice(len(ranges), rank, world)]
     done = read_part(part_dir(folder, rank, world))
-    if done is not None and any(check_shard(folder, k, *ranges[k], ids[slice(*ranges[k])])[0] is None for k in mine):
+    if done is not None and any(check_shard(folder, k, *ranges[k], _clip_ids(clips, *ranges[k]))[0] is None
+                                for k in mine):
         shutil.rmtree(part_dir(folder, rank, world), ignore_errors=True)  # verify on reuse: redo what broke
     (folder / SHARDS).mkdir(parents=True, exist_ok=True)
     vae: list[torch.nn.Module] = []
@@ -257,7 +257,7 @@ def encode_latents_part(
     def work(tmp: Path, items: slice) -> dict[str, Any]:
         outcome: dict[str, list[int]] = {"reused": [], "encoded": [], "redone": []}
         for k in range(len(ranges))[items]:
-            _, how = _ensure_shard(folder, k, *ranges[k], clips, ids, vae_factory, batch_size)
+            _, how = _ensure_shard(folder, k, *ranges[k], clips, vae_factory, batch_size)
             outcome[how].append(k)
         return {"shards": list(range(len(ranges))[items]), **outcome,
                 "vae_kind": vae[0].cfg.kind if vae else None}
@@ -288,13 +288,12 @@ def merge_latent_parts(
     started = time.perf_counter() if started is None else started
     parts = complete_parts(folder, world)
     clips = open_clips(data_spec, split)
-    ids = _clip_ids(clips)
-    if not ids:
+    if not len(clips):
         raise ValueError(f"No clips to encode in {folder}: the data spec's split is empty.")
     ranges = shard_ranges(_shapes(clips), shard_size)
     records = []
     for k, (start, stop) in enumerate(ranges):
-        record, why = check_shard(folder, k, start, stop, ids[start:stop])
+        record, why = check_shard(folder, k, start, stop, _clip_ids(clips, start, stop))
         if record is None:
             raise IncompletePartsError(f"Shard {shard_name(k)} of {folder / SHARDS} is not usable "
                                        f"({why or 'it was never written'}); rerun the stage to encode it again.")
@@ -302,7 +301,7 @@ def merge_latent_parts(
     kinds = [p[1]["info"].get("vae_kind") for p in parts if p[1]["info"].get("vae_kind")]
     vae_kind = kinds[0] if kinds else load_vae(vae_dir, torch.device("cpu")).cfg.kind
     atomic_write_json(folder / SHARDS / INDEX, {
-        "format": FORMAT, "clips": len(ids), "shard_size": shard_size, "shards": records,
+        "format": FORMAT, "clips": len(clips), "shard_size": shard_size, "shards": records,
         "vae_dir": str(Path(vae_dir).resolve()), "vae_kind": vae_kind, "data_spec": to_dict(data_spec)})
     captions = [c for r in records for c in r["captions"]]
     encoder = (text_cfg or TextEncoderConfig()).build()
@@ -311,7 +310,7 @@ def merge_latent_parts(
     outcome = {how: sum(len(p[1]["info"].get(how, [])) for p in parts) for how in ("reused", "encoded", "redone")}
     latent_std = _latent_std(folder, records)
     summary = {
-        "clips": len(ids),
+        "clips": len(clips),
         "shards": len(records),
         "shards_reused": outcome["reused"], "shards_redone": outcome["redone"],
         "latent_shape": records[0]["latent_shape"],

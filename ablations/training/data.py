@@ -46,10 +46,13 @@ class ClipVideos(Dataset):
         return [tuple(c.frames.shape[:3]) for c in self.clips]
 
     @property
-    def buckets(self) -> list[list[int]] | None:
+    def buckets(self) -> list[Any] | None:
         from clips.manifest_source import bucket_groups
 
-        groups = bucket_groups(self.shapes())
+        if hasattr(self.clips, "bucket_indices"):
+            groups = self.clips.bucket_indices()  # numpy, without a Python list per clip
+        else:
+            groups = bucket_groups(self.shapes())
         return groups if len(groups) > 1 else None
 
 

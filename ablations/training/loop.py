@@ -59,7 +59,7 @@ class Schedule:
     seed: int
     checkpoint_every: int
     num_items: int
-    buckets: list[list[int]] | None = None  # item indices per shape bucket (None: one shape, any batch)
+    buckets: list[Any] | None = None  # item indices per shape bucket (lists or arrays) (None: one shape, any batch)
 
     def global_batch(self, step: int) -> torch.Tensor:
         """The dataset indices of step `step`'s global batch (a pure function of step and seed)."""
