@@ -185,6 +185,9 @@ def check_buildable(cfg: RunConfig, stages: set[str]) -> None:
             raise ConfigError(f"text.kind must be 'minilm' or 'hf:<name or path>', not '{cfg.text.kind}'.")
     if stages & {"sample", "eval_gen"}:
         check_decoder_consistency(cfg.vae, cfg.loss, cfg.flow)
+        if cfg.dit_data.source != "synthetic":  # held-out prompts are scored against their scene's oracle
+            raise ConfigError(f"sample and eval_gen take their prompts from held-out synthetic scenes, but dit_data.source "
+                              f"is '{cfg.dit_data.source}'; set dit_data.source=synthetic or drop those stages.")
     if "train_vae" in stages:
         check_batch_split(cfg.vae_train.batch_size, cfg.train, "vae_train")
     if "train_dit" in stages:

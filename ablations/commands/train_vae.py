@@ -49,10 +49,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ablations.configs import default_run_config
+    from ablations.executor import training_videos
     from ablations.overrides import apply_overrides
     from ablations.stages.train_vae import train_vae
-    from clips.dataset import load_clips
-    from clips.io import to_model
 
     from models.vae import SIZES, vae_config
 
@@ -67,12 +66,12 @@ def run(args: argparse.Namespace) -> int:
         vae_data=data_spec_from_args(args, args.seed, clips_per_video=args.clips_per_video),
     )
     cfg = apply_overrides(cfg, args.overrides)  # e.g. loss.dwt=0.1, vae.logvar=per_channel
-    clips = load_clips(cfg.vae_data, "train")
-    videos = torch.stack([to_model(c.frames) for c in clips])  # (N, 3, T, H, W)
+    videos = training_videos(cfg.vae_data, "train")  # a tensor, or the manifest source streamed
+    shapes = tuple(videos.shape[2:]) if isinstance(videos, torch.Tensor) else sorted(set(videos.shapes()))
     start = f", starting from {cfg.vae.init}" if cfg.vae.init else ""
-    print(f"train-vae: {cfg.vae.kind} ({args.model_size}) on {len(clips)} clips of {tuple(videos.shape[2:])}{start}")
+    print(f"train-vae: {cfg.vae.kind} ({args.model_size}) on {len(videos)} clips of {shapes}{start}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "run_config.json").write_text(cfg.to_json())
-    summary = train_vae(cfg.vae, cfg.loss, cfg.vae_train, videos, args.out)
+    summary = train_vae(cfg.vae, cfg.loss, cfg.vae_train, videos, args.out, layout=cfg.train)
     print(json.dumps(summary, indent=2))
     return 0
