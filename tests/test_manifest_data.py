@@ -72,7 +72,7 @@ def test_plan_uses_kept_rows_splits_each_clip_in_time_and_carries_captions(datas
         assert last_train < first_held
     # lazy and decoded sequences agree; ids are stable
     lazy = open_clips(spec, "train")
-    assert [c.clip_id for c in train] == [i.clip_id for i in lazy.items]
+    assert [c.clip_id for c in train] == lazy.clip_ids()
     assert np.array_equal(lazy[5].frames, train[5].frames)
     assert [c.clip_id for c in load_clips(spec, "train")] == [c.clip_id for c in train]
 
@@ -228,6 +228,43 @@ def test_streaming_holds_batches_not_the_dataset_and_trains_as_the_in_memory_ten
     assert worst == 0.0
     curves = [json.loads((tmp_path / d / "curve.json").read_text()) for d in ("streamed", "memory")]
     assert curves[0] == curves[1]
+
+
+def test_each_rank_decodes_only_its_slice_of_each_global_batch(dataset, tmp_path):
+    from ablations.training.config import ParallelConfig
+    from ablations.training.data import ClipVideos, step_loader
+    from ablations.training.loop import Schedule, Trainer
+    from ablations.training.world import World
+
+    schedule = Schedule(3, 4, 7, 10, 24)
+    decoded: dict[int, list[str]] = {}
+    for rank in range(2):
+        clips = open_clips(_spec(dataset, clips_per_video=4), "train")  # 24 windows
+        clips.on_decode = lambda item, rank=rank: decoded.setdefault(rank, []).append(item.clip_id)
+        trainer = Trainer("t", schedule, ParallelConfig(workers=2), World(rank=rank, size=2), tmp_path, {}, {})
+        batches = list(step_loader(ClipVideos(clips), trainer, 0, 3, workers=0))
+        assert [tuple(b.shape) for b in batches] == [(2, 3, 9, 32, 32)] * 3
+    ids = open_clips(_spec(dataset, clips_per_video=4), "train").clip_ids()
+    for rank in range(2):
+        expected = [ids[i] for step in range(3) for i in schedule.global_batch(step)[2 * rank:2 * rank + 2].tolist()]
+        assert decoded[rank] == expected
+
+
+@pytest.mark.slow
+def test_two_gloo_workers_streaming_a_manifest_match_one(dataset, tmp_path):
+    from test_distributed_training import TOL, _cfg, _final, _max_diff, _train
+
+    from ablations.training.config import ParallelConfig
+
+    cfg = _cfg()
+    cfg = dataclasses.replace(cfg, vae_data=_spec(dataset))
+    _train("train_vae", cfg, tmp_path / "one", ParallelConfig(data_workers=1))
+    _train("train_vae", cfg, tmp_path / "two", ParallelConfig(workers=2, data_workers=1))
+    a, b = _final("train_vae", tmp_path / "one"), _final("train_vae", tmp_path / "two")
+    weights = [k for k in a if not k.startswith("latents_")]
+    diff = _max_diff({k: a[k] for k in weights}, {k: b[k] for k in weights})
+    print(f"manifest streaming, 2 gloo workers vs 1: max weight diff {diff:.3g}")
+    assert diff < TOL
 
 
 def test_train_vae_trains_on_bucketed_streamed_clips(dataset, tmp_path):
