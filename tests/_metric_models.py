@@ -125,20 +125,28 @@ def clip_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[])
 
 
+def clip_config(tokenizer, text: dict | None = None, vision: dict | None = None, **kwargs):
+    """A CLIPConfig whose text tower matches `tokenizer` (vocabulary size and special-token ids); sizes as given."""
+    from transformers import CLIPConfig
+
+    special = {k: tokenizer.convert_tokens_to_ids(t) for k, t in
+               (("bos_token_id", "<|startoftext|>"), ("eos_token_id", "<|endoftext|>"), ("pad_token_id", "<|endoftext|>"))}
+    return CLIPConfig(text_config=dict(vocab_size=len(tokenizer), max_position_embeddings=77, **special, **(text or {})),
+                      vision_config=dict(vision or {}), **kwargs)
+
+
 def save_clip(folder: str | os.PathLike, seed: int = 0, image_size: int = 32) -> Path:
     """A tiny random CLIPModel + tokenizer + CLIPImageProcessor, written with save_pretrained."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    from transformers import CLIPImageProcessor, CLIPModel
 
     torch.manual_seed(seed)
     tokenizer = clip_tokenizer()
-    special = {k: tokenizer.convert_tokens_to_ids(t) for k, t in
-               (("bos_token_id", "<|startoftext|>"), ("eos_token_id", "<|endoftext|>"), ("pad_token_id", "<|endoftext|>"))}
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=77, **special),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=image_size, patch_size=8),
+    config = clip_config(
+        tokenizer,
+        text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
+        vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                    image_size=image_size, patch_size=8),
         projection_dim=16,
     )
     folder = Path(folder)
