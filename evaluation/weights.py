@@ -42,17 +42,17 @@ WEIGHT_FILES: dict[str, WeightFile] = {w.name: w for w in (
     WeightFile(name="i3d", file="i3d_torchscript.pt", folder=False,
                what="StyleGAN-V's TorchScript I3D (Kinetics-400) feature detector"),
     WeightFile(name="lpips_alex", file="alexnet-owt-7be5be79.pth", folder=False,
-               what="torchvision's ImageNet AlexNet state dict (its `features.*` tensors are used)"),
+               what="torchvision's ImageNet AlexNet state dict, of which LPIPS uses features.*"),
     WeightFile(name="lpips_vgg", file="vgg16-397923af.pth", folder=False,
-               what="torchvision's ImageNet VGG-16 state dict (its `features.*` tensors are used)"),
+               what="torchvision's ImageNet VGG-16 state dict, of which LPIPS uses features.*"),
     WeightFile(name="lpips_alex_head", file="lpips_v0.1_alex.pth", folder=False,
-               what="the lpips package's v0.1 linear heads for AlexNet (lpips/weights/v0.1/alex.pth)"),
+               what="the lpips package's v0.1 linear heads for AlexNet, lpips/weights/v0.1/alex.pth"),
     WeightFile(name="lpips_vgg_head", file="lpips_v0.1_vgg.pth", folder=False,
-               what="the lpips package's v0.1 linear heads for VGG-16 (lpips/weights/v0.1/vgg.pth)"),
+               what="the lpips package's v0.1 linear heads for VGG-16, lpips/weights/v0.1/vgg.pth"),
     WeightFile(name="clip", file="clip", folder=True,
-               what="a Hugging Face CLIP model folder (CLIPModel + tokenizer + image processor, save_pretrained)"),
+               what="a Hugging Face CLIP folder written by save_pretrained: CLIPModel, tokenizer and image processor"),
     WeightFile(name="dino", file="dino", folder=True,
-               what="a Hugging Face ViT/DINO model folder for frame consistency (optional: CLIP's image tower otherwise)"),
+               what="a Hugging Face ViT or DINO folder written by save_pretrained, for frame consistency"),
 )}  # fmt: skip
 
 _LPIPS_PACKAGE_HEADS = {"lpips_alex_head": "alex.pth", "lpips_vgg_head": "vgg.pth"}
@@ -126,8 +126,7 @@ class Weights:
 def missing_reason(metric: str, name: str) -> str:
     """The one sentence a result shows when `metric` lacks weight `name`."""
     spec = WEIGHT_FILES[name]
-    return (f"{metric} needs {spec.file} ({spec.what}); set eval.weights.{name}=PATH "
-            f"or put it in ${WEIGHTS_ENV}")
+    return f"{metric} needs {spec.file}, {spec.what}; set eval.weights.{name}=PATH or put it in ${WEIGHTS_ENV}"
 
 
 def _checked(path: Path, spec: WeightFile) -> Path:

@@ -139,3 +139,15 @@ def test_registry_has_fvd_and_rfvd():
     for name in ("fvd", "rfvd"):
         spec = DISTRIBUTION_METRICS.get(name)
         assert spec.needs == ("i3d",) and spec.higher_is_better is False and spec.version == "1"
+
+
+def test_unknown_weight_names_and_wrong_kinds_fail_at_resolution(tmp_path):
+    from models.config import ConfigError
+
+    with pytest.raises(ConfigError, match="Unknown eval.weights name.*i3x.*valid names are: i3d"):
+        resolve_weights({"i3x": "a.pt"})
+    (tmp_path / "clip").mkdir()
+    with pytest.raises(WeightsInvalid, match="no config.json"):
+        resolve_weights({"clip": str(tmp_path / "clip")})
+    with pytest.raises(WeightsInvalid, match="is a folder"):
+        resolve_weights({"i3d": str(tmp_path)})

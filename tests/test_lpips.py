@@ -157,3 +157,15 @@ def test_weights_resolve_from_the_ltxlab_weights_folder(tmp_path):
     weights = resolve_weights(None, environ={"LTXLAB_WEIGHTS": str(tmp_path)})
     video = np.random.default_rng(5).random((1, 32, 32, 3), dtype=np.float32)
     assert evaluate_pair(video, video, ["lpips_alex"], weights=weights)["lpips_alex"].value == pytest.approx(0, abs=1e-7)
+
+
+def test_heads_default_to_the_installed_lpips_package_file_without_importing_it(tmp_path, monkeypatch):
+    package = tmp_path / "site" / "lpips"
+    (package / "weights" / "v0.1").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('importing lpips would import torchvision')\n")
+    _, heads = save_lpips(tmp_path, "alex")
+    heads.rename(package / "weights" / "v0.1" / "alex.pth")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    weights = resolve_weights(None, environ={})
+    assert weights.find("lpips_alex_head") == package / "weights" / "v0.1" / "alex.pth"
+    assert weights.find("lpips_alex") is None  # the backbone never has a default: it is the user's file
