@@ -362,17 +362,22 @@ def test_latent_shards_are_verified_resumable_and_worker_count_free(dataset, vae
     assert torch.equal(_shard_latents(tmp_path / "one"), reference)
 
 
-def test_train_dit_streams_latent_shards(dataset, vae_dir, tmp_path):
-    from ablations.stages.encode_latents import encode_latents
+def test_bucketed_latents_shard_by_shape_and_train_dit_streams_them(dataset, vae_dir, tmp_path):
+    from ablations.stages.encode_latents import INDEX, SHARDS, encode_latents, load_latents
     from ablations.stages.train_dit import DiTTrainConfig, train_dit
     from models.dit import dit_config
     from models.flow import flow_config
     from models.text import TextEncoderConfig
 
-    text = TextEncoderConfig(max_length=8)
-    encode_latents(vae_dir, _spec(dataset), tmp_path / "latents", text_cfg=text, shard_size=5)
+    text, spec = TextEncoderConfig(max_length=8), _spec(dataset, buckets=BUCKETS[:3])
+    encode_latents(vae_dir, spec, tmp_path / "latents", text_cfg=text, shard_size=3)
+    index = json.loads((tmp_path / "latents" / SHARDS / INDEX).read_text())
+    # 12 windows: 4 per shape, cut at the shape change and every 3 clips
+    assert [(r["clips"], tuple(r["latent_shape"][1:])) for r in index["shards"]] == [
+        (3, (2, 1, 2)), (1, (2, 1, 2)), (3, (2, 1, 1)), (1, (2, 1, 1)), (3, (2, 2, 1)), (1, (2, 2, 1))]
+    assert load_latents(tmp_path / "latents")["latents"].buckets == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     summary = train_dit(dit_config("ltx", "tiny"), flow_config("tiny"), text,
-                        DiTTrainConfig(steps=3, batch_size=4, checkpoint_every=2), tmp_path / "latents",
+                        DiTTrainConfig(steps=3, batch_size=2, checkpoint_every=2), tmp_path / "latents",
                         tmp_path / "dit", progress=False)
     assert summary["finished"] and (tmp_path / "dit" / "dit.pt").exists()
 
