@@ -224,5 +224,10 @@ def _folder_table(report: dict[str, Any]) -> str:
         if m["value"] is None:
             lines.append(f"{head}  {'n/a':>10}  {m['n']:>5}  {tail}  (n/a: {m['not_applicable']})")
         else:
-            lines.append(f"{head}  {m['value']:>10.4f}  {m['n']:>5}  {tail}")
+            lines.append(f"{head}  {_number(m['value']):>10}  {m['n']:>5}  {tail}")
     return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    """4 decimals, or 3 significant digits in e-notation for values too small for that (FVD on near-equal sets)."""
+    return f"{value:.4f}" if value == 0 or abs(value) >= 0.01 else f"{value:.3e}"
