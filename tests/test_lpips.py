@@ -4,13 +4,14 @@ The package imports torchvision, whose PyPI wheel is built against CUDA torch: b
 torch its `__init__` fails (it registers C++ operators its `_C.so` could not load), and an
 installed-but-broken torchvision also breaks transformers' image processors. So the reference
 runs in a subprocess, from the lpips and torchvision wheels the Makefile downloads into
-`$VIRTUAL_ENV/reference-wheels` (pure-Python files only; torchvision's package `__init__` is
-skipped, its model definitions are imported as they are). Where torchvision imports normally
-(a CUDA torch), the installed packages are used as they are.
+`<venv>/reference-wheels` (pure-Python files only; where torchvision's package `__init__` fails,
+it is skipped and its model definitions are imported as they are), else from installed lpips
+and torchvision packages.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -69,21 +70,21 @@ _REFERENCE = textwrap.dedent("""
 
 
 def _reference_pythonpath(work: Path) -> str | None:
-    """A folder holding the lpips and torchvision Python files, or None when the packages import as installed."""
-    try:
-        import lpips  # noqa: F401
+    """PYTHONPATH for the reference: the wheels' Python files, else "" for installed packages, else None.
 
-        return ""
-    except Exception:
-        pass
+    Nothing is imported here: a torchvision that fails half-way through its import would stay
+    in this process's sys.modules and break transformers for the tests that follow.
+    """
     wheels = {name: sorted(WHEELS.glob(f"{name}-*.whl")) for name in ("lpips", "torchvision")}
-    if not all(wheels.values()):
-        return None
-    site = work / "site"
-    for files in wheels.values():
-        with zipfile.ZipFile(files[-1]) as archive:
-            archive.extractall(site, [n for n in archive.namelist() if not n.endswith(".so")])
-    return str(site)
+    if all(wheels.values()):
+        site = work / "site"
+        for files in wheels.values():
+            with zipfile.ZipFile(files[-1]) as archive:
+                archive.extractall(site, [n for n in archive.namelist() if not n.endswith(".so")])
+        return str(site)
+    if importlib.util.find_spec("lpips") and importlib.util.find_spec("torchvision"):
+        return ""
+    return None
 
 
 @pytest.mark.parametrize("net", ["alex", pytest.param("vgg", marks=pytest.mark.slow)])  # vgg: ~30 s (lpips builds all of VGG-16)
