@@ -95,22 +95,62 @@ def speed(files: list[Path], repeats: int, workers: int, scorer: str | None) -> 
     print(f"ray start: {time.perf_counter() - t:.1f} s (not timed below)")
     curate_rows(items[: 2 * workers], cfg, tempfile.gettempdir(), "ray")  # warm the workers' imports
     rates: dict[str, list[float]] = {"local": [], "ray": []}
+    cpu: dict[str, list[float]] = {"local": [], "ray": []}  # CPU-s per clip, this process and all its descendants
     clips = 0
     for r in range(repeats):
         for engine in ("local", "ray"):
-            t = time.perf_counter()
+            before, t = _tree_cpu_s(), time.perf_counter()
             rows = curate_rows(items, cfg, tempfile.gettempdir(), engine)
-            wall = time.perf_counter() - t
+            wall, used = time.perf_counter() - t, _tree_cpu_s() - before
             clips = sum(row["start_frame"] >= 0 for row in rows)
             rates[engine].append(clips / wall)
-            print(f"  repeat {r + 1} {engine:<5} {wall:6.1f} s  {clips / wall:6.2f} clips/s", flush=True)
+            cpu[engine].append(used / clips)
+            print(f"  repeat {r + 1} {engine:<5} {wall:6.1f} s  {clips / wall:6.2f} clips/s  "
+                  f"{used:6.1f} CPU-s", flush=True)
     ratios = [b / a for a, b in zip(rates["local"], rates["ray"])]
     print(f"\n{len(files)} files, {clips} clips, {repeats} interleaved repeats, {workers} Ray workers")
     for engine in ("local", "ray"):
-        v = rates[engine]
-        print(f"{engine:<6} median {statistics.median(v):6.2f} clips/s  (range {min(v):.2f} - {max(v):.2f})")
+        v, c = rates[engine], cpu[engine]
+        print(f"{engine:<6} median {statistics.median(v):6.2f} clips/s  (range {min(v):.2f} - {max(v):.2f}); "
+              f"{statistics.median(c) * 1000:.0f} CPU-ms per clip (range {min(c) * 1000:.0f} - {max(c) * 1000:.0f})")
     print(f"speed-up ray/local: median of per-repeat ratios {statistics.median(ratios):.2f}x "
           f"(range {min(ratios):.2f} - {max(ratios):.2f}); target >= 1.6x")
+    overhead = statistics.median(cpu["ray"]) / statistics.median(cpu["local"])
+    print(f"Ray's CPU per clip / the loop's: {overhead:.2f} (driver, raylet, GCS, agents, task overhead); "
+          f"on {workers} idle cores the speed-up could reach about {workers / overhead:.2f}x")
+
+
+def _proc_tree() -> dict[int, list[int]]:
+    """ppid -> child pids of every process, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "(comm)": state, ppid, ...
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return children
+
+
+def _descendants() -> list[int]:
+    children, found, todo = _proc_tree(), [], [os.getpid()]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def _tree_cpu_s() -> float:
+    """User + system CPU seconds of this process and every live descendant (Ray's raylet, GCS, workers)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+    for pid in [os.getpid(), *_descendants()]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 def _peak_kib(pid: int) -> int:
@@ -125,23 +165,14 @@ def _peak_kib(pid: int) -> int:
 
 
 def _ray_workers() -> list[int]:
-    """Pids of this process's descendants whose title is `ray::...` (Ray workers; not raylet or GCS), from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    """Pids of this process's descendants whose title is `ray::...` (Ray workers; not raylet or GCS)."""
+    found = []
+    for pid in _descendants():
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "(comm)": state, ppid, ...
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::"):
+                found.append(pid)
         except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [os.getpid()]
-    while todo:
-        for pid in children.get(todo.pop(), []):
-            todo.append(pid)
-            try:
-                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::"):
-                    found.append(pid)
-            except OSError:
-                pass
+            pass
     return found
 
 
