@@ -421,6 +421,7 @@ def load_latents(latents_dir: Path) -> dict[str, Any]:
         "latent_shape": tuple(records[0]["latent_shape"]),
         "vae_dir": index["vae_dir"],
         "vae_kind": index["vae_kind"],
-        "text": load_encoded(latents_dir / TEXT),
+        # memory-mapped like the shards: a step reads only its batch's caption rows
+        "text": torch.load(latents_dir / TEXT, map_location="cpu", weights_only=True, mmap=True),
         "null_text": load_encoded(latents_dir / NULL_TEXT),
     }

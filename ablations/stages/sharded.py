@@ -6,7 +6,9 @@ shard: 1 when the cluster has GPUs, else 0). It runs one shard per rank with
 `shards.map_shards` (Ray tasks when Ray is initialised and workers > 1, else one after
 the other in this process); each shard writes its slice of the clips or prompts to
 `<folder>/parts/rank-K-of-N/` (DONE last), and one merge here writes exactly the files
-the unsharded stage writes, in the same order. Per-item randomness is seeded per item, so
+the unsharded stage writes, in the same order. `encode_latents` is the exception in
+where the data goes: its ranks write latent shards straight into `<folder>/shards/`
+(each verified by sha256, so a killed encode keeps them) and their parts only list them. Per-item randomness is seeded per item, so
 the results do not depend on `workers`. A rerun reuses complete parts and redoes the
 others; the merge refuses to run unless all N parts are complete.
 
