@@ -20,9 +20,10 @@ anything, and decodes a window only when it is read, so a dataset of any size st
   stable hash per (seed, split, clip, window) (`plan_split`). Planning is numpy over the
   manifest's columns: the plan of a million clips is a few arrays, and each window's
   record (`ManifestItem`) is built only when it is read.
-- **Decode.** A window is `clips.curate.probe.read_frames` of its frame range (a seek to the
-  keyframe before it), cropped to the box, resized by swscale (area, as `clips.io.read_video`
-  resizes) and cut to its crop. Captions and `source_id` come from the manifest.
+- **Decode.** A window is `clips.curate.crop.read_cropped` of its frame range (a seek to the
+  keyframe before it, frames scaled while decoding to about twice the final width, cut to
+  the box), area-resized by swscale to the planned size (as `clips.io.read_video` resizes)
+  and cut to its crop. Captions and `source_id` come from the manifest.
 
 Same manifest + same spec -> same windows, ids and pixels in any process.
 """
@@ -86,6 +87,7 @@ class ManifestItem:
     first_frame: int  # the window's first frame in the source file (decode order)
     shape: Shape  # (T, H, W) of the window: its bucket
     crop_box: tuple[int, int, int, int]  # (x0, y0, x1, y1) in source pixels, end-exclusive
+    frame_hw: tuple[int, int]  # the source's full frame (height, width)
     resized_hw: tuple[int, int] | None  # size the crop box is resized to (None: native pixels)
     corner: tuple[int, int]  # (y, x) of the window in the resized crop
     window: tuple[int, int]  # (start, stop) frames within the manifest clip
@@ -238,6 +240,7 @@ class Plan:
     fps: np.ndarray  # float64 (r,)
     start_frame: np.ndarray  # int64 (r,): the clip's first frame in its source
     crop: np.ndarray  # int64 (r, 4): (x0, y0, x1, y1) in source pixels
+    frame: np.ndarray  # int64 (r, 2): (height, width) of the source frame
     resized: np.ndarray  # int64 (r, 2): (h, w) the crop is resized to; -1 = native
     shape: np.ndarray  # int64 (r,): index into `shapes`
     shapes: tuple[Shape, ...]
@@ -269,6 +272,7 @@ class Plan:
             manifest_clip_id=str(self.clip_id[r]), source=str(self.source[r]), source_id=str(self.source_id[r]),
             caption=self.caption[r], fps=float(self.fps[r]), split=split, first_frame=int(self.start_frame[r]) + start,
             shape=shape, crop_box=tuple(int(v) for v in self.crop[r]),  # type: ignore[arg-type]
+            frame_hw=(int(self.frame[r, 0]), int(self.frame[r, 1])),
             resized_hw=None if resized[0] < 0 else resized,  # type: ignore[arg-type]
             corner=(y, x), window=(start, start + t))
 
@@ -320,7 +324,7 @@ def _plan(spec: "DataSpec", where: str, mtime_ns: int, size: int) -> Plan:
         source_id=rows["source_id"].astype(str).to_numpy(object)[used],
         caption=np.array([c if isinstance(c, str) else None for c in captions], dtype=object),
         fps=rows["fps"].to_numpy(np.float64)[used], start_frame=rows["start_frame"].to_numpy(np.int64)[used],
-        crop=box[used], resized=resized, shape=which, shapes=tuple(shapes),
+        crop=box[used], frame=rows[["height", "width"]].to_numpy(np.int64).reshape(-1, 2)[used], resized=resized, shape=which, shapes=tuple(shapes),
         short_side=tuple(short_side_for(h, w, spec.scale) for _, h, w in shapes),
         train=windows["train"], heldout=windows["heldout"], kept_rows=len(rows),
         longest_heldout=int(heldout_frames(np.maximum((rows["end_frame"] - rows["start_frame"]).to_numpy(np.int64), 0))
@@ -364,17 +368,27 @@ def _resize(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
+OVERSAMPLE = 2  # decode at about twice the final crop width, then area-resize to the exact size
+
+
 def decode_item(item: ManifestItem) -> np.ndarray:
-    """The window's pixels: uint8 (T, H, W, 3). ClipError if the source ends early or cannot be read."""
-    from clips.curate.probe import read_frames
+    """The window's pixels: uint8 (T, H, W, 3). ClipError if the source ends early or cannot be read.
+
+    The frames are scaled while decoding to about `OVERSAMPLE` times the final width
+    (`clips.curate.crop.read_cropped`: a 4K source never sits in a loader worker at full
+    size), cropped to the bar box there, then area-resized to the planned size exactly.
+    """
+    from clips.curate.bars import CropBox
+    from clips.curate.crop import read_cropped
 
     t, h, w = item.shape
-    frames = read_frames(item.source, start=item.first_frame, end=item.first_frame + t)  # (<=T, Hs, Ws, 3)
+    x0, y0, x1, y1 = item.crop_box
+    box = CropBox(x0=x0, y0=y0, x1=x1, y1=y1, frame_width=item.frame_hw[1], frame_height=item.frame_hw[0])
+    width = None if item.resized_hw is None else OVERSAMPLE * item.resized_hw[1]
+    frames = read_cropped(item.source, box, start=item.first_frame, end=item.first_frame + t, width=width)
     if len(frames) < t:
         raise ClipError(f"Video file {item.source} has {len(frames)} frames from frame {item.first_frame}, fewer than "
                         f"the {t} its manifest row promises; re-run `ltxlab curate` on it.")
-    x0, y0, x1, y1 = item.crop_box
-    frames = frames[:, y0:y1, x0:x1]
     if item.resized_hw is not None and tuple(frames.shape[1:3]) != item.resized_hw:
         frames = _resize(frames, *item.resized_hw)
     y, x = item.corner
