@@ -85,10 +85,11 @@ AESTHETIC_BACKBONES: Registry[Callable[[AestheticConfig], Backbone]] = Registry(
 class CNNBackbone(Backbone):
     """A full-resolution 3x3 stem, then stride-2 stages of two 3x3 convs (SiLU).
 
-    Features: every stage's spatial mean and standard deviation per channel. Pooling every stage
-    (not only the last) hands the head pixel-scale statistics (sharpness, noise, contrast: the
-    spread of a filter's response is its band's energy) next to the coarse ones (composition,
-    colour layout).
+    Features: every stage's spatial mean and log standard deviation per channel. Pooling every
+    stage (not only the last) hands the head pixel-scale statistics (sharpness, noise, contrast:
+    the spread of a filter's response is its band's energy) next to the coarse ones (composition,
+    colour layout). The log makes a ratio of band energies, which is what sharpness is once
+    contrast is factored out, a difference the head can form linearly.
     """
 
     def __init__(self, cfg: AestheticConfig) -> None:
@@ -107,11 +108,16 @@ class CNNBackbone(Backbone):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(x)
-        pooled = [h.mean(dim=(2, 3)), h.std(dim=(2, 3))]
+        pooled = [h.mean(dim=(2, 3)), logstd(h)]
         for stage in self.stages:
             h = stage(h)
-            pooled += [h.mean(dim=(2, 3)), h.std(dim=(2, 3))]
-        return torch.cat(pooled, dim=1)  # (N, 2 * (channels[0] + sum(channels))): means, then stds, per stage
+            pooled += [h.mean(dim=(2, 3)), logstd(h)]
+        return torch.cat(pooled, dim=1)  # (N, 2 * (channels[0] + sum(channels))): means, then log stds, per stage
+
+
+def logstd(h: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C) log of the spatial standard deviation; the floor keeps a flat map's gradient finite."""
+    return 0.5 * torch.log(h.var(dim=(2, 3)) + 1e-6)
 
 
 class HFBackbone(Backbone):
@@ -255,24 +261,21 @@ def fit_pairs(scorer: AestheticScorer, frames: torch.Tensor, mask: torch.Tensor,
     """Train on pairs of items with the Siamese ranking loss; returns the mean loss of each epoch.
 
     frames: uint8 (N, F, 3, S, S) items (S = scorer.image_size), mask: bool (N, F) real frames;
-    a, b: (P,) item indices, target: (P,) 1 / 0 / 0.5, weight: optional (P,). AdamW; a random
-    horizontal flip per item and step when `flip`. With a frozen backbone, every frame's features
-    are computed once and only the head trains.
+    a, b: (P,) item indices, target: (P,) 1 / 0 / 0.5, weight: optional (P,). AdamW with a cosine
+    decay to 5% of `lr`; a random horizontal flip per item and step when `flip`. With a frozen
+    backbone, every frame's features are computed once and only the head trains. At the end the
+    head's BatchNorm statistics are recomputed on the final features (`recalibrate_norm`).
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout draws
     device = next(scorer.parameters()).device
     params = [p for p in scorer.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    steps = epochs * math.ceil(len(a) / batch_size)
+    # cosine decay to 5% of lr: the last epochs average out the noise of single noisy pairs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(i / max(steps, 1), 1.0))))
     weight = torch.ones(len(a)) if weight is None else weight
-    cached = None
-    if not scorer.backbone.trainable:
-        scorer.eval()
-        with torch.no_grad():
-            flat = frames[mask]
-            cached = torch.cat([scorer.features(flat[i : i + 256]) for i in range(0, len(flat), 256)])  # (M, D)
-        index = torch.full(mask.shape, -1, dtype=torch.long)
-        index[mask] = torch.arange(len(cached))
+    cached, index = _cache_features(scorer, frames, mask) if not scorer.backbone.trainable else (None, None)
     curve = []
     for epoch in range(epochs):
         scorer.train()
@@ -296,6 +299,7 @@ def fit_pairs(scorer: AestheticScorer, frames: torch.Tensor, mask: torch.Tensor,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             total += float(loss.detach()) * len(sel)
             count += len(sel)
         curve.append(total / max(count, 1))
@@ -303,8 +307,41 @@ def fit_pairs(scorer: AestheticScorer, frames: torch.Tensor, mask: torch.Tensor,
             raise FloatingPointError(f"The aesthetic ranking loss became {curve[-1]} at epoch {epoch + 1}; lower the learning rate.")
         if on_epoch is not None:
             on_epoch(epoch + 1, curve[-1])
-    scorer.eval()
+    used = torch.unique(torch.cat([a, b]))  # only items of training pairs set the statistics
+    with torch.no_grad():
+        scorer.eval()
+        if cached is not None:
+            feats = cached[index[used][mask[used]]]
+        else:
+            feats = torch.cat([scorer.features(chunk) for chunk in frames[used][mask[used]].split(256)])
+        recalibrate_norm(scorer, feats)
     return curve
+
+
+@torch.no_grad()
+def _cache_features(scorer: AestheticScorer, frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frozen backbone: features (M, D) of the M real frames, and (N, F) the row of each frame in them (-1 = none)."""
+    scorer.eval()
+    cached = torch.cat([scorer.features(chunk) for chunk in frames[mask].split(256)])  # (M, D)
+    index = torch.full(mask.shape, -1, dtype=torch.long)
+    index[mask] = torch.arange(len(cached))
+    return cached, index
+
+
+@torch.no_grad()
+def recalibrate_norm(scorer: AestheticScorer, feats: torch.Tensor) -> None:
+    """Set the head's BatchNorm statistics to the exact mean and variance of `feats` (M, D): the final features.
+
+    The running averages lag behind features that moved during training (the CNN learns them), and
+    a lagging shift shows up as noise in every eval-mode score; one pass at the end removes it
+    (the `update_bn` step of SWA, here exact rather than a running average).
+    """
+    norm = scorer.head[0]
+    if len(feats) < 2:
+        return
+    norm.running_mean.copy_(feats.mean(dim=0))
+    norm.running_var.copy_(feats.var(dim=0))  # unbiased, as BatchNorm keeps it
+    norm.eval()
 
 
 @torch.no_grad()
@@ -318,20 +355,39 @@ def score_items(scorer: AestheticScorer, frames: torch.Tensor, mask: torch.Tenso
 # ---- Hugging Face backbones -------------------------------------------------------------------------
 
 def hf_folder(source: str, what: str) -> Path:
-    """The local folder of `hf:<path>` (also tried under $LTXLAB_WEIGHTS when relative); else one ConfigError sentence."""
+    """The local folder of `hf:<path>` (a relative path is also tried under $LTXLAB_WEIGHTS); else one ConfigError sentence.
+
+    The folder must hold `config.json` and a weights file, as `save_pretrained` writes them.
+    """
     if not source:
         raise ConfigError(f"The {what} kind 'hf' needs a local model folder, e.g. 'hf:/models/clip-vit-large-patch14'.")
     path = Path(source).expanduser()
     candidates = [path]
     root = os.environ.get("LTXLAB_WEIGHTS")
     if root and not path.is_absolute():
-        candidates.append(Path(root) / path)
+        candidates.append(Path(root).expanduser() / path)
     for folder in candidates:
         if (folder / "config.json").is_file():
+            if not any(p.name.endswith(WEIGHT_SUFFIXES) for p in folder.iterdir() if p.is_file()):
+                raise ConfigError(f"The {what} folder {folder} has config.json but no weights file (model.safetensors "
+                                  "or pytorch_model.bin); copy the model's weights there.")
             return folder.resolve()
     where = " or ".join(str(c) for c in candidates)
-    raise ConfigError(f"The {what} needs a local Hugging Face model folder (config.json and weights, as `save_pretrained` "
-                      f"writes) at {where}, and none is there; copy the model there or pass another hf:<path>.")
+    if not root and not path.is_absolute():
+        where += " (set LTXLAB_WEIGHTS to look under a weights folder)"
+    raise ConfigError(f"The {what} needs config.json and the weights of a Hugging Face model (as `save_pretrained` "
+                      f"writes them) in {where}, and there is no config.json there; copy the model there or pass "
+                      "another hf:<path>.")
+
+
+def file_sha256(path: str | Path, digest: Any = None) -> str:
+    """sha256 of one file's bytes (read in 4 MiB chunks); with `digest`, feeds that hash object instead."""
+    own = digest is None
+    digest = hashlib.sha256() if own else digest
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest() if own else ""
 
 
 def weights_sha256(folder: str | Path) -> str:
@@ -340,14 +396,13 @@ def weights_sha256(folder: str | Path) -> str:
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
     for path in files:
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(chunk)
+        file_sha256(path, digest)
     return digest.hexdigest()
 
 
-def _offline() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces next to local_files_only
+def hf_offline() -> None:
+    """Make Hugging Face libraries refuse the network (belt and braces next to local_files_only)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
@@ -373,7 +428,7 @@ def build_cnn(cfg: AestheticConfig) -> Backbone:
 @AESTHETIC_BACKBONES.register("hf")
 def build_hf(cfg: AestheticConfig) -> Backbone:
     folder = hf_folder(cfg.kind.split(":", 1)[1] if ":" in cfg.kind else "", "aesthetic backbone")
-    _offline()
+    hf_offline()
     from transformers import AutoConfig, AutoModel
 
     try:
@@ -405,7 +460,11 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def save_scorer(scorer: AestheticScorer, folder: str | Path, report: dict | None = None,
                 extra: dict | None = None) -> Path:
-    """Write `scorer.safetensors` (all weights; only the head's when the backbone is frozen), `config.json`, `report.json`."""
+    """Write `scorer.safetensors` (all weights; only the head's when the backbone is frozen), `report.json`, `config.json`.
+
+    `config.json` is written last and holds the weights file's sha256, so a folder whose weights were
+    cut short or replaced is refused by `load_scorer` instead of scoring with the wrong tensors.
+    """
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -416,7 +475,7 @@ def save_scorer(scorer: AestheticScorer, folder: str | Path, report: dict | None
     save_file(state, str(tmp), metadata={"format": SCORER_FORMAT})
     os.replace(tmp, folder / WEIGHTS_FILE)
     meta = {"format": SCORER_FORMAT, "config": to_dict(scorer.config), "backbone": scorer.backbone.provenance,
-            "image_size": scorer.image_size, "weights": WEIGHTS_FILE,
+            "image_size": scorer.image_size, "weights": WEIGHTS_FILE, "weights_sha256": file_sha256(folder / WEIGHTS_FILE),
             "saved": "all" if scorer.backbone.trainable else "head", **(extra or {})}
     if report is not None:
         _write_atomic(folder / "report.json", json.dumps(report, indent=2, default=float))
@@ -424,31 +483,55 @@ def save_scorer(scorer: AestheticScorer, folder: str | Path, report: dict | None
     return folder
 
 
-def load_scorer(folder: str | Path, device: str | torch.device = "cpu") -> AestheticScorer:
-    """Rebuild a scorer written by `save_scorer`; the hf backbone must be the one it was trained on (same weights hash)."""
-    from safetensors.torch import load_file
+def read_scorer_meta(folder: str | Path) -> dict[str, Any]:
+    """`config.json` of a scorer folder, checked: format, config fields, and the weights file's sha256.
 
+    Raises ConfigError (one sentence) for a missing, foreign, torn or mismatched folder. Cheap: no torch
+    module is built, so a pipeline can check a scorer before it starts any work.
+    """
     folder = Path(folder)
-    meta_path = folder / "config.json"
-    if not meta_path.is_file() or not (folder / WEIGHTS_FILE).is_file():
+    meta_path, weights = folder / "config.json", folder / WEIGHTS_FILE
+    if not meta_path.is_file() or not weights.is_file():
         raise ConfigError(f"{folder} is not an aesthetic scorer folder (it needs config.json and {WEIGHTS_FILE}, "
                           "as `ltxlab aesthetic train --out` writes).")
     try:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != SCORER_FORMAT:
-            raise ValueError(meta.get("format"))
-        cfg = from_dict(AestheticConfig, meta["config"])
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or meta.get("format") != SCORER_FORMAT:
+            raise ValueError(meta.get("format") if isinstance(meta, dict) else meta)
+        meta["config"] = from_dict(AestheticConfig, meta["config"])
     except (ValueError, KeyError, TypeError):
         raise ConfigError(f"{meta_path} is not an aesthetic scorer config ({SCORER_FORMAT}); retrain or pick another folder.") from None
-    scorer = cfg.build()
+    want = meta.get("weights_sha256")
+    if want and file_sha256(weights) != want:
+        raise ConfigError(f"{weights} does not match the sha256 recorded in its config.json (the file was cut short or "
+                          "replaced); retrain the scorer or restore the folder.")
+    return meta
+
+
+def load_scorer(folder: str | Path, device: str | torch.device = "cpu") -> AestheticScorer:
+    """Rebuild a scorer written by `save_scorer`; the hf backbone must be the one it was trained on (same weights hash)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    meta = read_scorer_meta(folder)
+    scorer = meta["config"].build()
     want, have = meta.get("backbone", {}).get("weights_sha256"), scorer.backbone.provenance.get("weights_sha256")
     if want and have and want != have:
         raise ConfigError(f"The scorer in {folder} was trained on backbone weights {want[:12]}, but "
                           f"{scorer.backbone.provenance['path']} now holds {have[:12]}; restore that model or retrain.")
-    state = load_file(str(folder / WEIGHTS_FILE))
-    missing, unexpected = scorer.load_state_dict(state, strict=False)
+    try:
+        state = load_file(str(folder / WEIGHTS_FILE))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ConfigError(f"{folder / WEIGHTS_FILE} is not a readable safetensors file ({type(exc).__name__}); "
+                          "retrain the scorer.") from None
+    try:
+        missing, unexpected = scorer.load_state_dict(state, strict=False)
+    except RuntimeError:  # a tensor of the wrong shape
+        missing, unexpected = ["(shape)"], []
     missing = [k for k in missing if scorer.backbone.trainable or not k.startswith("backbone.")]
     if missing or unexpected:
-        raise ConfigError(f"{folder / WEIGHTS_FILE} does not match its config ({len(missing)} missing, "
+        raise ConfigError(f"{folder / WEIGHTS_FILE} does not match its config ({len(missing)} missing or misshapen, "
                           f"{len(unexpected)} unexpected tensors); retrain the scorer.")
     return scorer.to(device).eval()
+
