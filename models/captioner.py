@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from models.aesthetic import hf_folder, weights_sha256
+from models.aesthetic import hf_folder, hf_offline, weights_sha256
 from models.config import ConfigError
 from models.registry import Registry
 
@@ -124,11 +124,25 @@ def _load_processors(folder: str) -> tuple[Any, Any, Any]:
         AutoTokenizer.from_pretrained(folder, local_files_only=True)
 
 
+# what a captioner folder needs beside config.json and weights: (what, files of which one suffices)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "spiece.model", "tokenizer.model")
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+
+
+def check_folder(folder: Path) -> None:
+    """One ConfigError sentence naming the first part a captioner folder lacks (tokenizer, image processor)."""
+    for what, files, how in (("tokenizer", TOKENIZER_FILES, "tokenizer.save_pretrained"),
+                             ("image processor", PROCESSOR_FILES, "image_processor.save_pretrained")):
+        if not any((folder / f).is_file() for f in files):
+            raise ConfigError(f"The captioner folder {folder} has no {what} ({' or '.join(files[:2])}); save the "
+                              f"model's {what} there with `{how}(folder)`.")
+
+
 @CAPTIONERS.register("hf")
 def build_hf(cfg: CaptionerConfig) -> Captioner:
     folder = hf_folder(cfg.kind.split(":", 1)[1] if ":" in cfg.kind else "", "captioner")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces next to local_files_only
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    check_folder(folder)
+    hf_offline()
     from transformers import AutoConfig, AutoModelForImageTextToText, VisionEncoderDecoderModel
 
     try:
