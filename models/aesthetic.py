@@ -273,7 +273,8 @@ def fit_pairs(scorer: AestheticScorer, frames: torch.Tensor, mask: torch.Tensor,
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     steps = epochs * math.ceil(len(a) / batch_size)
     # cosine decay to 5% of lr: the last epochs average out the noise of single noisy pairs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(i / max(steps, 1), 1.0))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(i / max(steps, 1), 1.0))))
     weight = torch.ones(len(a)) if weight is None else weight
     cached, index = _cache_features(scorer, frames, mask) if not scorer.backbone.trainable else (None, None)
     curve = []
@@ -304,7 +305,8 @@ def fit_pairs(scorer: AestheticScorer, frames: torch.Tensor, mask: torch.Tensor,
             count += len(sel)
         curve.append(total / max(count, 1))
         if not math.isfinite(curve[-1]):
-            raise FloatingPointError(f"The aesthetic ranking loss became {curve[-1]} at epoch {epoch + 1}; lower the learning rate.")
+            raise FloatingPointError(f"The aesthetic ranking loss became {curve[-1]} at epoch {epoch + 1}; "
+                                     "lower the learning rate.")
         if on_epoch is not None:
             on_epoch(epoch + 1, curve[-1])
     used = torch.unique(torch.cat([a, b]))  # only items of training pairs set the statistics
@@ -319,7 +321,8 @@ def fit_pairs(scorer: AestheticScorer, frames: torch.Tensor, mask: torch.Tensor,
 
 
 @torch.no_grad()
-def _cache_features(scorer: AestheticScorer, frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _cache_features(scorer: AestheticScorer, frames: torch.Tensor,
+                    mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen backbone: features (M, D) of the M real frames, and (N, F) the row of each frame in them (-1 = none)."""
     scorer.eval()
     cached = torch.cat([scorer.features(chunk) for chunk in frames[mask].split(256)])  # (M, D)
@@ -475,7 +478,8 @@ def save_scorer(scorer: AestheticScorer, folder: str | Path, report: dict | None
     save_file(state, str(tmp), metadata={"format": SCORER_FORMAT})
     os.replace(tmp, folder / WEIGHTS_FILE)
     meta = {"format": SCORER_FORMAT, "config": to_dict(scorer.config), "backbone": scorer.backbone.provenance,
-            "image_size": scorer.image_size, "weights": WEIGHTS_FILE, "weights_sha256": file_sha256(folder / WEIGHTS_FILE),
+            "image_size": scorer.image_size, "weights": WEIGHTS_FILE,
+            "weights_sha256": file_sha256(folder / WEIGHTS_FILE),
             "saved": "all" if scorer.backbone.trainable else "head", **(extra or {})}
     if report is not None:
         _write_atomic(folder / "report.json", json.dumps(report, indent=2, default=float))
@@ -500,7 +504,8 @@ def read_scorer_meta(folder: str | Path) -> dict[str, Any]:
             raise ValueError(meta.get("format") if isinstance(meta, dict) else meta)
         meta["config"] = from_dict(AestheticConfig, meta["config"])
     except (ValueError, KeyError, TypeError):
-        raise ConfigError(f"{meta_path} is not an aesthetic scorer config ({SCORER_FORMAT}); retrain or pick another folder.") from None
+        raise ConfigError(f"{meta_path} is not an aesthetic scorer config ({SCORER_FORMAT}); "
+                          "retrain or pick another folder.") from None
     want = meta.get("weights_sha256")
     if want and file_sha256(weights) != want:
         raise ConfigError(f"{weights} does not match the sha256 recorded in its config.json (the file was cut short or "

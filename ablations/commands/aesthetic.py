@@ -48,8 +48,9 @@ REPORT_FORMAT = "ltxlab-aesthetic-report/1"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("aesthetic", help="train the Siamese aesthetic scorer on preference pairs; score files",
-                                   description="Train the Siamese aesthetic scorer (LTX-Video §4) on pairs, or score files.")
+    parser = subparsers.add_parser(
+        "aesthetic", help="train the Siamese aesthetic scorer on preference pairs; score files",
+        description="Train the Siamese aesthetic scorer (LTX-Video §4) on pairs, or score files.")
     sub = parser.add_subparsers(dest="aesthetic_command", metavar="ACTION", required=True)
 
     train = sub.add_parser("train", help="train a scorer on a survey export or a pairs file")
@@ -132,7 +133,8 @@ def survey_roots(args: argparse.Namespace) -> list[Path]:
                         "`survey create --media-dir` wrote) or --db (the survey database beside that folder).")
     missing = [r for r in roots if not r.is_dir()]
     if missing:
-        raise UserError(f"The media folder {missing[0]} does not exist; pass --media-root with the study's media folder.")
+        raise UserError(f"The media folder {missing[0]} does not exist; "
+                        "pass --media-root with the study's media folder.")
     return roots
 
 
@@ -253,7 +255,7 @@ def split_by_item(a: list[int], b: list[int], holdout: float, seed: int) -> tupl
 
 
 def load_item(path: Path, frames: int, size: int) -> Any:
-    """An image (one frame) or `frames` evenly spread video frames -> uint8 (k, 3, size, size) (models.aesthetic.prepare)."""
+    """An image (one frame) or `frames` evenly spread video frames -> uint8 (k, 3, size, size), as `prepare` gives."""
     import numpy as np
 
     from clips.errors import ClipError
@@ -318,8 +320,8 @@ def check_out(out: Path) -> None:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    for flag, value, low in (("--epochs", args.epochs, 1), ("--frames", args.frames, 1), ("--batch-size", args.batch_size, 1),
-                             ("--image-size", args.image_size, 8)):
+    for flag, value, low in (("--epochs", args.epochs, 1), ("--frames", args.frames, 1),
+                             ("--batch-size", args.batch_size, 1), ("--image-size", args.image_size, 8)):
         if value < low:
             raise UserError(f"{flag} must be at least {low}, got {value}.")
     if not 0.0 <= args.holdout < 1.0:
