@@ -23,7 +23,6 @@ from clips.curate import synthetic
 from clips.curate.config import config_from_dict
 from clips.curate.manifest import FILTERS, read_manifest, read_report
 from clips.curate.pipeline import curate
-from models.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 BARS = ("letterbox", "letterbox_odd", "pillarbox", "pillarbox_odd", "both", "both_still", "full")
