@@ -22,8 +22,11 @@ Backbones (`AestheticConfig.kind`, registry `AESTHETIC_BACKBONES`):
 Frames enter as uint8 `(..., 3, H, W)` or float in [-1, 1] (the house convention); `prepare`
 turns decoded uint8 `(T, H, W, 3)` frames into the scorer's square input. `fit_pairs` trains on
 tensors (cached features when the backbone is frozen); `save_scorer` / `load_scorer` write and
-read a scorer folder (`scorer.safetensors`, `config.json`, optional `report.json`), keeping the
-backbone's path and weights hash for provenance. Nothing here touches the network.
+read a scorer folder (`scorer.safetensors`, `config.json` with that file's sha256, optional
+`report.json`), keeping the backbone's path and weights hash for provenance; a torn or swapped
+weights file, or a backbone whose weights changed, is refused in one sentence
+(`read_scorer_meta` does the cheap part of that check without building the model). Nothing here
+touches the network; `models/tiny_hf.py` writes tiny random HF folders for tests.
 """
 
 from __future__ import annotations
@@ -383,14 +386,17 @@ def hf_folder(source: str, what: str) -> Path:
                       "another hf:<path>.")
 
 
-def file_sha256(path: str | Path, digest: Any = None) -> str:
-    """sha256 of one file's bytes (read in 4 MiB chunks); with `digest`, feeds that hash object instead."""
-    own = digest is None
-    digest = hashlib.sha256() if own else digest
+def _feed(digest: Any, path: Path) -> None:
     with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
+        for chunk in iter(lambda: fh.read(1 << 22), b""):  # 4 MiB at a time: weight files can be tens of GB
             digest.update(chunk)
-    return digest.hexdigest() if own else ""
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of one file's bytes."""
+    digest = hashlib.sha256()
+    _feed(digest, Path(path))
+    return digest.hexdigest()
 
 
 def weights_sha256(folder: str | Path) -> str:
@@ -399,7 +405,7 @@ def weights_sha256(folder: str | Path) -> str:
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
     for path in files:
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        file_sha256(path, digest)
+        _feed(digest, path)
     return digest.hexdigest()
 
 
