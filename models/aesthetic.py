@@ -46,6 +46,7 @@ from torch import nn
 
 from models.config import ConfigError, from_dict, to_dict
 from models.registry import Registry
+from models.weights import file_sha256
 
 SCORER_FORMAT = "ltxlab-aesthetic-scorer/1"
 WEIGHTS_FILE = "scorer.safetensors"
@@ -386,26 +387,15 @@ def hf_folder(source: str, what: str) -> Path:
                       "another hf:<path>.")
 
 
-def _feed(digest: Any, path: Path) -> None:
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):  # 4 MiB at a time: weight files can be tens of GB
-            digest.update(chunk)
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of one file's bytes."""
-    digest = hashlib.sha256()
-    _feed(digest, Path(path))
-    return digest.hexdigest()
-
-
 def weights_sha256(folder: str | Path) -> str:
     """sha256 over the weight files of a model folder (names and bytes, sorted by name): the provenance hash."""
     digest = hashlib.sha256()
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
     for path in files:
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        _feed(digest, path)
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -485,7 +475,7 @@ def save_scorer(scorer: AestheticScorer, folder: str | Path, report: dict | None
     os.replace(tmp, folder / WEIGHTS_FILE)
     meta = {"format": SCORER_FORMAT, "config": to_dict(scorer.config), "backbone": scorer.backbone.provenance,
             "image_size": scorer.image_size, "weights": WEIGHTS_FILE,
-            "weights_sha256": file_sha256(folder / WEIGHTS_FILE),
+            "weights_sha256": file_sha256([str(folder / WEIGHTS_FILE)]),
             "saved": "all" if scorer.backbone.trainable else "head", **(extra or {})}
     if report is not None:
         _write_atomic(folder / "report.json", json.dumps(report, indent=2, default=float))
@@ -513,7 +503,7 @@ def read_scorer_meta(folder: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{meta_path} is not an aesthetic scorer config ({SCORER_FORMAT}); "
                           "retrain or pick another folder.") from None
     want = meta.get("weights_sha256")
-    if want and file_sha256(weights) != want:
+    if want and file_sha256([str(weights)]) != want:
         raise ConfigError(f"{weights} does not match the sha256 recorded in its config.json (the file was cut short or "
                           "replaced); retrain the scorer or restore the folder.")
     return meta

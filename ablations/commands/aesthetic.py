@@ -354,8 +354,9 @@ def run_train(args: argparse.Namespace) -> int:
     import torch
 
     from ablations.provenance import provenance
-    from models.aesthetic import AestheticConfig, file_sha256, fit_pairs, score_items
+    from models.aesthetic import AestheticConfig, fit_pairs, score_items
     from models.config import to_dict
+    from models.weights import file_sha256
 
     torch.manual_seed(args.seed)
     cfg = AestheticConfig(kind=args.backbone, frames=args.frames, image_size=args.image_size)
@@ -388,7 +389,8 @@ def run_train(args: argparse.Namespace) -> int:
     scores = score_items(scorer, frames, mask)
     report = {
         "format": REPORT_FORMAT, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "pairs": {"path": str(args.pairs.expanduser().resolve()), "sha256": file_sha256(args.pairs.expanduser()),
+        "pairs": {"path": str(args.pairs.expanduser().resolve()),
+                  "sha256": file_sha256([str(args.pairs.expanduser())]),
                   "source": pairs.source, "used": len(pairs.a), "items": len(files), **pairs.counts},
         "split": {"holdout": args.holdout, "seed": args.seed, "train_pairs": len(train), "heldout_pairs": len(test),
                   "heldout_items": len(held), "train_items": len(files) - len(held)},
