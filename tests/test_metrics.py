@@ -159,6 +159,22 @@ def test_block_processing_equals_one_block(monkeypatch, carphone):
                 np.testing.assert_allclose(a.per_frame, b.per_frame, atol=1e-6)
 
 
+def test_frame_parallel_threads_give_the_one_thread_values(carphone):
+    ref, test = (torch.from_numpy(v[:7].astype(np.float32)) for v in carphone)  # float64 [0, 1] -> float32
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = fm.ssim_per_frame(ref, test), fm.frame_mse(ref, test), fm.luma_frame_mse(ref, test)
+        torch.set_num_threads(2)  # frame ranges in 2 threads, each single-threaded
+        parallel = fm.ssim_per_frame(ref, test), fm.frame_mse(ref, test), fm.luma_frame_mse(ref, test)
+        assert torch.get_num_threads() == 2  # restored after the workers
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(single, parallel):
+        assert a.shape == b.shape == (7,)
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
 # ------------------------------------------------------------------ registry contract
 
 
