@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
@@ -83,15 +84,27 @@ def frame_parallel(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
         parts = min(ref.shape[0], threads * RANGES_PER_THREAD)
         bounds = [round(i * ref.shape[0] / parts) for i in range(parts + 1)]
         try:
-            # set_num_threads(1) applies to each worker's own OpenMP thread, but also to threads created
-            # later, so the caller's count is restored once the workers are done
-            with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-                ranges = pool.map(lambda low, high: fn(ref[low:high], test[low:high], *args), bounds[:-1], bounds[1:])
-                return torch.cat(list(ranges))
+            ranges = _pool(threads).map(lambda low, high: fn(ref[low:high], test[low:high], *args),
+                                        bounds[:-1], bounds[1:])
+            return torch.cat(list(ranges))
         finally:
+            # a worker's set_num_threads(1) applies to its own OpenMP thread but also to threads created
+            # later, so the caller's count is restored
             torch.set_num_threads(threads)
 
     return functools.wraps(fn)(run)
+
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (pid, threads) -> workers that each run single-threaded
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A kept pool of `threads` single-threaded workers (per process: a forked child gets its own)."""
+    key = (os.getpid(), threads)
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="frame-metrics",
+                                         initializer=torch.set_num_threads, initargs=(1,))
+    return _POOLS[key]
 
 
 def mse_to_psnr(mse: Tensor, peak: float = 1.0) -> Tensor:
