@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from evaluation.weights import Weights, WeightsInvalid, WeightsMissing
+from models.aesthetic import hf_offline
 
 FRAME_BATCH = 32  # frames per image-tower forward
 
@@ -47,16 +48,9 @@ class EmbeddingModel:
         return f"{type(self.model).__name__} ({Path(self.path).name}, sha256 {self.sha256[:12]})"
 
 
-def _offline() -> None:
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces next to local_files_only
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
 @lru_cache(maxsize=4)
 def _load(path: str, sha256: str, device: str, text: bool) -> EmbeddingModel:
-    _offline()
+    hf_offline()
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
     try:

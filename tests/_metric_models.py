@@ -7,8 +7,9 @@ Tests and `benchmarks/metrics_speed.py` load these through the same code as the 
   InceptionI3d), channel widths divided by `width_div` (1 = the real widths, for timing);
 - `save_lpips`: a torchvision-keyed AlexNet/VGG-16 `features.*` state dict and lpips-keyed
   linear heads (`lin{k}.model.1.weight`), both `.pth`;
-- `save_clip` / `save_vit`: Hugging Face folders via `save_pretrained` (a tiny CLIPModel with a
-  byte-level CLIP tokenizer built offline and a CLIP image processor; a tiny ViT).
+- `save_clip`: a Hugging Face folder via `save_pretrained` (a tiny CLIPModel with a byte-level
+  CLIP tokenizer built offline and a CLIP image processor); a tiny ViT/DINO folder is
+  `models.tiny_hf.write_vision_model(folder, "vit")`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from models.aesthetic import hf_offline
 
 # Mixed_3b ... Mixed_5c: (1x1, 3x3 reduce, 3x3, 3x3 reduce, 3x3, pool proj) as in InceptionI3d
 _MIXED = [
@@ -137,7 +140,7 @@ def clip_config(tokenizer, text: dict | None = None, vision: dict | None = None,
 
 def save_clip(folder: str | os.PathLike, seed: int = 0, image_size: int = 32) -> Path:
     """A tiny random CLIPModel + tokenizer + CLIPImageProcessor, written with save_pretrained."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    hf_offline()
     from transformers import CLIPImageProcessor, CLIPModel
 
     torch.manual_seed(seed)
@@ -154,20 +157,6 @@ def save_clip(folder: str | os.PathLike, seed: int = 0, image_size: int = 32) ->
     tokenizer.save_pretrained(folder)
     CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
                        ).save_pretrained(folder)
-    return folder
-
-
-def save_vit(folder: str | os.PathLike, seed: int = 0, image_size: int = 32) -> Path:
-    """A tiny random ViTModel (DINO's architecture) + image processor, written with save_pretrained."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import ViTConfig, ViTImageProcessor, ViTModel
-
-    torch.manual_seed(seed)
-    config = ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                       image_size=image_size, patch_size=8)
-    folder = Path(folder)
-    ViTModel(config, add_pooling_layer=False).eval().save_pretrained(folder)
-    ViTImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(folder)
     return folder
 
 

@@ -13,7 +13,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from evaluation.clip_similarity import load_clip, score_video  # noqa: E402
 from evaluation.generation import GenerationSample, missing_weights, score_sample  # noqa: E402
 from evaluation.weights import WeightsInvalid, resolve_weights  # noqa: E402
-from tests._metric_models import save_clip, save_vit  # noqa: E402
+from models.tiny_hf import write_vision_model  # noqa: E402
+from tests._metric_models import save_clip  # noqa: E402
 
 CAPTION = "a red circle moves left"
 
@@ -21,7 +22,7 @@ CAPTION = "a red circle moves left"
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("weights")
-    return save_clip(root / "clip"), save_vit(root / "dino")
+    return save_clip(root / "clip"), write_vision_model(root / "dino", "vit")
 
 
 def _video(seed: int, frames: int = 5) -> np.ndarray:
