@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e '.[test]'
+	# reference wheels for the LPIPS parity test, run in a subprocess (never installed: the
+	# torchvision wheels here are CUDA builds that break transformers beside CPU torch)
+	$(PY) -m pip download --quiet --no-deps --dest $(VENV)/reference-wheels lpips==0.1.4 torchvision==0.28.0
 	touch $(STAMP)
 
 # Debian's chromium for the browser tests; Playwright drives it and never downloads one.
