@@ -10,15 +10,22 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ablations.training.config import ParallelConfig, check_batch_split
+from evaluation.weights import WeightsConfig
 from models.config import ConfigError, from_dict, to_dict, to_json
 
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
-    recon_metrics: tuple[str, ...] = ("psnr", "psnr_pooled", "ssim", "ms_ssim", "flicker")  # + dwt_psnr_* bands
+    # + dwt_psnr_* bands; LPIPS is n/a (with the file it needs) until eval.weights has its backbone
+    recon_metrics: tuple[str, ...] = ("psnr", "psnr_pooled", "ssim", "ms_ssim", "flicker", "lpips_alex", "lpips_vgg")
     dwt_bands: bool = True  # also score PSNR per 3D Haar sub-band (which variants keep high frequencies)
     heldout_prompts: int = 12  # held-out synthetic scenes used as t2v prompts / i2v first frames
     recon_samples: int = 2  # reconstructions kept as mp4 per run (for the dashboard's Compare page)
+    # local pretrained networks (I3D, LPIPS backbones, CLIP, DINO); unset ones are looked up in $LTXLAB_WEIGHTS,
+    # and a metric whose file is absent is reported "n/a: <metric> needs <file>" (evaluation/weights.py)
+    weights: WeightsConfig = field(default_factory=WeightsConfig)
+    fvd_frames: int = 16  # frames per FVD/rFVD clip (StyleGAN-V's FVD_16; 128 for the long protocol)
+    fvd_min_samples: int = 256  # FVD/rFVD refuse below this many videos per set (small-N FVD is biased)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,11 +195,26 @@ def check_buildable(cfg: RunConfig, stages: set[str]) -> None:
         if cfg.dit_data.source != "synthetic":  # held-out prompts are scored against their scene's oracle
             raise ConfigError(f"sample and eval_gen take their prompts from held-out synthetic scenes, but dit_data.source "
                               f"is '{cfg.dit_data.source}'; set dit_data.source=synthetic or drop those stages.")
+    if stages & {"eval_recon", "eval_gen"}:
+        _check_eval(cfg.eval)
     if "train_vae" in stages:
         check_batch_split(cfg.vae_train.batch_size, cfg.train, "vae_train")
     if "train_dit" in stages:
         check_batch_split(cfg.dit_train.batch_size, cfg.train, "dit_train")
     _check_init(cfg, stages)
+
+
+def _check_eval(cfg: EvalConfig) -> None:
+    """Metric names and configured weight paths, checked before launch (a missing file is a result, not an error)."""
+    from evaluation.metrics import METRICS
+    from evaluation.weights import resolve_weights
+
+    for name in cfg.recon_metrics:
+        METRICS.get(name)  # unknown names fail here with the valid ones
+    if cfg.fvd_frames < 1 or cfg.fvd_min_samples < 2:
+        raise ConfigError(f"eval.fvd_frames must be >= 1 and eval.fvd_min_samples >= 2 (the Frechet distance needs a "
+                          f"covariance), got {cfg.fvd_frames} and {cfg.fvd_min_samples}.")
+    resolve_weights(cfg.weights)  # a configured path that does not exist, or is the wrong kind, fails in one sentence
 
 
 def _check_init(cfg: RunConfig, stages: set[str]) -> None:

@@ -103,11 +103,12 @@ def _recon_metric_names(cfg) -> list[str]:
 
 
 def _recon_shard(rank: int, world: int, vae_dir: str, data_spec: Any, names: list[str], max_samples: int,
-                 seed: int, folder: str) -> dict[str, Any]:
+                 seed: int, folder: str, eval_cfg: Any) -> dict[str, Any]:
     from ablations.stages.eval_recon import eval_recon_part
 
     return eval_recon_part(Path(vae_dir), data_spec, Path(folder), split="heldout", metric_names=names,
-                           max_samples=max_samples, seed=seed, references=True, shard=(rank, world))
+                           max_samples=max_samples, seed=seed, references=True, shard=(rank, world),
+                           weights_config=eval_cfg.weights, fvd_frames=eval_cfg.fvd_frames)
 
 
 def run_eval_recon(cfg, folder: Path, upstream: dict[str, Path], on_step, workers: int = 1, *,
@@ -117,21 +118,24 @@ def run_eval_recon(cfg, folder: Path, upstream: dict[str, Path], on_step, worker
     folder, world = Path(folder), _world(workers)
     names = _recon_metric_names(cfg)
     map_shards(_recon_shard, world, num_cpus=num_cpus, num_gpus=num_gpus,
-               args=(str(upstream["train_vae"]), cfg.vae_data, names, cfg.eval.recon_samples, cfg.seed, str(folder)),
-               on_done=_progress(on_step, world))
-    rows, summary, kept = merge_recon_parts(folder, world, folder, metric_names=names)
+               args=(str(upstream["train_vae"]), cfg.vae_data, names, cfg.eval.recon_samples, cfg.seed, str(folder),
+                     cfg.eval), on_done=_progress(on_step, world))
+    rows, summary, kept, sets = merge_recon_parts(folder, world, folder, metric_names=names,
+                                                  fvd_frames=cfg.eval.fvd_frames,
+                                                  fvd_min_samples=cfg.eval.fvd_min_samples)
     references = [{"clip_id": c["clip_id"], "file": f"reference/{safe_name(c['clip_id'])}.mp4", "fps": c["fps"],
                    "sample": f"samples/recon-{safe_name(c['clip_id'])}.mp4"} for c in kept]
-    return {"rows": rows, "summary": summary, "references": references}
+    return {"rows": rows, "summary": summary, "references": references, **sets}
 
 
 # --------------------------------------------------------------------------- eval_gen
 
 
-def _gen_shard(rank: int, world: int, samples_dir: str, folder: str) -> dict[str, Any]:
+def _gen_shard(rank: int, world: int, samples_dir: str, folder: str, eval_cfg: Any) -> dict[str, Any]:
     from ablations.stages.eval_gen import eval_gen_part
 
-    return eval_gen_part(Path(samples_dir), Path(folder), shard=(rank, world))
+    return eval_gen_part(Path(samples_dir), Path(folder), shard=(rank, world), weights_config=eval_cfg.weights,
+                         fvd_frames=eval_cfg.fvd_frames)
 
 
 def run_eval_gen(cfg, folder: Path, upstream: dict[str, Path], on_step, workers: int = 1, *,
@@ -140,9 +144,10 @@ def run_eval_gen(cfg, folder: Path, upstream: dict[str, Path], on_step, workers:
 
     folder, world = Path(folder), _world(workers)
     map_shards(_gen_shard, world, num_cpus=num_cpus, num_gpus=num_gpus,
-               args=(str(Path(upstream["sample"]) / "samples"), str(folder)), on_done=_progress(on_step, world))
-    rows, summary = merge_gen_parts(folder, world)
-    return {"rows": rows, "summary": summary}
+               args=(str(Path(upstream["sample"]) / "samples"), str(folder), cfg.eval), on_done=_progress(on_step, world))
+    rows, summary, sets = merge_gen_parts(folder, world, fvd_frames=cfg.eval.fvd_frames,
+                                          fvd_min_samples=cfg.eval.fvd_min_samples)
+    return {"rows": rows, "summary": summary, **sets}
 
 
 STAGES_RUN: dict[str, Callable[..., dict[str, Any]]] = {
