@@ -1,4 +1,10 @@
-"""Turn the finished stage instances of one run into results-store records."""
+"""Turn the finished stage instances of one run into results-store records.
+
+Set-level metrics (rFVD, FVD: one value per run, not per clip) are rows of metrics.parquet
+with clip_id and source_id "__set__"; their protocol (clip length, resolution, detector
+sha256, N) and every metric's not-applicable sentence go to the run's manifest.json under
+"evaluation" (`run_evaluation`).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ def collect_run(store: Any, variant: Any, needed: list[Any], cache_root: Path, s
     curve: list[dict[str, Any]] = []
     values: dict[str, list[float]] = {}
     cost: dict[str, Any] = {}
+    evaluation: dict[str, Any] = {"not_applicable": {}, "set_metrics": {}}
     stages = {st.instance.stage for st in needed}
     for st in needed:
         if st.status != "done" or not st.result:
@@ -46,6 +53,8 @@ def collect_run(store: Any, variant: Any, needed: list[Any], cache_root: Path, s
                                 "clip_id": clip_id, "source_id": source_id, "metric": row["metric"],
                                 "value": float(row["value"]), "metric_version": str(row.get("metric_version", "1"))})
                 values.setdefault(row["metric"], []).append(float(row["value"]))
+            for part in ("not_applicable", "set_metrics"):
+                evaluation[part].update(result.get(part, {}))
         if st.instance.stage == "eval_recon":
             for ref in result.get("references", []):
                 reference = store.reference_path(ref["clip_id"])
@@ -69,7 +78,15 @@ def collect_run(store: Any, variant: Any, needed: list[Any], cache_root: Path, s
         if st.instance.stage == "cost":
             cost = _cost_columns(result["cost"], dit_used=bool(stages & {"train_dit", "sample"}))
     headline = {name: float(np.mean(values[name])) for name in sweep.headline_metrics if values.get(name)}
-    return {"metrics": metrics, "curve": curve, "headline": headline, "cost": cost}
+    return {"metrics": metrics, "curve": curve, "headline": headline, "cost": cost, "evaluation": evaluation}
+
+
+def run_evaluation(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A run manifest's {"not_applicable": {metric: sentence}, "set_metrics": {metric: value, N, protocol}}
+    ({} parts for runs written before it existed)."""
+    evaluation = manifest.get("evaluation") or {}
+    return {"not_applicable": dict(evaluation.get("not_applicable") or {}),
+            "set_metrics": dict(evaluation.get("set_metrics") or {})}
 
 
 def _cost_columns(cost: dict[str, Any], dit_used: bool) -> dict[str, Any]:
@@ -77,3 +94,41 @@ def _cost_columns(cost: dict[str, Any], dit_used: bool) -> dict[str, Any]:
     part = "generation" if dit_used else "vae"
     figures = cost[part]
     return {f"cost.{k}": v for k, v in figures.items()}
+
+
+SET_COLUMNS = ["run_id", "variant", "seed", "metric", "value", "n_reference", "n_test", "clip_frames", "detector_sha256",
+               "not_applicable"]  # fmt: skip
+
+
+def sweep_evaluation(root: str | os.PathLike, sweep: str, runs: Any) -> dict[str, Any]:
+    """What every finished run's manifest says about its metrics, for `ltxlab report` and the dashboard.
+
+    Returns {"set_metrics": DataFrame (SET_COLUMNS; one row per run and set-level metric, the
+    protocol's N, clip length and detector hash), "not_applicable": DataFrame (metric, reason,
+    runs: how many runs gave that reason)}.
+    """
+    import pandas as pd
+
+    from ablations.store import run_json
+
+    set_rows: list[dict[str, Any]] = []
+    reasons: dict[tuple[str, str], int] = {}
+    for run in runs.itertuples() if len(runs) else []:
+        evaluation = run_evaluation(run_json(root, sweep, run.run_id, "manifest.json"))
+        for metric, reason in evaluation["not_applicable"].items():
+            reasons[(metric, reason)] = reasons.get((metric, reason), 0) + 1
+        for metric, result in evaluation["set_metrics"].items():
+            protocol = result.get("protocol") or {}
+            set_rows.append({"run_id": run.run_id, "variant": getattr(run, "variant", None),
+                             "seed": getattr(run, "seed", None), "metric": metric, "value": result.get("value"), "n_reference": result.get("n_reference"),
+                             "n_test": result.get("n_test"), "clip_frames": protocol.get("clip_frames"),
+                             "detector_sha256": protocol.get("detector_sha256"),
+                             "not_applicable": result.get("not_applicable")})  # fmt: skip
+    not_applicable = pd.DataFrame([{"metric": m, "reason": r, "runs": n} for (m, r), n in sorted(reasons.items())],
+                                  columns=["metric", "reason", "runs"])
+    return {"set_metrics": pd.DataFrame(set_rows, columns=SET_COLUMNS), "not_applicable": not_applicable}
+
+
+def not_applicable_lines(not_applicable: Any, total_runs: int) -> list[str]:
+    """'<metric>: n/a: <reason> (k of n runs)' per (metric, reason): the sentences every page and report shows."""
+    return [f"{r.metric}: n/a: {r.reason} ({r.runs} of {total_runs} runs)" for r in not_applicable.itertuples()]

@@ -6,6 +6,7 @@ from typing import Any
 
 
 def metric_specs() -> dict[str, dict[str, Any]]:
+    from evaluation.fvd import DISTRIBUTION_METRICS
     from evaluation.generation import GENERATION_METRICS
     from evaluation.metrics import METRICS
 
@@ -18,4 +19,9 @@ def metric_specs() -> dict[str, dict[str, Any]]:
                  "description": getattr(spec, "description", "")}
         for task in getattr(spec, "tasks", ("t2v", "i2v")):
             specs[f"{task}.{name}"] = entry
+    for name, spec in DISTRIBUTION_METRICS.items():  # set-level: one value per run (clip_id "__set__")
+        entry = {"higher_is_better": bool(spec.higher_is_better), "version": str(spec.version),
+                 "description": spec.description, "set_level": True}
+        for key in ([f"{task}.{name}" for task in ("t2v", "i2v")] if name == "fvd" else [name]):
+            specs[key] = entry
     return specs

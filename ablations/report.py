@@ -20,6 +20,7 @@ def build_report(root: str | Path, sweep: str, *, metrics: list[str] | None = No
     `metrics` (default: the sweep's headline metrics that have scores) are the family the
     multiple-comparison correction adjusts over, so the verdicts printed are the ones corrected.
     """
+    from ablations.collect import sweep_evaluation
     from ablations.store import load_sweep
     from evaluation.stats import factorial_effects
 
@@ -34,6 +35,8 @@ def build_report(root: str | Path, sweep: str, *, metrics: list[str] | None = No
     cost_cols = [c for c in COST_SHOWN if c in data.runs.columns]
     cost = data.runs[["variant", "seed", *cost_cols]] if cost_cols else pd.DataFrame()
     failed = data.runs[data.runs.get("status", pd.Series(dtype=str)) == "failed"] if "status" in data.runs else []
+    done = data.runs[data.runs["status"] == "done"] if "status" in data.runs else data.runs
+    evaluation = sweep_evaluation(root, sweep, done)
     return {
         "sweep": sweep, "summary": effects.summary, "notes": list(data.notes) + list(effects.notes),
         "metrics": chosen, "available_metrics": sorted(scored), "correction": {"method": correction, "family_size": effects.family_size, "confidence": confidence},
@@ -42,6 +45,7 @@ def build_report(root: str | Path, sweep: str, *, metrics: list[str] | None = No
         "best": effects.best, "cost": cost, "cost_assumptions": data.sweep.get("cost_assumptions", {}),
         "headline_metrics": list(data.headline_metrics),
         "failed": [] if len(failed) == 0 else failed[["variant", "failure_reason"]].to_dict("records"),
+        "set_metrics": evaluation["set_metrics"], "not_applicable": evaluation["not_applicable"], "done_runs": len(done),
     }  # fmt: skip
 
 
@@ -121,6 +125,7 @@ def format_report(report: dict[str, Any], metrics: list[str] | None = None) -> s
     out += ["", f"Best variant per metric (each of {', '.join(report['metrics'])}; named only where it beats every other):"]
     out += [f"  {r.metric}: {r.verdict}" for r in report["best"].itertuples()] if len(report["best"]) else ["  (none)"]
     out.append(f"  (metrics: {', '.join(report['metrics'])}; `ltxlab report {report['sweep']} --metrics a,b` or --json for others)")
+    out += _evaluation_lines(report)
     out += ["", "Cost per variant (H100 column is an estimate: FLOPs / (peak x utilisation)):",
             table(report["cost"], ["variant", "seed", *COST_SHOWN])]
     assumptions = report["cost_assumptions"]
@@ -130,6 +135,28 @@ def format_report(report: dict[str, Any], metrics: list[str] | None = None) -> s
     if report["failed"]:
         out += ["", "Failed runs:"] + [f"  {r['variant']}: {r['failure_reason']}" for r in report["failed"]]
     return "\n".join(out)
+
+
+SET_SHOWN = ["variant", "seed", "metric", "value", "n_reference", "n_test", "clip_frames", "detector"]
+
+
+def _evaluation_lines(report: dict[str, Any]) -> list[str]:
+    """Set-level metrics per run (with their protocol) and the sentence for every metric that has no value."""
+    from ablations.collect import not_applicable_lines
+
+    out: list[str] = []
+    sets = report.get("set_metrics")
+    valued = sets[sets["value"].notna()] if sets is not None and len(sets) else None
+    if valued is not None and len(valued):
+        shown = valued.assign(detector=valued["detector_sha256"].astype(str).str[:12])
+        out += ["", "Set-level metrics (one value per run from all its held-out clips, n=1 per run: their effects' "
+                    "intervals come from the seed replicates alone; StyleGAN-V I3D protocol, first clip_frames frames "
+                    "at 224x224; detector = sha256 prefix):", table(shown, SET_SHOWN)]  # fmt: skip
+    lines = not_applicable_lines(report["not_applicable"], report.get("done_runs", 0)) if len(report.get(
+        "not_applicable", [])) else []
+    if lines:
+        out += ["", "Metrics without a value (n/a), and what each needs:"] + [f"  {line}" for line in lines]
+    return out
 
 
 def report_json(report: dict[str, Any]) -> dict[str, Any]:

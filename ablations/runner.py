@@ -421,6 +421,7 @@ def _write_run(store: SweepStore, variant: Any, needed: list[InstanceState], sta
                                        "reused": st.skipped, "reason": st.reason,
                                        "compute_s": (st.result or {}).get("compute_s"),
                                        "hardware": (st.result or {}).get("hardware")} for st in needed},
+        "evaluation": collected["evaluation"],  # set-level metrics' protocol; why a metric has no value
         **provenance(),
     })
     store.upsert_run(row)

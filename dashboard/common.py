@@ -173,3 +173,35 @@ def axis_label(value) -> str:
 def compare_selection() -> list[str]:
     """Run ids chosen on the Runs page for the Compare page (kept outside widget state)."""
     return list(st.session_state.get("compare_runs", []))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_evaluation(root: str, sweep: str, mtimes: tuple) -> dict:
+    """Set-level metrics and not-applicable sentences from the done runs' manifests (`ablations.collect`)."""
+    from ablations.collect import sweep_evaluation
+
+    data = load_sweep(root, sweep)
+    done = data.runs[data.runs["status"] == "done"] if "status" in data.runs else data.runs
+    return {**sweep_evaluation(root, sweep, done), "done_runs": len(done)}
+
+
+def metric_availability(data: SweepData, *, set_table: bool = True) -> None:
+    """Set-level metrics (rFVD, FVD) with their protocol, and, for every metric without a value, the
+    sentence saying which weight file (or what else) it needs; shown on every page that shows metrics."""
+    from ablations.collect import not_applicable_lines
+
+    root = results_root()
+    evaluation = cached_evaluation(str(root), data.name, sweep_mtimes(root, data.name))
+    sets = evaluation["set_metrics"]
+    valued = sets[sets["value"].notna()] if len(sets) else sets
+    if set_table and len(valued):
+        st.subheader("Set-level metrics")
+        st.caption("One value per run from all its held-out clips (rFVD: reconstructions vs originals; FVD: generated "
+                   "videos vs held-out scenes), StyleGAN-V's I3D protocol: first clip_frames frames at 224x224, float64 "
+                   "statistics. n=1 per run, so effects on them get their intervals from seed replicates alone.")  # fmt: skip
+        shown = valued.assign(detector_sha256=valued["detector_sha256"].astype(str).str[:12])
+        st.dataframe(shown.drop(columns=["not_applicable"]), hide_index=True,
+                     column_config={"value": st.column_config.NumberColumn(format="%.4g")})
+    lines = not_applicable_lines(evaluation["not_applicable"], evaluation["done_runs"])
+    if lines:
+        st.warning("Metrics without a value (n/a), and what each needs:\n\n" + "\n".join(f"- {line}" for line in lines))

@@ -9,7 +9,7 @@ import streamlit.components.v1 as components
 
 from ablations.store import DWT_BANDS, StoreError
 from dashboard.charts import band_bars, curves_chart, frame_psnr_chart
-from dashboard.common import compare_selection, current_sweep, curve_of, samples_of
+from dashboard.common import compare_selection, current_sweep, curve_of, metric_availability, samples_of
 from dashboard.video import decode_frames, per_frame_psnr, synced_player_html
 
 
@@ -33,6 +33,7 @@ def main() -> None:
     data = current_sweep()
     if data is None:
         return
+    metric_availability(data, set_table=False)
     runs = data.runs
     done_ids = runs.loc[runs["status"] == "done", "run_id"].tolist()
     if len(done_ids) < 2:

@@ -9,7 +9,7 @@ import streamlit as st
 
 from ablations.store import sweep_mtimes
 from dashboard.charts import effect_bars, quality_cost_scatter
-from dashboard.common import axis_label, cached_effects, current_sweep, results_root
+from dashboard.common import axis_label, cached_effects, current_sweep, metric_availability, results_root
 from evaluation.stats import pareto_front
 
 def main() -> None:
@@ -25,6 +25,7 @@ def main() -> None:
         st.info(f"Sweep {data.name} has no axes in sweep.json, so there are no effects to estimate.")
         return
 
+    metric_availability(data, set_table=False)
     all_metrics = sorted(data.metrics["metric"].unique())
     splits = sorted(data.metrics["split"].unique())
     c1, c2 = st.columns([3, 1])
@@ -55,6 +56,9 @@ def main() -> None:
             rows = report.main[report.main["metric"] == metric]
             direction = "higher" if data.higher_is_better(metric) else "lower"
             st.markdown(f"**{metric}** ({direction} is better)")
+            if data.metric_specs.get(metric, {}).get("set_level"):
+                st.caption(f"{metric} is set-level: one value per run (n=1, its set counts as one source), so the "
+                           "interval comes from the seed replicates alone.")
             if (rows["status"] == "estimated").any():
                 st.altair_chart(effect_bars(report.main, metric), width="stretch")
             st.markdown("\n".join(f"- **{r.axis}** ({axis_label(r.level_a)} vs {axis_label(r.level_b)}): {r.verdict}" for r in rows.itertuples()))

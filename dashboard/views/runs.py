@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.charts import parallel_coordinates
-from dashboard.common import axis_label, compare_selection, current_sweep, runs_with_axes
+from dashboard.common import axis_label, compare_selection, current_sweep, metric_availability, runs_with_axes
 
 def main() -> None:
     """Render the Runs page (a function, so early exits are `return`, not st.stop)."""
@@ -45,6 +45,7 @@ def main() -> None:
         shown[columns], hide_index=True,
         column_config={m: st.column_config.NumberColumn(m, format="%.4g") for m in [*headline, "cost.h100_estimate_s", "wall_time_s"]},
     )  # fmt: skip
+    metric_availability(data)
     if len(failed):
         with st.expander(f"Failure reasons ({len(failed)})", expanded=True):
             st.table(failed[["run_id", "variant", "failure_reason"]].set_index("run_id"))
