@@ -43,6 +43,7 @@ NO_EFFECT = "no significant difference"
 NO_INTERACTION = "no significant interaction"
 ONE_SEED = "one seed per variant: training noise cannot be estimated, so no verdict"
 NOT_APPLICABLE = "not applicable"
+SET_SOURCE = "__set__"  # clip_id and source_id of a set-level metric's row (rfvd, fvd): one value per run, not a video
 REPLICATE_AXIS = "replicate"  # runs.parquet column of the replicate-baseline copies ("b")
 _STAT_COLUMNS = (
     "estimate", "ci_low", "ci_high", "se", "df", "p_value", "p_adjusted", "significant_raw", "significant", "mde80",
@@ -98,6 +99,8 @@ class _Design:
     axis_codes: dict[str, np.ndarray]  # axis -> (V,) level index of each variant
     axis_levels: dict[str, list]  # axis -> levels (index order)
     n_runs: dict[str, np.ndarray]  # axis -> (L,) done runs per level
+    n_video_sources: int = 0  # sources that are videos: n_sources less the set-level "__set__" pseudo-source
+    n_video_clips: int = 0  # clips less the set-level rows (rfvd, fvd: one value per run, no clip)
 
 
 def _level_key(value) -> str:
@@ -165,7 +168,10 @@ def _design(metrics: pd.DataFrame, runs: pd.DataFrame, axes: list[str], axis_lev
         axis_codes[axis] = runs.loc[first_run.to_numpy(), axis].map(_level_key).map(key_to_code).to_numpy().astype(int)
         levels_out[axis] = order
         n_runs[axis] = np.bincount(runs[axis].map(_level_key).map(key_to_code).to_numpy().astype(int), minlength=len(order))
-    return _Design(cube, np.asarray(source_codes), len(sources), metric_names, names, axis_codes, levels_out, n_runs)
+    is_set = np.asarray(clip_source_raw.astype(str) == SET_SOURCE) if len(m) else np.zeros(0, dtype=bool)
+    return _Design(cube, np.asarray(source_codes), len(sources), metric_names, names, axis_codes, levels_out, n_runs,
+                   n_video_sources=len(sources) - int(SET_SOURCE in set(map(str, sources))),
+                   n_video_clips=int((~is_set).sum()))
 
 
 def _cell_means(cube: np.ndarray, member: np.ndarray) -> np.ndarray:
@@ -376,7 +382,7 @@ def factorial_effects(
     notes = _design_notes(design, factorial, axes, blocks)
     return EffectReport(
         pd.DataFrame(main_rows, columns=list(EFFECT_COLUMNS)), pd.DataFrame(inter_rows, columns=list(INTERACTION_COLUMNS)),
-        aa, best, len(scored), excluded, int(blocks), design.n_sources, len(design.clip_source), confidence, correction, family, notes,
+        aa, best, len(scored), excluded, int(blocks), design.n_video_sources, design.n_video_clips, confidence, correction, family, notes,
     )  # fmt: skip
 
 
@@ -387,10 +393,10 @@ def _design_notes(design: _Design, runs: pd.DataFrame, axes: list[str], blocks: 
                      "report gives no verdicts; rerun with --seeds 0,1,2 (three or more).")  # fmt: skip
     elif blocks < 3:
         notes.append(f"Only {blocks} seed blocks: intervals are wide (few degrees of freedom); 3 or more seeds are advised.")
-    if design.n_sources == 1:
+    if design.n_video_sources == 1:
         notes.append("Every held-out clip comes from one source video: the intervals hold for that video only.")
-    elif len(design.clip_source) > design.n_sources:
-        notes.append(f"The {len(design.clip_source)} held-out clips come from {design.n_sources} independent source videos; "
+    elif design.n_video_clips > design.n_video_sources:
+        notes.append(f"The {design.n_video_clips} held-out clips come from {design.n_video_sources} independent source videos; "
                      "the source, not the clip, is the unit.")  # fmt: skip
     return notes
 

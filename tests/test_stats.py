@@ -277,6 +277,20 @@ def test_without_source_ids_every_clip_is_its_own_source():
     assert rep.n_sources == 12 and _row(rep).n_sources == 12
 
 
+def test_set_level_rows_are_not_counted_as_a_source_video():
+    # rfvd/fvd rows have clip_id = source_id = "__set__" (one value per run); in a family with
+    # per-clip metrics they must not add a 13th clip or a 5th source video to the summary
+    metrics, runs = sweep(np.random.default_rng(9), seeds=3)
+    rng = np.random.default_rng(1)
+    set_rows = pd.DataFrame({"run_id": runs["run_id"], "seed": runs["seed"], "split": "heldout", "clip_id": "__set__",
+                             "source_id": "__set__", "metric": "rfvd", "value": rng.normal(10, 1, len(runs))})
+    rep = factorial_effects(pd.concat([metrics, set_rows], ignore_index=True), runs, ["A"], axis_levels=LEVELS,
+                            metric_names=["psnr", "rfvd"])
+    assert (rep.n_sources, rep.n_clips) == (4, 12)
+    assert _row(rep, metric="rfvd").n_sources == 1 and _row(rep).n_sources == 4
+    assert any("12 held-out clips come from 4" in note for note in rep.notes)
+
+
 def test_multi_level_axis_gives_every_pair_and_blocks_pair_runs():
     rng = np.random.default_rng(9)
     runs, rows = [], []
