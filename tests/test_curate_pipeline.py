@@ -215,35 +215,6 @@ def test_toml_threshold_changes_the_outcome_and_rerun_replaces(videos, tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 
-def _tiny_captioner(folder: Path) -> Path:
-    """A random ViT + GPT-2 VisionEncoderDecoder with a word-level tokenizer, saved as a local HF folder."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (GPT2Config, PreTrainedTokenizerFast, ViTConfig, ViTImageProcessor,
-                              VisionEncoderDecoderConfig, VisionEncoderDecoderModel)
-
-    torch.manual_seed(0)
-    words = ["<pad>", "<s>", "</s>", "<unk>", "a", "red", "blue", "shape", "moves", "left", "right", "texture"]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                        unk_token="<unk>")
-    encoder = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                        image_size=32, patch_size=8)
-    decoder = GPT2Config(vocab_size=len(words), n_embd=16, n_layer=1, n_head=2, n_positions=64, bos_token_id=1,
-                         eos_token_id=2, add_cross_attention=True, is_decoder=True)
-    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
-    config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = 1, 0, 2
-    model = VisionEncoderDecoderModel(config=config)
-    for name, value in (("decoder_start_token_id", 1), ("pad_token_id", 0), ("eos_token_id", 2)):
-        setattr(model.generation_config, name, value)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder
-
-
 def test_captioner_mode_captions_the_kept_clips_middle_frame(videos, tmp_path):
     from clips.curate.crop import box_of_row, read_cropped
     from clips.curate.stages import CAPTION_WIDTH
@@ -251,7 +222,9 @@ def test_captioner_mode_captions_the_kept_clips_middle_frame(videos, tmp_path):
     from models.captioner import CaptionerConfig
 
     _, truth = videos
-    folder = _tiny_captioner(tmp_path / "captioner")
+    from models.tiny_hf import write_captioner
+
+    folder = write_captioner(tmp_path / "captioner")
     first, second = (v.path for v in truth["cuts"])
     (tmp_path / "src.jsonl").write_text(json.dumps({"path": str(first), "caption": "given"}) + "\n"
                                         + json.dumps({"path": str(second)}) + "\n", encoding="utf-8")
