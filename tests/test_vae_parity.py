@@ -21,6 +21,10 @@ from models.vae.convert import config_from_diffusers, convert_key, from_diffuser
 diffusers = pytest.importorskip("diffusers")
 
 ATOL, RTOL = 1e-5, 1e-5  # fp32; the same ops run in the same order, so differences are rounding only
+# The decoder's output accumulates more rounding: with diffusers 0.42.1 the 0.9.0 decode (4 stages,
+# no residual upsampling) differs by 1.6e-5 in fp32. It is rounding, not a layout difference: in float64
+# the same pair differs by 7e-7, the size of diffusers' RMSNorm computing its variance in float32.
+DECODE_ATOL = 3e-5
 
 # diffusers' scripts/convert_ltx_to_diffusers.py, get_vae_config(version), verbatim
 REAL_091: dict[str, Any] = {
@@ -127,8 +131,8 @@ def test_parity_with_diffusers_release_configs(release: str) -> None:
         seeded = ours.decode(mean, timestep, generator=torch.Generator().manual_seed(123))
     print(f"{release}: latent max abs error {max_abs_error(mean, posterior.mean):.2e}, "
           f"decode {max_abs_error(global_rng, expected):.2e}")
-    torch.testing.assert_close(global_rng, expected, atol=ATOL, rtol=RTOL)
-    torch.testing.assert_close(seeded, expected, atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(global_rng, expected, atol=DECODE_ATOL, rtol=RTOL)
+    torch.testing.assert_close(seeded, expected, atol=DECODE_ATOL, rtol=RTOL)
     assert expected.shape == video.shape
     torch.testing.assert_close(ours.latents_std, theirs.latents_std)
 
