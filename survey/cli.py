@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
+import signal
 import sys
 from pathlib import Path
 
@@ -50,6 +52,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--admin-token", help="token for /admin (default: a random one, printed)")
     serve.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL",
                        help="SQLite fsync policy: NORMAL survives a killed server, FULL also a power cut")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes (uvicorn workers sharing the port; the database keeps them consistent)")
     serve.add_argument("--log-level", default="warning")
     serve.set_defaults(func=run_serve)
 
@@ -118,18 +122,93 @@ def run_create(args: argparse.Namespace) -> int:
     return 0
 
 
+# `serve --workers N` hands the app to uvicorn's worker processes as an import string, so the
+# settings travel in the environment (inherited by the spawned workers, never on a command line).
+_ENV_DB, _ENV_TOKEN, _ENV_SYNC, _ENV_PARENT = ("LTXLAB_SURVEY_SERVE_DB", "LTXLAB_SURVEY_SERVE_TOKEN",
+                                               "LTXLAB_SURVEY_SERVE_SYNCHRONOUS", "LTXLAB_SURVEY_SERVE_PARENT")
+MAX_WORKERS = 64
+
+
+def _open_database(db: str, synchronous: str):  # noqa: ANN202 - sqlalchemy Engine
+    """The engine with its schema, or one sentence saying why the database cannot be used."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+    from survey.db import make_engine
+
+    try:
+        return make_engine(db, synchronous=synchronous)
+    except ModuleNotFoundError as exc:
+        raise _user_error(f"The database driver {exc.name!r} is not installed; for PostgreSQL run "
+                          f"pip install 'psycopg[binary]' and use a postgresql+psycopg:// URL.") from None
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise _user_error(f"--db {db!r} is neither a file path nor a valid SQLAlchemy URL ({exc}).") from None
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise _user_error(f"Cannot open the survey database {db!r}: {reason}.") from None
+
+
+def _print_urls(engine, args: argparse.Namespace, token: str) -> None:  # noqa: ANN001 - sqlalchemy Engine
+    """The rater link of every study and the admin page, so nobody has to dig them out of the database."""
+    from sqlalchemy import select
+
+    from survey import db as t
+
+    with engine.connect() as conn:
+        studies = conn.execute(select(t.studies.c.name, t.studies.c.public_id).order_by(t.studies.c.id)).all()
+    base = f"http://{args.host}:{args.port}"
+    links = ", ".join(f"{base}/s/{s.public_id} ({s.name})" for s in studies)
+    print(f"Rater links: {links}" if studies else
+          "Rater links: none yet (this database has no study; `ltxlab survey create` adds one).", flush=True)
+    shown = "given with --admin-token" if args.admin_token else token
+    print(f"Admin page: {base}/admin  (token: {shown}; {args.workers} worker process(es))", flush=True)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from survey import db as t
+    from survey.app import create_app
+
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise _user_error(f"--workers must be between 1 and {MAX_WORKERS}, got {args.workers}.")
+    token = args.admin_token or secrets.token_urlsafe(18)
+    engine = _open_database(args.db, args.synchronous)  # also creates the schema once, before any worker
+    if hasattr(t, "check_writable"):  # S1's start-up check (issue 15 item 5), once it lands
+        t.check_writable(engine)
+    _print_urls(engine, args, token)
+    options = dict(host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    if args.workers == 1:
+        uvicorn.run(create_app(engine, token), **options)
+        return 0
+    engine.dispose()  # the workers open their own connections
+    os.environ.update({_ENV_DB: args.db, _ENV_TOKEN: token, _ENV_SYNC: args.synchronous,
+                       _ENV_PARENT: str(os.getpid())})
+    uvicorn.run("survey.cli:app_from_env", factory=True, workers=args.workers, **options)
+    return 0
+
+
+def app_from_env():  # noqa: ANN201 - Starlette app
+    """The app of one `serve --workers N` worker process, configured by run_serve's environment."""
     from survey.app import create_app
     from survey.db import make_engine
 
-    token = args.admin_token or secrets.token_urlsafe(18)
-    if not args.admin_token:
-        print(f"Admin token: {token}   (admin page: http://{args.host}:{args.port}/admin)", flush=True)
-    app = create_app(make_engine(args.db, synchronous=args.synchronous), token)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
-    return 0
+    _exit_with_parent(int(os.environ[_ENV_PARENT]))
+    engine = make_engine(os.environ[_ENV_DB], synchronous=os.environ[_ENV_SYNC], create_schema=False)
+    return create_app(engine, os.environ[_ENV_TOKEN])
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Have the kernel stop this worker when the serve process dies (even by SIGKILL).
+
+    uvicorn's workers do not watch their supervisor: without this, a killed `serve` leaves
+    orphans that keep answering on the port.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the supervisor died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _report_or_error(args: argparse.Namespace) -> dict:

@@ -137,14 +137,21 @@ def db_url(db: str | Path) -> str:
     return f"sqlite:///{Path(text).expanduser().resolve()}"
 
 
-def make_engine(db: str | Path, synchronous: str = "NORMAL") -> Engine:
-    """Engine with the schema created; SQLite runs in WAL mode.
+def make_engine(db: str | Path, synchronous: str = "NORMAL", create_schema: bool = True) -> Engine:
+    """Engine with the schema created (unless `create_schema` is False); SQLite runs in WAL mode.
 
     Durability: with WAL, a commit appends the transaction to the -wal file with write() before
     the server acknowledges the vote, so a killed server process (SIGKILL, OOM) loses nothing that
     was acknowledged: the bytes are in the OS page cache and the next open replays the WAL.
     synchronous=NORMAL skips the fsync per commit; only a power cut or kernel crash can lose the
     last transactions. Pass synchronous="FULL" to fsync every commit (slower) when that matters.
+    WAL also lets several server processes share the file: readers never block, writers take
+    turns (busy_timeout waits for the lock instead of failing).
+
+    PostgreSQL (postgresql+psycopg://user@host:port/db) keeps its own durability settings
+    (synchronous_commit); `synchronous` applies to SQLite only. Several worker processes create
+    the schema racily on PostgreSQL, so `ltxlab survey serve` creates it once in the parent and
+    the workers pass create_schema=False.
     """
     url = db_url(db)
     if url.startswith("sqlite"):
@@ -161,8 +168,10 @@ def make_engine(db: str | Path, synchronous: str = "NORMAL") -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
     else:
-        engine = create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
+        # pool_pre_ping: a restarted database server must not turn the next requests into 500s.
+        engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=24)
+    if create_schema:
+        metadata.create_all(engine)
     return engine
 
 

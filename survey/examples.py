@@ -101,10 +101,12 @@ def free_port() -> int:
 
 
 def start_server(db: str | Path, admin_token: str = "admin-token", port: int | None = None,
-                 synchronous: str = "NORMAL", timeout_s: float = 30.0):  # noqa: ANN201 - (Popen, str)
+                 synchronous: str = "NORMAL", timeout_s: float = 30.0, workers: int = 1):  # noqa: ANN201 - (Popen, str)
     """Run `ltxlab survey serve` as a real uvicorn subprocess on loopback; returns (process, base URL).
 
-    Waits until the server answers. The caller stops it (terminate or SIGKILL) and waits on it.
+    Waits until the server answers. The caller stops it (terminate or SIGKILL) and waits on it;
+    with `workers` > 1 the server is a process group (a supervisor and its workers), so a hard
+    kill is `os.killpg(proc.pid, signal.SIGKILL)`.
     """
     import subprocess
     import sys
@@ -114,8 +116,8 @@ def start_server(db: str | Path, admin_token: str = "admin-token", port: int | N
 
     port = port or free_port()
     cmd = [sys.executable, "-m", "ablations.cli", "survey", "serve", "--db", str(db), "--host", "127.0.0.1",
-           "--port", str(port), "--admin-token", admin_token, "--synchronous", synchronous]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+           "--port", str(port), "--admin-token", admin_token, "--synchronous", synchronous, "--workers", str(workers)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
