@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.ltxlab-installed
 TORCH  ?= torch==2.13.0
 RESULTS ?= results
 
-.PHONY: install demo test browser clean
+.PHONY: install demo test browser postgres clean
 
 install: $(STAMP)
 
@@ -29,10 +29,17 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Install Debian's chromium (sudo apt-get install chromium) to run the browser tests."; fi; }
 
+# Debian's PostgreSQL server binaries for the survey's database tests; each test session starts
+# its own throwaway server (tests/_postgres.py) and never uses the cluster the package sets up.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "Install Debian's PostgreSQL (sudo apt-get install postgresql) to run the survey database tests."; fi; }
+
 demo: $(STAMP)
 	$(VENV)/bin/ltxlab sweep demo --results $(RESULTS)
 
-test: $(STAMP) browser
+test: $(STAMP) browser postgres
 	$(PY) -m pytest -q
 
 clean:
