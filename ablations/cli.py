@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "ablations.commands.sweep",
     "ablations.commands.results",
     "ablations.commands.report",
+    "ablations.commands.export",
     "ablations.commands.plan",
     "ablations.commands.curate",
     "ablations.commands.aesthetic",
