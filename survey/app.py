@@ -5,7 +5,8 @@ Rater routes (no system or variant name ever leaves through them):
   POST /api/s/{study}/start       {"pid"?} -> {"rater"}   (pid from the crowd platform's URL)
   POST /api/s/{study}/next        {"rater"} -> pair or completion
   POST /api/s/{study}/vote        {"rater","assignment","token","answers","elapsed_ms"} -> {"ok","next"}
-  GET  /m/{media}                 a video or image, by opaque id
+  GET  /m/{assignment}.{part}.{sig}  a video (part 0 left, 1 right) or the i2v image (2) of one
+                                  assignment; Range honoured; every byte range sent is recorded
 Admin routes (token from `ltxlab survey serve --admin-token`, sent as `Authorization: Bearer T`):
   GET  /admin                     status page
   GET  /api/admin/studies         studies with counts
@@ -16,28 +17,37 @@ See docs/survey.md for the request and response bodies.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import html
 import json
 import re
+import time
+import unicodedata
 from pathlib import Path
+
+import anyio
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from survey.db import random_id
+from survey.db import check_writable, random_id
 from survey.store import ApiError, Store
 
 MAX_BODY_BYTES = 16 * 1024  # a vote is ~300 bytes; anything near this is not a vote
 _HERE = Path(__file__).parent
 _PID_RE = re.compile(r"^[A-Za-z0-9_.@:-]{1,128}$")
 _COOKIE = "ltxs_rater"
+_COOKIE_RE = re.compile(r"[A-Za-z0-9_-]{16,40}")
+_RANGE_RE = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})")
+_CHUNK = 64 * 1024
+_NAME_RE = re.compile(r"[^\x00-\x1f\x7f]{1,200}")  # admin study names: printable, as stored
 _HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -54,7 +64,7 @@ def _error(status: int, message: str) -> JSONResponse:
 async def _json_body(request: Request) -> dict:
     """The request's JSON object, refusing oversized or malformed bodies before parsing."""
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+    if length is not None and (not re.fullmatch(r"[0-9]{1,12}", length) or int(length) > MAX_BODY_BYTES):
         raise ApiError(413, f"Request body is larger than {MAX_BODY_BYTES} bytes.")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -66,9 +76,95 @@ async def _json_body(request: Request) -> dict:
         body = json.loads(b"".join(chunks) or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "Request body is not valid JSON.") from None
+    except RecursionError:  # ~2,500+ nested brackets fit in 16 KiB and exhaust the parser's stack
+        raise ApiError(400, "Request body is nested too deeply to be a survey request.") from None
     if not isinstance(body, dict):
         raise ApiError(400, "Request body must be a JSON object.")
     return body
+
+
+def normalise_pid(pid: object) -> str | None:
+    """A participant id as the crowd platform meant it: NFKC, surrounding whitespace dropped.
+
+    "P1\n", " P1" and the full-width "Ｐ１" are all P1; None when nothing is left. Raises 400
+    for anything that is not then 1-128 letters, digits or _.@:- characters.
+    """
+    if pid is None:
+        return None
+    if not isinstance(pid, str):
+        raise ApiError(400, "The participant id must be 1-128 letters, digits or _.@:- characters.")
+    pid = unicodedata.normalize("NFKC", pid).strip()
+    if not pid:
+        return None
+    if not _PID_RE.match(pid):
+        raise ApiError(400, "The participant id must be 1-128 letters, digits or _.@:- characters.")
+    return pid
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """[first, end) of a single-range `Range` header, None to send the whole file.
+
+    Multiple or malformed ranges are ignored (the whole file is sent, as RFC 9110 allows); a range
+    wholly past the end raises 416.
+    """
+    match = _RANGE_RE.fullmatch(header.strip()) if header else None
+    if match is None or match[1] == match[2] == "":
+        return None
+    if match[1] == "":  # suffix: the last N bytes
+        n = int(match[2])
+        return (max(0, size - n), size) if n else None
+    first = int(match[1])
+    end = size if match[2] == "" else min(size, int(match[2]) + 1)
+    if first >= size:
+        raise ApiError(416, "The requested byte range starts past the end of this file.")
+    return (first, end) if first < end else None
+
+
+class MediaResponse(Response):
+    """A byte range of a media file that reports, after sending, how many bytes really went out.
+
+    Headers are the same for every file of one size (no Last-Modified, no ETag, no name), so the
+    two videos of a pair answer identical headers. A client that disconnects stops the count at
+    the last chunk handed to the transport (uvicorn drops sends after a disconnect silently).
+    """
+
+    def __init__(self, path: str, mime: str, size: int, span: tuple[int, int] | None, on_sent) -> None:  # noqa: ANN001
+        self.path, self.on_sent = path, on_sent
+        self.first, self.end = span or (0, size)
+        super().__init__(status_code=206 if span else 200, media_type=mime, headers={
+            "Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff",
+            "Content-Length": str(self.end - self.first),
+            **({"Content-Range": f"bytes {self.first}-{self.end - 1}/{size}"} if span else {})})
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
+            return
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.ensure_future(watch())
+        sent, started = self.first, time.time()
+        try:
+            async with await anyio.open_file(self.path, "rb") as file:
+                await file.seek(self.first)
+                while sent < self.end and not gone.is_set():
+                    chunk = await file.read(min(_CHUNK, self.end - sent))
+                    if not chunk:
+                        break
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if gone.is_set():
+                        break
+                    sent += len(chunk)
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            watcher.cancel()
+            await self.on_sent(self.first, sent, started)
 
 
 def _render(name: str, **values: str) -> str:
@@ -79,7 +175,11 @@ def _render(name: str, **values: str) -> str:
 
 
 def create_app(engine: Engine, admin_token: str) -> Starlette:
-    """The ASGI app over one vote store. `admin_token` guards the admin routes."""
+    """The ASGI app over one vote store. `admin_token` guards the admin routes.
+
+    Raises survey.db.DatabaseNotWritable (one sentence) when the database cannot take votes.
+    """
+    check_writable(engine)
     store = Store(engine)
     inline_db = engine.dialect.name == "sqlite"
 
@@ -101,18 +201,16 @@ def create_app(engine: Engine, admin_token: str) -> Starlette:
     async def start(request: Request) -> Response:
         state = await call(store.study, request.path_params["study"])
         body = await _json_body(request)
-        pid = body.get("pid")
+        pid = normalise_pid(body.get("pid"))
+        if pid is None and state.config.get("max_raters") is not None:
+            raise ApiError(400, "This study needs your participant id: open it from the link your study platform gave you.")
         new_cookie = None
-        if pid not in (None, ""):
-            if not isinstance(pid, str) or not _PID_RE.match(pid):
-                raise ApiError(400, "The participant id must be 1-128 letters, digits or _.@:- characters.")
-            external, source = f"pid:{pid}", "pid"
-        else:
-            cookie = request.cookies.get(_COOKIE, "")
-            if not re.fullmatch(r"[A-Za-z0-9_-]{16,40}", cookie):
-                cookie = new_cookie = random_id()
-            external, source = f"cookie:{cookie}", "cookie"
-        result = await call(store.start, state, external, source)
+        cookie = request.cookies.get(_COOKIE, "")
+        if not _COOKIE_RE.fullmatch(cookie):
+            cookie = new_cookie = random_id()
+        external, source = (f"pid:{pid}", "pid") if pid else (f"cookie:{cookie}", "cookie")
+        address = request.client.host if request.client else ""
+        result = await call(store.start, state, external, source, address, cookie)
         response = JSONResponse(result, headers=_HEADERS)
         if new_cookie:
             response.set_cookie(_COOKIE, new_cookie, max_age=30 * 86400, httponly=True, samesite="lax")
@@ -131,15 +229,22 @@ def create_app(engine: Engine, admin_token: str) -> Starlette:
         return JSONResponse(await call(store.vote, state, rid, body), headers=_HEADERS)
 
     async def media(request: Request) -> Response:
-        path, mime = await call(store.media, request.path_params["media"])
-        if not Path(path).is_file():
-            raise ApiError(404, "No such media file.")
-        # No filename: a Content-Disposition header would carry a name; the id is all there is.
-        return FileResponse(path, media_type=mime, headers={"Cache-Control": "private, max-age=3600",
-                                                            "X-Content-Type-Options": "nosniff"})
+        path, mime, aid, part, _payload = await call(store.media, request.path_params["media"])
+        try:
+            size = Path(path).stat().st_size
+        except OSError:
+            raise ApiError(404, "No such media file.") from None
+        span = byte_range(request.headers.get("range"), size)
+
+        async def on_sent(first: int, end: int, at: float) -> None:
+            await call(store.record_delivery, aid, part, first, end, at)
+
+        # No filename: a Content-Disposition header would carry a name; the URL names the assignment only.
+        return MediaResponse(path, mime, size, span, on_sent)
 
     def _check_admin(request: Request) -> None:
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        header = request.headers.get("authorization", "")  # exactly "Bearer <token>": a bare token is refused
+        given = header[len("Bearer "):] if header.startswith("Bearer ") else ""
         if not given or not hmac.compare_digest(given.encode(), admin_token.encode()):
             raise ApiError(401, "Admin routes need 'Authorization: Bearer <token>' with the token printed by serve.")
 
@@ -152,12 +257,18 @@ def create_app(engine: Engine, admin_token: str) -> Starlette:
 
         return JSONResponse(await run_in_threadpool(reports.list_studies, engine), headers=_HEADERS)
 
+    def _study_name(request: Request) -> str:
+        name = request.path_params["name"]
+        if not _NAME_RE.fullmatch(name):  # a NUL byte would make PostgreSQL raise, not answer "no such study"
+            raise ApiError(404, "No study of that name; GET /api/admin/studies lists them.")
+        return name
+
     async def admin_status(request: Request) -> Response:
         _check_admin(request)
         from survey import reports
 
         try:
-            status = await run_in_threadpool(reports.study_status, engine, request.path_params["name"])
+            status = await run_in_threadpool(reports.study_status, engine, _study_name(request))
         except reports.UnknownStudyError:
             raise ApiError(404, "No study of that name; GET /api/admin/studies lists them.") from None
         return JSONResponse(status, headers=_HEADERS)
@@ -167,7 +278,7 @@ def create_app(engine: Engine, admin_token: str) -> Starlette:
         from survey import reports
 
         try:
-            frame = await run_in_threadpool(reports.export_votes, engine, request.path_params["name"])
+            frame = await run_in_threadpool(reports.export_votes, engine, _study_name(request))
         except reports.UnknownStudyError:
             raise ApiError(404, "No study of that name; GET /api/admin/studies lists them.") from None
         return Response(frame.to_csv(index=False), media_type="text/csv", headers=_HEADERS)

@@ -12,12 +12,14 @@ import json
 import random
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import Engine, insert, select
 
 from survey import db as tables
-from survey.media import FORMATS, corrupt_frames, read_video, reencode_image, write_video
+from survey.media import FORMATS, corrupt_frames, encode_matched, read_video, reencode_image
 
 DEFAULT_QUESTION = "Which video is better overall?"
 
@@ -45,7 +47,12 @@ class StudyOptions:
     gold_fail_max: float = 0.25  # flag a rater whose share of failed gold pairs exceeds this
     adaptive: bool = False  # favour system pairs whose outcome is most uncertain
     min_watch_fraction: float = 0.9  # refuse votes sooner than this x the longer clip's duration
-    max_raters: int | None = None  # stop admitting raters after this many (None = no cap)
+    # accept a vote only when both videos were delivered to that rater (bytes counted per assignment)
+    require_delivery: bool = True
+    max_raters: int | None = None  # stop admitting raters once this many have voted (None = no cap)
+    max_raters_per_client: int | None = 3  # raters per client address and per browser cookie (None = any)
+    start_burst: int | None = 10  # token bucket on `start` per client address: burst size (None = no limit)
+    start_refill_s: float = 3.0  # ... and seconds per token refilled
     completion_url: str | None = None  # e.g. "https://app.prolific.com/submissions/complete?cc={code}"
     title: str = "Video comparison study"  # page title shown to raters (must not name systems)
     media_format: str = "mp4"  # mp4 (H.264) or webm (VP9)
@@ -117,11 +124,24 @@ def collect_from_dir(folder: str | Path) -> list[SourceVideo]:
     return sources
 
 
-def _new_media(conn, study_id: int, root: Path, mime: str, ext: str, duration: float | None) -> tuple[str, Path]:
-    media_id = tables.random_id()
+def _new_media(conn, study_id: int, root: Path, mime: str, ext: str, duration: float | None,  # noqa: ANN001
+               payload: int | None = None, media_id: str | None = None) -> tuple[str, Path]:
+    media_id = media_id or tables.random_id()
     conn.execute(insert(tables.media).values(id=media_id, study_id=study_id, file=f"{media_id}.{ext}",
-                                             mime=mime, duration_s=duration))
+                                             mime=mime, duration_s=duration, payload_bytes=payload))
     return media_id, root / f"{media_id}.{ext}"
+
+
+def _item_clips(per: dict[str, SourceVideo], key: tuple[str, str]) -> tuple[dict[str, np.ndarray], Fraction]:
+    """Every system's frames for one item, cut to the shortest clip so that durations match."""
+    clips, rates = {}, {}
+    for system, src in per.items():
+        clips[system], rates[system] = read_video(src.video)
+    if len(set(rates.values())) > 1:
+        raise StudyError(f"Prompt {key[1]} ({key[0]}) has videos at different frame rates {sorted(set(map(str, rates.values())))}; "
+                         "re-export them at one rate (a pair must not differ in duration or frame rate).")
+    n = min(c.shape[0] for c in clips.values())
+    return {s: c[:n] for s, c in clips.items()}, next(iter(rates.values()))
 
 
 def create_study(engine: Engine, name: str, sources: list[SourceVideo], media_dir: str | Path,
@@ -156,17 +176,30 @@ def create_study(engine: Engine, name: str, sources: list[SourceVideo], media_di
             media_root=str(root), created_at=time.time())).inserted_primary_key[0]
         system_ids = {s: conn.execute(insert(tables.systems).values(study_id=study_id, name=s)).inserted_primary_key[0]
                       for s in system_names}
+        gold_keys = (set(rng.sample(sorted(shared), min(options.gold_items, len(shared))))
+                     if options.gold_per_rater > 0 else set())
         item_media: dict[tuple[str, str], dict[str, str]] = {}
+        gold_media: dict[tuple[str, str], tuple[str, str]] = {}  # item -> (system, corrupted media id)
         item_ids: dict[tuple[str, str], int] = {}
-        # Encode in a shuffled order: nothing about a system may be read off write order.
-        jobs = [(key, system) for key, per in shared.items() for system in per]
-        rng.shuffle(jobs)
-        for key, system in jobs:
-            src = shared[key][system]
-            frames, fps = read_video(src.video)
-            media_id, path = _new_media(conn, study_id, root, mime, codec_ext, float(frames.shape[0] / fps))
-            write_video(frames, path, fps, codec_ext)
-            item_media.setdefault(key, {})[system] = media_id
+        # Items in a shuffled order, systems shuffled within: nothing about a system may be read off
+        # write order. Every video of an item (gold copy included) ends up the same size (encode_matched).
+        for key in rng.sample(sorted(shared), len(shared)):
+            clips, fps = _item_clips(shared[key], key)
+            names: list[str | None] = rng.sample(sorted(clips), len(clips))
+            frames = [clips[system] for system in names]
+            if key in gold_keys:
+                gold_system = rng.choice(sorted(clips))
+                names.append(None)
+                frames.append(corrupt_frames(clips[gold_system], seed=rng.randrange(2**31)))
+            ids = [tables.random_id() for _ in names]
+            payloads = encode_matched(frames, [root / f"{m}.{codec_ext}" for m in ids], fps, codec_ext)
+            duration = float(frames[0].shape[0] / fps)
+            for system, media_id, payload in zip(names, ids, payloads):
+                _new_media(conn, study_id, root, mime, codec_ext, duration, payload, media_id)
+                if system is None:
+                    gold_media[key] = (gold_system, media_id)
+                else:
+                    item_media.setdefault(key, {})[system] = media_id
         for key, per in shared.items():
             image_media = None
             first = per[sorted(per)[0]]
@@ -183,17 +216,12 @@ def create_study(engine: Engine, name: str, sources: list[SourceVideo], media_di
                     study_id=study_id, item_id=item_ids[key], system_a=system_ids[sa], system_b=system_ids[sb],
                     media_a=item_media[key][sa], media_b=item_media[key][sb], is_gold=False))
                 n_comparisons += 1
-        n_gold = 0
-        if options.gold_per_rater > 0:
-            for key in rng.sample(sorted(shared), min(options.gold_items, len(shared))):
-                system = rng.choice(sorted(shared[key]))
-                frames, fps = read_video(shared[key][system].video)
-                bad_id, path = _new_media(conn, study_id, root, mime, codec_ext, float(frames.shape[0] / fps))
-                write_video(corrupt_frames(frames, seed=rng.randrange(2**31)), path, fps, codec_ext)
-                conn.execute(insert(tables.comparisons).values(
-                    study_id=study_id, item_id=item_ids[key], system_a=system_ids[system],
-                    system_b=system_ids[system], media_a=item_media[key][system], media_b=bad_id, is_gold=True))
-                n_gold += 1
+        for key in sorted(gold_media):
+            system, bad_id = gold_media[key]
+            conn.execute(insert(tables.comparisons).values(
+                study_id=study_id, item_id=item_ids[key], system_a=system_ids[system],
+                system_b=system_ids[system], media_a=item_media[key][system], media_b=bad_id, is_gold=True))
+        n_gold = len(gold_media)
     return {"study": name, "public_id": public_id, "systems": system_names, "items": len(shared),
             "comparisons": n_comparisons, "gold_pairs": n_gold, "media_dir": str(root),
             "tasks": sorted({k[0] for k in shared})}

@@ -57,6 +57,8 @@ media = Table(
     Column("file", String(80), nullable=False),  # file name under media_root
     Column("mime", String(40), nullable=False),
     Column("duration_s", Float, nullable=True),  # None for images
+    # bytes before the size-matching padding (survey.media.pad_to): delivery must cover these
+    Column("payload_bytes", Integer, nullable=True),
 )
 
 items = Table(
@@ -96,6 +98,8 @@ raters = Table(
     Column("n_pairs", Integer, nullable=False),  # pairs this rater will see, gold included
     Column("created_at", Float, nullable=False),
     Column("completed_at", Float, nullable=True),
+    Column("client_addr", String(40), nullable=True),  # keyed hash of the client address (never the address)
+    Column("client_cookie", String(40), nullable=True),  # browser cookie that started this rater
     UniqueConstraint("study_id", "external_id"),
 )
 
@@ -126,7 +130,39 @@ votes = Table(
     UniqueConstraint("assignment_id", "question"),  # exactly once
 )
 
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("assignment_id", ForeignKey("assignments.id"), nullable=False, index=True),
+    Column("part", Integer, nullable=False),  # 0 left video, 1 right video, 2 conditioning image
+    Column("first_byte", Integer, nullable=False),  # byte range sent, end exclusive
+    Column("end_byte", Integer, nullable=False),
+    Column("at", Float, nullable=False),  # when serving started (the watch clock runs from here)
+)
+
+refusals = Table(
+    "refusals",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_id", ForeignKey("studies.id"), nullable=False, index=True),
+    Column("rater_id", ForeignKey("raters.id"), nullable=False, index=True),
+    Column("assignment_id", Integer, nullable=True),
+    Column("reason", String(20), nullable=False),  # not_delivered | too_fast
+    Column("at", Float, nullable=False),
+)
+
+start_buckets = Table(
+    "start_buckets",
+    metadata,
+    Column("study_id", ForeignKey("studies.id"), primary_key=True),
+    Column("client_addr", String(40), primary_key=True),  # keyed hash, as in raters.client_addr
+    Column("tokens", Float, nullable=False),  # token bucket for `start`, shared by every server process
+    Column("at", Float, nullable=False),  # when `tokens` was last computed
+)
+
 CHOICES = ("left", "right", "tie", "both_bad")
+REFUSAL_REASONS = ("not_delivered", "too_fast")
 
 
 def db_url(db: str | Path) -> str:
@@ -178,3 +214,38 @@ def make_engine(db: str | Path, synchronous: str = "NORMAL", create_schema: bool
 def random_id(nbytes: int = 16) -> str:
     """Opaque url-safe id (no system name can be derived from it)."""
     return secrets.token_urlsafe(nbytes)
+
+
+class DatabaseNotWritable(ValueError):
+    """The survey database cannot take votes (read-only file, folder or server, or an older schema)."""
+
+
+def check_writable(engine: Engine) -> None:
+    """Raise DatabaseNotWritable (one sentence) unless the schema is current and a write goes through.
+
+    A server on a read-only database starts fine and then answers every vote 500; this check runs
+    at start-up instead. The probe is a DELETE that matches no row, inside a transaction that is
+    rolled back: SQLite and PostgreSQL both open a write transaction for it, so a read-only file
+    (or `mode=ro`), an unwritable folder (no -wal file can be made), a read-only PostgreSQL
+    transaction or a missing privilege all fail here, and nothing is changed.
+    """
+    from sqlalchemy import delete, inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        found = inspect(engine)
+        missing = [f"{table.name}.{col.name}" for table in metadata.sorted_tables
+                   for have in [{c["name"] for c in found.get_columns(table.name)}
+                                if found.has_table(table.name) else set()]
+                   for col in table.columns if col.name not in have]
+        if missing:
+            raise DatabaseNotWritable(f"The survey database {where} lacks {', '.join(missing[:3])} (made by an older "
+                                      "ltxlab): rebuild the study in a new database with `ltxlab survey create`.")
+        with engine.connect() as conn, conn.begin() as trans:
+            conn.execute(delete(start_buckets).where(start_buckets.c.at < 0))
+            trans.rollback()
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0].rstrip(".")
+        raise DatabaseNotWritable(f"The survey database {where} cannot be written ({reason}): make the file and its "
+                                  "folder writable, or pass a --db the server can write to.") from None

@@ -6,11 +6,17 @@ system made a clip. File modification times are pinned to one value for the same
 Debian's chromium plays H.264 (checked: `canPlayType('video/mp4; codecs="avc1.42E01E"')` is
 "probably" and a 9-frame clip plays to `ended`), so mp4/H.264 is the default; `webm` (VP9)
 is there for browsers built without proprietary codecs.
+
+Nothing about a file may tell the members of a pair apart without watching them (a HEAD request
+reads the size): videos are encoded at a constant bitrate (x264 `nal-hrd=cbr` with filler, VP9
+min=max rate) and then padded to one exact size per item with container-level padding that
+players skip (`pad_to`: an mp4 `free` box, a WebM `Void` element inside the Segment).
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,6 +24,9 @@ import numpy as np
 
 FORMATS = {"mp4": ("libx264", "video/mp4"), "webm": ("libvpx-vp9", "video/webm")}
 _PINNED_MTIME = 946684800  # 2000-01-01: same for every media file of every study
+PAD_MIN = 9  # bytes of the smallest padding element (WebM Void header); every video gets at least this
+BITS_PER_PIXEL = 0.25  # constant bitrate = this x width x height x fps (H.264 at ~0.1 bpp looks fine)
+_WEBM_SEGMENT = b"\x18\x53\x80\x67"
 
 
 def read_video(path: str | Path) -> tuple[np.ndarray, Fraction]:
@@ -33,8 +42,17 @@ def read_video(path: str | Path) -> tuple[np.ndarray, Fraction]:
     return np.stack(frames), Fraction(rate)
 
 
-def write_video(frames: np.ndarray, path: str | Path, fps: Fraction, fmt: str = "mp4") -> float:
-    """Encode frames (T, H, W, 3) uint8 RGB to `path`; returns the duration in seconds."""
+def cbr_bitrate(height: int, width: int, fps: Fraction) -> int:
+    """Constant bitrate (bits/s) for a clip of this size: BITS_PER_PIXEL x pixels per second."""
+    return max(16_000, int(BITS_PER_PIXEL * height * width * float(fps)))
+
+
+def write_video(frames: np.ndarray, path: str | Path, fps: Fraction, fmt: str = "mp4",
+                bitrate: int | None = None) -> float:
+    """Encode frames (T, H, W, 3) uint8 RGB to `path`; returns the duration in seconds.
+
+    bitrate: bits/s for a constant-bitrate encode (study media), else constant quality (crf).
+    """
     import av
 
     codec, _ = FORMATS[fmt]
@@ -44,7 +62,15 @@ def write_video(frames: np.ndarray, path: str | Path, fps: Fraction, fmt: str = 
     stream = container.add_stream(codec, rate=fps)
     stream.width, stream.height = frames.shape[2], frames.shape[1]
     stream.pix_fmt = "yuv420p"
-    if fmt == "mp4":
+    if bitrate:
+        rate = str(bitrate)
+        stream.bit_rate = bitrate
+        stream.options = {"minrate": rate, "maxrate": rate, "bufsize": str(bitrate // 2)}
+        if fmt == "mp4":  # filler NAL units keep the stream at the rate even for still or blurred content
+            stream.options |= {"preset": "veryfast", "x264-params": "nal-hrd=cbr:force-cfr=1"}
+        else:
+            stream.options |= {"b:v": rate, "deadline": "realtime", "cpu-used": "8"}
+    elif fmt == "mp4":
         stream.options = {"crf": "20", "preset": "veryfast"}
     else:
         stream.options = {"crf": "32", "b:v": "0", "deadline": "realtime", "cpu-used": "8"}
@@ -56,6 +82,66 @@ def write_video(frames: np.ndarray, path: str | Path, fps: Fraction, fmt: str = 
     container.close()
     os.utime(path, (_PINNED_MTIME, _PINNED_MTIME))
     return float(t / fps)
+
+
+def pad_to(path: str | Path, size: int, fmt: str) -> None:
+    """Grow a video file to exactly `size` bytes with padding its players skip (at least PAD_MIN bytes).
+
+    mp4: a top-level `free` box appended after the last box (sample offsets are unchanged).
+    WebM: a `Void` element appended inside the Segment, whose 8-byte size field is raised by the
+    same amount (Cues and SeekHead offsets count from the Segment's start, so they stay valid).
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    pad = size - len(data)
+    if pad < PAD_MIN:
+        raise ValueError(f"{path} is {len(data)} bytes: cannot pad it to {size} (needs {PAD_MIN}+ bytes of room).")
+    if fmt == "mp4":
+        tail = struct.pack(">I4s", pad, b"free") + bytes(pad - 8)
+    else:
+        at = data.find(_WEBM_SEGMENT)
+        if at < 0 or data[at + 4] != 0x01:  # ffmpeg writes the Segment size as an 8-byte vint
+            raise ValueError(f"{path} has no 8-byte-sized WebM Segment to pad.")
+        old = int.from_bytes(data[at + 5: at + 12], "big")
+        if old != 2**56 - 1:  # a known size grows by the padding; an unknown size runs to the end anyway
+            data = data[: at + 5] + (old + pad).to_bytes(7, "big") + data[at + 12:]
+        tail = b"\xec\x01" + (pad - 9).to_bytes(7, "big") + bytes(pad - 9)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data + tail)
+    os.replace(tmp, path)
+    os.utime(path, (_PINNED_MTIME, _PINNED_MTIME))
+
+
+def encode_matched(clips: list[np.ndarray], paths: list[Path], fps: Fraction, fmt: str,
+                   rounds: int = 3, tolerance: float = 0.02) -> list[int]:
+    """Encode clips (each (T, H, W, 3) uint8, same T) to files of one exact size; returns payload bytes.
+
+    All start at one constant bitrate (cbr_bitrate of the largest frame). Hard content (noise, fast
+    motion) can overshoot the rate on short clips, so any clip whose payload is more than
+    `tolerance` below the largest is re-encoded at a proportionally higher rate (at most `rounds`
+    times): then neither the file size nor the payload inside it ranks the clips. The rest is
+    padding (pad_to), identical in size for every file of the group.
+    """
+    height = max(c.shape[1] for c in clips)
+    width = max(c.shape[2] for c in clips)
+    rates = [cbr_bitrate(height, width, fps)] * len(clips)
+    sizes = []
+    for k, (clip, path) in enumerate(zip(clips, paths)):
+        write_video(clip, path, fps, fmt, rates[k])
+        sizes.append(os.path.getsize(path))
+    for _ in range(rounds):
+        target = max(sizes)
+        small = [k for k, n in enumerate(sizes) if n < target * (1 - tolerance)]
+        if not small:
+            break
+        for k in small:
+            rates[k] = int(rates[k] * target / sizes[k])
+            write_video(clips[k], paths[k], fps, fmt, rates[k])
+            sizes[k] = os.path.getsize(paths[k])
+    total = max(sizes) + PAD_MIN
+    for path in paths:
+        pad_to(path, total, fmt)
+    return sizes
 
 
 def corrupt_frames(frames: np.ndarray, seed: int) -> np.ndarray:

@@ -4,6 +4,12 @@ Every state change commits before the caller answers the HTTP request, so an ack
 on disk (see `survey.db.make_engine` for the durability reasoning). Assignments and rater ids are
 signed with the study's secret (HMAC-SHA256): a vote must carry the token of a pair that was
 actually served to that rater.
+
+Anti-gaming state lives in the database, never in one process, so it holds with several server
+processes: media are served per assignment (`/m/<assignment>.<part>.<signature>`) and every byte
+range sent is a `deliveries` row; a vote is accepted only when both videos' bytes were delivered
+and the clips' duration has passed since (`refusals` records why one was not); `start` is
+rate-limited per client address by a token bucket row (`start_buckets`).
 """
 
 from __future__ import annotations
@@ -12,12 +18,14 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from survey import db as t
@@ -39,6 +47,25 @@ _SEL_ASSIGNMENT = text("SELECT comparison_id, served_at, left_is_a FROM assignme
 _INS_VOTE = text("INSERT INTO votes (assignment_id, question, choice, created_at, client_elapsed_ms, server_elapsed_s) "
                  "VALUES (:aid, :q, :choice, :now, :client_ms, :server_s)")
 _UPD_DONE = text("UPDATE raters SET completed_at = :now, n_pairs = :n WHERE id = :rid")
+_SEL_DELIVERED = text("SELECT part, first_byte, end_byte, at FROM deliveries WHERE assignment_id = :aid AND part < 2")
+_INS_DELIVERY = text("INSERT INTO deliveries (assignment_id, part, first_byte, end_byte, at) "
+                     "VALUES (:aid, :part, :first, :end, :at)")
+_SEL_MEDIA_ASSIGNMENT = text("SELECT study_id, rater_id, comparison_id, left_is_a FROM assignments WHERE id = :aid")
+# One atomic statement takes a token from the client's bucket (refilled by elapsed time, capped at
+# the burst): no read-then-write race between server processes. CASE, not MIN/LEAST, so that
+# SQLite and PostgreSQL share it.
+_TAKE_TOKEN = text(
+    "UPDATE start_buckets SET at = :now, tokens = (CASE WHEN tokens + (:now - at) / :refill > :burst THEN :burst "
+    "ELSE tokens + (:now - at) / :refill END) - 1 "
+    "WHERE study_id = :sid AND client_addr = :addr AND tokens + (:now - at) / :refill >= 1")
+_SEL_VOTERS = text("SELECT COUNT(DISTINCT a.rater_id) FROM assignments a JOIN votes v ON v.assignment_id = a.id "
+                   "WHERE a.study_id = :sid AND v.question = 0")
+_SEL_CLIENT_RATERS = text("SELECT COUNT(*) FROM raters WHERE study_id = :sid AND "
+                          "(client_addr = :addr OR client_cookie = :cookie)")
+_MEDIA_TOKEN = re.compile(r"([0-9]{1,12})\.([012])\.([A-Za-z0-9_-]{24})")
+_RATER_TOKEN = re.compile(r"([0-9]{1,12})\.([A-Za-z0-9_-]{24})")
+_NOT_SERVED = "This pair was not served to you; vote only on pairs the study page shows."
+_BAD_RATER = "Missing or invalid rater token; open the study from its link again."
 
 
 class ApiError(Exception):
@@ -64,6 +91,8 @@ class StudyState:
     comp_media: dict[int, tuple[str, str]]  # comparison id -> (media_a, media_b)
     items: dict[int, dict]  # item id -> {task, text, image}
     durations: dict[str, float]  # media id -> seconds
+    payloads: dict[str, int]  # media id -> bytes a rater must receive (the file less its padding)
+    files: dict[str, tuple[str, str]]  # media id -> (file path, mime type)
     coverage: Coverage = field(default_factory=Coverage)
     coverage_at: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -74,6 +103,26 @@ def sign(secret: bytes, message: str) -> str:
     return base64.urlsafe_b64encode(digest).decode()
 
 
+def signed(secret: bytes, message: str, signature: object) -> bool:
+    """Whether `signature` is sign(secret, message); any other type or text (non-ASCII too) is False.
+
+    Compares bytes: hmac.compare_digest raises TypeError on str holding non-ASCII characters.
+    """
+    if not isinstance(signature, str) or len(signature) > 64:
+        return False
+    return hmac.compare_digest(sign(secret, message).encode(), signature.encode("utf-8", "replace"))
+
+
+def covered_prefix(spans: list[tuple[int, int]]) -> int:
+    """End of the contiguous run of bytes from 0 covered by [first, end) spans: re-sent bytes count once."""
+    reach = 0
+    for first, end in sorted(spans):
+        if first > reach:
+            break
+        reach = max(reach, end)
+    return reach
+
+
 class Store:
     """Thin service over the engine; one per server process."""
 
@@ -81,7 +130,7 @@ class Store:
         self.engine = engine
         self._studies: dict[str, StudyState] = {}
         self._rng = random.SystemRandom()
-        self._media_cache: dict[str, tuple[str, str]] = {}
+        self._ids: dict[int, str] = {}  # study id -> public id
 
     # ---- studies -------------------------------------------------------------------------
     def study(self, public_id: str) -> StudyState:
@@ -93,8 +142,15 @@ class Store:
             self._refresh_coverage(state)
         return state
 
+    def study_by_id(self, study_id: int) -> StudyState:
+        public_id = self._ids.get(study_id)
+        if public_id is None:
+            with self.engine.connect() as conn:
+                public_id = conn.execute(select(t.studies.c.public_id).where(t.studies.c.id == study_id)).scalar_one()
+        return self.study(public_id)
+
     def _load_study(self, public_id: str) -> StudyState:
-        if not (4 <= len(public_id) <= 40):
+        if not re.fullmatch(r"[A-Za-z0-9_-]{4,40}", public_id):
             raise ApiError(404, "No study with this id; check the link you were given.")
         with self.engine.connect() as conn:
             row = conn.execute(select(t.studies).where(t.studies.c.public_id == public_id)).first()
@@ -102,7 +158,9 @@ class Store:
                 raise ApiError(404, "No study with this id; check the link you were given.")
             comps = conn.execute(select(t.comparisons).where(t.comparisons.c.study_id == row.id)).all()
             items = conn.execute(select(t.items).where(t.items.c.study_id == row.id)).all()
-            media = conn.execute(select(t.media.c.id, t.media.c.duration_s).where(t.media.c.study_id == row.id)).all()
+            media = conn.execute(select(t.media).where(t.media.c.study_id == row.id)).all()
+        self._ids[row.id] = row.public_id
+        files = {m.id: (f"{row.media_root}/{m.file}", m.mime) for m in media}
         return StudyState(
             id=row.id, name=row.name, public_id=row.public_id, secret=row.secret.encode(),
             config=json.loads(row.config), media_root=row.media_root,
@@ -113,6 +171,9 @@ class Store:
             comp_media={c.id: (c.media_a, c.media_b) for c in comps},
             items={i.id: {"task": i.task, "text": i.text, "image": i.image_media} for i in items},
             durations={m.id: m.duration_s or 0.0 for m in media},
+            payloads={m.id: m.payload_bytes if m.payload_bytes is not None else _file_size(files[m.id][0])
+                      for m in media},
+            files=files,
         )
 
     def _refresh_coverage(self, state: StudyState) -> None:
@@ -140,17 +201,21 @@ class Store:
         cov.add_vote(comp, score_a if comp.a_is_low else 1.0 - score_a)
 
     # ---- raters --------------------------------------------------------------------------
-    def start(self, state: StudyState, external_id: str, source: str) -> dict:
-        """Find or create the rater; returns {rater: signed token, done, completion_code}."""
+    def start(self, state: StudyState, external_id: str, source: str, client_addr: str = "",
+              cookie: str = "") -> dict:
+        """Find or create the rater; returns {rater: signed token}.
+
+        client_addr is the client's address and cookie its browser cookie: `start` is rate-limited
+        per address, and a new rater is refused when that address or cookie already made
+        `max_raters_per_client` raters, or when `max_raters` raters have voted.
+        """
+        addr = sign(state.secret, f"ip:{client_addr}")
+        self._take_start_token(state, addr)
         r = t.raters
         with self.engine.begin() as conn:
-            row = conn.execute(select(r).where(r.c.study_id == state.id, r.c.external_id == external_id)).first()
+            row = conn.execute(select(r.c.id).where(r.c.study_id == state.id, r.c.external_id == external_id)).first()
             if row is None:
-                cap = state.config.get("max_raters")
-                if cap is not None:
-                    n = conn.execute(select(r.c.id).where(r.c.study_id == state.id)).all()
-                    if len(n) >= cap:
-                        raise ApiError(403, "This study has all the raters it needs; thank you for your interest.")
+                self._check_admission(conn, state, addr, cookie)
                 n_real = min(state.config["pairs_per_rater"], sum(not c.is_gold for c in state.comparisons.values()))
                 n_gold = min(state.config["gold_per_rater"], sum(c.is_gold for c in state.comparisons.values()))
                 total = n_real + n_gold
@@ -160,21 +225,53 @@ class Store:
                         study_id=state.id, external_id=external_id, source=source,
                         completion_code=t.random_id(9).upper().replace("-", "X").replace("_", "Y"),
                         gold_slots=json.dumps(gold_slots), n_pairs=total, created_at=time.time(),
+                        client_addr=addr, client_cookie=cookie or None,
                     )).inserted_primary_key[0]
                 except IntegrityError:  # the same rater started twice at once
                     conn.rollback()
-                    return self.start(state, external_id, source)
+                    return self.start(state, external_id, source, client_addr, cookie)
             else:
                 rid = row.id
         return {"rater": f"{rid}.{sign(state.secret, f'r:{rid}')}"}
 
+    def _check_admission(self, conn, state: StudyState, addr: str, cookie: str) -> None:  # noqa: ANN001
+        cap = state.config.get("max_raters")
+        if cap is not None and conn.execute(_SEL_VOTERS, {"sid": state.id}).scalar_one() >= cap:
+            raise ApiError(403, "This study has all the raters it needs; thank you for your interest.")
+        per_client = state.config.get("max_raters_per_client")
+        if per_client is not None and conn.execute(
+                _SEL_CLIENT_RATERS, {"sid": state.id, "addr": addr, "cookie": cookie or "-"}).scalar_one() >= per_client:
+            raise ApiError(429, "This browser or network has already started the study as many times as it may; "
+                                "please finish the session you began.")
+
+    def _take_start_token(self, state: StudyState, addr: str) -> None:
+        """Spend one `start` token of this client address (in the database: shared by every process)."""
+        burst = state.config.get("start_burst")
+        if burst is None:
+            return
+        args = {"sid": state.id, "addr": addr, "now": time.time(), "burst": float(burst),
+                "refill": max(float(state.config.get("start_refill_s", 3.0)), 1e-6)}
+        for _ in range(2):
+            with self.engine.begin() as conn:
+                if conn.execute(_TAKE_TOKEN, args).rowcount == 1:
+                    return
+                known = conn.execute(select(t.start_buckets.c.at).where(
+                    t.start_buckets.c.study_id == state.id, t.start_buckets.c.client_addr == addr)).first()
+                if known is not None:
+                    break
+                try:
+                    conn.execute(insert(t.start_buckets).values(study_id=state.id, client_addr=addr,
+                                                                tokens=float(burst) - 1, at=args["now"]))
+                    return
+                except IntegrityError:  # another process made the bucket first: take from it
+                    conn.rollback()
+        raise ApiError(429, f"Too many starts from your network; wait {args['refill']:.0f} seconds and try again.")
+
     def rater_id(self, state: StudyState, token: object) -> int:
-        if not isinstance(token, str) or token.count(".") != 1 or len(token) > 80:
-            raise ApiError(403, "Missing or invalid rater token; open the study from its link again.")
-        rid_text, sig = token.split(".")
-        if not rid_text.isdigit() or not hmac.compare_digest(sign(state.secret, f"r:{rid_text}"), sig):
-            raise ApiError(403, "Missing or invalid rater token; open the study from its link again.")
-        return int(rid_text)
+        match = _RATER_TOKEN.fullmatch(token) if isinstance(token, str) else None
+        if match is None or not signed(state.secret, f"r:{match[1]}", match[2]):
+            raise ApiError(403, _BAD_RATER)
+        return int(match[1])
 
     # ---- pairs and votes -----------------------------------------------------------------
     def next_pair(self, state: StudyState, rid: int) -> dict:
@@ -186,7 +283,7 @@ class Store:
         r = t.raters
         rater = conn.execute(_SEL_RATER, {"rid": rid, "sid": state.id}).first()
         if rater is None:
-            raise ApiError(403, "Missing or invalid rater token; open the study from its link again.")
+            raise ApiError(403, _BAD_RATER)
         rows = conn.execute(_SEL_RATER_PAIRS, {"rid": rid}).all()
         for row in rows:
             if row.vote is None:  # reload or second tab: serve the same open pair again
@@ -224,11 +321,15 @@ class Store:
         media_a, media_b = state.comp_media[cid]
         left, right = (media_a, media_b) if left_is_a else (media_b, media_a)
         item = state.items[state.comparisons[cid].item_id]
+
+        def url(part: int) -> str:  # per assignment: serving it is counted for this rater and pair
+            return f"/m/{aid}.{part}.{sign(state.secret, f'm:{aid}:{part}')}"
+
         return {
             "done": False, "assignment": aid, "token": sign(state.secret, f"a:{aid}:{rid}"),
             "position": position + 1, "total": total, "task": item["task"], "prompt": item["text"],
-            "image": f"/m/{item['image']}" if item["image"] else None,
-            "left": f"/m/{left}", "right": f"/m/{right}", "questions": state.config["questions"],
+            "image": url(2) if item["image"] else None,
+            "left": url(0), "right": url(1), "questions": state.config["questions"],
         }
 
     @staticmethod
@@ -249,43 +350,113 @@ class Store:
         if elapsed_ms is not None and (not isinstance(elapsed_ms, (int, float)) or isinstance(elapsed_ms, bool)
                                        or not 0 <= elapsed_ms < 1e9):
             raise ApiError(400, "'elapsed_ms' must be a non-negative number of milliseconds.")
-        if len(token) > 64 or not hmac.compare_digest(sign(state.secret, f"a:{aid}:{rid}"), token):
-            raise ApiError(403, "This pair was not served to you; vote only on pairs the study page shows.")
+        if not signed(state.secret, f"a:{aid}:{rid}", token):
+            raise ApiError(403, _NOT_SERVED)
         with self.engine.begin() as conn:
             row = conn.execute(_SEL_ASSIGNMENT, {"aid": aid, "rid": rid, "sid": state.id}).first()
             if row is None:
-                raise ApiError(403, "This pair was not served to you; vote only on pairs the study page shows.")
+                raise ApiError(403, _NOT_SERVED)
             now = time.time()
-            media_a, media_b = state.comp_media[row.comparison_id]
-            min_watch = state.config.get("min_watch_fraction", 0.0) * max(
-                state.durations.get(media_a, 0.0), state.durations.get(media_b, 0.0))
-            if now - row.served_at < min_watch:
-                raise ApiError(425, "This vote came before both videos could have played to the end; watch both first.")
-            try:
-                conn.execute(_INS_VOTE, [
-                    {"aid": aid, "q": q, "choice": choice, "now": now, "server_s": now - row.served_at,
-                     "client_ms": float(elapsed_ms) if elapsed_ms is not None else None}
-                    for q, choice in enumerate(answers)])
-            except IntegrityError:
-                raise ApiError(409, "This pair already has your vote; each pair is counted once.") from None
-            following = self._next(conn, state, rid)
+            refused = self._watch_refusal(conn, state, aid, row, now)
+            if refused is None:
+                try:
+                    conn.execute(_INS_VOTE, [
+                        {"aid": aid, "q": q, "choice": choice, "now": now, "server_s": now - row.served_at,
+                         "client_ms": float(elapsed_ms) if elapsed_ms is not None else None}
+                        for q, choice in enumerate(answers)])
+                except IntegrityError:
+                    raise ApiError(409, "This pair already has your vote; each pair is counted once.") from None
+                following = self._next(conn, state, rid)
+        if refused is not None:
+            self._refuse(state, rid, aid, refused)
         with state.lock:
             self._tally(state, row.comparison_id, bool(row.left_is_a), answers[0], state.coverage)
         return {"ok": True, "next": following}
 
-    def media(self, media_id: str) -> tuple[str, str]:
-        """(file path, mime type) of a media id; raises 404 for anything unknown."""
-        if not (10 <= len(media_id) <= 40) or not all(c.isalnum() or c in "-_" for c in media_id):
+    def _watch_refusal(self, conn, state: StudyState, aid: int, row, now: float) -> str | None:  # noqa: ANN001
+        """None if the vote may count, else why not: not_delivered | too_fast.
+
+        With require_delivery, both videos' bytes (less padding) must have been sent for this
+        assignment, and the watch clock starts when the later of the two was first served;
+        otherwise it starts when the pair was served.
+        """
+        media_a, media_b = state.comp_media[row.comparison_id]
+        need = state.config.get("min_watch_fraction", 0.0) * max(state.durations.get(media_a, 0.0),
+                                                                 state.durations.get(media_b, 0.0))
+        if not state.config.get("require_delivery", True):
+            return "too_fast" if now - row.served_at < need else None
+        spans: dict[int, list[tuple[int, int]]] = {0: [], 1: []}
+        first: dict[int, float] = {}
+        for part, begin, end, at in conn.execute(_SEL_DELIVERED, {"aid": aid}):
+            spans[part].append((begin, end))
+            first[part] = min(first.get(part, at), at)
+        sides = (media_a, media_b) if row.left_is_a else (media_b, media_a)
+        if any(covered_prefix(spans[part]) < state.payloads[m] for part, m in enumerate(sides)):
+            return "not_delivered"
+        return "too_fast" if now - max(first.values()) < need else None
+
+    def _refuse(self, state: StudyState, rid: int, aid: int, reason: str) -> None:
+        """Record a refused vote (its own transaction, so it outlives the error) and raise 425."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(t.refusals).values(study_id=state.id, rater_id=rid, assignment_id=aid,
+                                                   reason=reason, at=time.time()))
+        if reason == "not_delivered":
+            raise ApiError(425, "This vote came before both videos were delivered to you; let both play to the end.")
+        raise ApiError(425, "This vote came before both videos could have played to the end; watch both first.")
+
+    def media(self, token: str) -> tuple[str, str, int, int, int]:
+        """(file path, mime type, assignment id, part, payload bytes) of a per-assignment media URL.
+
+        Anything unknown or unsigned is a 404 (never a hint about which part of it was wrong).
+        """
+        match = _MEDIA_TOKEN.fullmatch(token)
+        if match is None:
             raise ApiError(404, "No such media file.")
-        cached = self._media_cache.get(media_id)
-        if cached:
-            return cached
-        m, s = t.media, t.studies
+        aid, part = int(match[1]), int(match[2])
         with self.engine.connect() as conn:
-            row = conn.execute(select(m.c.file, m.c.mime, s.c.media_root).join(s, s.c.id == m.c.study_id)
-                               .where(m.c.id == media_id)).first()
+            row = conn.execute(_SEL_MEDIA_ASSIGNMENT, {"aid": aid}).first()
         if row is None:
             raise ApiError(404, "No such media file.")
-        found = (f"{row.media_root}/{row.file}", row.mime)
-        self._media_cache[media_id] = found
-        return found
+        state = self.study_by_id(row.study_id)
+        if not signed(state.secret, f"m:{aid}:{part}", match[3]):
+            raise ApiError(404, "No such media file.")
+        media_a, media_b = state.comp_media[row.comparison_id]
+        if part == 2:
+            media_id = state.items[state.comparisons[row.comparison_id].item_id]["image"]
+            if media_id is None:
+                raise ApiError(404, "No such media file.")
+        else:
+            media_id = (media_a, media_b)[part ^ (not row.left_is_a)]
+        path, mime = state.files[media_id]
+        return path, mime, aid, part, state.payloads[media_id]
+
+    def record_delivery(self, aid: int, part: int, first: int, end: int, at: float) -> None:
+        """Note that bytes [first, end) of one part of an assignment were sent (commits before returning)."""
+        if end > first:
+            with self.engine.begin() as conn:
+                conn.execute(_INS_DELIVERY, {"aid": aid, "part": part, "first": first, "end": end, "at": at})
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def refusal_summary(engine: Engine, study_id: int) -> dict[int, dict]:
+    """Raters whose votes were refused by the watch gate: rater id -> {refused, reasons: {reason: n}}.
+
+    For the admin status and export (survey.reports): a rater who keeps voting before the videos
+    arrive or end is likely not watching, whatever the gold pairs say.
+    """
+    f = t.refusals
+    out: dict[int, dict] = {}
+    with engine.connect() as conn:
+        rows = conn.execute(select(f.c.rater_id, f.c.reason, func.count()).where(f.c.study_id == study_id)
+                            .group_by(f.c.rater_id, f.c.reason))
+        for rid, reason, n in rows:
+            entry = out.setdefault(rid, {"refused": 0, "reasons": {}})
+            entry["refused"] += n
+            entry["reasons"][reason] = n
+    return out

@@ -28,7 +28,10 @@ ADMIN = "secret-admin"
 def _study(tmp_path: Path, name: str = "st", **options) -> tuple:
     src = write_example_dir(tmp_path / "src", SYSTEMS, n_prompts=4, i2v_prompts=1)
     engine = t.make_engine(tmp_path / "survey.db")
-    opts = dict(pairs_per_rater=5, gold_per_rater=2, min_watch_fraction=0.0)
+    # many raters from one test client: the per-client caps and start rate limit are tested in
+    # test_survey_hardening.py
+    opts = dict(pairs_per_rater=5, gold_per_rater=2, min_watch_fraction=0.0, max_raters_per_client=None,
+                start_burst=None)
     opts.update(options)
     summary = build.create_study(engine, name, build.collect_from_dir(src), tmp_path / "media",
                                  build.StudyOptions(**opts))
@@ -51,6 +54,8 @@ def _run_rater(client: TestClient, engine, public_id: str, pid: str, policy) -> 
     seen = []
     while not pair["done"]:
         seen.append(pair["assignment"])
+        for side in ("left", "right"):  # votes count only once both videos were delivered
+            assert client.get(pair[side]).status_code == 200
         choice = policy(pair, *_clean_side(engine, pair["assignment"]))
         res = client.post(f"/api/s/{public_id}/vote", json={
             "rater": rater, "assignment": pair["assignment"], "token": pair["token"], "answers": [choice],
@@ -205,7 +210,7 @@ def _bad_requests(client: TestClient, sid: str, rater: str, pair: dict, other: d
 
 
 def test_bad_input_is_refused_and_nothing_is_written(tmp_path):
-    engine, summary = _study(tmp_path)
+    engine, summary = _study(tmp_path, require_delivery=False)
     client = TestClient(create_app(engine, ADMIN), raise_server_exceptions=False)
     sid = summary["public_id"]
     rater = client.post(f"/api/s/{sid}/start", json={"pid": "a"}).json()["rater"]
@@ -234,6 +239,8 @@ def test_votes_faster_than_the_clips_are_refused(tmp_path):
     sid = summary["public_id"]
     rater = client.post(f"/api/s/{sid}/start", json={"pid": "fast"}).json()["rater"]
     pair = client.post(f"/api/s/{sid}/next", json={"rater": rater}).json()
+    for side in ("left", "right"):  # delivered now: the watch clock starts
+        assert client.get(pair[side]).status_code == 200
     vote = {"rater": rater, "assignment": pair["assignment"], "token": pair["token"], "answers": ["left"]}
     res = client.post(f"/api/s/{sid}/vote", json=vote)
     assert res.status_code == 425 and _vote_count(engine) == 0

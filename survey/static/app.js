@@ -109,7 +109,13 @@
     const body = { rater: rater, assignment: pair.assignment, token: pair.token, answers: answers,
                    elapsed_ms: Math.round(performance.now() - shownAt) };
     try {
-      const res = await post("vote", body);
+      let res = await post("vote", body);
+      // 425: the server has not yet seen both videos delivered and played out (it counts what it
+      // sent, the page counts what it played); the two clocks differ by a moment, so retry briefly.
+      for (let tries = 0; res.status === 425 && tries < 5; tries++) {
+        await new Promise((done) => setTimeout(done, 1000));
+        res = await post("vote", body);
+      }
       if (res.status === 200) { render(res.data.next); }
       else if (res.status === 409) { const n = await post("next", { rater: rater }); render(n.data); }
       else { message(res.data.error || "Your vote could not be saved; please try again."); setEnabled(true); }
