@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import json
 import math
 import os
-from collections.abc import Iterator
+import socket
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,10 @@ SAMPLE_TASKS = ("t2v", "i2v", "recon")
 
 class StoreError(Exception):
     """The results store is unreadable or a write was malformed; the message is one sentence."""
+
+
+class SweepBusyError(StoreError):
+    """Another process is running this sweep into this results folder (`SweepStore.run_lock`)."""
 
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -102,6 +109,58 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+# ----------------------------------------------------------------------------- file records
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of one file, read in 1 MiB blocks (the `sha256sum` value)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_record(folder: str | os.PathLike, keep: Callable[[str], bool] = lambda rel: True) -> dict[str, dict[str, Any]]:
+    """{relative path: {bytes, mtime_ns, sha256}} of every regular file under `folder` that `keep(rel)` accepts.
+
+    The record a `DONE` marker carries, so a reader can tell a finished artifact from a
+    truncated or replaced one (`check_file_record`).
+    """
+    folder = Path(folder)
+    record = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
+        rel = path.relative_to(folder).as_posix()
+        if keep(rel):
+            stat = path.stat()
+            record[rel] = {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_sha256(path)}
+    return record
+
+
+def check_file_record(folder: str | os.PathLike, record: dict[str, dict[str, Any]], *, full: bool = False,
+                      marker: str = "DONE") -> str | None:
+    """None when every file of `record` is intact under `folder`, else what is wrong, as a clause.
+
+    The fast path (`full=False`) trusts a file whose size and mtime are those recorded: a
+    truncated, rewritten or replaced file changes at least one of them, and hashing every
+    multi-GB checkpoint on every rerun of a large sweep would take minutes. A file whose
+    mtime moved (copied without `-p`, touched) is hashed, and kept if its content matches;
+    `full=True` hashes every file.
+    """
+    folder = Path(folder)
+    for rel, want in record.items():
+        path = folder / rel
+        try:
+            stat = path.stat()
+        except OSError:
+            return f"{rel} is missing ({marker} recorded {want.get('bytes')} bytes)"
+        if stat.st_size != want.get("bytes"):
+            return f"{rel} is {stat.st_size} bytes, {marker} recorded {want.get('bytes')}"
+        if (full or stat.st_mtime_ns != want.get("mtime_ns")) and file_sha256(path) != want.get("sha256"):
+            return f"the sha256 of {rel} differs from the one {marker} recorded"
+    return None
+
+
 def clip_file_name(clip_id: str) -> str:
     """File stem for a clip id: `:` (and `/`) become `_` (docs/results-store.md)."""
     return clip_id.replace(":", "_").replace("/", "_")
@@ -129,6 +188,40 @@ class SweepStore:
             try:
                 yield
             finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def run_lock(self) -> Iterator[None]:
+        """Held for a whole sweep run: one runner per results folder and sweep name.
+
+        A second runner gets `SweepBusyError` at once, naming the holder (pid, host, since
+        when) written into `<sweep>/.run.lock`. The kernel drops a `flock` when its process
+        dies, so a killed runner never leaves a stale lock.
+        """
+        path = self.path / ".run.lock"
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                try:
+                    holder = json.loads(fh.read() or "{}")
+                except ValueError:
+                    holder = {}
+                who = (f"pid {holder['pid']} on {holder.get('host', '?')} since {holder.get('since', '?')}"
+                       if "pid" in holder else "another process")
+                raise SweepBusyError(f"Sweep '{self.sweep}' in {self.root} is being run by {who}; wait for it to "
+                                     f"finish, or run yours under another name with --name NEW.") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                fh.truncate()  # the next runner's message must not name a process that is gone
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     # -- sweep level

@@ -35,7 +35,6 @@ rows of each step's batch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -47,6 +46,7 @@ import numpy as np
 import torch
 
 from ablations.stages.common import atomic_torch_save, atomic_write_json, pick_device
+from ablations.store import file_sha256  # noqa: F401  (one sha256 helper: the stage DONE records use it too)
 
 log = logging.getLogger(__name__)
 
@@ -121,14 +121,6 @@ def shard_ranges(shapes: Sequence[tuple[int, ...]], shard_size: int) -> list[tup
 
 def shard_name(k: int) -> str:
     return f"shard-{k:05d}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_shard(folder: Path, k: int, start: int, stop: int, clip_ids: Sequence[str]) -> tuple[dict | None, str | None]:
