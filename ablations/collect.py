@@ -9,25 +9,25 @@ sha256, N) and every metric's not-applicable sentence go to the run's manifest.j
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ablations.executor import stage_dir
+from ablations.stages.shards import link_or_copy
 from clips.ids import source_of_clip_id
 
 
 def _link(src: Path, dst: Path) -> None:
-    """Hard-link (cheap, same file system) or copy a finished artifact into the run folder."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
+    """Hard-link (cheap, same file system) or copy a finished artifact into the run folder.
+
+    A rerun finds `dst` already linked to `src`: rename(2) of one hard link onto another of the
+    same file does nothing and leaves the temporary name behind, so that case is a no-op here and
+    `link_or_copy` removes its temporary name whatever happens."""
+    if dst.exists() and os.path.samefile(src, dst):
+        return
+    link_or_copy(src, dst)
 
 
 def collect_run(store: Any, variant: Any, needed: list[Any], cache_root: Path, sweep: Any) -> dict[str, Any]:

@@ -2,28 +2,40 @@
 
 `execute` is what a Ray task calls. It reads the instance's config, runs the stage into
 `_cache/<stage>/<key>/` with the upstream folders it needs, writes `result.json` and then
-the `DONE` marker (last: a folder with DONE is complete), and returns the result. A
-folder that already has DONE is not run again. Faults can be injected for the fault
-tests (`faults`), never in normal use.
+the `DONE` marker (last, atomically: a folder with DONE is complete), and returns the
+result. DONE records the size, mtime and sha256 of every file the stage made
+(`write_done`); a folder whose DONE checks out (`verify_done`) is not run again, one that
+does not is cleared and run again, and the reason is said in one line. Faults can be
+injected for the fault tests (`faults`), never in normal use.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
-from ablations.store import atomic_write_json
+from ablations.store import atomic_write_json, check_file_record, file_record
 
 DONE = "DONE"
 RESULT = "result.json"
 PROGRESS = "progress.json"
+LOG = "stage.log"
+DONE_FORMAT = 1  # DONE is JSON {"format", "files": file_record}; an empty DONE comes from ltxlab before records
+# kept when a stage whose DONE failed verification is run again: its history (log) and the resume state
+# (training checkpoints verify themselves, ablations.training.checkpoint); Ray Train's own storage is not a product
+INSTANCE_LOCK = ".lock"
+KEPT_ON_RERUN = (LOG, "checkpoints", INSTANCE_LOCK)
+NOT_RECORDED = (DONE, LOG, PROGRESS, "checkpoints", "ray_train")
 
 
 class StageInterrupted(RuntimeError):
@@ -35,11 +47,99 @@ def stage_dir(cache_root: Path, stage: str, key: str) -> Path:
 
 
 def is_done(folder: Path) -> bool:
+    """DONE and result.json are there (not yet verified: see `verify_done`)."""
     return (folder / DONE).exists() and (folder / RESULT).exists()
 
 
 def read_result(folder: Path) -> dict[str, Any]:
     return json.loads((folder / RESULT).read_text())
+
+
+def _recorded(rel: str) -> bool:
+    """Whether DONE records this file: the stage's products, not its log, progress, checkpoints or temporaries."""
+    parts = rel.split("/")
+    return parts[0] not in NOT_RECORDED and not any(part.startswith(".") for part in parts)
+
+
+def write_done(folder: Path) -> dict[str, Any]:
+    """Write the DONE marker last: the size, mtime and sha256 of every product file (result.json included)."""
+    marker = {"format": DONE_FORMAT, "written_at": time.time(), "files": file_record(folder, _recorded)}
+    atomic_write_json(folder / DONE, marker)
+    return marker
+
+
+def verify_done(folder: Path, *, full: bool = False) -> tuple[dict[str, Any] | None, str | None]:
+    """(result, note) for a finished stage folder that checks out; (None, why) for one to run again;
+    (None, None) for one never finished.
+
+    With a record, every recorded file must have its recorded size and mtime (else its
+    sha256; `full` hashes all, see `store.check_file_record`). A DONE without a record
+    (written before records existed) is checked as far as it can be, result.json parsing
+    and every .pt (a zip) and .json file reading back whole; then it is accepted, recorded
+    now, and the note says so: rerunning every old sweep's stages would cost hours for
+    nothing, and the files it vouches for have been read through.
+    """
+    folder = Path(folder)
+    if not is_done(folder):
+        return None, None
+    try:
+        marker = json.loads((folder / DONE).read_text() or "null")
+    except (OSError, ValueError):
+        marker = None
+    if isinstance(marker, dict) and isinstance(marker.get("files"), dict):
+        why = check_file_record(folder, marker["files"], full=full)
+        if why is None and RESULT not in marker["files"]:
+            why = f"DONE records no {RESULT}"
+        note = None
+    else:
+        why = _legacy_check(folder)
+        note = "DONE has no file record (written by an older ltxlab); its files read back whole, so it is reused and recorded now"
+    if why is None:
+        try:
+            result = read_result(folder)
+        except (OSError, ValueError) as exc:
+            why = f"{RESULT} does not parse ({type(exc).__name__})"
+        else:
+            if isinstance(result, dict):
+                if note is not None:
+                    write_done(folder)
+                return result, note
+            why = f"{RESULT} is not a JSON object"
+    return None, why
+
+
+def _legacy_check(folder: Path) -> str | None:
+    """What is wrong with an unrecorded finished folder, as far as reading it back can tell (None: nothing)."""
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if not path.is_file() or not _recorded(rel):
+            continue
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_text())
+            elif path.suffix == ".pt":  # torch.save writes a zip: check every member's CRC
+                with zipfile.ZipFile(path) as archive:
+                    bad = archive.testzip()
+                if bad is not None:
+                    return f"{rel} is damaged (member {bad} fails its CRC)"
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            return f"{rel} does not read back ({type(exc).__name__})"
+    return None
+
+
+def clear_for_rerun(folder: Path) -> None:
+    """Empty a stage folder whose DONE failed verification, keeping its log and resume checkpoints.
+
+    Everything else goes: a sharded stage's parts share files (hard links) with its products,
+    so a damaged product may be a damaged part, and every stage rebuilds what it needs.
+    """
+    for path in Path(folder).iterdir():
+        if path.name in KEPT_ON_RERUN:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def hardware() -> dict[str, Any]:
@@ -103,26 +203,48 @@ def _progress_writer(folder: Path, stage: str, chained: Callable | None) -> Call
 def execute(stage: str, key: str, config: dict[str, Any], upstream: dict[str, str], cache_root: str,
             threads: int = 1, fault: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run `stage` for the RunConfig dict `config`; upstream maps stage name -> its folder."""
+    folder = stage_dir(Path(cache_root), stage, key)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _instance_lock(folder):
+        done, why = verify_done(folder)
+        if done is not None:
+            return {**done, "skipped": True}
+        if why is not None:  # the driver checked it too; a folder can change between the two looks
+            clear_for_rerun(folder)
+            with open(folder / LOG, "a") as log:
+                print(f"{stage} {key}: {why}; rerunning", file=log)
+        return _run_stage(stage, key, config, upstream, folder, threads, fault)
+
+
+@contextlib.contextmanager
+def _instance_lock(folder: Path):
+    """One process at a time in a stage folder. Sweeps of other names on the same results root share
+    `_cache/`: the second to reach an instance waits here, then finds it DONE and reuses it. The
+    kernel drops the lock of a killed process."""
+    with open(folder / INSTANCE_LOCK, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _run_stage(stage: str, key: str, config: dict[str, Any], upstream: dict[str, str], folder: Path, threads: int,
+               fault: dict[str, Any] | None) -> dict[str, Any]:
     import torch
 
     from ablations.configs import run_config_from_dict
-
-    folder = stage_dir(Path(cache_root), stage, key)
-    if is_done(folder):
-        return {**read_result(folder), "skipped": True}
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, threads))
-    cfg = run_config_from_dict(config)
-    # Ray reuses worker processes: reseed so no stage depends on what its worker ran before
     from ablations.stages.common import seed_everything
 
-    seed_everything(cfg.seed)
+    torch.set_num_threads(max(1, threads))
+    cfg = run_config_from_dict(config)
+    seed_everything(cfg.seed)  # Ray reuses worker processes: reseed so no stage depends on what its worker ran before
     on_step = _progress_writer(folder, stage, _fault_hook(stage, folder, fault))
     if fault is not None and fault["mode"] == "raise" and fault.get("at_step") is None:
         raise RuntimeError(f"injected failure in {stage}")
     started = time.time()
     clock = time.perf_counter()
-    with open(folder / "stage.log", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    with open(folder / LOG, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         ups = {k: Path(v) for k, v in upstream.items()}
         runner = STAGES_RUN[stage]
         if stage in TRAINING:
@@ -132,7 +254,7 @@ def execute(stage: str, key: str, config: dict[str, Any], upstream: dict[str, st
     result = {**result, "stage": stage, "key": key, "started_at": started, "compute_s": time.perf_counter() - clock,
               "hardware": hardware(), "node_id": _node_id()}
     atomic_write_json(folder / RESULT, result)
-    (folder / DONE).touch()
+    write_done(folder)
     return result
 
 

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablations.executor import PROGRESS, execute, is_done, read_result, stage_dir
+from ablations import watchdog
+from ablations.executor import PROGRESS, clear_for_rerun, execute, stage_dir, verify_done
 from ablations.graph import Plan, StageInstance, StageSpec, expand_variants, plan_sweep, replicate_summary
 from ablations.provenance import provenance
-from ablations.store import SweepStore, clip_file_name
+from ablations.store import SweepBusyError, SweepStore
 from models.config import to_dict
 
 STAGE_SPECS: dict[str, StageSpec] = {
@@ -41,6 +42,7 @@ STAGE_SPECS: dict[str, StageSpec] = {
 SPREAD_STAGES = ("train_vae", "train_dit", "encode_latents", "sample", "eval_recon", "eval_gen")
 # errors that a retry cannot fix: record them at once
 NO_RETRY = ("NonFiniteLossError", "ConfigError", "ClipError", "UnknownNameError", "StageInterrupted")
+VERIFY_MODES = ("fast", "full")  # how finished instances are checked before reuse (executor.verify_done)
 
 
 @dataclass
@@ -53,6 +55,7 @@ class InstanceState:
     result: dict[str, Any] | None = None
     reason: str | None = None
     skipped: bool = False
+    note: str | None = None  # what verifying its DONE record found (a rerun's reason, a legacy record)
 
 
 @dataclass
@@ -84,7 +87,9 @@ def _init_ray(address: str | None, quiet: bool) -> int:
             ray.init(address=address, **kwargs)
         else:
             # "local": always a fresh embedded instance, never a stale `ray start` cluster
-            ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
+            context = ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
+            # a SIGKILLed driver would leave Ray's agents running: a watchdog ends them (ablations/watchdog.py)
+            watchdog.start(context.address_info["session_dir"])
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
@@ -186,13 +191,22 @@ def run_sweep(
     quiet_ray: bool = True,
     poll_s: float = 0.5,
     faults: dict[str, dict[str, Any]] | None = None,
+    verify: str = "fast",
+    extend: bool = False,
 ) -> SweepOutcome:
     """Expand, validate, and run `sweep` (ablations.recipes.Sweep); write the results store.
 
-    `faults` (tests only) injects failures by stage name, see `ablations.executor`.
+    One runner per results folder and sweep name (`SweepStore.run_lock`); a sweep folder
+    holds one set of runs unless `extend` adds others to it. Finished instances are
+    verified against their DONE records before reuse (`verify`: "fast" checks sizes and
+    mtimes, hashing files whose mtime moved; "full" hashes every file). `faults` (tests
+    only) injects failures by stage name, see `ablations.executor`.
     """
+    from ablations.cli import UserError
     from ablations.configs import check_buildable, sync_pairing
 
+    if verify not in VERIFY_MODES:
+        raise UserError(f"verify must be one of {', '.join(VERIFY_MODES)}, not '{verify}'.")
     started = time.time()
     variants = expand_variants(sweep.base, sweep.axes, sweep.seeds, sweep.variants,
                                replicate_baseline=getattr(sweep, "replicate_baseline", False))
@@ -202,16 +216,30 @@ def run_sweep(
     for variant in variants:  # every config is built on the meta device before anything launches
         check_buildable(variant.config, stages_used)
 
+    store = SweepStore(Path(results_root).resolve(), sweep.name)
+    try:
+        with store.run_lock():
+            previous = check_same_runs(store, sweep, variants, extend)  # before Ray starts
+            return _run_locked(sweep, plan, store, started, previous, address=address, max_retries=max_retries,
+                               progress=progress, quiet_ray=quiet_ray, poll_s=poll_s, faults=faults,
+                               full=verify == "full")
+    except SweepBusyError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _run_locked(sweep: Any, plan: Plan, store: SweepStore, started: float, previous: dict[str, str], *,
+                address: str | None, max_retries: int, progress: bool, quiet_ray: bool, poll_s: float,
+                faults: dict[str, dict[str, Any]] | None, full: bool) -> SweepOutcome:
+    """The sweep, once its folder is locked: Ray, the store's first rows, the scheduling loop, the end."""
+    variants = plan.variants
     slots = _init_ray(address, quiet_ray)
     import ray
 
     gpus = ray.cluster_resources().get("GPU", 0) > 0
     check_cluster(variants, gpus)  # before anything is written or launched
 
-    root = Path(results_root).resolve()
-    cache_root = root / "_cache"
-    store = SweepStore(root, sweep.name)
-    _write_sweep_json(store, sweep, variants, started)
+    cache_root = store.root / "_cache"
+    _write_sweep_json(store, sweep, variants, started, previous)
     for variant in variants:
         store.upsert_run({"run_id": variant.run_id, "variant": variant.name, "seed": variant.seed,
                           **_replication_columns(variant), **variant.axes, "status": "pending", "failure_reason": None})
@@ -234,9 +262,7 @@ def run_sweep(
                     continue
                 if not all(u.status == "done" for u in ups):
                     continue
-                folder = stage_dir(cache_root, st.instance.stage, st.instance.key)
-                if is_done(folder):
-                    st.status, st.result, st.skipped = "done", read_result(folder), True
+                if _reuse(st, plan, cache_root, full):
                     skipped += 1
                     continue
                 _submit(st, cache_root, gpus, max_retries, threads, states, faults)
@@ -272,6 +298,65 @@ def run_sweep(
                         sum(st.status == "failed" for st in states.values()),
                         sum(s == "done" for s in runs.values()), sum(s == "failed" for s in runs.values()),
                         slots, compute, states)
+
+
+def _reuse(st: InstanceState, plan: Plan, cache_root: Path, full: bool) -> bool:
+    """Take a finished instance's result if its DONE record checks out; else clear it for a rerun.
+    Either way a note (legacy record, failed check) is printed in one line and kept for the manifest."""
+    folder = stage_dir(cache_root, st.instance.stage, st.instance.key)
+    result, why = verify_done(folder, full=full)
+    if why is not None:
+        st.note = f"stage {st.instance.stage} of run {_first_run(plan, st)}: {why}" + ("" if result else "; rerunning")
+        print(st.note, flush=True)
+    if result is None:
+        if why is not None:
+            clear_for_rerun(folder)
+        return False
+    st.status, st.result, st.skipped = "done", result, True
+    return True
+
+
+def _first_run(plan: Plan, st: InstanceState) -> str:
+    """A run that needs this instance (shared instances serve several), by its variant name and id."""
+    iid = f"{st.instance.stage}/{st.instance.key}"
+    names = {v.run_id: v.name for v in plan.variants}
+    for run_id, needed in plan.run_stages.items():
+        if iid in needed:
+            return f"{names[run_id]} ({run_id})"
+    return st.instance.key
+
+
+def check_same_runs(store: SweepStore, sweep: Any, variants: list, extend: bool) -> dict[str, str]:
+    """Refuse, in one sentence, a rerun whose runs differ from those the sweep folder already holds
+    (another `--set`, `--seeds` or recipe) unless `extend`; returns the runs recorded before ({} if none)."""
+    from ablations.cli import UserError
+    from ablations.store import StoreError, read_sweep_json
+
+    try:
+        before = read_sweep_json(store.root, store.sweep)
+    except StoreError as exc:
+        raise UserError(f"{exc} Delete it, or run under another name with --name NEW.") from None
+    previous = dict(before.get("variants") or {})
+    if not previous or extend or set(previous) == {v.run_id for v in variants}:
+        return previous
+    changes = _config_changes(before.get("config") or {}, to_dict(sweep.base))
+    if not changes and list(before.get("seeds") or []) != list(sweep.seeds):
+        changes = [f"seeds {before.get('seeds')} -> {list(sweep.seeds)}"]
+    what = f"other settings ({'; '.join(changes[:3])})" if changes else "other runs (axes, variants or seeds)"
+    raise UserError(f"Sweep '{store.sweep}' in {store.root} holds runs made with {what}; rerun it with its own "
+                    f"settings, start a new sweep with --name NEW, or add these runs to it with --force-extend.")
+
+
+def _config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """'path old -> new' for every leaf that differs between two config dicts."""
+    out = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_changes(a, b, f"{prefix}{name}.")
+        elif a != b:
+            out.append(f"{prefix}{name} {a} -> {b}")
+    return out
 
 
 def check_cluster(variants: list, gpus: bool) -> None:
@@ -341,7 +426,8 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def _write_sweep_json(store: SweepStore, sweep: Any, variants: list, started: float) -> None:
+def _write_sweep_json(store: SweepStore, sweep: Any, variants: list, started: float,
+                      previous: dict[str, str] | None = None) -> None:
     from ablations.metric_specs import metric_specs
 
     axes = {name: list(levels) for name, levels in sweep.axes.items()}
@@ -358,7 +444,8 @@ def _write_sweep_json(store: SweepStore, sweep: Any, variants: list, started: fl
         "sweep": sweep.name, "recipe": sweep.recipe, "description": sweep.description, "axes": axes,
         "seeds": list(sweep.seeds), "stages": list(sweep.stages), "headline_metrics": list(sweep.headline_metrics),
         "metrics": metric_specs(), "status": "running", "started_at": _iso(started),
-        "variants": {v.run_id: v.name for v in variants},
+        # runs an earlier `--force-extend`ed invocation added stay listed
+        "variants": {**(previous or {}), **{v.run_id: v.name for v in variants}},
         # the A/A copy of the baseline (`--replicate-baseline`): not an axis, so not in `axes`
         "replicate": replicate_summary(variants),
         "config": to_dict(sweep.base),
@@ -418,7 +505,7 @@ def _write_run(store: SweepStore, variant: Any, needed: list[InstanceState], sta
         "run_id": variant.run_id, "variant": variant.name, "seed": variant.seed, **_replication_columns(variant),
         "status": status, "failure_reason": reason,
         "stages": {st.instance.stage: {"key": st.instance.key, "status": st.status, "attempts": st.attempts,
-                                       "reused": st.skipped, "reason": st.reason,
+                                       "reused": st.skipped, "reason": st.reason, "verification": st.note,
                                        "compute_s": (st.result or {}).get("compute_s"),
                                        "hardware": (st.result or {}).get("hardware")} for st in needed},
         "evaluation": collected["evaluation"],  # set-level metrics' protocol; why a metric has no value

@@ -27,6 +27,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS, else an embedded Ray); "
                    "for `submit`, the dashboard URL http://HEAD:8265")
     p.add_argument("--max-retries", type=int, default=2, help="retries of a failing stage before it is recorded")
+    p.add_argument("--verify", choices=("fast", "full"), default="fast",
+                   help="how finished stages are checked before reuse: fast (sizes and mtimes against their DONE "
+                   "record; files whose mtime moved are hashed) or full (sha256 of every file)")
+    p.add_argument("--force-extend", action="store_true",
+                   help="add this invocation's runs to a sweep folder that holds runs of other settings")
     p.add_argument("--no-report", action="store_true", help="skip the effects table at the end")
     p.add_argument("--quiet", action="store_true", help="no live progress line")
     p.set_defaults(func=run)
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"ltxlab sweep {sweep.recipe}: results in {args.results.resolve() / sweep.name}", flush=True)
     outcome = run_sweep(sweep, args.results, address=args.address, max_retries=args.max_retries,
-                        progress=not args.quiet)
+                        progress=not args.quiet, verify=args.verify, extend=args.force_extend)
     print(f"\nSweep {sweep.name}: {outcome.runs_done} runs done, {outcome.runs_failed} failed; "
           f"{outcome.executed} stages ran, {outcome.skipped} reused from earlier runs, {outcome.failed} failed; "
           f"wall {outcome.wall_s:.1f} s on {outcome.slots} slots.")
@@ -109,6 +114,10 @@ def job_entrypoint(args: argparse.Namespace, recipe: str) -> str:
     for override in args.overrides:
         parts += ["--set", override]
     parts += ["--max-retries", str(args.max_retries)]
+    if args.verify != "fast":
+        parts += ["--verify", args.verify]
+    if args.force_extend:
+        parts.append("--force-extend")
     return " ".join(shlex.quote(p) for p in parts)
 
 

@@ -7,8 +7,12 @@ Layout under the stage folder:
 
 Every rank writes its shards into the temporary folder; rank 0 then writes `meta.json`
 (step, loss curve, world size, stage) and `DONE`, and renames the folder into place, so a
-folder without `DONE` (a crash mid-write) is never mistaken for a checkpoint. Older
-complete checkpoints beyond `keep` are removed. DCP reshards on load: a checkpoint
+folder without `DONE` (a crash mid-write) is never mistaken for a checkpoint. `DONE`
+records the size and sha256 of every file; `latest` returns the newest checkpoint whose
+files match it, says which ones it passed over and why, and returns None (a fresh start)
+when none does, so a torn checkpoint costs one checkpoint interval, not every retry.
+Hashing reads the checkpoint once more at save and at resume (the resume's read then
+comes from the page cache). Older complete checkpoints beyond `keep` (2) are removed. DCP reshards on load: a checkpoint
 written by N workers (DDP or FSDP2) resumes on M. Model and optimizer states go through
 `torch.distributed.checkpoint.state_dict` (`get_state_dict` / `set_state_dict`), which
 handles FSDP2's DTensors and plain modules alike.
@@ -33,7 +37,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from ablations.store import atomic_write_json
+from ablations.store import atomic_write_json, check_file_record, file_record
 from ablations.training.world import World
 
 FOLDER = "checkpoints"
@@ -55,8 +59,33 @@ def complete_checkpoints(out_dir: Path) -> list[Path]:
 
 
 def latest(out_dir: Path) -> Path | None:
+    """The newest complete checkpoint whose files match its DONE record, or None (start from step 0).
+
+    Each checkpoint passed over is named on stdout (the stage log) with the reason.
+    """
     found = complete_checkpoints(out_dir)
-    return found[-1] if found else None
+    for folder in reversed(found):
+        why = verify(folder)
+        if why is None:
+            return folder
+        older = [p.name for p in found if p.name < folder.name]
+        then = f"resuming from {older[-1]} instead" if older else "no intact checkpoint is left, so training starts from step 0"
+        print(f"checkpoint {folder.name} in {folder.parent}: {why}; {then}.", flush=True)
+    return None
+
+
+def verify(folder: Path) -> str | None:
+    """None if the checkpoint's files match its DONE record (sizes and sha256), else what is wrong.
+
+    A DONE without a record (checkpoints written before records) is accepted as before.
+    """
+    try:
+        marker = json.loads((Path(folder) / DONE).read_text() or "null")
+    except (OSError, ValueError):
+        marker = None
+    if not isinstance(marker, dict) or not isinstance(marker.get("files"), dict):
+        return None
+    return check_file_record(folder, marker["files"], full=True)
 
 
 def _state(models: dict[str, nn.Module], optimizers: dict[str, tuple[nn.Module, torch.optim.Optimizer]]) -> dict[str, Any]:
@@ -84,7 +113,7 @@ def save(out_dir: Path, step: int, models: dict[str, nn.Module],
     world.barrier()
     if world.is_main:
         atomic_write_json(tmp / META, {**meta, "step": step, "world_size": world.size})
-        (tmp / DONE).touch()
+        atomic_write_json(tmp / DONE, {"files": file_record(tmp)})  # last: sizes and sha256 of every file
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         for old in complete_checkpoints(out_dir)[:-keep]:
