@@ -28,6 +28,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -339,6 +340,8 @@ def write_mlflow(runs: list[RunExport], out: Path) -> tuple[Path, str, list[str]
         client = MlflowClient(tracking_uri=mlflow_uri(out))
         experiment = client.get_experiment_by_name(runs[0].sweep)
         experiment_id = experiment.experiment_id if experiment else client.create_experiment(runs[0].sweep)
+        if experiment and experiment.lifecycle_stage == "deleted":  # deleted in the UI: runs cannot be added to it
+            client.restore_experiment(experiment_id)
         for run in runs:
             _write_mlflow_run(client, experiment_id, run)
     view = f"MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri {mlflow_uri(out)}"
@@ -425,6 +428,7 @@ def _write_wandb_run(wandb: Any, run: RunExport, out: Path) -> None:
         tracker.summary.update(run.final)
     finally:
         tracker.finish(exit_code=1 if run.status == "failed" else 0)
-    for old in (out / "wandb").glob(f"offline-run-*-{run.run_id}"):
-        if old != folder:
+    same_run = re.compile(rf"offline-run-\d{{8}}_\d{{6}}-{re.escape(run.run_id)}")  # not a run whose id ends like it
+    for old in (out / "wandb").glob("offline-run-*"):
+        if old != folder and same_run.fullmatch(old.name):
             shutil.rmtree(old, ignore_errors=True)

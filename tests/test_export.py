@@ -212,11 +212,13 @@ def test_mlflow_file_store_read_back(store, tmp_path, monkeypatch):
 
 
 def _wandb_records(folder: Path, *flags: str) -> list[dict]:
-    """wandb-core's own reader of an offline run's transaction log (`wandb leet inspect --json`)."""
+    """wandb's own reader of an offline run's transaction log: the wandb-core binary that `wandb leet inspect
+    --json` runs, called directly (2.6 s of Python start-up less per call; --no-observability: nothing uploaded)."""
+    from wandb.util import get_core_path
+
     (log,) = folder.glob("run-*.wandb")
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_ERROR_REPORTING": "false"}  # no telemetry upload
-    out = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", *flags, str(log)],
-                         capture_output=True, text=True, timeout=60, check=True, env=env).stdout  # fmt: skip
+    out = subprocess.run([get_core_path(), "leet", "inspect", "--no-observability", "--json", *flags, "--run-file", str(log)],
+                         capture_output=True, text=True, timeout=60, check=True).stdout  # fmt: skip
     return [json.loads(line) for line in out.splitlines()] if not flags else [json.loads(out)]
 
 
@@ -267,6 +269,7 @@ def test_wandb_offline_run_folders_read_back(store, tmp_path):
     _export(store, "wandb", tmp_path, ids["done"])  # exporting again replaces the run's folder
     again = list((tmp_path / "wandb").glob(f"offline-run-*-{ids['done']}"))
     assert len(again) == 1 and again[0] != folder
+    assert all(folders[r][0].is_dir() for r in chosen[1:])  # the other runs' folders stay
 
 
 # ----------------------------------------------------------------------------- bad input: one sentence, exit 2
