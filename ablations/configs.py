@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from ablations.training.config import ParallelConfig, check_batch_split
 from evaluation.weights import WeightsConfig
-from models.config import ConfigError, from_dict, to_dict, to_json
+from models.config import (SEED, ConfigError, Choice, Int, Real, Seq, check_ranges, declare_ranges, from_dict, to_dict,
+                           to_json)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,12 +29,30 @@ class EvalConfig:
     fvd_min_samples: int = 256  # FVD/rFVD refuse below this many videos per set (small-N FVD is biased)
 
 
+def _metric_names() -> list[str]:
+    from evaluation.metrics import METRICS
+
+    return METRICS.names()
+
+
+declare_ranges(EvalConfig, {
+    "recon_metrics": Seq(Choice(names=_metric_names), 1, 64), "heldout_prompts": Int(1, 10_000),
+    "recon_samples": Int(0, 1000), "fvd_frames": Int(1, 1024), "fvd_min_samples": Int(2, 10_000_000),
+})
+
+
 @dataclass(frozen=True, kw_only=True)
 class CostConfig:
     reference_shape: tuple[int, int, int] = (121, 512, 768)  # (T, H, W) at which FLOPs are also counted
     h100_peak_tflops: float = 989.0  # dense bf16 peak of an H100 SXM (NVIDIA datasheet)
     h100_utilisation: float = 0.4  # assumed model FLOPs utilisation for the estimate (stated, not measured)
     latency_repeats: int = 3  # timed forward passes (median) on the run's hardware
+
+
+declare_ranges(CostConfig, {
+    "reference_shape": Seq(Int(1, 100_000), 3, 3), "h100_peak_tflops": Real(0.0, 1e6, open_lo=True),
+    "h100_utilisation": Real(0.0, 1.0, open_lo=True), "latency_repeats": Int(1, 1000),
+})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +76,9 @@ class RunConfig:
 
     def to_json(self) -> str:
         return to_json(self)
+
+
+declare_ranges(RunConfig, {"seed": SEED})  # the other fields are sections, each with its own table
 
 
 def _classes() -> dict[str, Any]:
@@ -175,6 +197,7 @@ def check_buildable(cfg: RunConfig, stages: set[str]) -> None:
     from models.dit import DITS
     from models.vae import VAES
 
+    check_ranges(cfg)  # every field in its declared range (recipe axes too, not only --set)
     VAES.get(cfg.vae.kind)  # an unknown kind fails here with the valid names
     DITS.get(cfg.dit.kind)
     if stages & {"train_vae", "eval_recon", "encode_latents", "sample", "eval_gen", "cost"}:

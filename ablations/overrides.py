@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence, TypeVar
 
-from models.config import ConfigError, replace_path
+from models.config import ConfigError, check_ranges, replace_path
 
 C = TypeVar("C")
 
@@ -45,13 +45,14 @@ def set_field(cfg: C, path: str, value: Any) -> C:
     return replace_path(cfg, path, value)
 
 
-def set_fields(cfg: C, updates: dict[str, Any]) -> C:
+def set_fields(cfg: C, updates: dict[str, Any], where: str = "") -> C:
     """Set several dotted paths at once: the fields of one config are replaced together.
 
     A config that checks its fields as a whole (`DataSpec(source="folder")` needs `folder`)
     would refuse the first of two related assignments made one at a time; here they meet
     in one `dataclasses.replace`, so their order does not matter. Names and `Literal`
-    choices are checked as `replace_path` checks them.
+    choices are checked as `replace_path` checks them; a path through a single value
+    (`vae_train.steps.x`) or a section set to a single value (`vae=3`) is one sentence.
     """
     import dataclasses
 
@@ -69,13 +70,30 @@ def set_fields(cfg: C, updates: dict[str, Any]) -> C:
         else:
             leaves[head] = value
     for head, inner in nested.items():
+        full = f"{where}{head}"
         if head in leaves:
-            raise ConfigError(f"--set gives {head} and {head}.{next(iter(inner))} together; set one of them.")
-        leaves[head] = set_fields(getattr(cfg, head), inner)
+            raise ConfigError(f"--set gives {full} and {full}.{next(iter(inner))} together; set one of them.")
+        section = getattr(cfg, head)
+        if not dataclasses.is_dataclass(section):
+            raise ConfigError(f"--set {full}.{next(iter(inner))}: {full} is a single value, not a section with "
+                              f"fields; set {full}=VALUE instead.")
+        leaves[head] = set_fields(section, inner, f"{full}.")
+    for head, value in leaves.items():
+        current = getattr(cfg, head)
+        if dataclasses.is_dataclass(current) and not isinstance(value, type(current)):
+            raise ConfigError(f"--set {where}{head} names a section, not a single value; set its fields "
+                              f"({where}{head}.FIELD=VALUE).")
     if not leaves:
         return cfg
     current = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.init}
-    return from_dict(type(cfg), {**current, **leaves}, type(cfg).__name__)
+    section = where.rstrip(".")
+    try:
+        return from_dict(type(cfg), {**current, **leaves}, section or type(cfg).__name__)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # a config's own check (DataSpec's ClipError) names the field, not its section
+        raise ConfigError(f"{section}.{exc}" if section and str(exc).split(" ")[0] in names else
+                          f"{section or type(cfg).__name__}: {exc}") from None
 
 
 def apply_overrides(cfg: C, assignments: Sequence[str]) -> C:
@@ -84,6 +102,7 @@ def apply_overrides(cfg: C, assignments: Sequence[str]) -> C:
     `vae.kind` goes first (it swaps in that kind's preset, carrying the shared switches);
     the rest are set together (`set_fields`), so `vae_data.source=folder` and
     `vae_data.folder=DIR` work in either order. A key given twice keeps its last value.
+    Then every field of the result is checked against its declared range (`check_ranges`).
     """
     updates: dict[str, Any] = {}
     for assignment in assignments:
@@ -94,4 +113,6 @@ def apply_overrides(cfg: C, assignments: Sequence[str]) -> C:
         updates[key.strip()] = parse_value(value)
     if "vae.kind" in updates:
         cfg = set_field(cfg, "vae.kind", updates.pop("vae.kind"))
-    return set_fields(cfg, updates) if updates else cfg
+    cfg = set_fields(cfg, updates) if updates else cfg
+    check_ranges(cfg)  # every field in its declared range, before anything expensive starts
+    return cfg

@@ -26,6 +26,7 @@ from clips.manifest_source import check_manifest_spec, manifest_clips, parse_sha
 from clips.sampling import check_split, sample_clips, short_side_for, split_range
 from clips.synthetic import make_scene
 from clips.types import Clip
+from models.config import LOCAL_PATH, SEED, Int, Real, Seq, Text, declare_ranges, field_ranges, optional, out_of_range
 
 log = logging.getLogger(__name__)
 
@@ -63,34 +64,15 @@ class DataSpec:
         self.check_values()
 
     def check_values(self) -> None:
-        """Raise ClipError (one sentence) for a value no source could honour."""
-        if self.source not in ("bundled", "synthetic", "folder", "manifest"):
-            raise ClipError(f"source must be 'bundled', 'synthetic', 'folder' or 'manifest', not {self.source!r}.")
-        if not _is_int(self.frames) or self.frames < 1 or (self.frames - 1) % 8:
-            near = max(1, round((_as_number(self.frames) - 1) / 8) * 8 + 1)
-            raise ClipError(f"frames must be 1 + 8k (1, 9, 17, 25, 33, ...), got {self.frames}; "
-                            f"try {near}.")
-        for name in ("height", "width"):
+        """Raise ClipError (one sentence) for a value outside its declared range, or that no source could honour."""
+        for name, valid in field_ranges(DataSpec).items():
             value = getattr(self, name)
-            if not _is_int(value) or value < 32 or value % 32:
-                near = max(32, round(_as_number(value) / 32) * 32)
-                raise ClipError(f"{name} must be a positive multiple of 32, got {value}; try {near}.")
-        for name in ("clips_per_video", "num_scenes", "num_heldout_scenes"):
-            value = getattr(self, name)
-            if not _is_int(value) or not 1 <= value <= _MAX_SCENES:
-                raise ClipError(f"{name} must be an integer from 1 to {_MAX_SCENES}, got {value}.")
-        if not _is_int(self.seed) or self.seed < 0:
-            raise ClipError(f"seed must be a non-negative integer, got {self.seed}.")
-        if not isinstance(self.fps, (int, float)) or not self.fps > 0:
-            raise ClipError(f"fps must be a positive number, got {self.fps}.")
-        if self.scale is not None and not (isinstance(self.scale, (int, float)) and self.scale >= 1.0):
-            raise ClipError(f"scale must be None or at least 1.0 (the crop must fit), got {self.scale}.")
+            if not valid.accepts(value):
+                raise ClipError(out_of_range(name, valid, value))
         if self.source == "folder" and not self.folder:
             raise ClipError("source='folder' needs folder='path/to/mp4s'; set the folder field.")
         if self.source == "manifest" and not self.path:
             raise ClipError("source='manifest' needs path='DATASET' (the `ltxlab curate --out` folder); set the path field.")
-        if self.subset not in ("all", "finetune"):
-            raise ClipError(f"subset must be 'all' or 'finetune', not {self.subset!r}.")
         if self.buckets and self.source != "manifest":
             raise ClipError(f"buckets apply to source='manifest' only (this spec's source is {self.source!r}); "
                             "set buckets=[] or use the manifest source.")
@@ -110,12 +92,14 @@ class DataSpec:
             check_manifest_spec(self)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _as_number(value: object) -> float:
-    return float(value) if isinstance(value, (int, float)) else 1.0
+declare_ranges(DataSpec, {
+    "frames": Int(1, 1025, step=8, offset=1),  # LTX-Video trains up to 257; four times that is surely a typo
+    "height": Int(32, 4096, step=32), "width": Int(32, 4096, step=32),
+    "clips_per_video": Int(1, _MAX_SCENES), "num_scenes": Int(1, _MAX_SCENES), "num_heldout_scenes": Int(1, _MAX_SCENES),
+    "fps": Real(0.0, 1000.0, open_lo=True), "folder": LOCAL_PATH, "seed": SEED,
+    "scale": optional(Real(1.0, 100.0)),  # below 1 the crop would not fit the resized frame
+    "path": LOCAL_PATH, "buckets": Seq(Text(pattern=r"\d+x\d+x\d+", meaning="a 'TxHxW' shape"), 0, 64),
+})
 
 
 def check_data_spec(spec: DataSpec) -> None:

@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-from models.config import ConfigError
+from models.config import LOCAL_PATH, ConfigError, declare_ranges
 
 WEIGHTS_ENV = "LTXLAB_WEIGHTS"
 
@@ -72,6 +72,7 @@ class WeightsConfig:
 
 
 assert {f.name for f in fields(WeightsConfig)} == set(WEIGHT_FILES)  # one field per known weight
+declare_ranges(WeightsConfig, {f.name: LOCAL_PATH for f in fields(WeightsConfig)})
 
 
 class WeightsMissing(LookupError):

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from models.config import ConfigError
+from models.config import PROBABILITY, ConfigError, Choice, Int, Real, declare_ranges
 from models import rng
 from models.rng import Generator
 from models.dit.patch import first_row_frames, token_grid, token_timesteps
@@ -62,6 +62,21 @@ class FlowConfig:
     # only exist after training); "normalized" = per-channel standardised latents, as
     # LTX-Video's own pipeline decodes (the noise then scales with each channel's std)
     decode_noise_space: Literal["raw", "normalized"] = "raw"
+
+    def __post_init__(self) -> None:
+        if self.shift_max_tokens <= self.shift_min_tokens:  # the shift line divides by their difference
+            raise ConfigError(f"flow.shift_max_tokens ({self.shift_max_tokens}) must be larger than "
+                              f"flow.shift_min_tokens ({self.shift_min_tokens}).")
+
+
+declare_ranges(FlowConfig, {
+    "kind": Choice(("rectified_flow",)), "logit_normal_mean": Real(-10.0, 10.0),
+    "logit_normal_std": Real(0.0, 10.0, open_lo=True), "shift_min_tokens": Int(1, 10**9),
+    "shift_max_tokens": Int(1, 10**9), "shift_min": Real(0.0, 100.0, open_lo=True),
+    "shift_max": Real(0.0, 100.0, open_lo=True), "shift_terminal": Real(0.0, 1.0, open_hi=True),
+    "caption_dropout": PROBABILITY, "i2v_probability": PROBABILITY, "i2v_cond_noise_scale": PROBABILITY,
+    "decode_timestep": PROBABILITY, "decode_noise_scale": PROBABILITY,
+})
 
 
 FLOW_TOKEN_ANCHORS = {"tiny": (12, 48), "small": (256, 1024), "full": (1024, 4096)}

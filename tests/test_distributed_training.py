@@ -191,7 +191,7 @@ def test_a_batch_that_does_not_split_is_refused_before_launch():
     cfg = dataclasses.replace(_cfg(), train=ParallelConfig(workers=3))
     with pytest.raises(ConfigError, match="vae_train.batch_size=4 does not split into train.workers=3"):
         check_buildable(cfg, {"train_vae"})
-    with pytest.raises(ConfigError, match="train.workers must be at least 1"):
+    with pytest.raises(ConfigError, match="train.workers must be an integer from 1 to 4,096, not 0"):
         ParallelConfig(workers=0)
 
 

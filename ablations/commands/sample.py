@@ -26,9 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from ablations.stages.train_dit import load_dit
     from ablations.stages.train_vae import load_vae
     from clips.io import write_video
+    from models.config import check_ranges
 
-    if args.steps < 1:
-        raise UserError(f"--steps must be at least 1, got {args.steps}.")
+    cfg = SampleConfig(steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
+    check_ranges(cfg, "sample")  # --steps, --guidance (NaN too) and --seed, before any model is loaded
     if args.image is not None and not args.image.exists():
         raise UserError(f"--image {args.image} does not exist; pass the path of a png or jpg first frame.")
     device = pick_device()
@@ -45,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
 
             image = np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC))
         images = [image]
-    cfg = SampleConfig(steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
     video = generate(vae, dit, [args.prompt], cfg, images=images)[0]  # (T, H, W, 3) uint8
     write_video(args.out, video, dit.fps)
     task = "image-to-video" if images else "text-to-video"

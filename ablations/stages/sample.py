@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ablations.stages.common import Progress, atomic_write_bytes, pick_device
+from models.config import SEED, Choice, Int, Real, Seq, declare_ranges
 
 INDEX = "index.jsonl"
 
@@ -41,6 +42,12 @@ class SampleConfig:
     seed: int = 0  # seeds the sampling noise; sample i of a run always gets the same noise (its own generator)
     batch_size: int = 16  # prompts per `generate` call; each video is still sampled alone, so results ignore it
     tasks: tuple[str, ...] = ("t2v", "i2v")  # which tasks to sample (i2v only where an image is given)
+
+
+declare_ranges(SampleConfig, {
+    "steps": Int(1, 10_000), "guidance_scale": Real(0.0, 100.0), "seed": SEED, "batch_size": Int(1, 4096),
+    "tasks": Seq(Choice(("t2v", "i2v")), 1, 2),
+})
 
 
 @dataclass(frozen=True, kw_only=True)

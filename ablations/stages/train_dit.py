@@ -24,7 +24,7 @@ from torch import nn
 
 from ablations.stages.common import Progress, atomic_torch_save, atomic_write_json, pick_device, seed_everything, warmup_lr
 from ablations.stages.encode_latents import load_latents
-from models.config import to_dict
+from models.config import ADAM_BETAS, LEARNING_RATE, SEED, STEPS, Int, Real, declare_ranges, to_dict
 
 CHECKPOINTS = "checkpoints"  # DCP checkpoints (ablations.training.checkpoint); the newest complete one resumes
 FINAL = "dit.pt"  # config + EMA weights + provenance (VAE dir, latent shape) once done
@@ -42,6 +42,13 @@ class DiTTrainConfig:
     ema_decay: float = 0.999  # EMA decay of the weights saved in dit.pt (warmed up, see module docstring)
     checkpoint_every: int = 200  # steps between checkpoints (resume point)
     seed: int = 0  # seeds init, data order, timesteps, noise, i2v and caption dropout draws
+
+
+declare_ranges(DiTTrainConfig, {
+    "steps": STEPS, "batch_size": Int(1, 65_536), "lr": LEARNING_RATE, "warmup_steps": Int(0, 10_000_000),
+    "weight_decay": Real(0.0, 1.0), "betas": ADAM_BETAS, "grad_clip": Real(0.0, 1e6, open_lo=True),
+    "ema_decay": Real(0.0, 1.0, open_hi=True), "checkpoint_every": STEPS, "seed": SEED,
+})
 
 
 @dataclass

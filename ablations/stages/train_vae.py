@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ablations.stages.common import Progress, atomic_torch_save, atomic_write_json, pick_device, seed_everything, warmup_lr
-from models.config import to_dict
+from models.config import ADAM_BETAS, LEARNING_RATE, SEED, STEPS, Int, Real, declare_ranges, to_dict
 from models.losses.base import LossInputs, VAELossConfig, build_loss_terms, sample_decoder_noise, weight_fields
 from models.rng import randn
 
@@ -42,6 +42,13 @@ class VAETrainConfig:
     checkpoint_every: int = 100  # steps between checkpoints (resume point)
     seed: int = 0  # seeds init, data order and posterior noise
     stats_max_clips: int = 64  # clips encoded for the latent mean/std
+
+
+declare_ranges(VAETrainConfig, {
+    "steps": STEPS, "batch_size": Int(1, 65_536), "lr": LEARNING_RATE, "warmup_steps": Int(0, 10_000_000),
+    "weight_decay": Real(0.0, 1.0), "betas": ADAM_BETAS, "grad_clip": Real(0.0, 1e6, open_lo=True),
+    "checkpoint_every": STEPS, "seed": SEED, "stats_max_clips": Int(1, 1_000_000),
+})
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from models.config import ConfigError
+from models.config import ConfigError, Int, Real, check_ranges, declare_ranges
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,16 +28,13 @@ class ParallelConfig:
     data_workers: int = 2  # DataLoader processes per worker decoding streamed data (manifest clips); 0 = in-process
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ConfigError(f"train.workers must be at least 1, got {self.workers}.")
-        if self.grad_accum < 1:
-            raise ConfigError(f"train.grad_accum must be at least 1, got {self.grad_accum}.")
-        if self.max_failures < 0:
-            raise ConfigError(f"train.max_failures must be 0 or more, got {self.max_failures}.")
-        if not isinstance(self.data_workers, int) or self.data_workers < 0:
-            raise ConfigError(f"train.data_workers must be 0 or more, got {self.data_workers}.")
-        if self.gpus_per_worker < 0 or self.cpus_per_worker <= 0:
-            raise ConfigError("train.gpus_per_worker must be >= 0 and train.cpus_per_worker > 0.")
+        check_ranges(self, "train")  # the declared ranges below, for configs built in Python too
+
+
+declare_ranges(ParallelConfig, {
+    "workers": Int(1, 4096), "gpus_per_worker": Real(0.0, 64.0), "cpus_per_worker": Real(0.0, 1024.0, open_lo=True),
+    "grad_accum": Int(1, 4096), "max_failures": Int(0, 1000), "data_workers": Int(0, 256),
+})
 
 
 def check_batch_split(batch_size: int, layout: ParallelConfig, section: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Literal
 
+from models.config import LOCAL_PATH, Choice, Int, Real, Seq, declare_ranges
 from models.dit.patch import patch_sizes
 
 if TYPE_CHECKING:
@@ -66,3 +67,20 @@ class DiTConfig:
         from models.dit.transformer import LTXDiT
 
         return LTXDiT(self)
+
+
+def _dit_kinds() -> list[str]:
+    from models.dit import DITS
+
+    return DITS.names()
+
+
+declare_ranges(DiTConfig, {
+    "kind": Choice(names=_dit_kinds), "in_channels": Int(1, 4096), "vae_temporal_compression": Int(1, 64),
+    "vae_spatial_compression": Int(1, 512), "num_layers": Int(1, 256), "num_heads": Int(1, 256),
+    "head_dim": Int(2, 1024, step=2), "ffn_mult": Int(1, 64), "caption_channels": Int(1, 16_384),
+    "max_text_tokens": Int(1, 4096), "norm_eps": Real(0.0, 1.0, open_lo=True),
+    "timestep_scale": Real(0.0, 1e6, open_lo=True), "rope_theta": Real(1.0, 1e9, open_lo=True),
+    "rope_max_positions": Seq(Real(0.0, 1e9, open_lo=True), 3, 3), "rope_reference_shape": Seq(Int(1, 100_000), 3, 3),
+    "init": LOCAL_PATH,
+})

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from models.config import ADAM_BETAS, LEARNING_RATE, STEPS, Int, Real, Seq, declare_ranges
 from models.registry import Registry
 from models import rng
 
@@ -104,6 +105,15 @@ class VAELossConfig:
             object.__setattr__(self, "dwt_bands", resolve_band_weights(self.dwt_bands))
         except ValueError as exc:
             raise ConfigError(f"loss.dwt_bands: {exc}") from None
+
+
+_WEIGHT = Real(0.0, 1e6)  # 0 turns a term off; negative weights would reward the error
+declare_ranges(VAELossConfig, {
+    **{f.name: _WEIGHT for f in dataclasses.fields(VAELossConfig) if f.metadata.get("loss_weight")},
+    "diffusion_max_t": Real(0.0, 1.0, open_lo=True), "disc_channels": Int(1, 4096), "disc_layers": Int(1, 12),
+    "disc_lr": LEARNING_RATE, "disc_betas": ADAM_BETAS, "gan_start_step": Int(0, STEPS.hi),
+    "dwt_bands": Seq(Real(0.0, 1e6), 8, 8),
+})
 
 
 def weight_fields(cfg: VAELossConfig) -> dict[str, float]:

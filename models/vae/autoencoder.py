@@ -31,7 +31,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.config import ConfigError
+from models.config import BOOL, LOCAL_PATH, Choice, ConfigError, Either, Int, Seq, Text, declare_ranges
 from models.layers import TimestepMLP, timestep_embedding
 from models import rng
 from models.rng import Generator
@@ -147,6 +147,18 @@ class CausalVAEConfig:
 
     def build(self) -> "CausalVideoVAE":
         return CausalVideoVAE(self)
+
+
+_STRIDES = Seq(Seq(Int(1, 8), 3, 3), 1, 8)  # (t, h, w) per stage
+declare_ranges(CausalVAEConfig, {
+    "size": Text(pattern=r"[\w.\-]+", meaning="a preset label such as tiny, small, full or 0.9.1"),
+    "in_channels": Int(1, 16), "latent_channels": Int(1, 4096), "patch_size": Int(1, 16),
+    "encoder_channels": Seq(Int(1, 8192), 1, 8), "encoder_mid_channels": Int(0, 8192),
+    "encoder_layers": Seq(Int(0, 64), 2, 9), "encoder_strides": _STRIDES,
+    "decoder_channels": Seq(Int(1, 8192), 1, 8), "decoder_layers": Seq(Int(0, 64), 2, 9),
+    "decoder_strides": _STRIDES, "decoder_upsample_factor": Int(1, 8),
+    "decoder_inject_noise": Either((Choice(tuple(NOISE_LAYOUTS)), Seq(BOOL, 2, 9))), "init": LOCAL_PATH,
+})  # `kind` is each subclass's Literal, which declares itself
 
 
 def encoder_stage_widths(cfg: CausalVAEConfig) -> tuple[int, ...]:
