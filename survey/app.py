@@ -121,11 +121,13 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 class MediaResponse(Response):
-    """A byte range of a media file that reports, after sending, how many bytes really went out.
+    """A byte range of a media file that reports which bytes went out (`on_sent(first, end, started)`).
 
     Headers are the same for every file of one size (no Last-Modified, no ETag, no name), so the
-    two videos of a pair answer identical headers. A client that disconnects stops the count at
-    the last chunk handed to the transport (uvicorn drops sends after a disconnect silently).
+    two videos of a pair answer identical headers. The record is committed just before the last
+    chunk is sent, so a client holding every byte finds it when it votes; a client that
+    disconnects stops the count at the last chunk handed to the transport (uvicorn drops sends
+    after a disconnect silently; flow control holds a chunk until the client reads).
     """
 
     def __init__(self, path: str, mime: str, size: int, span: tuple[int, int] | None, on_sent) -> None:  # noqa: ANN001
@@ -149,7 +151,7 @@ class MediaResponse(Response):
             gone.set()
 
         watcher = asyncio.ensure_future(watch())
-        sent, started = self.first, time.time()
+        sent, started, recorded = self.first, time.time(), False
         try:
             async with await anyio.open_file(self.path, "rb") as file:
                 await file.seek(self.first)
@@ -157,14 +159,16 @@ class MediaResponse(Response):
                     chunk = await file.read(min(_CHUNK, self.end - sent))
                     if not chunk:
                         break
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    if gone.is_set():
-                        break
+                    last = sent + len(chunk) >= self.end
+                    if last:  # commit the record before the client can hold every byte and vote
+                        await self.on_sent(self.first, self.end, started)
+                        recorded = True
+                    await send({"type": "http.response.body", "body": chunk, "more_body": not last})
                     sent += len(chunk)
-            await send({"type": "http.response.body", "body": b""})
         finally:
             watcher.cancel()
-            await self.on_sent(self.first, sent, started)
+            if not recorded:  # cut short (disconnect, file changed): count what went out
+                await self.on_sent(self.first, sent, started)
 
 
 def _render(name: str, **values: str) -> str:
