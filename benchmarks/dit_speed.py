@@ -1,22 +1,29 @@
 """DiT speed: tiny training steps/s, and our forward time vs diffusers' at identical weights.
 
-    python benchmarks/dit_speed.py [--device cpu|cuda] [--reps 30] [--threads 2]
+    python benchmarks/dit_speed.py [--device cpu|cuda] [--reps 30] [--threads 1 2] [--configs small] [--profile]
 
 1. Training: `dit_config("ltx", "tiny")`, batch 4, latents (4, 128, 5, 4, 4) (a 33x128x128
    video, 80 tokens), 16 MiniLM-width text tokens, `flow_matching_loss` + AdamW step.
 2. Forward ratio: for each config below, a diffusers `LTXVideoTransformer3DModel` with
    random weights and our `LTXDiT` with the converted weights, same inputs; the two
-   forwards alternate (ours, theirs, ours, ...) and the ratio of medians is printed
-   (< 1.0: ours is faster). Outputs are checked equal first.
+   forwards run back to back, alternating who goes first, at each thread count of
+   `--threads`; printed: the median of the paired ratios with quartiles and min-max
+   (< 1.0: ours is faster), and the load average (the machine is shared). Outputs are
+   checked equal first. `--profile` adds the top aten ops of each side per forward.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paired import Paired, load_average, paired, print_profiles  # noqa: E402
 
 from models.dit import dit_config
 from models.dit.convert import config_from_diffusers, convert_diffusers_ltx
@@ -58,7 +65,8 @@ def train_steps_per_second(device: str, reps: int) -> float:
     return 1.0 / statistics.median(times)
 
 
-def forward_ratio(name: str, device: str, reps: int) -> tuple[float, float, float]:
+def forward_pair(name: str, device: str):  # type: ignore[no-untyped-def]
+    """(our forward, diffusers' forward, max |difference|) for one RATIO_CONFIGS entry, same weights and inputs."""
     from diffusers import LTXVideoTransformer3DModel
 
     kwargs, (c, t, h, w), text_tokens = RATIO_CONFIGS[name]
@@ -75,44 +83,44 @@ def forward_ratio(name: str, device: str, reps: int) -> tuple[float, float, floa
     mask[0, text_tokens // 2 :] = False
     timestep = torch.tensor([0.3, 0.8], device=device)
 
+    @torch.no_grad()
     def run_ours():
         return ours(latents, timestep, text, mask, 24.0)
 
+    @torch.no_grad()
     def run_ref():
         return ref(packed, text, timestep * 1000, mask.long(), t, h, w, (8 / 24.0, 32, 32), return_dict=False)[0]
 
-    with torch.no_grad():
-        diff = (run_ours().flatten(2).transpose(1, 2) - run_ref()).abs().max().item()
-        mine, theirs = [], []
-        for i in range(reps + 3):
-            pair = ((run_ours, mine), (run_ref, theirs))
-            for fn, out in (pair if i % 2 == 0 else pair[::-1]):  # alternate who runs first
-                sync(device)
-                start = time.perf_counter()
-                fn()
-                sync(device)
-                if i >= 3:
-                    out.append(time.perf_counter() - start)
-    return statistics.median(mine), statistics.median(theirs), diff
+    diff = (run_ours().flatten(2).transpose(1, 2) - run_ref()).abs().max().item()
+    return run_ours, run_ref, diff
+
+
+def forward_ratio(name: str, device: str, reps: int) -> tuple[Paired, float]:
+    run_ours, run_ref, diff = forward_pair(name, device)
+    return paired(run_ours, run_ref, reps, warmup=3, device=device), diff
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--reps", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch CPU thread counts to measure at")
+    parser.add_argument("--configs", nargs="+", default=["tiny", "small"], help="RATIO_CONFIGS names (their first word)")
+    parser.add_argument("--no-train", action="store_true", help="skip the training steps/s figure")
+    parser.add_argument("--profile", action="store_true", help="print the top aten ops of each side per forward")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} reps={args.reps}")
-    sps = train_steps_per_second(args.device, args.reps)
-    print(f"tiny DiT training (ltx pairing, batch 4, latents 128x5x4x4 = 80 tokens, 16 text tokens): {sps:.1f} steps/s")
-    for name in RATIO_CONFIGS:
-        mine, theirs, diff = forward_ratio(name, args.device, args.reps)
-        print(
-            f"forward {name}: ours {mine * 1e3:.2f} ms, diffusers {theirs * 1e3:.2f} ms, "
-            f"ratio ours/diffusers {mine / theirs:.3f} (max |diff| {diff:.1e})"
-        )
+    names = [n for n in RATIO_CONFIGS if n.split()[0] in args.configs]
+    print(f"device={args.device} torch={torch.__version__} reps={args.reps} ({load_average()})")
+    if not args.no_train:
+        sps = train_steps_per_second(args.device, args.reps)
+        print(f"tiny DiT training (ltx pairing, batch 4, latents 128x5x4x4 = 80 tokens, 16 text tokens): {sps:.1f} steps/s")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for name in names:
+            result, diff = forward_ratio(name, args.device, args.reps)
+            print(f"forward {name}, {threads} thread(s): {result.summary()} (max |diff| {diff:.1e}; {load_average()})")
+            if args.profile and threads == args.threads[0]:
+                print_profiles(*forward_pair(name, args.device)[:2])
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.dit.rope import apply_rope
+from models.dit.rope import rotate
 
-Rope = tuple[torch.Tensor, torch.Tensor]
+Rope = torch.Tensor  # (B|1, N, inner/2) complex rotations, `models.dit.rope.rope_rotation`
 
 QK_NORM_EPS = 1e-5  # diffusers' LTXAttention hard-codes this for norm_q / norm_k
 
@@ -25,6 +25,16 @@ QK_NORM_EPS = 1e-5  # diffusers' LTXAttention hard-codes this for norm_q / norm_
 def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     """RMSNorm without affine over the last dim, computed in fp32 (diffusers' `RMSNorm`)."""
     return F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
+
+
+def norm_modulate(x: torch.Tensor, eps: float, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """AdaLN: rms_norm(x) * (1 + scale) + shift, the multiply and add as one `addcmul` pass."""
+    return torch.addcmul(shift, rms_norm(x, eps), 1 + scale)
+
+
+def gated_residual(x: torch.Tensor, update: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """x + update * gate in one `addcmul` pass (diffusers makes a product temporary first)."""
+    return torch.addcmul(x, update, gate)
 
 
 def mask_bias(text_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -67,7 +77,7 @@ class SelfAttention(nn.Module):
         q, k, v = self.to_qkv(x).chunk(3, dim=-1)  # 3 x (B, N, inner)
         q, k = self.norm_q(q), self.norm_k(k)
         if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+            q, k = rotate(q, rope), rotate(k, rope)
         return self.to_out(attend(q, k, v, self.heads, None))
 
 
@@ -122,9 +132,7 @@ class CrossAttentionBlock(nn.Module):
         b = x.shape[0]
         ada = self.scale_shift_table[None, None] + temb.view(b, temb.shape[1], 6, -1)  # (B, 1|N, 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ada.unbind(dim=2)
-        h = rms_norm(x, self.eps) * (1 + scale_msa) + shift_msa
-        x = x + self.self_attn(h, rope) * gate_msa
+        x = gated_residual(x, self.self_attn(norm_modulate(x, self.eps, shift_msa, scale_msa), rope), gate_msa)
         x = x + self.cross_attn(x, text, bias)
-        h = rms_norm(x, self.eps) * (1 + scale_mlp) + shift_mlp
-        x = x + self.ff(h) * gate_mlp
+        x = gated_residual(x, self.ff(norm_modulate(x, self.eps, shift_mlp, scale_mlp)), gate_mlp)
         return x, text

@@ -27,8 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.dit.blocks import FeedForward, Rope, attend, make_qk_norm, rms_norm
-from models.dit.rope import apply_rope
+from models.dit.blocks import FeedForward, Rope, attend, gated_residual, make_qk_norm, norm_modulate
+from models.dit.rope import rotate
 
 
 class JointBlock(nn.Module):
@@ -76,13 +76,13 @@ class JointBlock(nn.Module):
         rows = self.text_scale_shift_table.shape[0]
         text_ada = self.text_scale_shift_table[None, None] + text_temb.view(b, 1, 6, -1)[:, :, :rows]  # (B,1,rows,D)
 
-        h = rms_norm(x, self.eps) * (1 + scale_msa) + shift_msa
+        h = norm_modulate(x, self.eps, shift_msa, scale_msa)
         q, k, v = self.video_qkv(h).chunk(3, dim=-1)  # 3 x (B, N, inner)
         q, k = self.video_norm_q(q), self.video_norm_k(k)
         if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+            q, k = rotate(q, rope), rotate(k, rope)
 
-        text_h = rms_norm(text, self.eps) * (1 + text_ada[:, :, 1]) + text_ada[:, :, 0]
+        text_h = norm_modulate(text, self.eps, text_ada[:, :, 0], text_ada[:, :, 1])
         text_proj = self.text_qkv(text_h)
         if self.text_kv_only:
             text_k, text_v = text_proj.chunk(2, dim=-1)  # 2 x (B, L, inner)
@@ -93,11 +93,11 @@ class JointBlock(nn.Module):
         v = torch.cat([v, text_v], dim=1)
         out = attend(q, k, v, self.heads, bias)  # (B, N or N+L, inner)
 
-        x = x + self.video_out(out[:, :n]) * gate_msa
-        x = x + self.video_ff(rms_norm(x, self.eps) * (1 + scale_mlp) + shift_mlp) * gate_mlp
+        x = gated_residual(x, self.video_out(out[:, :n]), gate_msa)
+        x = gated_residual(x, self.video_ff(norm_modulate(x, self.eps, shift_mlp, scale_mlp)), gate_mlp)
         if self.text_kv_only:
             return x, text
         t_shift_msa, t_scale_msa, t_gate_msa, t_shift_mlp, t_scale_mlp, t_gate_mlp = text_ada.unbind(dim=2)
-        text = text + self.text_out(out[:, n:]) * t_gate_msa
-        text = text + self.text_ff(rms_norm(text, self.eps) * (1 + t_scale_mlp) + t_shift_mlp) * t_gate_mlp
+        text = gated_residual(text, self.text_out(out[:, n:]), t_gate_msa)
+        text = gated_residual(text, self.text_ff(norm_modulate(text, self.eps, t_shift_mlp, t_scale_mlp)), t_gate_mlp)
         return x, text

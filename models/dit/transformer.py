@@ -27,7 +27,7 @@ from models.dit.blocks import CrossAttentionBlock, mask_bias
 from models.dit.config import DiTConfig
 from models.dit.mmdit import JointBlock
 from models.dit.patch import patchify, token_coordinates, token_grid, unpatchify
-from models.dit.rope import rope_frequencies, rope_max_positions_for
+from models.dit.rope import rope_frequencies, rope_max_positions_for, rope_rotation
 from models.layers import TimestepMLP, timestep_embedding
 
 TIMESTEP_FREQ_DIM = 256  # sinusoid width of PixArt's timestep embedder
@@ -109,8 +109,8 @@ class LTXDiT(nn.Module):
         temb = self.time_modulation(F.silu(emb))  # (B or B*N, 6D)
         return temb.view(batch, -1, temb.shape[-1]), emb.view(batch, -1, emb.shape[-1])
 
-    def rope(self, latent_shape: tuple[int, int, int], fps: float, device: torch.device) -> tuple | None:
-        """cos, sin tables (1, N, hidden) for the token grid, or None with RoPE off."""
+    def rope(self, latent_shape: tuple[int, int, int], fps: float, device: torch.device) -> torch.Tensor | None:
+        """Complex rotations (1, N, hidden/2) for the token grid, or None with RoPE off."""
         cfg = self.config
         if cfg.rope == "off":
             return None
@@ -123,7 +123,8 @@ class LTXDiT(nn.Module):
             device=device,
         )
         max_positions = rope_max_positions_for(cfg, latent_shape, fps)  # the config's unless rope_scaling
-        return rope_frequencies(coords, cfg.hidden, spacing=cfg.rope_spacing, theta=cfg.rope_theta, max_positions=max_positions)
+        cos, sin = rope_frequencies(coords, cfg.hidden, spacing=cfg.rope_spacing, theta=cfg.rope_theta, max_positions=max_positions)
+        return rope_rotation(cos, sin)
 
     def forward(
         self,
@@ -161,7 +162,7 @@ class LTXDiT(nn.Module):
             else:
                 x, text_h = block(x, text_h, temb, rope, bias, text_temb=text_temb)
         shift, scale = (self.final_scale_shift[None, None] + emb[:, :, None]).unbind(dim=2)  # (B, 1|N, D) each
-        x = F.layer_norm(x, (x.shape[-1],), eps=1e-6) * (1 + scale) + shift
+        x = torch.addcmul(shift, F.layer_norm(x, (x.shape[-1],), eps=1e-6), 1 + scale)
         return unpatchify(self.proj_out(x), latent_shape, self.config.patch)
 
     def token_count(self, latent_shape: tuple[int, int, int]) -> int:
