@@ -229,9 +229,20 @@ def study_report(db: Engine | str | Path, study: str, include_flagged: bool = Fa
     }
 
 
+def _refused(db: Engine | str | Path, study: str) -> dict[str, dict]:
+    """Votes the watch gate refused, per rater (survey.store.refusal_summary)."""
+    from survey.store import refusal_summary
+
+    engine = _engine(db)
+    with engine.connect() as conn:
+        study_id = _study_row(conn, study).id
+    return refusal_summary(engine, study_id)
+
+
 def study_status(db: Engine | str | Path, study: str) -> dict:
-    """Admin view: counts, votes per system pair, raters and flagged raters (JSON-ready)."""
+    """Admin view: counts, votes per system pair, raters, flagged raters and refused voters (JSON-ready)."""
     votes = load_votes(db, study)
+    refused = _refused(db, study)
     config = votes.attrs["config"]
     q0 = votes[votes["question"] == 0]
     raters = rater_table(votes, config.get("gold_fail_max", 0.25))
@@ -241,10 +252,12 @@ def study_status(db: Engine | str | Path, study: str) -> dict:
     to_records = lambda f: json.loads(f.to_json(orient="records")) if len(f) else []  # noqa: E731
     return {
         "counts": {"votes": int(len(q0)), "gold_votes": int(q0["is_gold"].sum()), "raters": int(len(raters)),
-                   "flagged": int(raters["flagged"].sum())},
+                   "flagged": int(raters["flagged"].sum()), "refused_raters": len(refused)},
         "votes_per_pair": to_records(per_pair),
         "raters": to_records(raters),
         "flagged": to_records(raters[raters["flagged"]]),
+        # raters who voted before both videos were delivered or played out (the server-side watch gate)
+        "refused": [{"rater": rater, **counts} for rater, counts in sorted(refused.items())],
     }
 
 
@@ -253,9 +266,11 @@ def export_votes(db: Engine | str | Path, study: str) -> pd.DataFrame:
     votes = load_votes(db, study)
     raters = rater_table(votes, votes.attrs["config"].get("gold_fail_max", 0.25))
     flagged = set(raters.loc[raters["flagged"], "rater"])
+    refused = {rater: counts["refused"] for rater, counts in _refused(db, study).items()}
     out = votes.assign(
         study=study,
         rater_flagged=votes["rater"].isin(flagged),
+        rater_refused_votes=votes["rater"].map(refused).fillna(0).astype(int),
         chosen_system=np.select([votes["choice"] == "left", votes["choice"] == "right"],
                                 [votes["system_left"], votes["system_right"]], default=None),
         served_at=pd.to_datetime(votes["served_at"], unit="s", utc=True),
@@ -264,5 +279,5 @@ def export_votes(db: Engine | str | Path, study: str) -> pd.DataFrame:
     cols = ["study", "vote_id", "rater", "rater_source", "rater_flagged", "assignment_id", "position",
             "comparison_id", "task", "prompt_id", "is_gold", "system_left", "system_right", "system_a", "system_b",
             "media_a", "media_b", "question", "choice", "outcome", "chosen_system", "served_at", "voted_at",
-            "server_elapsed_s", "client_elapsed_ms"]
+            "server_elapsed_s", "client_elapsed_ms", "rater_refused_votes"]
     return out[cols].reset_index(drop=True)

@@ -444,19 +444,19 @@ def _file_size(path: str) -> int:
         return 0
 
 
-def refusal_summary(engine: Engine, study_id: int) -> dict[int, dict]:
-    """Raters whose votes were refused by the watch gate: rater id -> {refused, reasons: {reason: n}}.
+def refusal_summary(engine: Engine, study_id: int) -> dict[str, dict]:
+    """Raters whose votes the watch gate refused: external id -> {refused, not_delivered, too_fast}.
 
     For the admin status and export (survey.reports): a rater who keeps voting before the videos
     arrive or end is likely not watching, whatever the gold pairs say.
     """
-    f = t.refusals
-    out: dict[int, dict] = {}
+    f, r = t.refusals, t.raters
+    out: dict[str, dict] = {}
     with engine.connect() as conn:
-        rows = conn.execute(select(f.c.rater_id, f.c.reason, func.count()).where(f.c.study_id == study_id)
-                            .group_by(f.c.rater_id, f.c.reason))
-        for rid, reason, n in rows:
-            entry = out.setdefault(rid, {"refused": 0, "reasons": {}})
+        rows = conn.execute(select(r.c.external_id, f.c.reason, func.count()).join(r, r.c.id == f.c.rater_id)
+                            .where(f.c.study_id == study_id).group_by(r.c.external_id, f.c.reason))
+        for rater, reason, n in rows:
+            entry = out.setdefault(rater, {"refused": 0, **dict.fromkeys(t.REFUSAL_REASONS, 0)})
             entry["refused"] += n
-            entry["reasons"][reason] = n
+            entry[reason] = n
     return out

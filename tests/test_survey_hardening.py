@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import func, select, text
 from starlette.testclient import TestClient
 
-from survey import build
+from survey import build, reports
 from survey import db as t
 from survey.app import create_app
 from survey.examples import free_port, start_server, write_example_dir
@@ -171,8 +171,11 @@ def test_votes_need_both_videos_delivered_and_watched_across_two_servers(tmp_pat
         reasons = conn.execute(select(t.refusals.c.reason).order_by(t.refusals.c.id)).scalars().all()
         n_votes = conn.execute(select(func.count()).select_from(t.votes)).scalar_one()
     assert reasons == ["not_delivered", "not_delivered", "too_fast"] and n_votes == 1
-    flagged = refusal_summary(engine, study_id)
-    assert list(flagged.values()) == [{"refused": 3, "reasons": {"not_delivered": 2, "too_fast": 1}}]
+    assert refusal_summary(engine, study_id) == {"pid:P1": {"refused": 3, "not_delivered": 2, "too_fast": 1}}
+    # the admin status and the export show who was refused
+    status = reports.study_status(engine, "hardening")
+    assert status["counts"]["refused_raters"] == 1 and status["refused"][0]["rater"] == "pid:P1"
+    assert reports.export_votes(engine, "hardening")["rater_refused_votes"].tolist() == [3]
 
 
 # ---- 3. rater minting and lock-out -----------------------------------------------------------
@@ -330,6 +333,12 @@ def test_unwritable_database_is_refused_at_start(tmp_path, postgres_url):
     engine, _ = _study(tmp_path, n_prompts=2)
     engine.dispose()
     db = tmp_path / "survey.db"
+    # `ltxlab survey serve` exits 2 with that one sentence instead of serving 500s
+    port = free_port()
+    done = subprocess.run([sys.executable, "-m", "ablations.cli", "survey", "serve", "--db", _read_only_url(db),
+                           "--port", str(port), "--admin-token", ADMIN], capture_output=True, text=True, timeout=30)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and "cannot be written" in lines[0], done.stderr[-2000:]
     for url in (_read_only_url(db), postgres_url + "?options=-c%20default_transaction_read_only%3Don"):
         if "postgresql" in url:
             t.make_engine(postgres_url).dispose()  # the schema exists; the connection is read-only
@@ -346,9 +355,3 @@ def test_unwritable_database_is_refused_at_start(tmp_path, postgres_url):
         conn.execute(text("ALTER TABLE raters DROP COLUMN client_addr"))
     with pytest.raises(t.DatabaseNotWritable, match="older"):
         t.check_writable(t.make_engine(old, create_schema=False))
-    # `ltxlab survey serve` exits 2 with that one sentence instead of serving 500s
-    port = free_port()
-    done = subprocess.run([sys.executable, "-m", "ablations.cli", "survey", "serve", "--db", _read_only_url(db),
-                           "--port", str(port), "--admin-token", ADMIN], capture_output=True, text=True, timeout=60)
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert done.returncode == 2 and len(lines) == 1 and "cannot be written" in lines[0], done.stderr[-2000:]
