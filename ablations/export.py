@@ -264,7 +264,9 @@ def _write_tensorboard_run(run: RunExport, folder: Path) -> list[str]:
     notes = []
     writer = SummaryWriter(log_dir=str(folder))
     try:
-        hparam_values = {k: v if isinstance(v, (bool, int, float, str)) else as_text(v) for k, v in run.config.items()}
+        # numbers stay numbers (HParams can sort and filter them); the rest as text, booleans too: torch's
+        # hparams() would turn them into 0.0 / 1.0
+        hparam_values = {k: v if _is_number(v) else as_text(v) for k, v in run.config.items()}
         for summary in hparams(hparam_values, dict.fromkeys(run.final, 0.0)):  # experiment, session start, session end
             writer.file_writer.add_summary(summary)
         writer.add_text("run/config", _json_block(run.config))
@@ -285,6 +287,10 @@ def _write_tensorboard_run(run: RunExport, folder: Path) -> list[str]:
     finally:
         writer.close()
     return notes
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _json_block(tree: dict) -> str:

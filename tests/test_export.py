@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 SWEEP = "synthetic"
 RICH_CONFIG = {  # nested, with lists, a null and a tiny float: what a real RunConfig holds
     "seed": 0, "vae": {"kind": "ltx", "encoder_channels": [8, 16, 32], "encoder_strides": [[2, 2, 2], [1, 1, 1]],
-                       "init": None, "logvar": "per_channel"},
+                       "init": None, "logvar": "per_channel", "decoder_causal": False},
     "loss": {"kl": 1e-06, "dwt": 0.0, "dwt_bands": [1.0] * 8}, "vae_train": {"steps": 200, "lr": 0.0003},
 }  # fmt: skip
 DETECTOR_SHA = "5f2a" * 16
@@ -145,8 +145,10 @@ def test_tensorboard_event_files_read_back(store, tmp_path):
     content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
     for key, value in _config(store, run_id).items():
-        number = isinstance(value, (int, float))  # numbers stay numbers; lists and null become JSON text
-        assert (hparams[key].number_value if number else hparams[key].string_value) == (value if number else _text(value))
+        # numbers stay numbers; lists, null and booleans become JSON text
+        kind = "number_value" if isinstance(value, (int, float)) and not isinstance(value, bool) else "string_value"
+        assert hparams[key].WhichOneof("kind") == kind, key
+        assert getattr(hparams[key], kind) == (_text(value) if kind == "string_value" else value)
 
     def text(tag: str) -> str:
         return tensor_util.make_ndarray(events.Tensors(f"{tag}/text_summary")[0].tensor_proto).item().decode()
