@@ -1,17 +1,27 @@
-"""Load test of the survey server on loopback: acknowledged votes/s, latency, nothing lost.
+"""Load test of the survey server on loopback: acknowledged votes/s, latency, nothing lost, balance.
 
-Starts `ltxlab survey serve` (a real uvicorn subprocess, SQLite WAL, synchronous=NORMAL) on
-127.0.0.1 with a throwaway study, then runs N concurrent raters (default 50) that each start,
-fetch a pair and vote as fast as the server answers (every vote reply carries the next pair) for a
-bounded time and vote count. The client is a minimal asyncio HTTP/1.1 keep-alive client so that
-the load generator costs little CPU on small machines. Prints votes/s, p50/p99 vote latency and
-checks that the database holds exactly the acknowledged votes.
+For each database (SQLite in WAL mode with synchronous=NORMAL, and a real throwaway PostgreSQL
+server with its durable defaults: fsync and synchronous_commit on) and each worker count, every
+repeat builds a fresh study, starts `ltxlab survey serve --workers N` (real uvicorn processes)
+and runs R concurrent rater slots (default 50). A slot plays raters one after another: start,
+fetch a pair, vote as fast as the server answers (each vote reply carries the next pair) until
+the rater is done, then a new rater. Two phases per repeat:
 
-    python benchmarks/survey_load.py [--raters 50] [--seconds 10] [--rate 300] [--max-votes 20000]
+- closed loop: slots vote back to back (peak throughput; latency then ~ raters / throughput);
+- open loop: slots vote on a schedule totalling --rate votes/s (the latency a rater sees at that
+  load; counted from when the vote was due, so a backlog cannot hide).
 
-Two phases: closed loop (raters vote back to back: peak throughput; latency is then just
-raters / throughput) and open loop (raters vote on a schedule totalling --rate votes/s: the
-latency a rater sees at that load).
+Afterwards the database must hold exactly the acknowledged votes, and the served-count spread
+(max - min assignments over the study's non-gold comparisons) shows how well N processes balance
+pairs. By default the study has the server-side watch gate off (`require_delivery=False`) and
+the load generator fetches no media; `--watch-gate` turns the gate on and fetches both videos of
+every pair before voting (what a real browser does). The output says which.
+
+    python benchmarks/survey_load.py [--db sqlite postgres] [--workers 1 2] [--raters 50]
+        [--seconds 10] [--rate 600] [--repeats 3] [--watch-gate] [--profile DIR]
+
+The load generator is a minimal asyncio HTTP/1.1 keep-alive client, so it costs little CPU; it
+shares the machine's cores with the server, and the load average before each repeat is printed.
 """
 
 from __future__ import annotations
@@ -21,8 +31,13 @@ import asyncio
 import json
 import os
 import random
+import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,117 +47,240 @@ from survey import build
 from survey import db as t
 from survey.examples import start_server, write_example_dir
 
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _postgres import start_in_tempdir  # noqa: E402 - the tests' throwaway-server helper
 
 
-async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, payload: dict) -> tuple[int, dict]:
-    body = json.dumps(payload).encode()
-    writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                 f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    await writer.drain()
-    status = int((await reader.readline()).split()[1])
-    length = 0
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode().partition(":")
-        if name.lower() == "content-length":
-            length = int(value)
-    return status, json.loads(await reader.readexactly(length)) if length else {}
+def _group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU time of every live process in a process group (Linux /proc)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
-async def _rater(port: int, sid: str, pid: str, stop_at: float, budget: list[int], acked: list[int],
-                 latencies: list[float], errors: list[int], interval: float) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+class Client:
+    """One keep-alive HTTP/1.1 connection: JSON POSTs and whole-body GETs."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def _reply(self) -> tuple[int, bytes]:
+        status = int((await self.reader.readline()).split()[1])
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        return status, (await self.reader.readexactly(length)) if length else b""
+
+    async def post(self, path: str, payload: dict) -> tuple[int, dict]:
+        body = json.dumps(payload).encode()
+        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                          f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        status, data = await self._reply()
+        return status, json.loads(data) if data else {}
+
+    async def get(self, path: str) -> tuple[int, int]:
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        status, data = await self._reply()
+        return status, len(data)
+
+
+@dataclass(kw_only=True)
+class Phase:
+    """What one load phase measured."""
+
+    acked: list[int] = field(default_factory=list)  # assignment ids of acknowledged votes
+    latencies: list[float] = field(default_factory=list)  # seconds per vote request
+    errors: list[int] = field(default_factory=list)  # HTTP statuses of refused requests
+    wall: float = 0.0
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+
+
+async def _slot(port: int, sid: str, tag: str, stop_at: float, budget: list[int], out: Phase, interval: float,
+                fetch_media: bool) -> None:
+    """One rater slot: raters one after another until the phase ends."""
+    client = Client(*await asyncio.open_connection("127.0.0.1", port))
+    due = time.perf_counter() + random.uniform(0.0, interval)
     try:
-        _, start = await _request(reader, writer, f"/api/s/{sid}/start", {"pid": pid})
-        rater = start["rater"]
-        _, pair = await _request(reader, writer, f"/api/s/{sid}/next", {"rater": rater})
-        due = time.perf_counter() + random.uniform(0.0, interval)
-        while not pair["done"] and time.monotonic() < stop_at and budget[0] > 0:
-            budget[0] -= 1
-            if interval:
-                # open loop: latency counts from when the vote was due, so a slow server cannot hide
-                # its backlog by slowing the raters down (no coordinated omission)
-                await asyncio.sleep(max(0.0, due - time.perf_counter()))
-                t0, due = due, due + interval
-            else:
-                t0 = time.perf_counter()
-            status, res = await _request(reader, writer, f"/api/s/{sid}/vote", {
-                "rater": rater, "assignment": pair["assignment"], "token": pair["token"], "answers": ["left"],
-                "elapsed_ms": 1000})
-            latencies.append(time.perf_counter() - t0)
+        for n in range(10**9):
+            if time.monotonic() >= stop_at or budget[0] <= 0:
+                return
+            status, start = await client.post(f"/api/s/{sid}/start", {"pid": f"{tag}-{n}"})
             if status != 200:
-                errors.append(status)
-                break
-            acked.append(pair["assignment"])
-            pair = res["next"]
+                out.errors.append(status)
+                return
+            rater = start["rater"]
+            _, pair = await client.post(f"/api/s/{sid}/next", {"rater": rater})
+            while not pair["done"] and time.monotonic() < stop_at and budget[0] > 0:
+                budget[0] -= 1
+                if fetch_media:  # what the page does; the watch gate counts these bytes
+                    for url in (pair["left"], pair["right"]):
+                        await client.get(url)
+                if interval:
+                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                    t0, due = due, due + interval
+                else:
+                    t0 = time.perf_counter()
+                status, res = await client.post(f"/api/s/{sid}/vote", {
+                    "rater": rater, "assignment": pair["assignment"], "token": pair["token"],
+                    "answers": [random.choice(("left", "right", "tie"))], "elapsed_ms": 1000})
+                out.latencies.append(time.perf_counter() - t0)
+                if status != 200:
+                    out.errors.append(status)
+                    break
+                out.acked.append(pair["assignment"])
+                pair = res["next"]
     finally:
-        writer.close()
+        client.writer.close()
 
 
-async def _load(port: int, sid: str, raters: int, seconds: float, max_votes: int, rate: float,
-                tag: str) -> tuple[list, list, list, float]:
-    acked: list[int] = []
-    latencies: list[float] = []
-    errors: list[int] = []
-    budget = [max_votes]
+async def _load(port: int, sid: str, args: argparse.Namespace, rate: float, tag: str) -> Phase:
+    out = Phase()
+    budget = [args.max_votes]
+    interval = args.raters / rate if rate else 0.0
     t0 = time.monotonic()
-    interval = raters / rate if rate else 0.0
-    await asyncio.gather(*[_rater(port, sid, f"{tag}{k}", t0 + seconds, budget, acked, latencies, errors, interval)
-                           for k in range(raters)])
-    return acked, latencies, errors, time.monotonic() - t0
+    await asyncio.gather(*[_slot(port, sid, f"{tag}{k}", t0 + args.seconds, budget, out, interval, args.watch_gate)
+                           for k in range(args.raters)])
+    out.wall = time.monotonic() - t0
+    return out
+
+
+def _study(folder: Path, db: str, args: argparse.Namespace) -> dict:
+    systems = [f"system{k}" for k in range(8)]
+    src = folder / "src"
+    if not src.exists():
+        write_example_dir(src, systems, n_prompts=20, frames=9, size=32)
+    options = build.StudyOptions(pairs_per_rater=args.pairs_per_rater, gold_per_rater=2, min_watch_fraction=0.0,
+                                 require_delivery=args.watch_gate, max_raters_per_client=None, start_burst=None)
+    media = folder / f"media-{random.getrandbits(32):08x}"
+    return build.create_study(t.make_engine(db), "load", build.collect_from_dir(src), media, options)
+
+
+def _counts(db: str) -> tuple[int, int, int]:
+    """(distinct voted assignments, vote rows, served-count spread over non-gold comparisons)."""
+    a, c, v = t.assignments, t.comparisons, t.votes
+    engine = t.make_engine(db, create_schema=False)
+    with engine.connect() as conn:
+        stored = conn.execute(select(func.count(func.distinct(v.c.assignment_id)))).scalar_one()
+        rows = conn.execute(select(func.count()).select_from(v)).scalar_one()
+        served = conn.execute(select(func.count(a.c.id)).select_from(c.outerjoin(a, a.c.comparison_id == c.c.id))
+                              .where(c.c.is_gold.is_(False)).group_by(c.c.id)).scalars().all()
+    engine.dispose()
+    return stored, rows, max(served) - min(served)
+
+
+def _profile(pgid: int, seconds: float, folder: Path) -> subprocess.Popen | None:
+    """py-spy on one worker of the group for the closed phase (collapsed stacks)."""
+    if not shutil.which("py-spy") and not (Path(sys.executable).parent / "py-spy").exists():
+        print("  (py-spy not installed: no profile)")
+        return None
+    workers = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat")
+               if int(p.read_text().rsplit(")", 1)[1].split()[2]) == pgid and int(p.parent.name) != pgid]
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([spy, "record", "-p", str(max(workers or [pgid])), "-d", str(int(seconds)), "-r", "200",
+                             "--format", "raw", "-o", str(folder / f"worker-{pgid}.txt")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_repeat(db: str, folder: Path, workers: int, args: argparse.Namespace) -> dict:
+    """One fresh study, one server, closed then open loop; returns the measured figures."""
+    summary = _study(folder, db, args)
+    load_before = os.getloadavg()[0]
+    proc, base = start_server(db, workers=workers)
+    port = int(base.rsplit(":", 1)[1])
+    phases: dict[str, Phase] = {}
+    try:
+        time.sleep(1.0 if workers > 1 else 0.0)  # let every worker finish importing
+        for name, rate in (("closed", 0.0), ("open", args.rate)):
+            spy = _profile(proc.pid, args.seconds, args.profile) if args.profile and name == "closed" else None
+            cpu0, me0 = _group_cpu_seconds(proc.pid), time.process_time()
+            phases[name] = asyncio.run(_load(port, summary["public_id"], args, rate, f"{name}{random.getrandbits(20)}-"))
+            phases[name].server_cpu = _group_cpu_seconds(proc.pid) - cpu0
+            phases[name].client_cpu = time.process_time() - me0
+            if spy:
+                spy.wait()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+    stored, rows, spread = _counts(db)
+    acked = sum(len(p.acked) for p in phases.values())
+    return {"phases": phases, "load": load_before, "stored": stored, "rows": rows, "acked": acked, "spread": spread}
+
+
+def _fmt(values: list[float], unit: str = "", digits: int = 0) -> str:
+    """median [min-max] over repeats."""
+    return (f"{np.median(values):.{digits}f}{unit} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
+            if len(values) > 1 else f"{values[0]:.{digits}f}{unit}")
+
+
+def report(label: str, runs: list[dict], args: argparse.Namespace) -> None:
+    print(f"\n== {label}: {len(runs)} repeat(s), median [min-max] ==")
+    for name in ("closed", "open"):
+        ph = [r["phases"][name] for r in runs]
+        rate = [len(p.acked) / p.wall for p in ph]
+        p50 = [float(np.percentile(np.array(p.latencies or [np.nan]) * 1e3, 50)) for p in ph]
+        p99 = [float(np.percentile(np.array(p.latencies or [np.nan]) * 1e3, 99)) for p in ph]
+        cpu = [1e3 * p.server_cpu / max(len(p.acked), 1) for p in ph]
+        cli = [1e3 * p.client_cpu / max(len(p.acked), 1) for p in ph]
+        what = "closed loop" if name == "closed" else f"open loop at {args.rate:.0f} offered votes/s"
+        print(f"  {what}: {_fmt(rate)} acknowledged votes/s; vote latency p50 {_fmt(p50, ' ms', 1)}, "
+              f"p99 {_fmt(p99, ' ms', 1)}; refused {sum(len(p.errors) for p in ph)} "
+              f"{sorted({e for p in ph for e in p.errors})}; CPU per vote: server "
+              f"{_fmt(cpu, ' ms', 2)}, load generator {_fmt(cli, ' ms', 2)}")
+    loads = ", ".join(f"{r['load']:.1f}" for r in runs)
+    print(f"  load average (1 min) before each repeat: {loads}")
+    spreads = ", ".join(str(r["spread"]) for r in runs)
+    print(f"  served-count spread over non-gold comparisons (max-min), per repeat: {spreads}")
+    ok = all(r["stored"] == r["rows"] == r["acked"] for r in runs)
+    counts = "; ".join(f"{r['rows']} rows / {r['acked']} acked" for r in runs)
+    print(f"  database rows == acknowledged votes in every repeat: {ok} ({counts})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--raters", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--max-votes", type=int, default=20000)
-    parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL")
-    parser.add_argument("--rate", type=float, default=300.0,
-                        help="offered votes/s for the open-loop phase (the closed-loop phase always runs)")
+    parser.add_argument("--db", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"])
+    parser.add_argument("--workers", nargs="+", type=int, default=[2])
+    parser.add_argument("--raters", type=int, default=50, help="concurrent rater slots")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
+    parser.add_argument("--rate", type=float, default=600.0, help="offered votes/s in the open-loop phase")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pairs-per-rater", type=int, default=20, help="real pairs per rater (+2 gold)")
+    parser.add_argument("--max-votes", type=int, default=10**6, help="stop a phase after this many votes")
+    parser.add_argument("--watch-gate", action="store_true",
+                        help="require_delivery on, and fetch both videos of each pair before voting")
+    parser.add_argument("--profile", type=Path, help="write py-spy stacks of one worker (closed phase) here")
     args = parser.parse_args()
+    gate = ("ON: both videos of every pair are fetched before its vote" if args.watch_gate else
+            "OFF (study option require_delivery=False); no media fetched")
+    print(f"survey load: {args.raters} rater slots, {args.pairs_per_rater}+2 pairs per rater, phases of "
+          f"{args.seconds:.0f} s, {os.cpu_count()} CPUs; server-side watch gate {gate}; min_watch_fraction 0")
     with tempfile.TemporaryDirectory() as tmp:
-        systems = [f"system{k}" for k in range(6)]
-        src = write_example_dir(Path(tmp) / "src", systems, n_prompts=12, frames=9, size=32)
-        db = Path(tmp) / "load.db"
-        summary = build.create_study(t.make_engine(db), "load", build.collect_from_dir(src), Path(tmp) / "media",
-                                     build.StudyOptions(pairs_per_rater=180, gold_per_rater=2, min_watch_fraction=0.0))
-        proc, base = start_server(db, synchronous=args.synchronous)
-        port = int(base.rsplit(":", 1)[1])
-        results, cpu = {}, {}
+        folder = Path(tmp)
+        pg = start_in_tempdir(fsync=True) if "postgres" in args.db else None
         try:
-            for phase, rate in (("closed", 0.0), ("open", args.rate)):
-                cpu0, me0 = _cpu_seconds(proc.pid), time.process_time()
-                results[phase] = asyncio.run(_load(port, summary["public_id"], args.raters, args.seconds,
-                                                   args.max_votes, rate, phase))
-                cpu[phase] = (_cpu_seconds(proc.pid) - cpu0, time.process_time() - me0)
+            for kind in args.db:
+                for workers in args.workers:
+                    runs = []
+                    for k in range(args.repeats):
+                        db = str(folder / f"load-{workers}-{k}.db") if kind == "sqlite" else \
+                            pg.create_database(f"load_{workers}_{k}")
+                        runs.append(run_repeat(db, folder, workers, args))
+                    label = ("SQLite WAL synchronous=NORMAL" if kind == "sqlite" else
+                             "PostgreSQL 15 (fsync on, synchronous_commit on)") + f", {workers} worker(s)"
+                    report(label, runs, args)
         finally:
-            proc.terminate()
-            proc.wait()
-        with t.make_engine(db).connect() as conn:
-            stored = conn.execute(select(func.count(func.distinct(t.votes.c.assignment_id)))).scalar_one()
-            rows = conn.execute(select(func.count()).select_from(t.votes)).scalar_one()
-    total_acked = 0
-    for phase, (acked, latencies, errors, wall) in results.items():
-        total_acked += len(acked)
-        lat_ms = np.array(latencies) * 1000.0
-        label = "closed loop (each rater votes as soon as the last vote is acknowledged)" if phase == "closed" \
-            else f"open loop (offered {args.rate:.0f} votes/s, spread over the raters)"
-        print(f"{label}: raters={args.raters} synchronous={args.synchronous} wall={wall:.2f}s")
-        print(f"  acknowledged votes: {len(acked)}  ({len(acked) / wall:.0f} votes/s)")
-        print(f"  vote latency: p50={np.percentile(lat_ms, 50):.1f} ms  p99={np.percentile(lat_ms, 99):.1f} ms  "
-              f"max={lat_ms.max():.1f} ms")
-        print(f"  refused: {len(errors)} {sorted(set(errors))}")
-        server_cpu, client_cpu = cpu[phase]
-        print(f"  CPU per acknowledged vote: server {1000 * server_cpu / max(len(acked), 1):.2f} ms, "
-              f"load generator {1000 * client_cpu / max(len(acked), 1):.2f} ms "
-              f"(one dedicated core would sustain ~{len(acked) / max(server_cpu, 1e-9):.0f} votes/s)")
-    print(f"in database: {stored} votes ({rows} rows); acknowledged {total_acked}; "
-          f"nothing lost or doubled: {stored == total_acked == rows}")
+            if pg:
+                pg.stop()
+                shutil.rmtree(pg.folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

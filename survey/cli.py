@@ -130,21 +130,26 @@ MAX_WORKERS = 64
 
 
 def _open_database(db: str, synchronous: str):  # noqa: ANN202 - sqlalchemy Engine
-    """The engine with its schema, or one sentence saying why the database cannot be used."""
+    """The engine with its schema, checked writable, or one sentence saying why it cannot be used."""
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-    from survey.db import make_engine
+    from survey.db import DatabaseNotWritable, check_writable, make_engine
 
     try:
-        return make_engine(db, synchronous=synchronous)
+        engine = make_engine(db, synchronous=synchronous)
+        check_writable(engine)  # a read-only database would otherwise answer every vote 500
+        return engine
     except ModuleNotFoundError as exc:
         raise _user_error(f"The database driver {exc.name!r} is not installed; for PostgreSQL run "
                           f"pip install 'psycopg[binary]' and use a postgresql+psycopg:// URL.") from None
     except (ArgumentError, NoSuchModuleError) as exc:
         raise _user_error(f"--db {db!r} is neither a file path nor a valid SQLAlchemy URL ({exc}).") from None
+    except DatabaseNotWritable as exc:
+        raise _user_error(str(exc)) from None
     except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise _user_error(f"Cannot open the survey database {db!r}: {reason}.") from None
+        reason = str(exc.orig).strip().splitlines()[0].rstrip(".") if exc.orig else str(exc)
+        raise _user_error(f"Cannot open the survey database {db!r} ({reason}); check the path or URL and "
+                          f"that it is writable.") from None
 
 
 def _print_urls(engine, args: argparse.Namespace, token: str) -> None:  # noqa: ANN001 - sqlalchemy Engine
@@ -166,17 +171,16 @@ def _print_urls(engine, args: argparse.Namespace, token: str) -> None:  # noqa: 
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from survey import db as t
     from survey.app import create_app
 
     if not 1 <= args.workers <= MAX_WORKERS:
         raise _user_error(f"--workers must be between 1 and {MAX_WORKERS}, got {args.workers}.")
     token = args.admin_token or secrets.token_urlsafe(18)
     engine = _open_database(args.db, args.synchronous)  # also creates the schema once, before any worker
-    if hasattr(t, "check_writable"):  # S1's start-up check (issue 15 item 5), once it lands
-        t.check_writable(engine)
     _print_urls(engine, args, token)
-    options = dict(host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    # proxy_headers off: X-Forwarded-For from a loopback client would spoof the per-address rater cap
+    options = dict(host=args.host, port=args.port, log_level=args.log_level, access_log=False, proxy_headers=False,
+                   server_header=False, date_header=False)
     if args.workers == 1:
         uvicorn.run(create_app(engine, token), **options)
         return 0

@@ -1,4 +1,8 @@
-"""Survey against a real uvicorn subprocess: blinding of everything a rater receives, SIGKILL durability."""
+"""Survey against a real uvicorn subprocess: blinding of everything a rater receives, SIGKILL durability.
+
+Both run on SQLite with one server process and on several worker processes, SQLite and a real
+PostgreSQL server (tests/_postgres.py): each `server` parameter is (database, workers).
+"""
 
 from __future__ import annotations
 
@@ -21,10 +25,17 @@ SYSTEMS = ["leakcheck_alpha", "leakcheck_beta", "leakcheck_gamma"]
 STUDY = "leakcheck_study_name"
 
 
-def _make(tmp_path: Path, systems=SYSTEMS, n_prompts: int = 3, **options) -> tuple[Path, dict]:
+def database(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh survey database: a SQLite file, or a new database on the session's PostgreSQL server."""
+    return str(tmp_path / "survey.db") if kind == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+def _make(tmp_path: Path, systems=SYSTEMS, n_prompts: int = 3, db: str | None = None, **options) -> tuple[str, dict]:
     src = write_example_dir(tmp_path / "src", systems, n_prompts=n_prompts, i2v_prompts=1)
-    db = tmp_path / "survey.db"
-    opts = dict(pairs_per_rater=4, gold_per_rater=1, min_watch_fraction=0.0)
+    db = db or str(tmp_path / "survey.db")
+    # rater loops from one address, voting without fetching media: lift the per-client caps and the watch gate
+    opts = dict(pairs_per_rater=4, gold_per_rater=1, min_watch_fraction=0.0, require_delivery=False,
+                max_raters_per_client=None, start_burst=None)
     opts.update(options)
     summary = build.create_study(t.make_engine(db), STUDY, build.collect_from_dir(src), tmp_path / "media",
                                  build.StudyOptions(**opts))
@@ -36,9 +47,11 @@ def _leaks(text: str) -> list[str]:
     return [s for s in SYSTEMS + [STUDY, "leakcheck"] if s.lower() in low]
 
 
-def test_nothing_a_rater_receives_names_a_system(tmp_path):
-    db, summary = _make(tmp_path)
-    proc, base = start_server(db)
+@pytest.mark.parametrize("server", [("sqlite", 1), ("postgres", 2)], ids=["sqlite-1", "postgres-2"])
+def test_nothing_a_rater_receives_names_a_system(tmp_path, request, server):
+    kind, workers = server
+    db, summary = _make(tmp_path, db=database(kind, tmp_path, request), require_delivery=True)
+    proc, base = start_server(db, workers=workers)
     try:
         with httpx.Client(base_url=base) as client:
             seen: list[tuple[str, httpx.Response]] = []
@@ -70,6 +83,7 @@ def test_nothing_a_rater_receives_names_a_system(tmp_path):
                 seen.append(("vote", res))
                 pair = res.json()["next"]
         assert len(seen) > 10
+        assert pair["done"] and pair["completion_code"]  # every vote passed the server-side watch gate
         for url, res in seen:
             assert not _leaks(url) and not _leaks(str(res.url)), url
             assert not _leaks(" ".join(f"{k}: {v}" for k, v in res.headers.items())), (url, res.headers)
@@ -78,7 +92,7 @@ def test_nothing_a_rater_receives_names_a_system(tmp_path):
             if res.headers.get("content-type", "").startswith(("text/", "application/json")):
                 assert not _leaks(res.text), url
     finally:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
@@ -100,10 +114,14 @@ def _rater_loop(base: str, sid: str, pid: str, acked: list, stop: threading.Even
 
 
 @pytest.mark.slow
-def test_sigkill_loses_no_acknowledged_vote(tmp_path):
-    systems = [f"sys{k}" for k in range(6)]
-    db, summary = _make(tmp_path, systems=systems, n_prompts=10, pairs_per_rater=150, gold_per_rater=0)
-    proc, base = start_server(db)
+@pytest.mark.parametrize("server", [("sqlite", 1), ("sqlite", 2), ("postgres", 2)],
+                         ids=["sqlite-1", "sqlite-2", "postgres-2"])
+def test_sigkill_loses_no_acknowledged_vote(tmp_path, request, server):
+    kind, workers = server
+    systems = [f"sys{k}" for k in range(5)]  # 10 system pairs x 4 prompts: 40 comparisons, 320 votes for 8 raters
+    db, summary = _make(tmp_path, systems=systems, n_prompts=4, pairs_per_rater=40, gold_per_rater=0,
+                        db=database(kind, tmp_path, request))
+    proc, base = start_server(db, workers=workers)
     acked: list[int] = []
     stop = threading.Event()
     threads = [threading.Thread(target=_rater_loop, args=(base, summary["public_id"], f"r{k}", acked, stop))
@@ -113,7 +131,7 @@ def test_sigkill_loses_no_acknowledged_vote(tmp_path):
     deadline = time.monotonic() + 30
     while len(acked) < 150 and time.monotonic() < deadline:
         time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)  # mid-stream: votes are still coming in
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-stream, every server process at once: votes are still coming in
     proc.wait()
     stop.set()
     for th in threads:
@@ -124,13 +142,14 @@ def test_sigkill_loses_no_acknowledged_vote(tmp_path):
     with engine.connect() as conn:
         stored = set(conn.execute(select(t.votes.c.assignment_id)).scalars())
         n_votes = conn.execute(select(func.count()).select_from(t.votes)).scalar_one()
+    engine.dispose()
     missing = acked_ids - stored
     print(f"acknowledged {len(acked_ids)}, stored {len(stored)} ({n_votes} rows), lost {len(missing)}")
     assert not missing
     assert n_votes == len(stored)  # one row per assignment: exactly once
     assert len(stored) - len(acked_ids) <= len(threads)  # at most one in-flight commit per rater unacknowledged
     # the study carries on after a restart
-    proc, base = start_server(db)
+    proc, base = start_server(db, workers=workers)
     try:
         with httpx.Client(base_url=base) as client:
             rater = client.post(f"/api/s/{summary['public_id']}/start", json={"pid": "r0"}).json()["rater"]
@@ -140,5 +159,5 @@ def test_sigkill_loses_no_acknowledged_vote(tmp_path):
                 "rater": rater, "assignment": pair["assignment"], "token": pair["token"], "answers": ["left"]})
             assert res.status_code == 200
     finally:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
