@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "ablations.commands.metrics",
     "ablations.commands.train_dit",
     "ablations.commands.sample",
+    "ablations.commands.generate",
     "ablations.commands.sweep",
     "ablations.commands.results",
     "ablations.commands.report",

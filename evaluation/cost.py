@@ -4,7 +4,9 @@ at 121x512x768, latency measured on the run's hardware, and an H100 *estimate*.
 The estimate is FLOPs / (peak x utilisation) with both numbers stated in the config and in
 sweep.json; it is labelled as an estimate everywhere it appears. The paper's claim (121
 frames at 768x512 in about 2 s on one H100) is the comparison it is for: generation cost
-= `steps` DiT forwards + one VAE decode.
+= `steps` DiT forwards, twice that with classifier-free guidance (the conditional and the
+null caption run as one batch of 2), + one VAE decode (`generation_flops`; the `speed`
+stage puts its measured wall time beside it).
 
 The generation figures also carry what makes two DiT arms comparable: the DiT's own
 parameters and FFN width (`dit.match_params` narrows an MM-DiT's), and per axis (t, h, w)
@@ -38,6 +40,22 @@ def _vae_flops(vae_cfg: Any, frames: int, height: int, width: int) -> tuple[int,
                 vae.decode(mean, timestep=timestep)
             decode = counter.get_total_flops()
     return int(encode), int(decode), list(mean.shape[1:])
+
+
+def dit_forwards(steps: int, guidance_scale: float) -> int:
+    """Batch-1 DiT forwards of one generation: CFG doubles each step's batch (models.flow.guided_velocity)."""
+    return steps * (1 if guidance_scale == 1.0 else 2)
+
+
+def generation_flops(vae_cfg: Any, dit_cfg: Any, shape: tuple[int, int, int], *, steps: int, guidance_scale: float,
+                     fps: float) -> dict[str, int]:
+    """FLOPs of generating one video of `shape` (frames, height, width): the DiT forwards and the decode."""
+    from models.dit import describe_dit
+
+    forward = int(describe_dit(dit_cfg, *shape, fps=fps)["flops_per_forward"])
+    _, decode, _ = _vae_flops(vae_cfg, *shape)
+    dit_total = dit_forwards(steps, guidance_scale) * forward
+    return {"dit_forward": forward, "dit": dit_total, "decode": int(decode), "total": dit_total + int(decode)}
 
 
 def _median_latency(fn, repeats: int) -> float:
@@ -97,7 +115,7 @@ def variant_cost(cfg: Any) -> dict[str, dict[str, Any]]:
             "params": int(vae_params + dit_run["params"]), "tokens": int(dit_run["tokens"]),
             "flops_run": int(dit_run["flops_per_forward"]) + dec_gen,
             "flops_ref": int(dit_ref["flops_per_forward"]) + dec_ref, "latency_s": gen_s,
-            "h100_estimate_s": (steps * dit_ref["flops_per_forward"] + dec_ref) / peak,
+            "h100_estimate_s": (dit_forwards(steps, cfg.sample.guidance_scale) * dit_ref["flops_per_forward"] + dec_ref) / peak,
             "sampling_steps": steps, "tokens_ref": int(dit_ref["tokens"]),
             "dit_params": int(dit_run["params"]), "ffn_hidden": int(dit_run["ffn_hidden"]),
             **_per_axis("rope_max_rad", dit_run["rope_max_rad"]), **_per_axis("rope_min_rad", dit_run["rope_min_rad"]),

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 from torch import nn
@@ -243,11 +243,13 @@ def sample(
     generator: Generator = None,
     *,
     cfg: FlowConfig = FlowConfig(),
+    on_step: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Euler sampling from noise to latents (B, C, T, H, W), text-to-video or image-to-video.
 
     cond_latents (B, C, k, H, W): the clean latents of the first token row (k = 1 for a
-    causal VAE's 1 + 8m frames) to hold, or None for text-to-video.
+    causal VAE's 1 + 8m frames) to hold, or None for text-to-video. `on_step(i)` is called
+    after step i (the generate command times each step with it).
     """
     b, _, frames, _, _ = shape
     patch = model.config.patch
@@ -276,6 +278,8 @@ def sample(
         x = x + (t_next - t) * v.float()
         if k:
             x = torch.cat([cond_latents, x[:, :, k:]], dim=2)
+        if on_step is not None:
+            on_step(i)
     return x
 
 

@@ -110,33 +110,44 @@ def _warn_if_inconsistent(vae: nn.Module, flow_cfg: Any) -> None:
 
 @torch.no_grad()
 def decode_latents(vae: nn.Module, latents: torch.Tensor, flow_cfg: Any,
-                   generator: torch.Generator | list[torch.Generator] | tuple[torch.Generator, ...]) -> torch.Tensor:
+                   generator: torch.Generator | list[torch.Generator] | tuple[torch.Generator, ...],
+                   *, chunk_frames: int = 0, context: int | None = None) -> torch.Tensor:
     """Normalised latents (B, Cz, t, h, w) -> video (B, 3, T, H, W) in [-1, 1].
 
     `generator` draws the decode noise and the decoder's injected noise (one (H, W) field
     per call, shared by the batch). A sequence of B generators decodes each video alone
     with its own generator, so a video does not depend on what it is batched with.
+    `chunk_frames` > 0 decodes that many latent frames at a time with `context` frames of
+    overlap (`models.vae.tiling.decode_chunked`; the default context gives the full decode).
     """
     if isinstance(generator, (list, tuple)):
         generators = list(generator)
         if len(generators) != latents.shape[0]:
             raise ValueError(f"{len(generators)} generators for {latents.shape[0]} latents; pass one per video.")
-        return torch.cat([_decode(vae, latents[i : i + 1], flow_cfg, g) for i, g in enumerate(generators)])
-    return _decode(vae, latents, flow_cfg, generator)
+        return torch.cat([_decode(vae, latents[i : i + 1], flow_cfg, g, chunk_frames, context)
+                          for i, g in enumerate(generators)])
+    return _decode(vae, latents, flow_cfg, generator, chunk_frames, context)
 
 
-def _decode(vae: nn.Module, latents: torch.Tensor, flow_cfg: Any, generator: Any) -> torch.Tensor:
+def _decode(vae: nn.Module, latents: torch.Tensor, flow_cfg: Any, generator: Any, chunk_frames: int = 0,
+            context: int | None = None) -> torch.Tensor:
     from models.flow import prepare_decode
+    from models.vae.tiling import decode_chunked
+
+    def decode(z: torch.Tensor, timestep: torch.Tensor | None) -> torch.Tensor:
+        if chunk_frames:
+            return decode_chunked(vae, z, timestep, generator, chunk_frames=chunk_frames, context=context)
+        return vae.decode(z, timestep=timestep, generator=generator)
 
     latents = latents.float()
     if not getattr(vae.cfg, "decoder_timestep_conditioning", False):
-        return vae.decode(vae.denormalize_latents(latents), generator=generator).clamp(-1, 1)
+        return decode(vae.denormalize_latents(latents), None).clamp(-1, 1)
     if flow_cfg.decode_noise_space == "normalized":  # LTX-Video: noise the latents the DiT made, then de-normalise
         noisy, timestep = prepare_decode(latents, flow_cfg, generator)
         z = vae.denormalize_latents(noisy)
     else:  # diffusers: de-normalise, then noise
         z, timestep = prepare_decode(vae.denormalize_latents(latents), flow_cfg, generator)
-    return vae.decode(z, timestep=timestep, generator=generator).clamp(-1, 1)
+    return decode(z, timestep).clamp(-1, 1)
 
 
 @torch.no_grad()

@@ -142,7 +142,7 @@ class LTXDiT(nn.Module):
         """
         b, _, frames, height, width = latents.shape
         latent_shape = (frames, height, width)
-        x = self.patch_embed(patchify(latents, self.config.patch))  # (B, N, D)
+        x = self.patch_embed(patchify(latents.to(self.patch_embed.weight.dtype), self.config.patch))  # (B, N, D)
         n = x.shape[1]
         if timestep.dim() == 2 and timestep.shape[1] != n:
             raise ValueError(f"per-token timesteps have {timestep.shape[1]} tokens; the latents give {n}.")

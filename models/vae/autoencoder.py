@@ -302,8 +302,8 @@ class Decoder(nn.Module):
     def forward(
         self, z: torch.Tensor, timestep: torch.Tensor | None = None, generator: Generator = None
     ) -> torch.Tensor:
-        """z (B, Cz, t, h, w), timestep (B,) -> (B, 3, T, H, W)."""
-        x = self.conv_in(z)
+        """z (B, Cz, t, h, w), timestep (B,) -> (B, 3, T, H, W), in the decoder's dtype."""
+        x = self.conv_in(z.to(self.conv_in.weight.dtype))  # fp32 latents into a bf16 decoder
         sinusoid = None
         if self.timestep_scale is not None:
             if timestep is None:
