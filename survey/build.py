@@ -192,7 +192,7 @@ def create_study(engine: Engine, name: str, sources: list[SourceVideo], media_di
                 names.append(None)
                 frames.append(corrupt_frames(clips[gold_system], seed=rng.randrange(2**31)))
             ids = [tables.random_id() for _ in names]
-            payloads = encode_matched(frames, [root / f"{m}.{codec_ext}" for m in ids], fps, codec_ext)
+            payloads = encode_matched(frames, [root / f"{m}.{codec_ext}" for m in ids], fps, codec_ext, rng)
             duration = float(frames[0].shape[0] / fps)
             for system, media_id, payload in zip(names, ids, payloads):
                 _new_media(conn, study_id, root, mime, codec_ext, duration, payload, media_id)

@@ -16,6 +16,7 @@ players skip (`pad_to`: an mp4 `free` box, a WebM `Void` element inside the Segm
 from __future__ import annotations
 
 import os
+import random
 import struct
 from fractions import Fraction
 from pathlib import Path
@@ -113,35 +114,54 @@ def pad_to(path: str | Path, size: int, fmt: str) -> None:
 
 
 def encode_matched(clips: list[np.ndarray], paths: list[Path], fps: Fraction, fmt: str,
-                   rounds: int = 3, tolerance: float = 0.02) -> list[int]:
+                   rng: random.Random | None = None, rounds: int = 5, tolerance: float = 0.02) -> list[int]:
     """Encode clips (each (T, H, W, 3) uint8, same T) to files of one exact size; returns payload bytes.
 
     All start at one constant bitrate (cbr_bitrate of the largest frame). Hard content (noise, fast
-    motion) can overshoot the rate on short clips, so any clip whose payload is more than
-    `tolerance` below the largest is re-encoded at a proportionally higher rate (at most `rounds`
-    times): then neither the file size nor the payload inside it ranks the clips. The rest is
-    padding (pad_to), identical in size for every file of the group.
+    motion) overshoots the rate on short clips, so each clip then gets its own random target
+    payload within `tolerance` above the largest first encode and is re-encoded towards it (the
+    rate from the last two encodes, a secant step; at most `rounds` times). The random targets
+    mean that even the payload inside the file (read by parsing the container) does not rank the
+    clips: the overshooting one, a noisy gold copy, is no longer reliably the largest. The rest
+    is padding (pad_to), identical in size for every file of the group.
     """
+    rng = rng or random.Random(0)
     height = max(c.shape[1] for c in clips)
     width = max(c.shape[2] for c in clips)
-    rates = [cbr_bitrate(height, width, fps)] * len(clips)
-    sizes = []
-    for k, (clip, path) in enumerate(zip(clips, paths)):
-        write_video(clip, path, fps, fmt, rates[k])
-        sizes.append(os.path.getsize(path))
+    base = cbr_bitrate(height, width, fps)
+    history: list[list[tuple[int, int]]] = []
+    for clip, path in zip(clips, paths):
+        write_video(clip, path, fps, fmt, base)
+        history.append([(base, os.path.getsize(path))])
+    top = max(h[0][1] for h in history)
+    targets = [top * (1 + rng.uniform(0, tolerance)) for _ in clips]
     for _ in range(rounds):
-        target = max(sizes)
-        small = [k for k, n in enumerate(sizes) if n < target * (1 - tolerance)]
-        if not small:
+        off = [k for k, h in enumerate(history) if abs(h[-1][1] - targets[k]) > tolerance * top / 4]
+        if not off:
             break
-        for k in small:
-            rates[k] = int(rates[k] * target / sizes[k])
-            write_video(clips[k], paths[k], fps, fmt, rates[k])
-            sizes[k] = os.path.getsize(paths[k])
+        for k in off:
+            rate = _rate_towards(history[k], targets[k])
+            write_video(clips[k], paths[k], fps, fmt, rate)
+            history[k].append((rate, os.path.getsize(paths[k])))
+    sizes = [h[-1][1] for h in history]
     total = max(sizes) + PAD_MIN
     for path in paths:
         pad_to(path, total, fmt)
     return sizes
+
+
+def _rate_towards(history: list[tuple[int, int]], target: float) -> int:
+    """Bitrate expected to give `target` bytes: secant through the last two (rate, size) encodes.
+
+    Size is affine in rate (container and header bytes do not scale), so a proportional step
+    undershoots; with one encode so far, it is the first guess.
+    """
+    rate, size = history[-1]
+    if len(history) >= 2:
+        (r0, s0), (r1, s1) = history[-2:]
+        if r1 != r0 and (s1 - s0) / (r1 - r0) > 0:
+            return max(8_000, int(r1 + (target - s1) * (r1 - r0) / (s1 - s0)))
+    return max(8_000, int(rate * target / size))
 
 
 def corrupt_frames(frames: np.ndarray, seed: int) -> np.ndarray:

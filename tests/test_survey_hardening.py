@@ -107,6 +107,35 @@ def test_gold_pairs_and_systems_are_not_told_apart_by_size_headers_or_length(tmp
     assert _binomial_tail(passed, shown) > 1e-3, (passed, shown)
 
 
+def _mp4_payload(path: Path) -> int:
+    """Where a file's trailing `free` box starts: what a bot that parses the container would read."""
+    data, at = path.read_bytes(), 0
+    while at < len(data):
+        size, kind = int.from_bytes(data[at: at + 4], "big"), data[at + 4: at + 8]
+        if kind == b"free" and at + size == len(data):
+            return at
+        at += size
+    return len(data)
+
+
+def test_payload_inside_the_file_does_not_rank_gold_copies(tmp_path):
+    from fractions import Fraction
+
+    from survey.examples import example_frames
+    from survey.media import corrupt_frames
+
+    rng = random.Random(7)
+    passed = 0
+    n = 24
+    for k in range(n):  # a bot that downloads both videos, parses them and picks the smaller payload
+        clean = example_frames(k, frames=9, size=32)
+        paths = [tmp_path / f"{k}-clean.mp4", tmp_path / f"{k}-bad.mp4"]
+        encode_matched([clean, corrupt_frames(clean, seed=k)], paths, Fraction(24), "mp4", rng)
+        assert paths[0].stat().st_size == paths[1].stat().st_size
+        passed += _mp4_payload(paths[0]) < _mp4_payload(paths[1])
+    assert _binomial_tail(passed, n) > 1e-3, (passed, n)
+
+
 def test_padding_keeps_webm_and_mp4_playable(tmp_path):
     from survey.examples import example_frames
     from survey.media import corrupt_frames
