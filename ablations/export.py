@@ -25,6 +25,7 @@ extra, imported only here, inside the writer that needs them.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import math
 import os
@@ -201,14 +202,16 @@ def check_out_dir(out: str | os.PathLike) -> Path:
 
 
 def require_tracker(tracker: str) -> None:
-    """Import the tracker's package, or say which one to install (ExportError)."""
+    """Find the tracker's package, or say which one to install (ExportError).
+
+    Found, not imported: mlflow starts its usage telemetry on import, so the writer imports it
+    only once its environment (telemetry off) is set.
+    """
     if tracker not in TRACKER_PACKAGES:
         raise ExportError(f"Unknown tracker '{tracker}'; use one of {', '.join(TRACKERS)}.")
     module, package = TRACKER_PACKAGES[tracker]
-    try:
-        __import__(module)
-    except ImportError:
-        raise ExportError(f"`--to {tracker}` needs the {package} package: pip install 'ltxlab[export]'.") from None
+    if importlib.util.find_spec(module) is None:
+        raise ExportError(f"`--to {tracker}` needs the {package} package: pip install 'ltxlab[export]'.")
 
 
 def export_sweep(results: str | os.PathLike, sweep: str, tracker: str, out: str | os.PathLike,
@@ -340,7 +343,8 @@ def mlflow_uri(out: Path) -> str:
 
 def write_mlflow(runs: list[RunExport], out: Path) -> tuple[Path, str, list[str]]:
     """One MLflow run per store run in experiment <sweep> of the file store OUT/mlruns."""
-    with _env(MLFLOW_ALLOW_FILE_STORE="true", MLFLOW_TRACKING_URI=mlflow_uri(out)):
+    offline = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}  # mlflow 3 reports usage unless told not to
+    with _env(MLFLOW_ALLOW_FILE_STORE="true", MLFLOW_TRACKING_URI=mlflow_uri(out), **offline):
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=mlflow_uri(out))

@@ -173,11 +173,12 @@ def test_tensorboard_event_files_read_back(store, tmp_path):
 
 
 def test_mlflow_file_store_read_back(store, tmp_path, monkeypatch):
-    from mlflow.tracking import MlflowClient
-
-    _export(store, "mlflow", tmp_path, *store["ids"].values())
+    _export(store, "mlflow", tmp_path, *store["ids"].values())  # imports mlflow with its telemetry off
     _export(store, "mlflow", tmp_path, store["ids"]["done"])  # a second export replaces the first, not adds
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient(tracking_uri=f"file:{tmp_path / 'mlruns'}")
     experiment = client.get_experiment_by_name(SWEEP)
     found = {r.data.tags["ltxlab.run_id"]: r for r in client.search_runs([experiment.experiment_id], max_results=1000)}
