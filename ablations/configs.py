@@ -227,6 +227,15 @@ def check_buildable(cfg: RunConfig, stages: set[str]) -> None:
     _check_init(cfg, stages)
 
 
+def run_data_warnings(cfg: RunConfig) -> str | None:
+    """The run table's `data_warnings`: one sentence per broken file of the run's folder sources
+    (training skips them), found on the driver without decoding, one per line; None when there is nothing to say."""
+    from clips.dataset import data_warnings
+
+    sentences = dict.fromkeys(data_warnings(cfg.vae_data) + data_warnings(cfg.dit_data))
+    return "\n".join(sentences) or None
+
+
 def _check_eval(cfg: EvalConfig) -> None:
     """Metric names and configured weight paths, checked before launch (a missing file is a result, not an error)."""
     from evaluation.metrics import METRICS
@@ -251,5 +260,5 @@ def _check_init(cfg: RunConfig, stages: set[str]) -> None:
 
 
 __all__ = ["CostConfig", "EvalConfig", "Literal", "RunConfig", "check_buildable", "check_decoder_consistency",
-           "default_run_config",
+           "default_run_config", "run_data_warnings",
            "run_config_from_dict", "sync_pairing", "to_dict"]

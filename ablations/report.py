@@ -46,7 +46,20 @@ def build_report(root: str | Path, sweep: str, *, metrics: list[str] | None = No
         "headline_metrics": list(data.headline_metrics),
         "failed": [] if len(failed) == 0 else failed[["variant", "failure_reason"]].to_dict("records"),
         "set_metrics": evaluation["set_metrics"], "not_applicable": evaluation["not_applicable"], "done_runs": len(done),
+        "data_warnings": data_warning_lines(data.runs),
     }  # fmt: skip
+
+
+def data_warning_lines(runs: pd.DataFrame) -> list[str]:
+    """'<sentence> (k of n runs)' per broken input file the runs skipped (the run table's `data_warnings`,
+    one sentence per line); [] for sweeps without that column or without warnings."""
+    if "data_warnings" not in runs.columns or not len(runs):
+        return []
+    counts: dict[str, int] = {}
+    for text in runs["data_warnings"].dropna():
+        for sentence in dict.fromkeys(str(text).splitlines()):
+            counts[sentence] = counts.get(sentence, 0) + 1
+    return [f"{sentence} ({k} of {len(runs)} runs)" for sentence, k in counts.items()]
 
 
 def _fmt(value: Any) -> str:
@@ -134,6 +147,9 @@ def format_report(report: dict[str, Any], metrics: list[str] | None = None) -> s
                    f"{assumptions.get('utilisation')}, reference shape {assumptions.get('reference_shape')}")
     if report["failed"]:
         out += ["", "Failed runs:"] + [f"  {r['variant']}: {r['failure_reason']}" for r in report["failed"]]
+    if report.get("data_warnings"):
+        out += ["", "Data warnings (input files the runs skipped; fix or remove them):"]
+        out += [f"  {line}" for line in report["data_warnings"]]
     return "\n".join(out)
 
 

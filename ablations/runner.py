@@ -231,6 +231,8 @@ def _run_locked(sweep: Any, plan: Plan, store: SweepStore, started: float, previ
                 address: str | None, max_retries: int, progress: bool, quiet_ray: bool, poll_s: float,
                 faults: dict[str, dict[str, Any]] | None, full: bool) -> SweepOutcome:
     """The sweep, once its folder is locked: Ray, the store's first rows, the scheduling loop, the end."""
+    from ablations.configs import run_data_warnings
+
     variants = plan.variants
     slots = _init_ray(address, quiet_ray)
     import ray
@@ -242,7 +244,8 @@ def _run_locked(sweep: Any, plan: Plan, store: SweepStore, started: float, previ
     _write_sweep_json(store, sweep, variants, started, previous)
     for variant in variants:
         store.upsert_run({"run_id": variant.run_id, "variant": variant.name, "seed": variant.seed,
-                          **_replication_columns(variant), **variant.axes, "status": "pending", "failure_reason": None})
+                          **_replication_columns(variant), **variant.axes, "status": "pending", "failure_reason": None,
+                          "data_warnings": run_data_warnings(variant.config)})  # broken files the run skips
         store.write_run_json(variant.run_id, "config.json", to_dict(variant.config))
 
     threads = max(1, (os.cpu_count() or 1) // slots) if not (address or os.environ.get("RAY_ADDRESS")) else 1

@@ -21,7 +21,7 @@ from typing import Literal, Sequence
 
 from clips.corpus import CAPTIONS, CORPUS_NAMES, load_video
 from clips.errors import ClipError
-from clips.folder import check_folder, load_folder
+from clips.folder import broken_files, load_folder
 from clips.manifest_source import check_manifest_spec, manifest_clips, parse_shape
 from clips.sampling import check_split, sample_clips, short_side_for, split_range
 from clips.synthetic import make_scene
@@ -87,7 +87,7 @@ class DataSpec:
         """
         self.check_values()
         if self.source == "folder":
-            check_folder(self.folder)
+            broken_files(self.folder)  # no decoding; a folder with no usable mp4 stops here, before Ray
         if self.source == "manifest":
             check_manifest_spec(self)
 
@@ -105,6 +105,12 @@ declare_ranges(DataSpec, {
 def check_data_spec(spec: DataSpec) -> None:
     """What the sweep runner calls before launching anything: raises ClipError if unusable."""
     spec.validate()
+
+
+def data_warnings(spec: DataSpec) -> list[str]:
+    """What a run should show about its data: one sentence per broken file of a folder source
+    (training skips them; `clips.folder.broken_files`), [] for the other sources."""
+    return broken_files(spec.folder) if spec.source == "folder" else []
 
 
 def scene_seeds(spec: DataSpec, split: str) -> range:

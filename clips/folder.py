@@ -82,6 +82,54 @@ def read_captions(folder: str | os.PathLike) -> dict[str, str]:
     return captions
 
 
+def broken_files(folder: str | os.PathLike) -> list[str]:
+    """One sentence per mp4 of the folder that training would skip as broken, found without decoding the videos.
+
+    This is the driver's check, before Ray starts: the curation pipeline's pre-check
+    (`clips.curate.inputs.precheck`: stat, magic bytes, the mp4 box walk) for every file,
+    then its probe (container, video stream, one decoded frame) for the files that passed.
+    Cached per folder listing (names, sizes, mtimes), so the variants of a sweep share one pass.
+
+    Raises:
+        ClipError: the folder is missing, has no mp4, or none of its mp4 files is usable.
+    """
+    root = check_folder(folder)
+    files = list_mp4(root)
+    if not files:
+        raise ClipError(f"Video folder {root} contains no .mp4 files; add mp4 videos or pick another folder.")
+    return list(_broken_files(str(root), tuple(_signature(p) for p in files)))
+
+
+def _signature(path: Path) -> tuple[str, int, int]:
+    """(name, size, mtime): an edited or replaced file is checked again, not answered from the cache."""
+    try:
+        stat = path.stat()
+        return path.name, stat.st_size, stat.st_mtime_ns
+    except OSError:  # gone since listing: the pre-check reports it as missing
+        return path.name, -1, -1
+
+
+@lru_cache(maxsize=32)
+def _broken_files(root: str, listing: tuple[tuple[str, int, int], ...]) -> tuple[str, ...]:
+    from clips.curate.inputs import SourceFile, nothing_usable, precheck
+    from clips.curate.probe import ProbeConfig, ProbeError, probe
+
+    cfg, elsewhere = ProbeConfig(), "set the folder field to another folder"
+    sources = [SourceFile(path=str(Path(root) / name), caption=None) for name, _, _ in listing]
+    todo, condemned = precheck(sources, cfg, root, elsewhere)  # raises when nothing even looks like a video
+    usable = []
+    for source in todo:
+        try:
+            probe(source.path, cfg)
+            usable.append(source)
+        except ProbeError as exc:
+            condemned.append((source, exc))
+    if not usable:
+        raise ClipError(nothing_usable(sources, condemned, [], root, elsewhere))
+    condemned.sort(key=lambda pair: pair[0].path)
+    return tuple(f"Skipped {Path(source.path).name}: {exc}" for source, exc in condemned)
+
+
 @lru_cache(maxsize=64)
 def _decode(path: str, mtime_ns: int, size: int, short_side: int | None) -> tuple[np.ndarray, float]:
     # mtime and size are in the key so an edited file is decoded again, not served stale

@@ -159,7 +159,7 @@ def test_interrupted_sweep_resumes_from_checkpoints(ray_local, tmp_path):
     ("dit.text_conditioning=crossattention", "must be one of 'cross_attention', 'mmdit'"),
     ("vae.kind=ltxx", "Unknown VAE 'ltxx'; valid names are: conventional, ltx. Did you mean 'ltx'?"),
     ("vae_data.frames=16", "1 + 8k"),
-    ("vae_data.source=folder", "folder"),
+    ("vae_data.source=folder", "missing does not exist; pass an existing folder of mp4 files"),
 ])
 def test_bad_recipe_fails_before_any_ray_task(monkeypatch, tmp_path, capsys, override, expected):
     import ablations.runner as runner

@@ -34,6 +34,7 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ablations.report import data_warning_lines
     from ablations.store import StoreError, list_sweeps, load_sweep
 
     try:
@@ -54,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     columns = [c for c in dict.fromkeys(columns) if c in runs.columns]
     records = runs[columns].astype(object).where(runs[columns].notna(), None).to_dict("records")
     if args.json:
+        if "data_warnings" in runs.columns:  # one sentence per line; too wide for the text table, listed below it
+            for record, text in zip(records, runs["data_warnings"]):
+                record["data_warnings"] = str(text).splitlines() if isinstance(text, str) else []
         print(json.dumps(records, default=str, indent=2))
         return 0
     counts = runs["status"].value_counts().to_dict()
@@ -63,4 +67,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if records:
         print(_table(records, columns))
+    for line in data_warning_lines(runs):
+        print(f"data warning: {line}")
     return 0

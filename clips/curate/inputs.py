@@ -202,9 +202,11 @@ def precheck_file(path: str, cfg: ProbeConfig) -> tuple[bool, ProbeError | None]
     return _video_magic(head), None
 
 
-def precheck(files: list[SourceFile], cfg: ProbeConfig, src: str | os.PathLike
+def precheck(files: list[SourceFile], cfg: ProbeConfig, src: str | os.PathLike, elsewhere: str = "point SRC elsewhere"
              ) -> tuple[list[SourceFile], list[tuple[SourceFile, ProbeError]]]:
     """Split the inputs into (files for the pipeline, files condemned here with their ProbeError).
+
+    `elsewhere` ends the refusal's advice ("replace them with readable video files or ...").
 
     Raises:
         ClipError: no file is left that could be a video (one sentence with the reasons).
@@ -227,12 +229,13 @@ def precheck(files: list[SourceFile], cfg: ProbeConfig, src: str | os.PathLike
                 condemned.append((file, exc))
                 todo.remove(file)
     if plausible == 0:
-        raise ClipError(_nothing_usable(files, condemned, todo, src))
+        raise ClipError(nothing_usable(files, condemned, todo, src, elsewhere))
     return todo, condemned
 
 
-def _nothing_usable(files: list[SourceFile], condemned: list[tuple[SourceFile, ProbeError]],
-                    rest: list[SourceFile], src: str | os.PathLike) -> str:
+def nothing_usable(files: list[SourceFile], condemned: list[tuple[SourceFile, ProbeError]],
+                   rest: list[SourceFile], src: str | os.PathLike, elsewhere: str = "point SRC elsewhere") -> str:
+    """The one sentence for inputs of which none is a usable video: counts per reason and the first file."""
     reasons = Counter(error.reason for _, error in condemned)
     if rest:
         reasons["not a known video container"] += len(rest)
@@ -240,4 +243,4 @@ def _nothing_usable(files: list[SourceFile], condemned: list[tuple[SourceFile, P
     example = condemned[0][1] if condemned else None
     first = f"; first: {Path(example.path).name} ({example.reason})" if example else ""
     return (f"None of the {len(files)} files in {src} is a usable video ({summary}{first}); "
-            "replace them with readable video files or point SRC elsewhere.")
+            f"replace them with readable video files or {elsewhere}.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from ablations.report import data_warning_lines
 from dashboard.charts import parallel_coordinates
 from dashboard.common import axis_label, compare_selection, current_sweep, metric_availability, runs_with_axes
 
@@ -35,11 +36,15 @@ def main() -> None:
     counts = shown["status"].value_counts().to_dict()
     st.caption(f"{len(shown)} of {len(runs)} runs shown: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
 
+    warnings = data_warning_lines(shown)
+    if warnings:  # broken input files are skipped by training, so the runs trained on less than asked
+        st.warning("Data warnings: input files the runs skipped (the data_warnings column):\n\n"
+                   + "\n".join(f"- {line}" for line in warnings))
     failed = shown[shown["status"] == "failed"]
     if len(failed):
         st.warning(f"{len(failed)} run(s) failed; their reasons are in the failure_reason column and listed below the table.")
 
-    columns = runs_with_axes(data)
+    columns = runs_with_axes(data) + (["data_warnings"] if warnings else [])
     headline = [m for m in data.headline_metrics if m in runs.columns]
     st.dataframe(
         shown[columns], hide_index=True,
