@@ -118,7 +118,8 @@ def select_runs(data: SweepData, run_ids: list[str] | None) -> pd.DataFrame:
     unknown = [r for r in run_ids if r not in set(runs["run_id"])]
     if unknown:
         known = ", ".join(runs["run_id"].head(5))
-        raise ExportError(f"Run {', '.join(unknown)} is not in sweep '{data.name}' (its runs: {known}"
+        which = f"Run {unknown[0]} is" if len(unknown) == 1 else f"Runs {', '.join(unknown)} are"
+        raise ExportError(f"{which} not in sweep '{data.name}' (its runs: {known}"
                           f"{', ...' if len(runs) > 5 else ''}); pick ids from `ltxlab results {data.name}`.")
     return runs[runs["run_id"].isin(run_ids)]
 
@@ -146,7 +147,7 @@ def _run_tags(data: SweepData, row: dict, manifest: dict) -> dict[str, str]:
     provenance = flatten_tree({**sweep_provenance, **{k: v for k, v in manifest.items() if k != "evaluation"}})
     # of the evaluation protocol, only the weight hashes are provenance; the rest is in manifest.json
     provenance |= {f"evaluation.{k}": v for k, v in evaluation.items() if k.endswith("sha256")}
-    tags |= {f"provenance.{k}": v for k, v in provenance.items() if k not in ("run_id", "variant", "seed", "block", "status")}
+    tags |= {f"provenance.{k}": v for k, v in provenance.items() if f"ltxlab.{k}" not in tags}  # not twice
     return {k: as_text(v) for k, v in tags.items() if not _missing(v)}
 
 
