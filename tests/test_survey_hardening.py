@@ -154,8 +154,9 @@ def test_padding_keeps_webm_and_mp4_playable(tmp_path):
 
 # ---- 2. server-side watch gate ---------------------------------------------------------------
 def test_votes_need_both_videos_delivered_and_watched_across_two_servers(tmp_path):
-    engine, summary = _study(tmp_path, frames=24, n_prompts=2, pairs_per_rater=2, gold_per_rater=0,
-                             min_watch_fraction=0.9)  # clips last 1 s
+    # clips last 2 s: long enough that a loaded 2-core machine answers "too fast" in time
+    engine, summary = _study(tmp_path, frames=48, n_prompts=2, pairs_per_rater=2, gold_per_rater=0,
+                             min_watch_fraction=0.9)
     sid = summary["public_id"]
     procs = [start_server(tmp_path / "survey.db", admin_token=ADMIN) for _ in range(2)]
     try:
@@ -164,7 +165,7 @@ def test_votes_need_both_videos_delivered_and_watched_across_two_servers(tmp_pat
             rater = a.post(f"/api/s/{sid}/start", json={"pid": "P1"}).json()["rater"]
             pair = a.post(f"/api/s/{sid}/next", json={"rater": rater}).json()
             vote = {"rater": rater, "assignment": pair["assignment"], "token": pair["token"], "answers": ["left"]}
-            time.sleep(1.0)  # longer than the clips: only delivery is missing now
+            time.sleep(2.0)  # as long as the clips: only delivery is missing now
             res = b.post(f"/api/s/{sid}/vote", json=vote)
             assert res.status_code == 425 and "delivered" in res.json()["error"], res.text
             # headers only, and the first KB fifty times over: still nothing like the whole videos
@@ -185,7 +186,7 @@ def test_votes_need_both_videos_delivered_and_watched_across_two_servers(tmp_pat
             assert b.get(pair["right"]).status_code == 200
             res = a.post(f"/api/s/{sid}/vote", json=vote)  # delivered, but not yet played out
             assert res.status_code == 425 and "played" in res.json()["error"], res.text
-            time.sleep(0.95)
+            time.sleep(1.9)
             res = b.post(f"/api/s/{sid}/vote", json=vote)
             assert res.status_code == 200, res.text
             # a media URL is signed per assignment: a forged signature is a 404, like any unknown id
