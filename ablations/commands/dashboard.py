@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,4 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.results).is_dir():
         print(f"note: {args.results} does not exist yet; the dashboard will show sweeps once `ltxlab sweep` writes them.", file=sys.stderr)
     print(f"ltxlab dashboard: http://{args.host}:{args.port}  (results {args.results}; Ctrl-C stops it)", file=sys.stderr)
-    return subprocess.call(streamlit_command(APP, args.host, args.port), env=dashboard_env(args.results, args.survey_db, args.data))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # exec, not a child: this process becomes the Streamlit server, so SIGTERM, SIGINT, SIGHUP (and even
+    # SIGKILL) reach the server itself; a child left behind by a killed parent kept serving and held the port
+    os.execve(sys.executable, streamlit_command(APP, args.host, args.port),
+              dashboard_env(args.results, args.survey_db, args.data))
