@@ -76,7 +76,11 @@ def collect_run(store: Any, variant: Any, needed: list[Any], cache_root: Path, s
         if st.instance.stage in ("train_vae", "train_dit"):
             curve.extend(result.get("curve", []))
         if st.instance.stage == "cost":
-            cost = _cost_columns(result["cost"], dit_used=bool(stages & {"train_dit", "sample"}))
+            cost.update(_cost_columns(result["cost"], dit_used=bool(stages & {"train_dit", "sample"})))
+        if st.instance.stage == "speed":  # measured generation beside the cost estimate (ablations/stages/speed.py)
+            from ablations.stages.speed import speed_columns
+
+            cost.update(speed_columns(result["speed"]))
     headline = {name: float(np.mean(values[name])) for name in sweep.headline_metrics if values.get(name)}
     return {"metrics": metrics, "curve": curve, "headline": headline, "cost": cost, "evaluation": evaluation}
 

@@ -351,6 +351,12 @@ def run_cost(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str,
     return {"cost": variant_cost(cfg)}
 
 
+def run_speed(cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
+    from ablations.stages.speed import run_speed as measure
+
+    return measure(cfg, Path(upstream["train_vae"]), Path(upstream["train_dit"]))
+
+
 def _sharded(stage: str, cfg, folder: Path, upstream: dict[str, Path], on_step) -> dict[str, Any]:
     """`stage` as `train.workers` shards (Ray tasks, a GPU each when the cluster has GPUs; one shard runs
     in this task), merged into one result."""
@@ -380,4 +386,5 @@ STAGES_RUN: dict[str, Callable[..., dict[str, Any]]] = {
     "sample": run_sample,
     "eval_gen": run_eval_gen,
     "cost": run_cost,
+    "speed": run_speed,
 }

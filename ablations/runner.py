@@ -36,6 +36,7 @@ STAGE_SPECS: dict[str, StageSpec] = {
         StageSpec("sample", ("seed", "sample", "dit_data", "eval"), ("train_vae", "train_dit"), gpu=True),
         StageSpec("eval_gen", ("eval",), ("sample",)),
         StageSpec("cost", ("vae", "dit", "vae_data", "dit_data", "cost"), ()),
+        StageSpec("speed", ("sample", "dit_data", "cost"), ("train_vae", "train_dit"), gpu=True),  # ablations/stages/speed.py
     )
 }
 # stages that run on the run's `train.workers` workers (Ray Train for training, shards for the rest)

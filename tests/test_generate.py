@@ -15,35 +15,22 @@ import pytest
 import torch
 
 from ablations import cli
-from ablations.stages.encode_latents import encode_latents
 from ablations.stages.sample import SampleConfig, generate, write_png
 from ablations.stages.speed import prepare, timed_generate
-from ablations.stages.train_dit import DiTTrainConfig, load_dit, train_dit
-from ablations.stages.train_vae import VAETrainConfig, load_vae, train_vae
-from clips.dataset import DataSpec, load_clips
-from clips.io import read_video, to_model
+from ablations.stages.train_dit import load_dit
+from ablations.stages.train_vae import load_vae
+from clips.io import read_video
 from models.dit import dit_config
-from models.flow import flow_config, guided_velocity
-from models.losses.base import VAELossConfig
-from models.text import TextEncoderConfig
+from models.flow import guided_velocity
 from models.vae import vae_config
 from models.vae.tiling import decode_chunked, temporal_receptive_radius
-
-SPEC = DataSpec(source="synthetic", frames=9, height=32, width=32, num_scenes=4, num_heldout_scenes=1, seed=5)
+from tests._generate_util import train_tiny_pair
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """(vae folder, dit folder): a tiny ltx VAE and DiT trained for two steps each, through the real stages."""
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("generate")
-    videos = torch.stack([to_model(c.frames) for c in load_clips(SPEC, "train")[:2]])
-    train_vae(vae_config("ltx", "tiny"), VAELossConfig(), VAETrainConfig(steps=2, batch_size=2, warmup_steps=1),
-              videos, root / "vae", progress=False)
-    encode_latents(root / "vae", SPEC, root / "latents", text_cfg=TextEncoderConfig(max_length=16))
-    train_dit(dit_config("ltx", "tiny"), flow_config("tiny"), TextEncoderConfig(max_length=16),
-              DiTTrainConfig(steps=2, batch_size=2, warmup_steps=1), root / "latents", root / "dit", progress=False)
-    return root / "vae", root / "dit"
+    return train_tiny_pair(tmp_path_factory.mktemp("generate"))
 
 
 def test_cli_generates_any_shape_and_prints_the_breakdown(trained, tmp_path, capsys):

@@ -50,6 +50,6 @@ def demo(name: str = "demo") -> Sweep:
         axes={"loss.dwt": [0.0, 0.5], "dit.text_conditioning": ["cross_attention", "mmdit"]},
         seeds=(0, 1, 2),
         replicate_baseline=True,
-        stages=("eval_recon", "eval_gen", "cost"),
+        stages=("eval_recon", "eval_gen", "cost", "speed"),
         headline_metrics=("psnr", "ssim", "i2v.first_frame_psnr", "t2v.temporal_flicker"),
     )

@@ -1,4 +1,5 @@
-"""Cost: parameters, tokens, FLOPs, measured latency and the H100 estimate per variant, with the assumptions."""
+"""Cost: parameters, tokens, FLOPs, measured latency and the H100 estimate per variant, with the assumptions;
+and the `speed` stage's measured generation wall time beside the estimate, with the implied MFU."""
 
 from __future__ import annotations
 
@@ -12,6 +13,41 @@ COST_FORMATS = {"cost.params": "compact", "cost.tokens": "compact", "cost.flops_
                 "cost.flops_ref": "scientific", "cost.latency_s": "%.3f", "cost.h100_estimate_s": "%.2f",
                 "cost.dit_params": "compact", "cost.rope_max_rad_t": "%.3g", "cost.rope_max_rad_h": "%.3g",
                 "cost.rope_max_rad_w": "%.3g"}  # fmt: skip
+
+# the speed stage's columns (ablations/stages/speed.py::speed_columns): run shape, then 121x512x768 on a GPU
+SPEED_LABELS = {"speed.wall_s": "measured generation (s)", "speed.dit_s": "DiT steps (s)", "speed.decode_s": "decode (s)",
+                "speed.text_s": "text (s)", "speed.flops": "generation FLOPs", "speed.tflops_achieved": "achieved TFLOP/s",
+                "speed.mfu": "MFU", "speed.ref_wall_s": "measured at 121x512x768 (s)",
+                "speed.ref_mfu": "MFU at 121x512x768"}  # fmt: skip
+SPEED_FORMATS = {"speed.flops": "scientific", "speed.tflops_achieved": "%.4f", "speed.mfu": "percent",
+                 "speed.ref_mfu": "percent"}  # fmt: skip
+
+
+def speed_table(runs):  # type: ignore[no-untyped-def]
+    """Per variant: the H100 estimate beside the measured generation and the implied MFU, or None without speed rows."""
+    present = [c for c in SPEED_LABELS if c in runs.columns and runs[c].notna().any()]
+    if "speed.wall_s" not in present:
+        return None
+    columns = (["cost.h100_estimate_s"] if "cost.h100_estimate_s" in runs.columns else []) + present
+    table = runs.groupby("variant", sort=False)[columns].median().reset_index()
+    if "speed.ref_wall_s" in table and "cost.h100_estimate_s" in table:
+        table["measured / estimate"] = table["speed.ref_wall_s"] / table["cost.h100_estimate_s"]
+    return table.rename(columns={**SPEED_LABELS, **COST_LABELS})
+
+
+def show_speed(runs) -> None:  # type: ignore[no-untyped-def]
+    st.subheader("Measured generation (speed stage) beside the estimate")
+    table = speed_table(runs)
+    if table is None:
+        st.info("No measured generation times yet: add the `speed` stage to the sweep (it is in `demo`).")
+        return
+    formats = {SPEED_LABELS.get(c, c): SPEED_FORMATS.get(c, "%.3f") for c in SPEED_LABELS}
+    st.dataframe(table, hide_index=True,
+                 column_config={k: st.column_config.NumberColumn(format=v) for k, v in formats.items() if k in table})
+    st.caption("Measured = median wall time of a whole generation (text, every DiT step with CFG, decode) with the "
+               "trained models at the run's shape, on the worker's hardware. MFU = generation FLOPs / wall / H100 "
+               "peak, shown for CUDA workers only; 121x512x768 is measured on GPU workers only, so without one the "
+               "estimate stands alone at that shape.")
 
 def main() -> None:
     """Render the Cost page (a function, so early exits are `return`, not st.stop)."""
@@ -48,6 +84,7 @@ def main() -> None:
             x=alt.X(f"{COST_LABELS[metric]}:Q", axis=alt.Axis(format="~s")), y=alt.Y("variant:N", sort="-x", title=None, axis=alt.Axis(labelLimit=420)), tooltip=["variant:N", alt.Tooltip(f"{COST_LABELS[metric]}:Q", format=".4g")]
         )  # fmt: skip
         st.altair_chart(chart.properties(height=alt.Step(26)), width="stretch")
+    show_speed(runs)
 
 
 main()
