@@ -24,6 +24,7 @@ from ablations.recipes import RECIPES
 from models.config import ConfigError, check_ranges, field_ranges
 from models.dit import DITS
 from models.vae import VAES, vae_config
+from tests._cli import one_sentence, stop_before_ray
 
 
 def _reachable(cfg: Any, prefix: str = "") -> dict[str, tuple[type, str]]:
@@ -158,19 +159,7 @@ BAD_VALUES = [
 
 @pytest.fixture()
 def no_ray(monkeypatch):
-    import ablations.runner as runner
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("Ray was started for an invalid config")
-
-    monkeypatch.setattr(runner, "_init_ray", refuse)
-
-
-def _one_sentence(capsys, code: int) -> str:
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
+    stop_before_ray(monkeypatch)  # an invalid config that got this far fails the test with RayReached
 
 
 def test_the_table_is_wide():
@@ -182,7 +171,7 @@ def test_bad_set_value_is_one_sentence_before_ray(no_ray, tmp_path, capsys, assi
     started = time.perf_counter()
     code = main(["sweep", "tiny-pair", "--results", str(tmp_path), "--set", assignment])
     elapsed = time.perf_counter() - started
-    err = _one_sentence(capsys, code)
+    err = one_sentence(capsys, code)
     assert expected in err, err
     assert not any(tmp_path.iterdir()), "something was written for an invalid config"
     print(f"{assignment}: refused in {elapsed:.3f} s")
@@ -198,7 +187,7 @@ def test_bad_set_value_is_one_sentence_before_ray(no_ray, tmp_path, capsys, assi
 def test_train_vae_refuses_before_writing(tmp_path, capsys, flags, expected):
     out = tmp_path / "vae"
     code = main(["train-vae", "--out", str(out), *flags])
-    assert expected in _one_sentence(capsys, code)
+    assert expected in one_sentence(capsys, code)
     assert not out.exists()
 
 
@@ -214,7 +203,7 @@ def test_train_dit_refuses_before_encoding(tmp_path, capsys, flags, expected):
     (vae / "vae.pt").write_bytes(b"")  # never read: --preset names the VAE kind, and the refusal comes first
     out = tmp_path / "dit"
     code = main(["train-dit", "--vae", str(vae), "--preset", "ltx", "--out", str(out), *flags])
-    assert expected in _one_sentence(capsys, code)
+    assert expected in one_sentence(capsys, code)
     assert not out.exists()
 
 
@@ -228,7 +217,7 @@ def test_sample_refuses_before_loading(tmp_path, capsys, flags, expected):
     missing = tmp_path / "no-such-checkpoint"  # loading it would fail differently: the range comes first
     out = tmp_path / "video.mp4"
     code = main(["sample", "--checkpoint", str(missing), "--prompt", "a red circle", "--out", str(out), *flags])
-    assert expected in _one_sentence(capsys, code)
+    assert expected in one_sentence(capsys, code)
     assert not out.exists()
 
 

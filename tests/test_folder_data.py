@@ -23,6 +23,7 @@ from ablations.configs import default_run_config
 from ablations.overrides import apply_overrides
 from clips.dataset import DataSpec, data_warnings
 from clips.io import write_video
+from tests._cli import RayReached, one_sentence, stop_before_ray
 
 BROKEN = ("cut.mp4", "empty.mp4", "garbage.mp4")
 
@@ -58,25 +59,9 @@ def all_broken(tmp_path, folder) -> Path:
     return root
 
 
-class RayReached(Exception):
-    """Raised instead of starting Ray: the config got through every driver-side check."""
-
-
 @pytest.fixture()
 def no_ray(monkeypatch):
-    import ablations.runner as runner
-
-    def reached(*args, **kwargs):
-        raise RayReached
-
-    monkeypatch.setattr(runner, "_init_ray", reached)
-
-
-def _one_sentence(capsys, code: int) -> str:
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
+    stop_before_ray(monkeypatch)
 
 
 def test_source_and_folder_can_be_set_in_either_order(folder, no_ray, tmp_path):
@@ -95,7 +80,7 @@ def test_missing_folder_is_one_sentence_naming_it(no_ray, tmp_path, capsys):
     missing = tmp_path / "missing"
     code = main(["sweep", "tiny-pair", "--results", str(tmp_path), "--set", "vae_data.source=folder",
                  "--set", f"vae_data.folder={missing}"])
-    err = _one_sentence(capsys, code)
+    err = one_sentence(capsys, code)
     assert f"Video folder {missing} does not exist; pass an existing folder of mp4 files." in err
 
 
@@ -103,13 +88,13 @@ def test_all_broken_folder_fails_before_ray(all_broken, no_ray, tmp_path, capsys
     results = tmp_path / "results"
     code = main(["sweep", "tiny-pair", "--results", str(results), "--set", "vae_data.source=folder",
                  "--set", f"vae_data.folder={all_broken}"])
-    err = _one_sentence(capsys, code)
+    err = one_sentence(capsys, code)
     assert f"None of the 3 files in {all_broken} is a usable video" in err
     assert "1 truncated" in err and "1 empty" in err and "set the folder field to another folder" in err
     assert not results.exists()
     out = tmp_path / "vae"
     code = main(["train-vae", "--data", str(all_broken), "--out", str(out), "--frames", "9", "--size", "32x32"])
-    assert f"None of the 3 files in {all_broken} is a usable video" in _one_sentence(capsys, code)
+    assert f"None of the 3 files in {all_broken} is a usable video" in one_sentence(capsys, code)
     assert not out.exists()
 
 
