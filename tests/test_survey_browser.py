@@ -36,7 +36,8 @@ def test_rater_flow_in_chromium(tmp_path: Path):
     src = write_example_dir(tmp_path / "src", SYSTEMS, n_prompts=3, i2v_prompts=1)
     db = tmp_path / "survey.db"
     engine = t.make_engine(db)
-    # default min_watch_fraction (0.9): the server also refuses votes sooner than the clips last
+    # defaults: the server refuses votes before both videos were delivered (require_delivery) or
+    # sooner than min_watch_fraction (0.9) x their duration; the real page must pass both
     summary = build.create_study(engine, "browser_study", build.collect_from_dir(src), tmp_path / "media",
                                  build.StudyOptions(pairs_per_rater=3, gold_per_rater=1,
                                                     completion_url="https://platform.example/done?cc={code}"))
@@ -80,7 +81,10 @@ def test_rater_flow_in_chromium(tmp_path: Path):
         n_votes = conn.execute(select(func.count()).select_from(t.votes)).scalar_one()
         n_assign = conn.execute(select(func.count()).select_from(t.assignments)).scalar_one()
         per = conn.execute(select(t.votes.c.assignment_id, func.count()).group_by(t.votes.c.assignment_id)).all()
+        delivered = set(conn.execute(select(t.deliveries.c.assignment_id, t.deliveries.c.part)
+                                     .where(t.deliveries.c.part < 2)).all())
     assert n_votes == n_assign == total and all(c == 1 for _, c in per)
+    assert {aid for aid, _ in per} == {aid for aid, _ in delivered} and len(delivered) == 2 * total
     assert href == f"https://platform.example/done?cc={code}"
     # blinding, as the browser saw it: URLs, headers, bodies
     assert any("/m/" in url for url in texts)

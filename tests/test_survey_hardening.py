@@ -18,6 +18,7 @@ import random
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -87,7 +88,7 @@ def test_gold_pairs_and_systems_are_not_told_apart_by_size_headers_or_length(tmp
     client = TestClient(create_app(engine, ADMIN))
     sid = summary["public_id"]
     passed = shown = 0
-    for r in range(40):
+    for r in range(30):
         rater = client.post(f"/api/s/{sid}/start", json={"pid": f"bot{r}"}).json()["rater"]
         pair = client.post(f"/api/s/{sid}/next", json={"rater": rater}).json()
         while not pair["done"]:
@@ -102,7 +103,7 @@ def test_gold_pairs_and_systems_are_not_told_apart_by_size_headers_or_length(tmp
                 passed += pick == clean
             pair = client.post(f"/api/s/{sid}/vote", json={"rater": rater, "assignment": pair["assignment"],
                                                            "token": pair["token"], "answers": [pick]}).json()["next"]
-    assert shown >= 60
+    assert shown >= 50
     # not above chance: a pass rate this high or higher is likely for a coin (one-sided, p > 0.001)
     assert _binomial_tail(passed, shown) > 1e-3, (passed, shown)
 
@@ -158,7 +159,8 @@ def test_votes_need_both_videos_delivered_and_watched_across_two_servers(tmp_pat
     engine, summary = _study(tmp_path, frames=48, n_prompts=2, pairs_per_rater=2, gold_per_rater=0,
                              min_watch_fraction=0.9)
     sid = summary["public_id"]
-    procs = [start_server(tmp_path / "survey.db", admin_token=ADMIN) for _ in range(2)]
+    with ThreadPoolExecutor(2) as pool:  # two server processes on one database, started side by side
+        procs = list(pool.map(lambda _: start_server(tmp_path / "survey.db", admin_token=ADMIN), range(2)))
     try:
         (_, a_url), (_, b_url) = procs
         with httpx.Client(base_url=a_url, timeout=10) as a, httpx.Client(base_url=b_url, timeout=10) as b:
@@ -189,6 +191,11 @@ def test_votes_need_both_videos_delivered_and_watched_across_two_servers(tmp_pat
             time.sleep(1.9)
             res = b.post(f"/api/s/{sid}/vote", json=vote)
             assert res.status_code == 200, res.text
+            # X-Forwarded-For from a loopback client does not make it a new address: P1 plus two more
+            # raters fill this address's cap (3), whatever the header says
+            codes = [a.post(f"/api/s/{sid}/start", json={"pid": f"spoof{k}"},
+                            headers={"X-Forwarded-For": f"203.0.113.{k}"}).status_code for k in range(5)]
+            assert codes == [200, 200, 429, 429, 429], codes
             # a media URL is signed per assignment: a forged signature is a 404, like any unknown id
             forged = pair["left"][:-4] + ("AAAA" if not pair["left"].endswith("AAAA") else "BBBB")
             assert a.get(forged).status_code == 404
@@ -347,6 +354,8 @@ def test_hostile_input_gets_4xx_not_500(tmp_path):
         res = client.request(method, path, headers={k: v.encode("utf-8") for k, v in headers.items()}, content=raw)
         if res.status_code >= 500:
             failures.append((method, path, headers, raw[:80], res.status_code, res.text[:200]))
+        elif res.status_code >= 400 and method != "HEAD" and "json" in res.headers.get("content-type", ""):
+            one_sentence(res)
     assert not failures, failures[:5]
     # and the server still serves a genuine vote
     res = client.post(f"/api/s/{sid}/vote", json={"rater": rater, "assignment": pair["assignment"],
