@@ -204,11 +204,31 @@ def make_engine(db: str | Path, synchronous: str = "NORMAL", create_schema: bool
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
     else:
-        # pool_pre_ping: a restarted database server must not turn the next requests into 500s.
-        engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=24)
+        engine = create_engine(url, pool_size=8, max_overflow=24)
+        event.listen(engine, "checkout", _drop_if_closed_by_server)
     if create_schema:
         metadata.create_all(engine)
     return engine
+
+
+def _drop_if_closed_by_server(dbapi_conn, _record, _proxy) -> None:  # noqa: ANN001 - DBAPI connection
+    """Pool checkout check without a round trip: a restarted server must not turn requests into 500s.
+
+    An idle pooled connection has nothing to read. When the server goes away (restart, idle
+    timeout, pg_terminate_backend) it sends a FATAL message or closes the socket, which makes the
+    socket readable; the pool then replaces the connection (DisconnectionError). This costs a
+    zero-timeout poll, where pool_pre_ping's SELECT 1 cost ~1 ms of CPU per request.
+    """
+    import select
+
+    from sqlalchemy.exc import DisconnectionError
+
+    if dbapi_conn.closed:
+        raise DisconnectionError("this pooled connection is closed")
+    poll = select.poll()  # not select.select: file descriptors above 1023 are fine
+    poll.register(dbapi_conn.fileno(), select.POLLIN)
+    if poll.poll(0):
+        raise DisconnectionError("the database server closed this pooled connection")
 
 
 def random_id(nbytes: int = 16) -> str:

@@ -82,6 +82,11 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def restart(self) -> None:
+        """Stop (ending every client connection) and start again with the same options."""
+        self._run("pg_ctl", "restart", "-m", "fast", "-w", "-t", "60", "-D", str(self.folder / "data"),
+                  "-l", str(self.folder / "server.log"))
+
     def stop(self) -> None:
         self._run("pg_ctl", "stop", "-m", "fast", "-w", "-D", str(self.folder / "data"))
 

@@ -136,6 +136,20 @@ def _check_exactly_once(base: str, sid: str, db: str) -> None:
     assert sorted(positions) == list(range(len(positions))) and len(positions) == 2  # voted pair + the next one
 
 
+def _check_survives_restart(base: str, sid: str, server) -> None:  # noqa: ANN001 - _postgres.PostgresServer
+    """Votes right after a PostgreSQL restart (every pooled connection of every worker dead) all count."""
+    clients = [_client(base) for _ in range(4)]  # fresh connections: both workers' pools get used
+    raters = [c.post(f"/api/s/{sid}/start", json={"pid": f"R{k}"}).json()["rater"] for k, c in enumerate(clients)]
+    pairs = [c.post(f"/api/s/{sid}/next", json={"rater": r}).json() for c, r in zip(clients, raters)]
+    server.restart()
+    for _ in range(3):
+        for k, (client, rater) in enumerate(zip(clients, raters)):
+            res = client.post(f"/api/s/{sid}/vote", json={"rater": rater, "assignment": pairs[k]["assignment"],
+                                                         "token": pairs[k]["token"], "answers": ["tie"]})
+            assert res.status_code == 200, res.text
+            pairs[k] = res.json()["next"]
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_workers_balance_pairs_and_count_each_vote_once(tmp_path, request, kind):
     db, summary = _make(tmp_path, systems=["s0", "s1", "s2", "s3"], n_prompts=6, pairs_per_rater=6, gold_per_rater=0,
@@ -144,6 +158,8 @@ def test_workers_balance_pairs_and_count_each_vote_once(tmp_path, request, kind)
     try:
         _check_balance(base, summary["public_id"], db, proc.pid)
         _check_exactly_once(base, summary["public_id"], db)
+        if kind == "postgres":
+            _check_survives_restart(base, summary["public_id"], request.getfixturevalue("postgres_server"))
         workers = _worker_cpu(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)  # the supervisor alone: its workers must not outlive it
         proc.wait()
@@ -196,3 +212,4 @@ def test_serve_refuses_bad_settings_in_one_sentence(tmp_path, args, words):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, err
     assert words in err and len(err.strip().splitlines()) == 1, err
+
