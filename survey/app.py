@@ -233,7 +233,7 @@ def create_app(engine: Engine, admin_token: str) -> Starlette:
         return JSONResponse(await call(store.vote, state, rid, body), headers=_HEADERS)
 
     async def media(request: Request) -> Response:
-        path, mime, aid, part, _payload = await call(store.media, request.path_params["media"])
+        path, mime, aid, part = await call(store.media, request.path_params["media"])
         try:
             size = Path(path).stat().st_size
         except OSError:

@@ -50,7 +50,7 @@ _UPD_DONE = text("UPDATE raters SET completed_at = :now, n_pairs = :n WHERE id =
 _SEL_DELIVERED = text("SELECT part, first_byte, end_byte, at FROM deliveries WHERE assignment_id = :aid AND part < 2")
 _INS_DELIVERY = text("INSERT INTO deliveries (assignment_id, part, first_byte, end_byte, at) "
                      "VALUES (:aid, :part, :first, :end, :at)")
-_SEL_MEDIA_ASSIGNMENT = text("SELECT study_id, rater_id, comparison_id, left_is_a FROM assignments WHERE id = :aid")
+_SEL_MEDIA_ASSIGNMENT = text("SELECT study_id, comparison_id, left_is_a FROM assignments WHERE id = :aid")
 # One atomic statement takes a token from the client's bucket (refilled by elapsed time, capped at
 # the burst): no read-then-write race between server processes. CASE, not MIN/LEAST, so that
 # SQLite and PostgreSQL share it.
@@ -404,8 +404,8 @@ class Store:
             raise ApiError(425, "This vote came before both videos were delivered to you; let both play to the end.")
         raise ApiError(425, "This vote came before both videos could have played to the end; watch both first.")
 
-    def media(self, token: str) -> tuple[str, str, int, int, int]:
-        """(file path, mime type, assignment id, part, payload bytes) of a per-assignment media URL.
+    def media(self, token: str) -> tuple[str, str, int, int]:
+        """(file path, mime type, assignment id, part) of a per-assignment media URL.
 
         Anything unknown or unsigned is a 404 (never a hint about which part of it was wrong).
         """
@@ -428,7 +428,7 @@ class Store:
         else:
             media_id = (media_a, media_b)[part ^ (not row.left_is_a)]
         path, mime = state.files[media_id]
-        return path, mime, aid, part, state.payloads[media_id]
+        return path, mime, aid, part
 
     def record_delivery(self, aid: int, part: int, first: int, end: int, at: float) -> None:
         """Note that bytes [first, end) of one part of an assignment were sent (commits before returning)."""
