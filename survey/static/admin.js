@@ -1,4 +1,4 @@
-// Admin page: studies, votes per pair, raters and flagged raters. Token stays in this tab only.
+// Admin page: studies, votes per pair, raters, flagged raters and refused voters. Token stays in this tab only.
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
@@ -26,7 +26,9 @@
     box.textContent = "";
     const h = document.createElement("h2"); h.textContent = name; box.appendChild(h);
     const p = document.createElement("p"); p.textContent = JSON.stringify(s.counts); box.appendChild(p);
-    for (const [title, rows] of [["Votes per system pair", s.votes_per_pair], ["Flagged raters", s.flagged], ["Raters", s.raters]]) {
+    for (const [title, rows] of [["Votes per system pair", s.votes_per_pair], ["Flagged raters", s.flagged],
+                                 ["Raters with refused votes (voted before the videos arrived or ended)", s.refused || []],
+                                 ["Raters", s.raters]]) {
       const h3 = document.createElement("h3"); h3.textContent = title; box.appendChild(h3); box.appendChild(table(rows));
     }
   }
