@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal, Sequence
 
-from clips.corpus import CAPTIONS, CORPUS_NAMES, load_video
+from clips.corpus import CAPTIONS, CORPUS_NAMES, load_video, video_path
 from clips.errors import ClipError
-from clips.folder import broken_files, load_folder
+from clips.io import resized_hw
+from clips.folder import broken_files, load_folder, usable_shapes
 from clips.manifest_source import check_manifest_spec, manifest_clips, parse_shape
 from clips.sampling import check_split, sample_clips, short_side_for, split_range
 from clips.synthetic import make_scene
@@ -86,8 +88,8 @@ class DataSpec:
         dashboard reading old runs) must still load when its folder is not here.
         """
         self.check_values()
-        if self.source == "folder":
-            broken_files(self.folder)  # no decoding; a folder with no usable mp4 stops here, before Ray
+        if self.source in ("bundled", "folder"):
+            check_fits(self)  # no decoding; a folder with no usable mp4, or clips too long for every video, stop here
         if self.source == "manifest":
             check_manifest_spec(self)
 
@@ -105,6 +107,34 @@ declare_ranges(DataSpec, {
 def check_data_spec(spec: DataSpec) -> None:
     """What the sweep runner calls before launching anything: raises ClipError if unusable."""
     spec.validate()
+
+
+@lru_cache(maxsize=1)
+def _corpus_shapes() -> tuple[tuple[str, int, int, int], ...]:
+    from clips.curate.probe import probe
+
+    return tuple((name, m.frames, m.height, m.width) for name in CORPUS_NAMES for m in [probe(video_path(name))])
+
+
+def check_fits(spec: DataSpec) -> None:
+    """Refuse, from container metadata alone (the curation probe, no decoding), a bundled or folder spec
+    that no video can give a clip of in both splits; `load_clips` would find out only after decoding all."""
+    shapes, where = (_corpus_shapes(), "the bundled corpus") if spec.source == "bundled" else (
+        usable_shapes(spec.folder), f"folder {spec.folder}")
+    short_side = short_side_for(spec.height, spec.width, spec.scale)
+    skipped = []
+    for name, frames, height, width in shapes:
+        if short_side:
+            height, width = resized_hw(height, width, short_side)
+        if _unusable((frames + 1, height, width), spec) is None:  # + 1: a container's count may be a frame short
+            return
+        skipped.append(name)
+    raise ClipError(_none_fit(spec, where, skipped))
+
+
+def _none_fit(spec: DataSpec, where: str, skipped: list[str]) -> str:
+    return (f"No video in {where} is long and large enough for {spec.frames}x{spec.height}x{spec.width} clips in "
+            f"both splits (skipped {', '.join(skipped)}); lower frames, height or width.")
 
 
 def data_warnings(spec: DataSpec) -> list[str]:
@@ -163,9 +193,7 @@ def load_clips(spec: DataSpec, split: str) -> list[Clip]:
                               width=spec.width, count=spec.clips_per_video, seed=spec.seed,
                               source=spec.source, caption=caption, short_side=short_side)
     if not clips:
-        raise ClipError(f"No video in {where} is long and large enough for "
-                        f"{spec.frames}x{spec.height}x{spec.width} clips in both splits "
-                        f"(skipped {', '.join(skipped)}); lower frames, height or width.")
+        raise ClipError(_none_fit(spec, where, skipped))
     return clips
 
 

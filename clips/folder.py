@@ -93,11 +93,19 @@ def broken_files(folder: str | os.PathLike) -> list[str]:
     Raises:
         ClipError: the folder is missing, has no mp4, or none of its mp4 files is usable.
     """
-    root = check_folder(folder)
+    return list(_checked(check_folder(folder))[0])
+
+
+def usable_shapes(folder: str | os.PathLike) -> list[tuple[str, int, int, int]]:
+    """(name, frames, height, width) of each mp4 the driver's check passed, from container metadata (no decoding)."""
+    return list(_checked(check_folder(folder))[1])
+
+
+def _checked(root: Path) -> tuple[tuple[str, ...], tuple[tuple[str, int, int, int], ...]]:
     files = list_mp4(root)
     if not files:
         raise ClipError(f"Video folder {root} contains no .mp4 files; add mp4 videos or pick another folder.")
-    return list(_broken_files(str(root), tuple(_signature(p) for p in files)))
+    return _check_listing(str(root), tuple(_signature(p) for p in files))
 
 
 def _signature(path: Path) -> tuple[str, int, int]:
@@ -110,7 +118,9 @@ def _signature(path: Path) -> tuple[str, int, int]:
 
 
 @lru_cache(maxsize=32)
-def _broken_files(root: str, listing: tuple[tuple[str, int, int], ...]) -> tuple[str, ...]:
+def _check_listing(root: str, listing: tuple[tuple[str, int, int], ...]
+                  ) -> tuple[tuple[str, ...], tuple[tuple[str, int, int, int], ...]]:
+    """(a sentence per broken file, (name, frames, height, width) per usable one) for a folder listing."""
     from clips.curate.inputs import SourceFile, nothing_usable, precheck
     from clips.curate.probe import ProbeConfig, ProbeError, probe
 
@@ -120,14 +130,14 @@ def _broken_files(root: str, listing: tuple[tuple[str, int, int], ...]) -> tuple
     usable = []
     for source in todo:
         try:
-            probe(source.path, cfg)
-            usable.append(source)
+            meta = probe(source.path, cfg)
+            usable.append((Path(source.path).stem, meta.frames, meta.height, meta.width))
         except ProbeError as exc:
             condemned.append((source, exc))
     if not usable:
         raise ClipError(nothing_usable(sources, condemned, [], root, elsewhere))
     condemned.sort(key=lambda pair: pair[0].path)
-    return tuple(f"Skipped {Path(source.path).name}: {exc}" for source, exc in condemned)
+    return tuple(f"Skipped {Path(source.path).name}: {exc}" for source, exc in condemned), tuple(usable)
 
 
 @lru_cache(maxsize=64)

@@ -177,6 +177,13 @@ def test_bad_set_value_is_one_sentence_before_ray(no_ray, tmp_path, capsys, assi
     print(f"{assignment}: refused in {elapsed:.3f} s")
 
 
+def test_frames_within_range_but_longer_than_every_bundled_video(no_ray, tmp_path, capsys):
+    """In range, yet no bundled video has 121 held-out frames: refused from container metadata, before Ray."""
+    code = main(["sweep", "tiny-pair", "--results", str(tmp_path), "--set", "vae_data.frames=121"])
+    err = one_sentence(capsys, code)
+    assert "No video in the bundled corpus is long and large enough for 121x32x32 clips in both splits" in err
+
+
 @pytest.mark.parametrize("flags,expected", [
     (["--steps", "-5"], "vae_train.steps must be an integer from 1 to 10,000,000, not -5."),
     (["--lr", "-0.1"], "vae_train.lr must be a finite number in (0, 1], not -0.1."),

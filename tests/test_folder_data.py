@@ -98,6 +98,14 @@ def test_all_broken_folder_fails_before_ray(all_broken, no_ray, tmp_path, capsys
     assert not out.exists()
 
 
+def test_clips_longer_than_every_video_are_refused_before_ray(folder, no_ray, tmp_path, capsys):
+    """The videos have 48 frames, so 12 held-out ones: 17-frame clips fit none (found from metadata, not decoding)."""
+    code = main(["sweep", "tiny-pair", "--results", str(tmp_path), "--set", "vae_data.source=folder",
+                 "--set", f"vae_data.folder={folder}", "--set", "vae_data.frames=17"])
+    err = one_sentence(capsys, code)
+    assert f"No video in folder {folder} is long and large enough for 17x32x32 clips in both splits (skipped a, b)" in err
+
+
 def test_broken_files_are_found_without_decoding(folder, monkeypatch):
     import clips.folder
 
@@ -105,7 +113,7 @@ def test_broken_files_are_found_without_decoding(folder, monkeypatch):
         raise AssertionError("a video was decoded to list the broken files")
 
     monkeypatch.setattr(clips.folder, "read_video", no_decode)
-    clips.folder._broken_files.cache_clear()
+    clips.folder._check_listing.cache_clear()
     warnings = data_warnings(DataSpec(source="folder", folder=str(folder), frames=9, height=32, width=32))
     assert [w.split(":")[0] for w in warnings] == [f"Skipped {name}" for name in BROKEN]
     assert "truncated" in warnings[0] and "empty" in warnings[1]
