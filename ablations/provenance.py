@@ -23,6 +23,20 @@ def _git(*args: str) -> str | None:
         return None
 
 
+def package_version(name: str = "ltxlab") -> str:
+    """The installed distribution's version ('unknown' when run from an uninstalled checkout)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def source_commit() -> tuple[str | None, bool | None]:
+    """(HEAD commit, whether tracked files differ from it) of this checkout; (None, None) outside git."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return _git("rev-parse", "HEAD"), bool(status) if status is not None else None
+
+
 @functools.lru_cache(maxsize=1)
 def provenance() -> dict[str, Any]:
     versions = {"python": platform.python_version()}
@@ -31,7 +45,7 @@ def provenance() -> dict[str, Any]:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             pass
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    commit, dirty = source_commit()
     gpu = None
     try:
         import torch
@@ -40,8 +54,8 @@ def provenance() -> dict[str, Any]:
     except ImportError:
         pass
     return {
-        "git_commit": _git("rev-parse", "HEAD"),
-        "dirty": bool(status) if status is not None else None,
+        "git_commit": commit,
+        "dirty": dirty,
         "versions": versions,
         "hardware": {"host": platform.node(), "platform": platform.platform(), "cpus": os.cpu_count(), "gpu": gpu},
     }
