@@ -67,9 +67,18 @@ class AestheticConfig:
     def family(self) -> str:
         return self.kind.split(":", 1)[0]
 
+    @property
+    def min_image_size(self) -> int:
+        """The smallest cnn input whose last stride-2 stage keeps 2x2 pixels: its pooled log spread
+        (`_pool`'s variance) is NaN over a single pixel."""
+        return 2 ** (len(self.channels) + 1)
+
     def build(self) -> "AestheticScorer":
         if self.image_size < 8 or self.frames < 1 or not self.channels or self.hidden < 1:
             raise ConfigError("An aesthetic scorer needs image_size >= 8, frames >= 1, some CNN channels and hidden >= 1.")
+        if self.family == "cnn" and self.image_size < self.min_image_size:
+            raise ConfigError(f"The cnn aesthetic scorer needs image_size >= {self.min_image_size} (its "
+                              f"{len(self.channels)} stride-2 stages must leave 2x2 pixels), not {self.image_size}.")
         backbone = AESTHETIC_BACKBONES.get(self.family)(self)
         return AestheticScorer(self, backbone)
 

@@ -320,14 +320,19 @@ def check_out(out: Path) -> None:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    for flag, value, low in (("--epochs", args.epochs, 1), ("--frames", args.frames, 1),
-                             ("--batch-size", args.batch_size, 1), ("--image-size", args.image_size, 8)):
-        if value < low:
-            raise UserError(f"{flag} must be at least {low}, got {value}.")
-    if not 0.0 <= args.holdout < 1.0:
-        raise UserError(f"--holdout must be in [0, 1), got {args.holdout}.")
-    if not args.lr > 0:
-        raise UserError(f"--lr must be positive, got {args.lr}.")
+    """Every numeric flag in its range, in one sentence, before any file is decoded."""
+    from ablations.commands.common import check_flag
+    from models.aesthetic import AestheticConfig
+    from models.config import LEARNING_RATE, SEED, Int, Real
+
+    smallest = AestheticConfig().min_image_size if args.backbone == "cnn" else 8
+    for flag, value, valid in (("--epochs", args.epochs, Int(1, 100_000)), ("--frames", args.frames, Int(1, 256)),
+                               ("--batch-size", args.batch_size, Int(1, 65_536)),
+                               ("--image-size", args.image_size, Int(smallest, 1024)),
+                               ("--holdout", args.holdout, Real(0.0, 1.0, open_hi=True)),
+                               ("--lr", args.lr, LEARNING_RATE), ("--seed", args.seed, SEED),
+                               ("--question", args.question, Int(0, 1000))):
+        check_flag(flag, value, valid)
 
 
 def write_scorer(scorer: Any, out: Path, report: dict[str, Any]) -> None:

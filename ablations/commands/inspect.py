@@ -59,6 +59,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+MAX_WORKERS = 1_000_000  # GPUs; beyond any cluster, so a larger number is a typo
+MAX_BATCH = 100_000_000
+FPS = (0.0, 1000.0)  # frame rate range (exclusive of 0): RoPE divides by it
+
 TRAINING_OPTIONS = ("workers", "parallel", "batch", "grad_accum", "activation_checkpointing", "mfu", "gpu")
 
 
@@ -69,17 +73,17 @@ def training_layout(args: argparse.Namespace):
     from evaluation.memory import GPU_PEAK_BF16, PARALLEL_MODES, TrainingLayout
 
     workers = 1 if args.workers is None else args.workers
-    if workers < 1:
-        raise UserError(f"--workers must be at least 1 (the number of GPUs), not {workers}.")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise UserError(f"--workers must be from 1 to {MAX_WORKERS:,} (the number of GPUs), not {workers}.")
     parallel = args.parallel or "fsdp"
     if parallel not in PARALLEL_MODES:
         raise UserError(f"--parallel must be ddp or fsdp, not '{parallel}'.")
     batch = workers if args.batch is None else args.batch
-    if batch < 1:
-        raise UserError(f"--batch must be at least 1 (the global batch), not {batch}.")
+    if not 1 <= batch <= MAX_BATCH:
+        raise UserError(f"--batch must be from 1 to {MAX_BATCH:,} (the global batch), not {batch}.")
     accum = 1 if args.grad_accum is None else args.grad_accum
-    if accum < 1:
-        raise UserError(f"--grad-accum must be at least 1 (micro-batches per GPU), not {accum}.")
+    if not 1 <= accum <= MAX_BATCH:
+        raise UserError(f"--grad-accum must be from 1 to {MAX_BATCH:,} (micro-batches per GPU), not {accum}.")
     if batch % (workers * accum):
         split = f"--workers {workers}" + (f" x --grad-accum {accum}" if accum > 1 else "")
         raise UserError(f"--batch {batch} does not split evenly over {split}; "
@@ -166,6 +170,8 @@ def loaded_info(args: argparse.Namespace) -> tuple[object, dict]:
 
 def run(args: argparse.Namespace) -> int:
     frames, height, width = parse_shape(args.shape)
+    if not FPS[0] < args.fps <= FPS[1]:  # also NaN
+        raise UserError(f"--fps must be a frame rate above {FPS[0]:g} and at most {FPS[1]:g}, not {args.fps:g}.")
     layout = training_layout(args)  # bad options fail before any model is built
     loaded: dict = {}
     if args.component == "vae":

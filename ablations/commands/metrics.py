@@ -20,13 +20,10 @@ is downloaded. `--json` prints everything (specs, per-frame or per-video values,
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import os
-import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ablations.cli import UserError
 
@@ -54,27 +51,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError(f"--max-frames must be at least 1, got {args.max_frames}.")
-    ref, test = Path(args.ref), Path(args.test)
-    with _stdout_to_a_pipe():
-        if ref.is_dir() or test.is_dir():
-            if not (ref.is_dir() and test.is_dir()):
-                raise UserError(f"--ref and --test must both be files or both be folders; {ref} is "
-                                f"{'a folder' if ref.is_dir() else 'not a folder'} and {test} is "
-                                f"{'a folder' if test.is_dir() else 'not a folder'}.")
-            return _run_folders(args, ref, test)
-        return _run_pair(args)
-
-
-@contextlib.contextmanager
-def _stdout_to_a_pipe() -> Iterator[None]:
-    """`ltxlab metrics --json | head` closes the pipe early: stop quietly instead of a BrokenPipeError traceback."""
-    try:
-        yield
-        sys.stdout.flush()
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout again at exit; let that go nowhere
-        os.close(devnull)
+    if args.fvd_min_samples is not None and args.fvd_min_samples < 2:  # a covariance needs two videos
+        raise UserError(f"--fvd-min-samples must be at least 2 (FVD compares covariances), got {args.fvd_min_samples}.")
+    ref, test = Path(args.ref), Path(args.test)  # `| head` closing the pipe early is ablations.cli.main's to handle
+    if ref.is_dir() or test.is_dir():
+        if not (ref.is_dir() and test.is_dir()):
+            raise UserError(f"--ref and --test must both be files or both be folders; {ref} is "
+                            f"{'a folder' if ref.is_dir() else 'not a folder'} and {test} is "
+                            f"{'a folder' if test.is_dir() else 'not a folder'}.")
+        return _run_folders(args, ref, test)
+    return _run_pair(args)
 
 
 def parse_weights(overrides: list[str]) -> Any:

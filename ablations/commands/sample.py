@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ablations.commands.common import add_threads_arg, apply_threads
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("sample", help="text-to-video (or image-to-video with --image) from a trained DiT")
@@ -14,8 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output mp4 (H.264 at the training fps)")
     p.add_argument("--steps", type=int, default=20, help="Euler sampling steps")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = off)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the sampling noise")
     p.add_argument("--vae", type=Path, default=None, help="VAE folder (default: the one recorded in dit.pt)")
+    add_threads_arg(p)
     p.set_defaults(func=run)
 
 
@@ -32,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     check_ranges(cfg, "sample")  # --steps, --guidance (NaN too) and --seed, before any model is loaded
     if args.image is not None and not args.image.exists():
         raise UserError(f"--image {args.image} does not exist; pass the path of a png or jpg first frame.")
+    apply_threads(args)
     device = pick_device()
     dit = load_dit(args.checkpoint, device)
     vae_dir = args.vae or dit.vae_dir

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ablations.commands.common import (add_config_arg, add_threads_arg, apply_command_overrides, apply_threads,
+                                       progress_lines)
+
 
 @dataclass(frozen=True, kw_only=True)
 class DiTRunConfig:
@@ -37,15 +40,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default=None, help="VAE pairing of the DiT: ltx or conventional (default: the VAE's kind)")
     p.add_argument("--size", default="tiny", help="DiT size: tiny, small or full")
     p.add_argument("--steps", type=int, default=2000, help="optimizer steps")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32, help="latent clips per optimizer step")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (after a linear warm-up)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation, timesteps, noise and batch order")
     p.add_argument("--data", default="synthetic", help="synthetic (captioned scenes), bundled, or a folder of mp4s")
     p.add_argument("--frames", type=int, default=17, help="frames per clip (1 + 8k)")
     p.add_argument("--resolution", default="64x64", help="HEIGHTxWIDTH per clip (multiples of 32)")
     p.add_argument("--num-scenes", type=int, default=256, help="synthetic training scenes")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set dit.text_conditioning=mmdit --set flow.caption_dropout=0.2")
+    add_config_arg(p)
+    add_threads_arg(p)
     p.set_defaults(func=run)
 
 
@@ -59,7 +64,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ablations.cli import UserError
-    from ablations.overrides import apply_overrides
     from ablations.stages.encode_latents import encode_latents
     from ablations.stages.train_dit import DiTTrainConfig, train_dit
     from models.config import content_hash
@@ -78,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         train=DiTTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
         data=_data_spec(args),
     )
-    run_cfg = apply_overrides(run_cfg, args.overrides)
+    run_cfg = apply_command_overrides(run_cfg, args)  # --config FILE, then --set; all range-checked
+    apply_threads(args)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "run_config.json").write_text(run_cfg.to_json())
     key = content_hash({"vae": str(args.vae.resolve()), "data": run_cfg.data, "text": run_cfg.text})
@@ -86,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     encoded = encode_latents(args.vae, run_cfg.data, latents_dir, text_cfg=run_cfg.text)
     print(f"train-dit: {encoded['clips']} clips -> latents {tuple(encoded['latent_shape'])} in {latents_dir}"
           f"{' (cached)' if encoded['cached'] else ''}")
-    summary = train_dit(run_cfg.dit, run_cfg.flow, run_cfg.text, run_cfg.train, latents_dir, args.out)
+    summary = train_dit(run_cfg.dit, run_cfg.flow, run_cfg.text, run_cfg.train, latents_dir, args.out,
+                        on_step=progress_lines("train-dit"))
     print(json.dumps(summary, indent=2))
     if summary["finished"]:
         print(f"sample with: ltxlab sample --checkpoint {args.out} --prompt \"a red circle moves left over a photo of grass\" --out video.mp4")

