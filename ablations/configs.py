@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 from ablations.training.config import ParallelConfig, check_batch_split
@@ -190,9 +191,8 @@ def check_decoder_consistency(vae: Any, loss: Any, flow: Any) -> None:
 
 
 def check_buildable(cfg: RunConfig, stages: set[str]) -> None:
-    """Build the models of `cfg` on the meta device and check data specs: fail fast, in one sentence."""
-    import torch
-
+    """Check ranges and data specs, and run the models once on the meta device at the run's clip shapes:
+    fail fast, in one sentence."""
     from clips.dataset import check_data_spec
     from models.dit import DITS
     from models.vae import VAES
@@ -202,17 +202,15 @@ def check_buildable(cfg: RunConfig, stages: set[str]) -> None:
     DITS.get(cfg.dit.kind)
     if stages & {"train_vae", "eval_recon", "encode_latents", "sample", "eval_gen", "cost"}:
         check_data_spec(cfg.vae_data)
-        with torch.device("meta"):
-            cfg.vae.build()
+        _dry_run_vae(cfg.vae, cfg.vae_data, "vae_data")
     if stages & {"encode_latents", "train_dit", "sample", "eval_gen"}:
         check_data_spec(cfg.dit_data)
-        with torch.device("meta"):
-            cfg.dit.build()
+        _dry_run_vae(cfg.vae, cfg.dit_data, "dit_data")  # encode_latents encodes these clips
         if cfg.dit.in_channels != cfg.vae.latent_channels:
             raise ConfigError(f"dit.in_channels is {cfg.dit.in_channels} but the VAE has {cfg.vae.latent_channels} "
                               "latent channels; set them equal.")
-        if cfg.text.kind != "minilm" and not cfg.text.kind.startswith("hf:"):
-            raise ConfigError(f"text.kind must be 'minilm' or 'hf:<name or path>', not '{cfg.text.kind}'.")
+        _check_caption_width(cfg.text, cfg.dit)
+        _dry_run_dit(cfg.dit, cfg.dit_data)
     if stages & {"sample", "eval_gen"}:
         check_decoder_consistency(cfg.vae, cfg.loss, cfg.flow)
         if cfg.dit_data.source != "synthetic":  # held-out prompts are scored against their scene's oracle
@@ -225,6 +223,44 @@ def check_buildable(cfg: RunConfig, stages: set[str]) -> None:
     if "train_dit" in stages:
         check_batch_split(cfg.dit_train.batch_size, cfg.train, "dit_train")
     _check_init(cfg, stages)
+
+
+@lru_cache(maxsize=64)
+def _dry_run_vae(vae: Any, spec: Any, section: str) -> None:
+    """Encode and decode one clip of `spec`'s shape on the meta device (shapes only, no memory, no compute):
+    a patch or stride that does not divide the clip fails here in a second, not in a worker after minutes."""
+    from evaluation.cost import _vae_flops
+
+    try:
+        _vae_flops(vae, spec.frames, spec.height, spec.width)
+    except Exception as exc:  # noqa: BLE001 - any failure of a shape-only pass is a config the user must change
+        raise ConfigError(f"The VAE cannot encode and decode {spec.frames}x{spec.height}x{spec.width} clips of {section} "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}); check "
+                          f"vae.patch_size, vae.encoder_strides and vae.in_channels against {section}.frames, height "
+                          "and width.") from None
+
+
+@lru_cache(maxsize=64)
+def _dry_run_dit(dit: Any, spec: Any) -> None:
+    """One DiT forward at `spec`'s latent shape on the meta device: patch, heads and RoPE must divide it."""
+    from models.dit import describe_dit
+
+    try:
+        describe_dit(dit, spec.frames, spec.height, spec.width, fps=spec.fps)
+    except Exception as exc:  # noqa: BLE001 - as above
+        raise ConfigError(f"The DiT cannot run on {spec.frames}x{spec.height}x{spec.width} clips of dit_data "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}); check "
+                          "dit.patch, dit.num_heads and dit.head_dim against dit_data.frames, height and width.") from None
+
+
+def _check_caption_width(text: Any, dit: Any) -> None:
+    """The DiT's caption projection must take what the text encoder gives (its config.json, no weights)."""
+    from models.text import text_width
+
+    width = text_width(text)
+    if width != dit.caption_channels:
+        raise ConfigError(f"dit.caption_channels is {dit.caption_channels} but text.kind={text.kind} gives {width}-d "
+                          f"captions; set dit.caption_channels={width}.")
 
 
 def run_data_warnings(cfg: RunConfig) -> str | None:

@@ -59,7 +59,7 @@ class TextEncoder:
         self.config = cfg
         self.tokenizer = tokenizer
         self.model = model.eval().requires_grad_(False)
-        self.width = int(model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.d_model)
+        self.width = _width(model.config)
 
     @torch.no_grad()
     def _encode(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,6 +106,37 @@ def minilm_path() -> Path:
     return path
 
 
+def _width(hf_config: Any) -> int:
+    """Caption channels of a Hugging Face text model's config (BERT-like `hidden_size`, T5 `d_model`)."""
+    return int(hf_config.hidden_size if hasattr(hf_config, "hidden_size") else hf_config.d_model)
+
+
+def _source(cfg: TextEncoderConfig) -> tuple[str, bool]:
+    """(model folder or name, look it up locally only) for `cfg`."""
+    if cfg.family == "minilm":
+        return str(minilm_path()), True
+    source = cfg.kind.split(":", 1)[1] if ":" in cfg.kind else ""
+    if not source:
+        raise ConfigError("Text encoder kind 'hf' needs a model name or path, e.g. 'hf:google/t5-v1_1-xxl'.")
+    return source, not cfg.allow_download
+
+
+def _cannot_load(source: str, exc: OSError, local_only: bool) -> ConfigError:
+    hint = "" if not local_only else " It was looked up locally only; set allow_download=True to fetch it."
+    return ConfigError(f"Cannot load text encoder '{source}': {str(exc).splitlines()[0]}{hint}")
+
+
+def text_width(cfg: TextEncoderConfig) -> int:
+    """The caption width `cfg` gives, from the model's config.json alone (no weights): a driver-side check."""
+    from transformers import AutoConfig
+
+    source, local_only = _source(cfg)
+    try:
+        return _width(AutoConfig.from_pretrained(source, local_files_only=local_only))
+    except OSError as exc:
+        raise _cannot_load(source, exc, local_only) from None
+
+
 def _load(cfg: TextEncoderConfig, source: str, local_only: bool) -> TextEncoder:
     key = repr(to_dict(cfg))
     if key in _ENCODERS:
@@ -120,8 +151,7 @@ def _load(cfg: TextEncoderConfig, source: str, local_only: bool) -> TextEncoder:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
         model = loader.from_pretrained(source, local_files_only=local_only)
     except OSError as exc:
-        hint = "" if not local_only else " It was looked up locally only; set allow_download=True to fetch it."
-        raise ConfigError(f"Cannot load text encoder '{source}': {str(exc).splitlines()[0]}{hint}") from None
+        raise _cannot_load(source, exc, local_only) from None
     encoder = TextEncoder(cfg, tokenizer, model)
     _ENCODERS[key] = encoder
     return encoder
@@ -129,15 +159,12 @@ def _load(cfg: TextEncoderConfig, source: str, local_only: bool) -> TextEncoder:
 
 @TEXT_ENCODERS.register("minilm")
 def build_minilm(cfg: TextEncoderConfig) -> TextEncoder:
-    return _load(cfg, str(minilm_path()), local_only=True)
+    return _load(cfg, *_source(cfg))
 
 
 @TEXT_ENCODERS.register("hf")
 def build_hf(cfg: TextEncoderConfig) -> TextEncoder:
-    source = cfg.kind.split(":", 1)[1] if ":" in cfg.kind else ""
-    if not source:
-        raise ConfigError("Text encoder kind 'hf' needs a model name or path, e.g. 'hf:google/t5-v1_1-xxl'.")
-    return _load(cfg, source, local_only=not cfg.allow_download)
+    return _load(cfg, *_source(cfg))
 
 
 def encode_to_file(encoder: TextEncoder, captions: Sequence[str], path: str | Path) -> Path:

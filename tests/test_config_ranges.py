@@ -154,6 +154,14 @@ BAD_VALUES = [
     ("train.cpus_per_worker=0", "train.cpus_per_worker must be a finite number in (0, 1,024]"),
     ("train.data_workers=-1", "train.data_workers must be an integer from 0 to 256"),
     ("seed=-1", "seed must be an integer from 0 to 2,147,483,647"),
+    # in range one by one, but not together: found by one forward on the meta device (shapes only) or a config.json
+    ("dit.patch=4x4x2", "The DiT cannot run on 9x32x32 clips of dit_data (ValueError: latent height x width 1x1 must "
+                        "be divisible by the 4x4x2 patch.); check dit.patch"),
+    ("vae.patch_size=3", "The VAE cannot encode and decode 9x32x32 clips of vae_data (ValueError: video of 9x32x32"),
+    ("vae.in_channels=1", "The VAE cannot encode and decode 9x32x32 clips of vae_data (RuntimeError"),
+    ("dit.caption_channels=100", "dit.caption_channels is 100 but text.kind=minilm gives 384-d captions; set "
+                                 "dit.caption_channels=384."),
+    ("text.kind=hf:/no/such/encoder", "Cannot load text encoder '/no/such/encoder'"),
 ]
 
 
