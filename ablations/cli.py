@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "ablations.commands.sample",
     "ablations.commands.generate",
     "ablations.commands.sweep",
+    "ablations.commands.config",
     "ablations.commands.results",
     "ablations.commands.report",
     "ablations.commands.export",

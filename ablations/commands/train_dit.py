@@ -66,11 +66,13 @@ def run(args: argparse.Namespace) -> int:
     from ablations.cli import UserError
     from ablations.stages.encode_latents import encode_latents
     from ablations.stages.train_dit import DiTTrainConfig, train_dit
-    from models.config import content_hash
+    from models.config import check_ranges, content_hash
     from models.dit import dit_config
     from models.flow import flow_config
     from models.text import TextEncoderConfig
 
+    train = DiTTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    check_ranges(train, "train")  # the flags are wrong whatever the VAE: say so before looking for it
     vae_file = args.vae / "vae.pt"
     if not vae_file.exists():
         raise UserError(f"No trained VAE in {args.vae} (no vae.pt); run `ltxlab train-vae --out {args.vae}` first.")
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         dit=dit_config(vae_kind, args.size),
         flow=flow_config(args.size),
         text=TextEncoderConfig(max_length=dit_config(vae_kind, args.size).max_text_tokens),
-        train=DiTTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
+        train=train,
         data=_data_spec(args),
     )
     run_cfg = apply_command_overrides(run_cfg, args)  # --config FILE, then --set; all range-checked
