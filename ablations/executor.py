@@ -165,7 +165,10 @@ def _node_id() -> str | None:
 
 
 def _fault_hook(stage: str, folder: Path, fault: dict[str, Any] | None) -> Callable[[int, int, dict[str, float]], None] | None:
-    """Injected faults for the fault tests: {"mode": "kill_once" | "raise" | "stop", "at_step": N}."""
+    """Injected faults for the fault tests: {"mode": "kill_once" | "raise" | "stop" | "nan", "at_step": N}.
+
+    "nan" hands the step's losses with a NaN added to the stages' own `check_finite`, as a loss that
+    overflowed would be (the config ranges keep every real setting from overflowing in a few steps)."""
     if fault is None:
         return None
     mode, at_step = fault["mode"], int(fault.get("at_step", 1))
@@ -179,6 +182,10 @@ def _fault_hook(stage: str, folder: Path, fault: dict[str, Any] | None) -> Calla
             os.kill(os.getpid(), signal.SIGKILL)  # the worker process dies mid-stage
         if mode == "raise":
             raise RuntimeError(f"injected failure in {stage} at step {step}")
+        if mode == "nan":
+            from ablations.stages.common import check_finite
+
+            check_finite({**losses, "injected": float("nan")}, step)
         if mode == "stop" and not marker.exists():
             marker.touch()
             raise StageInterrupted(f"{stage} stopped at step {step} (injected interruption)")

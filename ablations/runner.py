@@ -87,10 +87,10 @@ def _init_ray(address: str | None, quiet: bool) -> int:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            # "local": always a fresh embedded instance, never a stale `ray start` cluster
-            context = ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
             # a SIGKILLed driver would leave Ray's agents running: a watchdog ends them (ablations/watchdog.py)
-            watchdog.start(context.address_info["session_dir"])
+            watchdog.start(Path(ray.__file__).parent)
+            # "local": always a fresh embedded instance, never a stale `ray start` cluster
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
