@@ -93,7 +93,7 @@ def test_all_broken_folder_fails_before_ray(all_broken, no_ray, tmp_path, capsys
     assert "1 truncated" in err and "1 empty" in err and "set the folder field to another folder" in err
     assert not results.exists()
     out = tmp_path / "vae"
-    code = main(["train-vae", "--data", str(all_broken), "--out", str(out), "--frames", "9", "--size", "32x32"])
+    code = main(["train-vae", "--data", str(all_broken), "--out", str(out), "--frames", "9", "--resolution", "32x32"])
     assert f"None of the 3 files in {all_broken} is a usable video" in one_sentence(capsys, code)
     assert not out.exists()
 

@@ -410,7 +410,7 @@ def test_train_and_eval_commands_on_a_dataset_written_by_ltxlab_curate(dataset, 
     shutil.copytree(Path(dataset).parent / "src", src)
     write_motion_video(src / "still.mp4", speed=0, frames=48, seed=5)
     assert main(["curate", str(src), "--out", str(tmp_path / "ds"), "--local"]) == 0
-    common = ["--data", str(tmp_path / "ds"), "--frames", "9", "--size", "32x32", "--clips-per-video", "1"]
+    common = ["--data", str(tmp_path / "ds"), "--frames", "9", "--resolution", "32x32", "--clips-per-video", "1"]
     assert main(["train-vae", "--steps", "2", "--batch-size", "2", "--out", str(tmp_path / "vae"), *common]) == 0
     assert json.loads((tmp_path / "vae" / "run_config.json").read_text())["vae_data"]["source"] == "manifest"
     capsys.readouterr()

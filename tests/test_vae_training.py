@@ -133,7 +133,7 @@ def test_train_and_eval_commands_end_to_end(tmp_path, capsys):
     from ablations.cli import main
 
     out = tmp_path / "vae"
-    code = main(["train-vae", "--steps", "3", "--batch-size", "2", "--out", str(out), "--size", "32x32",
+    code = main(["train-vae", "--steps", "3", "--batch-size", "2", "--out", str(out), "--resolution", "32x32",
                  "--frames", "9", "--clips-per-video", "1", "--set", "loss.dwt=0.1"])
     assert code == 0 and (out / "vae.pt").exists()
     assert json.loads((out / "run_config.json").read_text())["loss"]["dwt"] == 0.1

@@ -340,7 +340,7 @@ def test_train_vae_fine_tunes_from_the_checkpoint(models, checkpoints, tmp_path,
     from ablations.cli import main
     from ablations.stages.train_vae import load_vae
 
-    common = ["--batch-size", "2", "--size", "32x32", "--frames", "9", "--clips-per-video", "1"]
+    common = ["--batch-size", "2", "--resolution", "32x32", "--frames", "9", "--clips-per-video", "1"]
     init = f"vae.init={checkpoints['single']}"
     assert main(["train-vae", "--steps", "0", "--out", str(tmp_path / "zero"), "--set", init, *common]) == 0
     assert main(["train-vae", "--steps", "3", "--out", str(tmp_path / "tuned"), "--set", init, *common]) == 0
