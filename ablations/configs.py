@@ -258,7 +258,7 @@ def _check_caption_width(text: Any, dit: Any) -> None:
     from models.text import text_width
 
     width = text_width(text)
-    if width != dit.caption_channels:
+    if width is not None and width != dit.caption_channels:
         raise ConfigError(f"dit.caption_channels is {dit.caption_channels} but text.kind={text.kind} gives {width}-d "
                           f"captions; set dit.caption_channels={width}.")
 

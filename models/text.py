@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -121,20 +122,31 @@ def _source(cfg: TextEncoderConfig) -> tuple[str, bool]:
     return source, not cfg.allow_download
 
 
-def _cannot_load(source: str, exc: OSError, local_only: bool) -> ConfigError:
+def _cannot_load(source: str, exc: Exception, local_only: bool) -> ConfigError:
     hint = "" if not local_only else " It was looked up locally only; set allow_download=True to fetch it."
     return ConfigError(f"Cannot load text encoder '{source}': {str(exc).splitlines()[0]}{hint}")
 
 
-def text_width(cfg: TextEncoderConfig) -> int:
-    """The caption width `cfg` gives, from the model's config.json alone (no weights): a driver-side check."""
-    from transformers import AutoConfig
-
+def text_width(cfg: TextEncoderConfig) -> int | None:
+    """The caption width `cfg` gives, from the model's config.json alone (no weights, no transformers import:
+    a driver-side check); None when that file names no width (a composite config)."""
     source, local_only = _source(cfg)
+    folder = Path(source).expanduser()
+    if source.startswith(("/", ".", "~")) and not folder.is_dir():
+        raise ConfigError(f"Text encoder folder {folder} does not exist; point text.kind=hf:<path> at a model folder "
+                          "with its config.json, or name a Hugging Face model.")
     try:
-        return _width(AutoConfig.from_pretrained(source, local_files_only=local_only))
-    except OSError as exc:
+        if folder.is_dir():
+            file = folder / "config.json"
+        else:  # a Hub name: its cached config.json (or, with allow_download, fetched)
+            from huggingface_hub import hf_hub_download
+
+            file = Path(hf_hub_download(source, "config.json", local_files_only=local_only))
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # missing, unreadable, not JSON, not a valid repo id
         raise _cannot_load(source, exc, local_only) from None
+    width = data.get("hidden_size", data.get("d_model")) if isinstance(data, dict) else None
+    return int(width) if isinstance(width, int) else None
 
 
 def _load(cfg: TextEncoderConfig, source: str, local_only: bool) -> TextEncoder:

@@ -161,7 +161,7 @@ BAD_VALUES = [
     ("vae.in_channels=1", "The VAE cannot encode and decode 9x32x32 clips of vae_data (RuntimeError"),
     ("dit.caption_channels=100", "dit.caption_channels is 100 but text.kind=minilm gives 384-d captions; set "
                                  "dit.caption_channels=384."),
-    ("text.kind=hf:/no/such/encoder", "Cannot load text encoder '/no/such/encoder'"),
+    ("text.kind=hf:/no/such/encoder", "Text encoder folder /no/such/encoder does not exist"),
 ]
 
 
