@@ -104,7 +104,7 @@ def _check_balance(base: str, sid: str, db: str, supervisor: int) -> None:
     cpu1 = _worker_cpu(supervisor)
     assert len(cpu0) == WORKERS, cpu0
     busy = {pid: cpu1[pid] - cpu0[pid] for pid in cpu0}
-    assert all(used > 0.05 for used in busy.values()), busy  # every worker process served part of the load
+    assert all(used > 0.02 for used in busy.values()), busy  # every worker process served part of the load
     spread, total = _served_spread(db)
     print(f"served-count spread with {WORKERS} workers: {spread} over {total} assignments; worker CPU {busy}")
     # one process keeps max - min <= 1 (the rater's unseen pairs permitting); each process balances its own

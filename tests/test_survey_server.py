@@ -99,7 +99,8 @@ def test_nothing_a_rater_receives_names_a_system(tmp_path, request, server):
 def _rater_loop(base: str, sid: str, pid: str, acked: list, stop: threading.Event) -> None:
     """One rater voting as fast as it can; appends (assignment id) only after a 200 reply."""
     try:
-        with httpx.Client(base_url=base, timeout=5) as client:
+        # generous timeout: on a loaded machine a worker holding SQLite's write lock can be descheduled
+        with httpx.Client(base_url=base, timeout=30) as client:
             rater = client.post(f"/api/s/{sid}/start", json={"pid": pid}).json()["rater"]
             pair = client.post(f"/api/s/{sid}/next", json={"rater": rater}).json()
             while not pair["done"] and not stop.is_set():
@@ -128,7 +129,7 @@ def test_sigkill_loses_no_acknowledged_vote(tmp_path, request, server):
                for k in range(8)]
     for th in threads:
         th.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while len(acked) < 150 and time.monotonic() < deadline:
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)  # mid-stream, every server process at once: votes are still coming in
@@ -136,7 +137,7 @@ def test_sigkill_loses_no_acknowledged_vote(tmp_path, request, server):
     stop.set()
     for th in threads:
         th.join(timeout=10)
-    assert len(acked) >= 150
+    assert len(acked) >= 150, f"only {len(acked)} votes acknowledged in 60 s"
     acked_ids = set(acked)
     engine = t.make_engine(db)  # opening replays the WAL
     with engine.connect() as conn:
@@ -148,11 +149,11 @@ def test_sigkill_loses_no_acknowledged_vote(tmp_path, request, server):
     assert not missing
     assert n_votes == len(stored)  # one row per assignment: exactly once
     assert len(stored) - len(acked_ids) <= len(threads)  # at most one in-flight commit per rater unacknowledged
-    # the study carries on after a restart
+    # the study carries on after a restart (a new rater: r0 may have seen every pair already)
     proc, base = start_server(db, workers=workers)
     try:
         with httpx.Client(base_url=base) as client:
-            rater = client.post(f"/api/s/{summary['public_id']}/start", json={"pid": "r0"}).json()["rater"]
+            rater = client.post(f"/api/s/{summary['public_id']}/start", json={"pid": "late"}).json()["rater"]
             pair = client.post(f"/api/s/{summary['public_id']}/next", json={"rater": rater}).json()
             assert pair["done"] is False
             res = client.post(f"/api/s/{summary['public_id']}/vote", json={
