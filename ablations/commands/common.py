@@ -92,11 +92,11 @@ class ProgressLines:
             return
         self.last = now
         rate = (step - self.first_step) / (now - self.started) if now > self.started else 0.0
-        speed = f"  {rate:.3g} it/s" if rate > 0 else ""
-        eta = "  done" if step >= total else f"  ETA {_duration((total - step) / rate)}" if rate > 0 else ""
-        shown = "  ".join(f"{k} {v:.4g}" for k, v in list(losses.items())[:3])
-        print(f"{self.label}: step {step}/{total} ({100 * step / max(total, 1):.0f}%)  {shown}{speed}{eta}",
-              file=self.stream or sys.stderr, flush=True)
+        parts = [f"{self.label}: step {step}/{total} ({100 * step / max(total, 1):.0f}%)"]
+        parts += [f"{k} {v:.4g}" for k, v in list(losses.items())[:3]]
+        parts += [f"{rate:.3g} it/s"] if rate > 0 else []
+        parts += ["done"] if step >= total else [f"ETA {_duration((total - step) / rate)}"] if rate > 0 else []
+        print("  ".join(parts), file=self.stream or sys.stderr, flush=True)
 
 
 def progress_lines(label: str) -> ProgressLines | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ablations.commands.common import add_threads_arg, apply_threads
+from ablations.commands.common import add_threads_arg, apply_threads, progress_lines
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
             image = np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC))
         images = [image]
-    video = generate(vae, dit, [args.prompt], cfg, images=images)[0]  # (T, H, W, 3) uint8
+    video = generate(vae, dit, [args.prompt], cfg, images=images, on_step=progress_lines("sample"))[0]  # (T, H, W, 3)
     write_video(args.out, video, dit.fps)
     task = "image-to-video" if images else "text-to-video"
     print(f"sample: wrote {args.out} ({task}, {video.shape[0]} frames of {video.shape[1]}x{video.shape[2]} at {dit.fps:g} fps)")

@@ -23,7 +23,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -160,6 +160,7 @@ def generate(
     images: Sequence[np.ndarray] | None = None,
     seed_offset: int = 0,
     item_seeds: Sequence[int] | None = None,
+    on_step: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> np.ndarray:
     """Sample len(texts) videos -> uint8 (B, T, H, W, 3). `dit` is a `train_dit.TrainedDiT`.
 
@@ -169,7 +170,8 @@ def generate(
     image and seed, never on the batch or the worker it ran in (what `sample_videos`
     does). Without, noise comes from one generator seeded with cfg.seed + seed_offset for
     the whole batch (the `ltxlab sample` command): the same prompts in the same batches
-    give the same videos.
+    give the same videos. `on_step(step, steps, {})` follows that path's Euler steps (the
+    training stages' progress signature, so the command's progress lines serve both).
     """
     from clips.io import from_model
     from models.flow import sample
@@ -184,7 +186,8 @@ def generate(
         generator = torch.Generator().manual_seed(cfg.seed + seed_offset)
         cond = _conditioning_latents(vae, images, dit.video_shape[1:]) if images is not None else None
         latents = sample(dit.model, (len(texts), cz, t, h, w), text.to(device), mask.to(device), null, dit.fps,
-                         cfg.steps, cfg.guidance_scale, cond_latents=cond, generator=generator, cfg=dit.flow)
+                         cfg.steps, cfg.guidance_scale, cond_latents=cond, generator=generator, cfg=dit.flow,
+                         on_step=None if on_step is None else lambda i: on_step(i + 1, cfg.steps, {}))
         video = decode_latents(vae, latents, dit.flow, generator)  # (B, 3, T, H, W)
         return np.stack([from_model(v.cpu()) for v in video])
     if len(item_seeds) != len(texts):
