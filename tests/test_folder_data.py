@@ -131,7 +131,8 @@ def swept(folder, tmp_path_factory):
     from ablations.runner import run_sweep
 
     base = smoke(default_run_config("ltx", "tiny"))
-    base = dataclasses.replace(base, vae_data=dataclasses.replace(base.vae_data, source="folder", folder=str(folder)))
+    base = dataclasses.replace(base, vae_data=dataclasses.replace(base.vae_data, source="folder", folder=str(folder)),
+                               eval=dataclasses.replace(base.eval, recon_metrics=("psnr",), dwt_bands=False))
     sweep = Sweep(name="folder-data", recipe="tiny-pair", description="a VAE on a user folder with broken files",
                   base=base, stages=("eval_recon",), headline_metrics=("psnr",))
     root = tmp_path_factory.mktemp("results")
