@@ -49,13 +49,6 @@ def apply_threads(args: argparse.Namespace) -> None:
     use_threads(args.threads)
 
 
-def overrides_with_file(args: argparse.Namespace) -> list[str]:
-    """`--config FILE`'s fields as `--set` strings, then the command line's `--set` (which wins)."""
-    from ablations.config_file import overrides_from_file
-
-    return (overrides_from_file(args.config) if args.config else []) + list(args.overrides)
-
-
 def apply_command_overrides(cfg: Any, args: argparse.Namespace) -> Any:
     """`cfg` with `--config` then `--set` applied; a bad field in the file is named with its file and line."""
     from ablations.config_file import apply_file_overrides
