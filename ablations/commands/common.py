@@ -27,8 +27,9 @@ def add_threads_arg(p: argparse.ArgumentParser) -> None:
 
 def add_config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, metavar="FILE",
-                   help="TOML or YAML file of config fields (nested tables = dotted keys, as --set takes); "
-                        "--set wins over the file")
+                   help="TOML or YAML file of config fields (nested tables = dotted keys, as --set takes; "
+                        "`ltxlab config show RECIPE --format toml` writes one); the file wins over the other "
+                        "flags, --set wins over the file")
 
 
 def check_flag(flag: str, value: Any, valid: Any) -> None:
