@@ -3,7 +3,9 @@
 The machine these run on is shared, so a single timing says little: each repeat runs
 both sides back to back, alternating which goes first, and the verdict is the median of
 the per-pair ratios with its spread (quartiles, min-max), printed beside the load
-average. `op_profile` gives the per-forward time of the top aten ops of each side, the
+average. Each repeat also records the process CPU time: when the machine is
+oversubscribed (load above its CPU count) wall time includes waiting for a core, while
+CPU time is the work done, so the CPU-time ratio is the steadier of the two there. `op_profile` gives the per-forward time of the top aten ops of each side, the
 profile that explains a ratio.
 """
 
@@ -20,20 +22,32 @@ import torch
 
 @dataclass(frozen=True, kw_only=True)
 class Paired:
-    ours_s: list[float]  # seconds per repeat, ours
-    theirs_s: list[float]  # seconds per repeat, the reference, same repeat index = back to back
+    ours_s: list[float]  # wall seconds per repeat, ours
+    theirs_s: list[float]  # wall seconds per repeat, the reference, same repeat index = back to back
+    ours_cpu_s: list[float]  # process CPU seconds per repeat, ours
+    theirs_cpu_s: list[float]  # process CPU seconds per repeat, the reference
 
     @property
     def ratios(self) -> list[float]:
         return [a / b for a, b in zip(self.ours_s, self.theirs_s)]
 
+    @property
+    def cpu_ratios(self) -> list[float]:
+        return [a / b for a, b in zip(self.ours_cpu_s, self.theirs_cpu_s)]
+
     def summary(self) -> str:
-        """'ours 1.23 s, diffusers 1.45 s, ratio 0.85 [q1 0.83, q3 0.88; min 0.80, max 0.93; n=9]'."""
-        r = sorted(self.ratios)
-        q1, _, q3 = statistics.quantiles(r, n=4) if len(r) > 1 else (r[0], r[0], r[0])
-        return (f"ours {statistics.median(self.ours_s) * 1e3:.1f} ms, diffusers {statistics.median(self.theirs_s) * 1e3:.1f} ms, "
-                f"median paired ratio ours/diffusers {statistics.median(r):.3f} "
-                f"[q1 {q1:.3f}, q3 {q3:.3f}; min {r[0]:.3f}, max {r[-1]:.3f}; n={len(r)}]")
+        """'wall: ours 1.2 ms, diffusers 1.4 ms, median paired ratio 0.850 [q1 .., q3 ..; min .., max ..; n=9];
+        CPU time: ... ratio ...'."""
+        return (f"wall: ours {statistics.median(self.ours_s) * 1e3:.1f} ms, diffusers "
+                f"{statistics.median(self.theirs_s) * 1e3:.1f} ms, median paired ratio ours/diffusers {_spread(self.ratios)}; "
+                f"CPU time: ours {statistics.median(self.ours_cpu_s) * 1e3:.1f} ms, diffusers "
+                f"{statistics.median(self.theirs_cpu_s) * 1e3:.1f} ms, ratio {_spread(self.cpu_ratios)}")
+
+
+def _spread(ratios: list[float]) -> str:
+    r = sorted(ratios)
+    q1, _, q3 = statistics.quantiles(r, n=4) if len(r) > 1 else (r[0], r[0], r[0])
+    return f"{statistics.median(r):.3f} [q1 {q1:.3f}, q3 {q3:.3f}; min {r[0]:.3f}, max {r[-1]:.3f}; n={len(r)}]"
 
 
 def sync(device: str | torch.device) -> None:
@@ -41,12 +55,13 @@ def sync(device: str | torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn: Callable[[], object], device: str | torch.device = "cpu") -> float:
+def timed(fn: Callable[[], object], device: str | torch.device = "cpu") -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
     sync(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     fn()
     sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def paired(ours: Callable[[], object], theirs: Callable[[], object], repeats: int, *, warmup: int = 1,
@@ -54,12 +69,14 @@ def paired(ours: Callable[[], object], theirs: Callable[[], object], repeats: in
     """Time `repeats` back-to-back pairs after `warmup` untimed ones, alternating who goes first."""
     for _ in range(warmup):
         ours(), theirs()
-    mine, ref = [], []
+    mine: list[tuple[float, float]] = []
+    ref: list[tuple[float, float]] = []
     for i in range(repeats):
         order = [(ours, mine), (theirs, ref)]
         for fn, sink in order if i % 2 == 0 else order[::-1]:
             sink.append(timed(fn, device))
-    return Paired(ours_s=mine, theirs_s=ref)
+    return Paired(ours_s=[w for w, _ in mine], theirs_s=[w for w, _ in ref], ours_cpu_s=[c for _, c in mine],
+                  theirs_cpu_s=[c for _, c in ref])
 
 
 def load_average() -> str:

@@ -28,12 +28,23 @@ def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def norm_modulate(x: torch.Tensor, eps: float, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """AdaLN: rms_norm(x) * (1 + scale) + shift, the multiply and add as one `addcmul` pass."""
-    return torch.addcmul(shift, rms_norm(x, eps), 1 + scale)
+    """AdaLN: rms_norm(x) * (1 + scale) + shift. The multiply and add are one `addcmul` pass, or
+    without autograd two in-place passes over the norm's fresh output (no new (B, N, D) buffer:
+    on CPU a fresh large buffer costs page faults, the largest non-matmul cost in the profile)."""
+    h = rms_norm(x, eps)
+    if torch.is_grad_enabled():
+        return torch.addcmul(shift, h, 1 + scale)
+    return h.mul_(1 + scale).add_(shift)
 
 
-def gated_residual(x: torch.Tensor, update: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-    """x + update * gate in one `addcmul` pass (diffusers makes a product temporary first)."""
+def gated_residual(x: torch.Tensor, update: torch.Tensor, gate: torch.Tensor, *, owned: bool = False) -> torch.Tensor:
+    """x + update * gate in one `addcmul` pass (diffusers makes a product temporary first).
+
+    `owned`: x is a temporary of the caller's own, so without autograd it is updated in place
+    (no new (B, N, D) buffer; the block's input itself is never overwritten).
+    """
+    if owned and not torch.is_grad_enabled():
+        return x.addcmul_(update, gate)
     return torch.addcmul(x, update, gate)
 
 
@@ -76,8 +87,8 @@ class SelfAttention(nn.Module):
         """(B, N, D) -> (B, N, D)."""
         q, k, v = self.to_qkv(x).chunk(3, dim=-1)  # 3 x (B, N, inner)
         q, k = self.norm_q(q), self.norm_k(k)
-        if rope is not None:
-            q, k = rotate(q, rope), rotate(k, rope)
+        if rope is not None:  # q, k are fresh buffers (the norms' outputs, or slices of the qkv temporary)
+            q, k = rotate(q, rope, inplace=True), rotate(k, rope, inplace=True)
         return self.to_out(attend(q, k, v, self.heads, None))
 
 
@@ -110,7 +121,9 @@ class FeedForward(nn.Module):
         self.fc_out = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc_out(F.gelu(self.fc_in(x), approximate="tanh"))
+        h = self.fc_in(x)  # (B, N, hidden): a fresh buffer, so without autograd GELU overwrites it
+        h = F.gelu(h, approximate="tanh") if torch.is_grad_enabled() else torch._C._nn.gelu_(h, approximate="tanh")
+        return self.fc_out(h)
 
 
 class CrossAttentionBlock(nn.Module):
@@ -133,6 +146,7 @@ class CrossAttentionBlock(nn.Module):
         ada = self.scale_shift_table[None, None] + temb.view(b, temb.shape[1], 6, -1)  # (B, 1|N, 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ada.unbind(dim=2)
         x = gated_residual(x, self.self_attn(norm_modulate(x, self.eps, shift_msa, scale_msa), rope), gate_msa)
-        x = x + self.cross_attn(x, text, bias)
-        x = gated_residual(x, self.ff(norm_modulate(x, self.eps, shift_mlp, scale_mlp)), gate_mlp)
+        cross = self.cross_attn(x, text, bias)
+        x = x.add_(cross) if not torch.is_grad_enabled() else x + cross  # x is this block's own buffer now
+        x = gated_residual(x, self.ff(norm_modulate(x, self.eps, shift_mlp, scale_mlp)), gate_mlp, owned=True)
         return x, text

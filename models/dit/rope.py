@@ -124,15 +124,18 @@ def rope_rotation(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     return torch.complex(cos[..., ::2].contiguous(), sin[..., ::2].contiguous())
 
 
-def rotate(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+def rotate(x: torch.Tensor, rotation: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
     """Rotate interleaved channel pairs of x (B, N, dim) by `rotation` (B|1, N, dim/2), complex.
 
     Pair (a, b) becomes (a cos - b sin, b cos + a sin): one complex multiply, the same
     arithmetic as diffusers' `x * cos + stack([-b, a]) * sin` without its four temporaries
-    (profiled in benchmarks/dit_speed.py). fp32 (or fp64) math, as diffusers.
+    (profiled in benchmarks/dit_speed.py). fp32 (or fp64) math, as diffusers. `inplace`
+    (without autograd, for an x the caller owns) writes the result into x's buffer.
     """
     work = torch.promote_types(x.dtype, rotation.real.dtype)  # fp32 for fp32/bf16 activations
     pairs = torch.view_as_complex(x.to(work).unflatten(-1, (-1, 2)))  # (B, N, dim/2), a view when x is fp32
+    if inplace and not torch.is_grad_enabled():
+        return torch.view_as_real(pairs.mul_(rotation)).flatten(-2).to(x.dtype)
     return torch.view_as_real(pairs * rotation).flatten(-2).to(x.dtype)
 
 
