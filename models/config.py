@@ -4,6 +4,11 @@ Each component has a frozen, keyword-only dataclass config with a `kind` name an
 `build()`; a run config is a tree of them. This module turns such trees into JSON-ready
 dicts and back, validating field names and choice fields with one clear sentence.
 Variants are derived with `dataclasses.replace`, never by mutation.
+
+Every field also has a declared range (`declare_ranges`, a table right after each
+dataclass; `Literal` and `bool` fields by their type): `from_dict`, `--set` and
+`ablations.configs.check_buildable` refuse a value outside it in one sentence naming the
+field and its range, and `field_ranges` lists them (field, range) for `ltxlab config show`.
 """
 
 from __future__ import annotations
