@@ -26,6 +26,7 @@ from ablations.executor import DONE, RESULT
 from ablations.recipes import RECIPES
 from ablations.runner import run_sweep
 from ablations.training import checkpoint
+from test_sweep import ray_local  # noqa: F401  (the module-scoped embedded Ray of the sweep tests)
 
 ray = pytest.importorskip("ray")
 av = pytest.importorskip("av")
@@ -40,15 +41,6 @@ def _sweep(**base_changes):
                                                                           checkpoint_every=2, **base_changes))
     return dataclasses.replace(sweep, base=base, axes={"dit.text_conditioning": ["cross_attention"]},
                                stages=("eval_recon",))
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +145,39 @@ def test_same_size_rewrite_is_caught_by_its_sha256(swept, capsys):
     again, lines = _rerun_heals(root, clean, capsys)
     assert _ran(again) == ["train_vae"]
     assert any("the sha256 of vae.pt differs from the one DONE recorded; rerunning" in line for line in lines), lines
+
+
+def test_verify_full_hashes_what_the_fast_path_trusts(swept, capsys):
+    """A same-size change with its mtime put back passes the fast check (size + mtime); --verify full hashes it."""
+    root, outcome, clean = swept
+    result = _folder(root, outcome, "eval_recon") / RESULT
+    stat, text = result.stat(), result.read_text()
+    result.write_text(text.replace('"stage"', '"stagE"', 1))
+    os.utime(result, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    fast, _ = _rerun_heals(root, clean, capsys)
+    assert _ran(fast) == []
+    full, lines = _rerun_heals(root, clean, capsys, verify="full")
+    assert _ran(full) == ["eval_recon"]
+    assert any("the sha256 of result.json differs" in line for line in lines), lines
+
+
+def test_damaged_part_of_a_sharded_stage_is_redone_not_merged(tmp_path, capsys):
+    from ablations.stages import shards
+
+    calls = []
+
+    def work(folder: Path, items: slice) -> dict:
+        calls.append(items)
+        (folder / "data.bin").write_bytes(bytes(range(200)))
+        return {"items": items.stop - items.start}
+
+    assert not shards.build_part(tmp_path, 0, 1, 5, work)["reused"]
+    assert shards.build_part(tmp_path, 0, 1, 5, work)["reused"]
+    _truncate(shards.part_dir(tmp_path, 0, 1) / "data.bin", 10)
+    capsys.readouterr()
+    assert not shards.build_part(tmp_path, 0, 1, 5, work)["reused"] and len(calls) == 2
+    assert (shards.part_dir(tmp_path, 0, 1) / "data.bin").read_bytes() == bytes(range(200))
+    assert "data.bin is 10 bytes, DONE recorded 200; it is redone" in capsys.readouterr().out
 
 
 def test_old_done_without_record_is_checked_then_accepted_or_rerun(swept, capsys):

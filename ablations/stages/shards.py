@@ -23,6 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ablations.store import check_file_record, file_record
+
 PARTS = "parts"
 DONE = "DONE"
 
@@ -190,11 +192,17 @@ def part_dir(folder: Path, rank: int, world: int) -> Path:
 
 
 def read_part(path: Path) -> dict[str, Any] | None:
-    """A part's DONE record ({rank, world, n_items, start, stop, info, host, pid}), or None if it is not complete."""
+    """A part's DONE record ({rank, world, n_items, start, stop, info, host, pid, files}), or None if it is not
+    complete or a file of it no longer matches the record's size and mtime (else sha256), which is said in one line."""
     try:
-        return json.loads((Path(path) / DONE).read_text())
+        record = json.loads((Path(path) / DONE).read_text())
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
         return None
+    why = check_file_record(path, record.get("files") or {}) if isinstance(record, dict) else "DONE is not a record"
+    if why is not None:
+        print(f"part {Path(path).name} of {Path(path).parent.parent}: {why}; it is redone", flush=True)
+        return None
+    return record
 
 
 def build_part(folder: Path, rank: int, world: int, n_items: int,
@@ -218,7 +226,8 @@ def build_part(folder: Path, rank: int, world: int, n_items: int,
     try:
         info = work(tmp, items) or {}
         record = {"rank": rank, "world": world, "n_items": n_items, "start": items.start, "stop": items.stop,
-                  "info": dict(info), "host": socket.gethostname(), "pid": os.getpid()}
+                  "info": dict(info), "host": socket.gethostname(), "pid": os.getpid(),
+                  "files": file_record(tmp)}  # sizes, mtimes, sha256: a damaged part is redone, not merged
         done = tmp / DONE
         done.write_text(json.dumps(record) + "\n")
         _install(tmp, final, rank, world, n_items)
