@@ -1,12 +1,14 @@
 """VAE speed: tiny `ltx` frames/s on CPU, and our forward time relative to diffusers'.
 
     python benchmarks/vae_speed.py                      # both figures, defaults below
-    python benchmarks/vae_speed.py --sizes tiny small --shape 17x128x128 --repeats 7
+    python benchmarks/vae_speed.py --sizes tiny small --shape 17x128x128 --repeats 7 --threads 1 2 [--profile]
 
 The ratio compares our `ltx` VAE with diffusers' `AutoencoderKLLTXVideo` at the same
 config with the same weights (converted by `models/vae/convert.py`), in one process,
-alternating which model goes first; it prints the median time of each and the median
-of the back-to-back ratios (< 1 means ours is faster). Timings are no-grad fp32 encode + decode of the mean, with a
+alternating which model goes first, at each thread count of `--threads`; it prints the
+median wall and CPU time of each, the median of the back-to-back ratios with quartiles and
+min-max (< 1 means ours is faster), and the load average (the machine is shared).
+`--profile` adds the top aten ops of each side. Timings are no-grad fp32 encode + decode of the mean, with a
 decode timestep, as a reconstruction pass at evaluation time runs.
 """
 
@@ -14,9 +16,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paired import Paired, load_average, paired, print_profiles  # noqa: E402
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -44,8 +51,8 @@ def frames_per_second(size: str, shape: tuple[int, int, int], repeats: int) -> f
     return shape[0] / seconds
 
 
-def ratio_vs_diffusers(size: str, shape: tuple[int, int, int], repeats: int) -> tuple[float, float, float]:
-    """(our median s, diffusers' median s, median of paired ours / theirs) for one encode + decode."""
+def vae_pair(size: str, shape: tuple[int, int, int]):  # type: ignore[no-untyped-def]
+    """(our encode + decode, diffusers' encode + decode, max |difference|) at identical converted weights."""
     from diffusers import AutoencoderKLLTXVideo
 
     from models.vae import vae_config
@@ -59,45 +66,47 @@ def ratio_vs_diffusers(size: str, shape: tuple[int, int, int], repeats: int) -> 
     video = torch.rand(1, 3, *shape) * 2 - 1
     timestep = torch.tensor([0.05])
 
+    @torch.no_grad()
     def run_ours() -> torch.Tensor:
         torch.manual_seed(1)
         return ours(video, sample_posterior=False, timestep=timestep)[0]
 
+    @torch.no_grad()
     def run_theirs() -> torch.Tensor:
         torch.manual_seed(1)
         return theirs(video, temb=timestep).sample
 
-    with torch.no_grad():
-        diff = (run_ours() - run_theirs()).abs().max().item()  # also the warm-up
-        ours_s, theirs_s = [], []
-        for i in range(repeats):
-            order = [(run_ours, ours_s), (run_theirs, theirs_s)]
-            for fn, sink in order if i % 2 == 0 else order[::-1]:
-                sink.append(timed(fn))
-    print(f"  [{size}] max |ours - diffusers| on the reconstruction: {diff:.2e}")
-    # the ratio is the median of back-to-back pairs: on a shared machine, load drifts
-    # between pairs far more than within one
-    ratio = statistics.median(a / b for a, b in zip(ours_s, theirs_s))
-    return statistics.median(ours_s), statistics.median(theirs_s), ratio
+    return run_ours, run_theirs, (run_ours() - run_theirs()).abs().max().item()
+
+
+def ratio_vs_diffusers(size: str, shape: tuple[int, int, int], repeats: int) -> tuple[Paired, float]:
+    run_ours, run_theirs, diff = vae_pair(size, shape)
+    # the ratio is the median of back-to-back pairs: on a shared machine, load drifts between pairs far more than within one
+    return paired(run_ours, run_theirs, repeats), diff
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["tiny", "small"], help="ltx presets for the diffusers ratio")
     parser.add_argument("--shape", default="17x128x128", help="FRAMESxHEIGHTxWIDTH")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs per model (median reported)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed pairs per size and thread count")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to measure at")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the tiny frames/s figure")
+    parser.add_argument("--profile", action="store_true", help="print the top aten ops of each side")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     shape = parse_shape(args.shape)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, no grad, batch 1, shape {args.shape}")
-    fps = frames_per_second("tiny", shape, args.repeats)
-    print(f"tiny ltx encode+decode throughput (CPU): {fps:.1f} frames/s")
-    for size in args.sizes:
-        ours_s, theirs_s, ratio = ratio_vs_diffusers(size, shape, args.repeats)
-        print(f"{size} ltx forward time, ours: {ours_s * 1e3:.1f} ms, diffusers: {theirs_s * 1e3:.1f} ms, "
-              f"median paired ratio ours/diffusers: {ratio:.3f}")
+    print(f"torch {torch.__version__}, fp32, no grad, batch 1, shape {args.shape} ({load_average()})")
+    if not args.no_throughput:
+        fps = frames_per_second("tiny", shape, args.repeats)
+        print(f"tiny ltx encode+decode throughput (CPU, {torch.get_num_threads()} threads): {fps:.1f} frames/s")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for size in args.sizes:
+            result, diff = ratio_vs_diffusers(size, shape, args.repeats)
+            print(f"{size} ltx encode+decode, {threads} thread(s): {result.summary()} "
+                  f"(max |ours - diffusers| {diff:.1e}; {load_average()})")
+            if args.profile and threads == args.threads[0]:
+                print_profiles(*vae_pair(size, shape)[:2], repeats=1)
 
 
 if __name__ == "__main__":

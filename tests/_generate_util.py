@@ -20,6 +20,14 @@ from models.vae import vae_config
 SPEC = DataSpec(source="synthetic", frames=9, height=32, width=32, num_scenes=4, num_heldout_scenes=1, seed=5)
 
 
+def tiny_pair(tmp_path_factory) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    """`train_tiny_pair` once per test session (both test modules read the same checkpoints)."""
+    root = tmp_path_factory.getbasetemp() / "tiny-pair"
+    if not (root / "dit" / "dit.pt").is_file():
+        train_tiny_pair(root)
+    return root / "vae", root / "dit"
+
+
 def train_tiny_pair(root: Path) -> tuple[Path, Path]:
     """(vae folder, dit folder) under `root`: real checkpoints, not trained to any quality."""
     torch.set_num_threads(1)

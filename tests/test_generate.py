@@ -24,13 +24,13 @@ from models.dit import dit_config
 from models.flow import guided_velocity
 from models.vae import vae_config
 from models.vae.tiling import decode_chunked, temporal_receptive_radius
-from tests._generate_util import train_tiny_pair
+from tests._generate_util import tiny_pair
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """(vae folder, dit folder): a tiny ltx VAE and DiT trained for two steps each, through the real stages."""
-    return train_tiny_pair(tmp_path_factory.mktemp("generate"))
+    return tiny_pair(tmp_path_factory)
 
 
 def test_cli_generates_any_shape_and_prints_the_breakdown(trained, tmp_path, capsys):
@@ -130,3 +130,21 @@ def test_bad_inputs_are_one_sentence_before_loading(trained, tmp_path, capsys, m
     err = capsys.readouterr().err.strip()
     assert sentence.format(tmp=tmp_path) in err and err.count("\n") == 0, err
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_inference_buffers_never_leak_between_forwards():
+    """Without autograd the DiT reuses workspace buffers and updates its own temporaries in place;
+    a forward's output must survive the next forward and equal the autograd path's."""
+    torch.manual_seed(0)
+    model = dit_config("ltx", "tiny").build().eval()
+    inputs = [(torch.randn(2, 128, 2, 2, 2), torch.tensor([0.3, 0.9])) for _ in range(2)]
+    text, mask = torch.randn(2, 16, 384), torch.ones(2, 16, dtype=torch.bool)
+    with torch.no_grad():
+        first = model(inputs[0][0], inputs[0][1], text, mask, 24.0)
+        kept = first.clone()
+        model(inputs[1][0], inputs[1][1], text, mask, 24.0)
+    torch.testing.assert_close(first, kept, rtol=0, atol=0)
+    with torch.enable_grad():
+        reference = model(inputs[0][0], inputs[0][1], text, mask, 24.0)
+    torch.testing.assert_close(first, reference.detach(), rtol=1e-5, atol=1e-6)
+    assert not inputs[0][0].isnan().any()

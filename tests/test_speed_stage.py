@@ -25,7 +25,7 @@ from ablations.recipes import RECIPES
 from ablations.runner import STAGE_SPECS, InstanceState
 from ablations.store import SweepStore
 from evaluation.cost import generation_flops
-from tests._generate_util import SPEC, train_tiny_pair
+from tests._generate_util import SPEC, tiny_pair
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def _variants(sweep):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def speed_result(tmp_path_factory) -> tuple[object, dict]:
     """(run config, the stage's result) for a tiny trained pair, through the executor's entry."""
-    vae_dir, dit_dir = train_tiny_pair(tmp_path_factory.mktemp("speed"))
+    vae_dir, dit_dir = tiny_pair(tmp_path_factory)
     cfg = default_run_config("ltx", "tiny")
     cfg = dataclasses.replace(cfg, dit_data=SPEC, sample=dataclasses.replace(cfg.sample, steps=3),
                               cost=dataclasses.replace(cfg.cost, latency_repeats=2))

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.dit.rope import rotate
+from models.layers import WorkspaceLinear
 
 Rope = torch.Tensor  # (B|1, N, inner/2) complex rotations, `models.dit.rope.rope_rotation`
 
@@ -78,10 +79,10 @@ class SelfAttention(nn.Module):
         super().__init__()
         inner = heads * head_dim
         self.heads = heads
-        self.to_qkv = nn.Linear(dim, 3 * inner)
+        self.to_qkv = WorkspaceLinear(dim, 3 * inner, role="self_qkv")
         self.norm_q = make_qk_norm(qk_norm, inner)
         self.norm_k = make_qk_norm(qk_norm, inner)
-        self.to_out = nn.Linear(inner, dim)
+        self.to_out = WorkspaceLinear(inner, dim, role="self_out")
 
     def forward(self, x: torch.Tensor, rope: Rope | None) -> torch.Tensor:
         """(B, N, D) -> (B, N, D)."""
@@ -99,11 +100,11 @@ class CrossAttention(nn.Module):
         super().__init__()
         inner = heads * head_dim
         self.heads = heads
-        self.to_q = nn.Linear(dim, inner)
-        self.to_kv = nn.Linear(dim, 2 * inner)
+        self.to_q = WorkspaceLinear(dim, inner, role="cross_q")
+        self.to_kv = WorkspaceLinear(dim, 2 * inner, role="cross_kv")
         self.norm_q = make_qk_norm(qk_norm, inner)
         self.norm_k = make_qk_norm(qk_norm, inner)
-        self.to_out = nn.Linear(inner, dim)
+        self.to_out = WorkspaceLinear(inner, dim, role="cross_out")
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """x (B, N, D), text (B, L, D), bias (B, 1, 1, L) -> (B, N, D)."""
@@ -117,8 +118,8 @@ class FeedForward(nn.Module):
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc_in = nn.Linear(dim, hidden)
-        self.fc_out = nn.Linear(hidden, dim)
+        self.fc_in = WorkspaceLinear(dim, hidden, role="ffn_in")
+        self.fc_out = WorkspaceLinear(hidden, dim, role="ffn_out")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc_in(x)  # (B, N, hidden): a fresh buffer, so without autograd GELU overwrites it
