@@ -51,17 +51,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _postgres import start_in_tempdir  # noqa: E402 - the tests' throwaway-server helper
 
 
-def _group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU time of every live process in a process group (Linux /proc)."""
+def _cpu_seconds(group: int | None = None, parent: int | None = None) -> float:
+    """User + system CPU time of the live processes in a process group, or of a parent and its children."""
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # exited meanwhile
-        if int(fields[2]) == pgid:
+        if int(fields[2]) == group or parent == int(fields[1]):
             total += int(fields[11]) + int(fields[12])
+        elif parent == int(stat.parent.name):  # the parent also holds its exited children's time
+            total += sum(int(x) for x in fields[11:15])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def _postmaster(pg) -> int | None:  # noqa: ANN001 - tests/_postgres.PostgresServer or None
+    """PID of the PostgreSQL server (its backends are its children), from postmaster.pid."""
+    return int((pg.folder / "data" / "postmaster.pid").read_text().split()[0]) if pg else None
 
 
 class Client:
@@ -100,8 +107,9 @@ class Phase:
     latencies: list[float] = field(default_factory=list)  # seconds per vote request
     errors: list[int] = field(default_factory=list)  # HTTP statuses of refused requests
     wall: float = 0.0
-    server_cpu: float = 0.0
-    client_cpu: float = 0.0
+    server_cpu: float = 0.0  # survey server processes
+    client_cpu: float = 0.0  # this load generator
+    db_cpu: float = 0.0  # PostgreSQL server processes (0 for SQLite, which runs inside the survey server)
 
 
 async def _slot(port: int, sid: str, tag: str, stop_at: float, budget: list[int], out: Phase, interval: float,
@@ -191,8 +199,9 @@ def _profile(pgid: int, seconds: float, folder: Path) -> subprocess.Popen | None
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run_repeat(db: str, folder: Path, workers: int, args: argparse.Namespace) -> dict:
+def run_repeat(db: str, folder: Path, workers: int, args: argparse.Namespace, pg=None) -> dict:  # noqa: ANN001
     """One fresh study, one server, closed then open loop; returns the measured figures."""
+    postmaster = _postmaster(pg) if "://" in db else None
     summary = _study(folder, db, args)
     load_before = os.getloadavg()[0]
     proc, base = start_server(db, workers=workers)
@@ -202,10 +211,11 @@ def run_repeat(db: str, folder: Path, workers: int, args: argparse.Namespace) ->
         time.sleep(1.0 if workers > 1 else 0.0)  # let every worker finish importing
         for name, rate in (("closed", 0.0), ("open", args.rate)):
             spy = _profile(proc.pid, args.seconds, args.profile) if args.profile and name == "closed" else None
-            cpu0, me0 = _group_cpu_seconds(proc.pid), time.process_time()
+            cpu0, me0, db0 = _cpu_seconds(group=proc.pid), time.process_time(), _cpu_seconds(parent=postmaster)
             phases[name] = asyncio.run(_load(port, summary["public_id"], args, rate, f"{name}{random.getrandbits(20)}-"))
-            phases[name].server_cpu = _group_cpu_seconds(proc.pid) - cpu0
+            phases[name].server_cpu = _cpu_seconds(group=proc.pid) - cpu0
             phases[name].client_cpu = time.process_time() - me0
+            phases[name].db_cpu = _cpu_seconds(parent=postmaster) - db0 if postmaster else 0.0
             if spy:
                 spy.wait()
     finally:
@@ -231,11 +241,13 @@ def report(label: str, runs: list[dict], args: argparse.Namespace) -> None:
         p99 = [float(np.percentile(np.array(p.latencies or [np.nan]) * 1e3, 99)) for p in ph]
         cpu = [1e3 * p.server_cpu / max(len(p.acked), 1) for p in ph]
         cli = [1e3 * p.client_cpu / max(len(p.acked), 1) for p in ph]
+        dbc = [1e3 * p.db_cpu / max(len(p.acked), 1) for p in ph]
         what = "closed loop" if name == "closed" else f"open loop at {args.rate:.0f} offered votes/s"
         print(f"  {what}: {_fmt(rate)} acknowledged votes/s; vote latency p50 {_fmt(p50, ' ms', 1)}, "
               f"p99 {_fmt(p99, ' ms', 1)}; refused {sum(len(p.errors) for p in ph)} "
               f"{sorted({e for p in ph for e in p.errors})}; CPU per vote: server "
-              f"{_fmt(cpu, ' ms', 2)}, load generator {_fmt(cli, ' ms', 2)}")
+              f"{_fmt(cpu, ' ms', 2)}, load generator {_fmt(cli, ' ms', 2)}"
+              + (f", PostgreSQL {_fmt(dbc, ' ms', 2)}" if any(dbc) else ""))
     loads = ", ".join(f"{r['load']:.1f}" for r in runs)
     print(f"  load average (1 min) before each repeat: {loads}")
     spreads = ", ".join(str(r["spread"]) for r in runs)
@@ -273,7 +285,7 @@ def main() -> None:
                     for k in range(args.repeats):
                         db = str(folder / f"load-{workers}-{k}.db") if kind == "sqlite" else \
                             pg.create_database(f"load_{workers}_{k}")
-                        runs.append(run_repeat(db, folder, workers, args))
+                        runs.append(run_repeat(db, folder, workers, args, pg))
                     label = ("SQLite WAL synchronous=NORMAL" if kind == "sqlite" else
                              "PostgreSQL 15 (fsync on, synchronous_commit on)") + f", {workers} worker(s)"
                     report(label, runs, args)
