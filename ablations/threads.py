@@ -4,7 +4,8 @@ torch starts one intra-op thread per core it can see. On a shared machine, or be
 Ray tasks, that oversubscribes the cores: OpenMP threads spin waiting for each other and a
 tiny training run took 218 s instead of 8 s with one thread (issue 17). So every entry point
 sets its thread count explicitly: the `ltxlab` training and sampling commands from
-`--threads` (default `default_threads()`), the sweep runner per task (`threads_per_task`).
+`--threads` (default `default_threads()`: the idle cores, at most 8), the sweep runner per
+task (`threads_per_task`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,22 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def idle_cpus() -> int:
+    """Available cores not already busy: the cores minus the 1-minute load average (at least 1).
+
+    Measured on the 2-core test machine at load ~12 (benchmarks/train_threads.py): 30 tiny VAE
+    steps took 180 s with 2 threads and 14 s with 1, because OpenMP threads spin-wait for
+    siblings the kernel has descheduled; so a loaded machine gets one thread."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    return max(1, available_cpus() - int(round(load)))
+
+
 def default_threads() -> int:
-    """A single command's default: every available core, at most `MAX_DEFAULT_THREADS`."""
-    return min(available_cpus(), MAX_DEFAULT_THREADS)
+    """A single command's default: the idle available cores, at most `MAX_DEFAULT_THREADS`."""
+    return min(idle_cpus(), MAX_DEFAULT_THREADS)
 
 
 def threads_per_task(slots: int) -> int:

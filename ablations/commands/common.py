@@ -21,8 +21,8 @@ def add_threads_arg(p: argparse.ArgumentParser) -> None:
     from ablations.threads import default_threads
 
     p.add_argument("--threads", type=int, default=default_threads(), metavar="N",
-                   help="torch CPU threads; more than the free cores slows training down (default: the available "
-                        "cores, at most 8, here %(default)s)")
+                   help="torch CPU threads; more than the idle cores slows training down many times over (default: "
+                        "the available cores minus the load average, 1 to 8; here and now %(default)s)")
 
 
 def add_config_arg(p: argparse.ArgumentParser) -> None:
