@@ -184,3 +184,14 @@ def test_bad_field_in_a_config_file_names_file_and_line(capsys, tmp_path):
     err = _refused(capsys, ["train-vae", "--out", str(tmp_path / "v"), "--config", str(config)])
     assert f"{config}, line 5: vae_train.batch_size must be an integer from 1" in err
     assert not (tmp_path / "v").exists()
+
+
+@pytest.mark.parametrize("cores, load, expected", [(16, 0.0, 8), (16, 11.6, 4), (2, 0.2, 2), (2, 11.6, 1), (1, 0.0, 1)])
+def test_default_threads_leave_busy_cores_alone(monkeypatch, cores, load, expected):
+    """On a loaded machine more threads than idle cores cost 10x (benchmarks/train_threads.py)."""
+    from ablations import threads
+
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (load, load, load))
+    assert threads.default_threads() == expected
+    assert threads.threads_per_task(4) == max(1, cores // 4)
