@@ -24,6 +24,7 @@ from ablations.executor import PROGRESS, clear_for_rerun, execute, stage_dir, ve
 from ablations.graph import Plan, StageInstance, StageSpec, expand_variants, plan_sweep, replicate_summary
 from ablations.provenance import provenance
 from ablations.store import SweepBusyError, SweepStore
+from ablations.threads import threads_per_task
 from models.config import to_dict
 
 STAGE_SPECS: dict[str, StageSpec] = {
@@ -249,7 +250,8 @@ def _run_locked(sweep: Any, plan: Plan, store: SweepStore, started: float, previ
                           "data_warnings": run_data_warnings(variant.config)})  # broken files the run skips
         store.write_run_json(variant.run_id, "config.json", to_dict(variant.config))
 
-    threads = max(1, (os.cpu_count() or 1) // slots) if not (address or os.environ.get("RAY_ADDRESS")) else 1
+    # available cores (CPU affinity, not the machine's count) shared by the concurrent slots
+    threads = threads_per_task(slots) if not (address or os.environ.get("RAY_ADDRESS")) else 1
     states = {iid: InstanceState(inst) for iid, inst in plan.instances.items()}
     view = LiveView(sweep.name, progress)
     executed = skipped = 0

@@ -57,6 +57,9 @@ def _refused(capsys, argv: list[str]) -> str:
     (["train-vae", "--out", "{tmp}/v", "--batch-size", "a"], "invalid int value: 'a'"),
     (["sample", "--checkpoint", "x", "--prompt", "a", "--out", "y", "--threads", "a"], "invalid int value: 'a'"),
     (["train-vae"], "the following arguments are required: --out"),
+    (["sweep", "demo", "--results", "{tmp}/r", "--seeds", "a,b"], "--seeds takes comma-separated non-negative integers"),
+    (["sweep", "demo", "--results", "{tmp}/r", "--seeds", "0,0"], "--seeds lists a seed twice"),
+    (["sweep", "demo", "--results", "{tmp}/r", "--config", "{tmp}/missing.toml"], "missing.toml"),
 ])
 def test_bad_flag_is_one_sentence(capsys, tmp_path, argv, says):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
@@ -195,3 +198,19 @@ def test_default_threads_leave_busy_cores_alone(monkeypatch, cores, load, expect
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (load, load, load))
     assert threads.default_threads() == expected
     assert threads.threads_per_task(4) == max(1, cores // 4)
+
+
+def test_sweep_config_file_sets_fields_and_travels_to_a_cluster_job_as_set_strings(tmp_path):
+    """`ltxlab sweep --config FILE`: the file's fields reach the base config (--set wins), and a
+    `sweep submit` entrypoint carries them as --set strings (the cluster never sees the file)."""
+    from ablations.commands.sweep import build_sweep, job_entrypoint
+
+    config = tmp_path / "run.toml"
+    config.write_text("[vae_train]\nsteps = 7\nlr = 2e-4\n")
+    args = build_parser().parse_args(["sweep", "tiny-pair", "--smoke", "--config", str(config),
+                                      "--set", "vae_train.lr=1e-4", "--results", str(tmp_path / "r")])
+    base = build_sweep(args, "tiny-pair").base
+    assert base.vae_train.steps == 7 and base.vae_train.lr == 1e-4
+    entry = job_entrypoint(args, "tiny-pair")
+    assert "--set vae_train.steps=7" in entry and entry.index("vae_train.lr=0.0002") < entry.index("vae_train.lr=1e-4")
+    assert str(config) not in entry

@@ -12,6 +12,8 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from ablations.commands.common import add_config_arg
+
     p = subparsers.add_parser("sweep", help="run an ablation recipe as Ray tasks (or `sweep submit` to a cluster)",
                               description="ltxlab sweep RECIPE [options]  |  ltxlab sweep submit RECIPE --address URL")
     p.add_argument("recipe", nargs="+", metavar="RECIPE", help="recipe name (vae-core, denoising-decoder, "
@@ -21,6 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="sweep folder name (default: the recipe name, plus -smoke)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a base config field for every variant, e.g. --set vae_train.steps=50")
+    add_config_arg(p)
     p.add_argument("--seeds", default=None, help="comma-separated seeds (an axis), e.g. 0,1,2")
     p.add_argument("--replicate-baseline", action="store_true",
                    help="also run the baseline variant on seeds shifted by 1000 (A/A): shows the sweep's noise floor")
@@ -38,15 +41,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_sweep(args: argparse.Namespace, recipe: str):
-    from ablations.overrides import apply_overrides
+    from ablations.config_file import apply_file_overrides
     from ablations.recipes import RECIPES
     from ablations.recipes.common import smoke
 
     sweep = RECIPES.get(recipe)()
     base = smoke(sweep.base) if args.smoke else sweep.base
-    base = apply_overrides(base, args.overrides)
+    base = apply_file_overrides(base, args.config, args.overrides)
     name = args.name or (f"{sweep.name}-smoke" if args.smoke else sweep.name)
-    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else sweep.seeds
+    seeds = parse_seeds(args.seeds) if args.seeds else sweep.seeds
     replicate = sweep.replicate_baseline or args.replicate_baseline  # a recipe's own A/A stays on
     return dataclasses.replace(sweep, base=base, name=name, seeds=seeds, replicate_baseline=replicate)
 
@@ -101,7 +104,22 @@ def submit(args: argparse.Namespace, recipe: str) -> int:
     return 0
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """`--seeds 0,1,2` as a tuple of distinct non-negative ints; anything else is one sentence."""
+    from ablations.cli import UserError
+
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() for part in parts):
+        raise UserError(f"--seeds takes comma-separated non-negative integers such as 0,1,2, not {text!r}.")
+    seeds = tuple(int(part) for part in parts)
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds lists a seed twice ({text!r}); each seed is one replicate, give each once.")
+    return seeds
+
+
 def job_entrypoint(args: argparse.Namespace, recipe: str) -> str:
+    from ablations.config_file import overrides_from_file
+
     parts = ["python", "-m", "ablations.cli", "sweep", recipe, "--results", str(args.results), "--quiet"]
     if args.smoke:
         parts.append("--smoke")
@@ -111,7 +129,8 @@ def job_entrypoint(args: argparse.Namespace, recipe: str) -> str:
         parts += ["--seeds", args.seeds]
     if args.replicate_baseline:
         parts.append("--replicate-baseline")
-    for override in args.overrides:
+    # the file's fields travel as --set strings (the cluster has the code, not the user's file)
+    for override in (overrides_from_file(args.config) if args.config else []) + args.overrides:
         parts += ["--set", override]
     parts += ["--max-retries", str(args.max_retries)]
     if args.verify != "fast":
