@@ -60,7 +60,8 @@ class FixedText:
         self.text, self.mask, self.null_text, self.null_mask = text, mask, null, null_mask
 
     def encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.text, self.mask
+        """The null caption for [""] (as models.text.TextEncoder.null encodes it), else the caption."""
+        return (self.null_text, self.null_mask) if list(captions) == [""] else (self.text, self.mask)
 
     def null(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.null_text, self.null_mask
@@ -112,7 +113,7 @@ def build(size: str, device: str = "cpu", dtype: torch.dtype = torch.float32) ->
 def run_ours(parts: dict[str, Any], steps: int, scale: float, seed: int, **kw: Any):  # type: ignore[no-untyped-def]
     from ablations.stages.speed import timed_generate
 
-    return timed_generate(parts["dit"], parts["vae"], parts["text"], "", parts["shape"], steps=steps,
+    return timed_generate(parts["dit"], parts["vae"], parts["text"], "the benchmark caption", parts["shape"], steps=steps,
                           guidance_scale=scale, seed=seed, **kw)
 
 

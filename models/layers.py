@@ -51,6 +51,7 @@ class TimestepMLP(nn.Module):
 
 _WORKSPACE: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
 WORKSPACE_ENTRIES = 32  # (role, shape, dtype) buffers kept; a sampler uses a handful (batch 1 and 2)
+WORKSPACE_MAX_BYTES = 256 * 2**20  # larger buffers are allocated fresh, not kept
 
 
 def workspace(role: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
@@ -58,6 +59,8 @@ def workspace(role: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Te
     module with that role). Reuse avoids what the DiT profile showed as the largest non-matmul cost
     on CPU: page faults on every fresh multi-megabyte buffer (glibc returns freed ones to the OS)."""
     key = (role, tuple(shape), like.dtype)
+    if math.prod(shape) * like.element_size() > WORKSPACE_MAX_BYTES:
+        return torch.empty(shape, dtype=like.dtype)  # too big to keep around (full-size decodes)
     buffer = _WORKSPACE.get(key)
     if buffer is None:
         buffer = _WORKSPACE[key] = torch.empty(shape, dtype=like.dtype)

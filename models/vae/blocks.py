@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import rng
+from models.layers import workspace
 from models.rng import Generator
 
 Triple = tuple[int, int, int]
@@ -127,16 +128,32 @@ class CausalConv3d(nn.Conv3d):
         kt = self.kernel_size[0]
         if kt > 1:
             before, after = (kt - 1, 0) if self.causal else ((kt - 1) // 2, (kt - 1) // 2)
-            parts = [x[:, :, :1].expand(-1, -1, before, -1, -1), x]
-            if after:
-                parts.append(x[:, :, -1:].expand(-1, -1, after, -1, -1))
-            x = torch.cat(parts, dim=2)  # (B, Cin, T + kt - 1, H, W)
+            x = self._pad_time(x, before, after)  # (B, Cin, T + kt - 1, H, W)
         if self.use_onednn and x.device.type == "cpu" and x.dtype == torch.float32 and _onednn_enabled():
             # PyTorch routes small batch-1 convs to its im2col kernel; with <= 128 input channels
             # oneDNN is 1.2-30x faster there (measured), with more it is slower (same math, other
             # summation order); bigger inputs go to oneDNN through F.conv3d anyway
             return torch.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride, self.dilation, 1)
         return F.conv3d(x, self.weight, self.bias, self.stride, self.padding)
+
+
+    @staticmethod
+    def _pad_time(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
+        """Replicate the first frame `before` times and the last `after` times. On CPU without
+        autograd the padded copy goes into a reused workspace buffer (the conv reads it at once):
+        a fresh buffer per conv costs page faults, the largest cost outside the convolutions."""
+        if torch.is_grad_enabled() or x.device.type != "cpu" or torch.compiler.is_compiling():
+            parts = [x[:, :, :1].expand(-1, -1, before, -1, -1), x]
+            if after:
+                parts.append(x[:, :, -1:].expand(-1, -1, after, -1, -1))
+            return torch.cat(parts, dim=2)
+        b, c, t, h, w = x.shape
+        padded = workspace("causal_conv_pad", (b, c, before + t + after, h, w), x)
+        padded[:, :, before : before + t].copy_(x)
+        padded[:, :, :before].copy_(x[:, :, :1].expand(-1, -1, before, -1, -1))
+        if after:
+            padded[:, :, before + t :].copy_(x[:, :, -1:].expand(-1, -1, after, -1, -1))
+        return padded
 
 
 class ResnetBlock3d(nn.Module):
