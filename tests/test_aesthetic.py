@@ -432,8 +432,8 @@ def _cast_votes(engine, public_id: str, media_root: Path, raters: int) -> None:
         careless = r == raters
         rid = store.rater_id(state, store.start(state, f"rater{r}", "test")["rater"])
         pair = store.next_pair(state, rid)
-        while not pair["done"]:
-            left, right = (pair[side][len("/m/"):] for side in ("left", "right"))
+        while not pair["done"]:  # media URLs are per assignment: the store resolves them to the files
+            left, right = (Path(store.media(pair[side][len("/m/"):])[0]).stem for side in ("left", "right"))
             cid = next(c for c, media in state.comp_media.items() if set(media) == {left, right})
             if cid in gold:  # media a of a gold pair is the clean copy
                 choice = "left" if state.comp_media[cid][0] == left else "right"
@@ -453,7 +453,8 @@ def test_cli_trains_end_to_end_on_a_real_survey_export(tmp_path, capsys):
     src = write_example_dir(tmp_path / "src", ["sys_a", "sys_b", "sys_c"], n_prompts=6)
     engine = tables.make_engine(tmp_path / "survey.db")
     summary = build.create_study(engine, "aes", build.collect_from_dir(src), tmp_path / "survey-media",
-                                 build.StudyOptions(pairs_per_rater=18, gold_per_rater=2, min_watch_fraction=0.0))
+                                 build.StudyOptions(pairs_per_rater=18, gold_per_rater=2, min_watch_fraction=0.0,
+                                                    require_delivery=False, max_raters_per_client=None))  # in-process raters, no media served
     _cast_votes(engine, summary["public_id"], Path(summary["media_dir"]), raters=3)
     assert ltxlab(["survey", "export", "aes", "--db", str(tmp_path / "survey.db"),
                    "--out", str(tmp_path / "aes-votes.csv")]) == 0
