@@ -37,7 +37,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--adaptive", action="store_true", help="favour system pairs with the most uncertain outcome")
     create.add_argument("--min-watch-fraction", type=float, default=0.9,
                         help="refuse votes faster than this x the longer clip's duration (0 disables)")
-    create.add_argument("--max-raters", type=int, help="admit at most this many raters")
+    create.add_argument("--max-raters", type=int, help="admit at most this many raters (those who voted)")
+    create.add_argument("--no-require-delivery", dest="require_delivery", action="store_false",
+                        help="accept votes without checking that both videos were delivered to the rater")
+    create.add_argument("--max-raters-per-client", type=int, default=3,
+                        help="raters per client address and per browser cookie (0: no cap; default 3)")
+    create.add_argument("--start-burst", type=int, default=10,
+                        help="rater starts one address may make at once (0: no limit; default 10)")
+    create.add_argument("--start-refill-s", type=float, default=3.0,
+                        help="seconds until one more start is allowed per address (default 3)")
     create.add_argument("--completion-url", help="platform completion URL; '{code}' is replaced by the code")
     create.add_argument("--title", default="Video comparison study", help="page title shown to raters")
     create.add_argument("--media-format", choices=["mp4", "webm"], default="mp4",
@@ -97,9 +105,13 @@ def run_create(args: argparse.Namespace) -> int:
     from survey import build
     from survey.db import make_engine
 
-    for flag, value in (("--pairs-per-rater", args.pairs_per_rater), ("--gold-per-rater", args.gold_per_rater)):
-        if value < (1 if flag == "--pairs-per-rater" else 0):
-            raise _user_error(f"{flag} must be {'positive' if flag == '--pairs-per-rater' else 'zero or more'}.")
+    for flag, value, low in (("--pairs-per-rater", args.pairs_per_rater, 1), ("--gold-per-rater", args.gold_per_rater, 0),
+                             ("--max-raters-per-client", args.max_raters_per_client, 0),
+                             ("--start-burst", args.start_burst, 0)):
+        if value < low:
+            raise _user_error(f"{flag} must be {'positive' if low else 'zero or more'}, got {value}.")
+    if not args.start_refill_s > 0:
+        raise _user_error(f"--start-refill-s must be a positive number of seconds, got {args.start_refill_s}.")
     try:
         if args.sweep:
             sources = build.collect_from_sweep(args.results, args.sweep, args.variants)
@@ -111,6 +123,8 @@ def run_create(args: argparse.Namespace) -> int:
             questions=tuple(args.questions or [build.DEFAULT_QUESTION]), pairs_per_rater=args.pairs_per_rater,
             gold_per_rater=args.gold_per_rater, gold_fail_max=args.gold_fail_max, adaptive=args.adaptive,
             min_watch_fraction=args.min_watch_fraction, max_raters=args.max_raters,
+            require_delivery=args.require_delivery, max_raters_per_client=args.max_raters_per_client or None,
+            start_burst=args.start_burst or None, start_refill_s=args.start_refill_s,
             completion_url=args.completion_url, title=args.title, media_format=args.media_format, seed=args.seed)
         summary = build.create_study(make_engine(args.db), args.name, sources,
                                      args.media_dir or _default_media_dir(args.db), options)

@@ -1,5 +1,7 @@
 """`ltxlab survey serve --workers N` on SQLite and PostgreSQL: balance and exactly-once across processes.
 
+Also the serve/create command lines: printed links, one-sentence refusals, the anti-gaming flags.
+
 Each request opens a new connection, so one rater's requests land on different worker
 processes; the database (unique constraints, not process memory) must keep every vote counted
 once and every rater's positions unique, and the scheduler's per-process coverage must still
@@ -8,6 +10,7 @@ spread pairs evenly.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,7 +26,7 @@ from sqlalchemy import func, select
 from test_survey_server import _make, database
 
 from survey import db as t
-from survey.examples import free_port, start_server
+from survey.examples import free_port, start_server, write_example_dir
 
 WORKERS = 2
 RACERS = 12  # concurrent copies of one request
@@ -213,3 +216,18 @@ def test_serve_refuses_bad_settings_in_one_sentence(tmp_path, args, words):
     assert proc.returncode == 2, err
     assert words in err and len(err.strip().splitlines()) == 1, err
 
+
+
+def test_create_flags_set_the_anti_gaming_options(tmp_path):
+    src = write_example_dir(tmp_path / "src", ["a", "b"], n_prompts=2)
+    db = tmp_path / "flags.db"
+    cmd = [sys.executable, "-m", "ablations.cli", "survey", "create", "flags", "--from-dir", str(src), "--db", str(db),
+           "--no-require-delivery", "--max-raters-per-client", "0", "--start-burst", "4", "--start-refill-s", "0.5"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with t.make_engine(db).connect() as conn:
+        config = json.loads(conn.execute(select(t.studies.c.config)).scalar_one())
+    assert (config["require_delivery"], config["max_raters_per_client"], config["start_burst"],
+            config["start_refill_s"]) == (False, None, 4, 0.5)
+    bad = subprocess.run(cmd[:10] + ["--start-burst", "-1"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip() == "ltxlab survey: --start-burst must be zero or more, got -1."
