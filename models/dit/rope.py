@@ -133,6 +133,10 @@ def rotate(x: torch.Tensor, rotation: torch.Tensor, *, inplace: bool = False) ->
     (without autograd, for an x the caller owns) writes the result into x's buffer.
     """
     work = torch.promote_types(x.dtype, rotation.real.dtype)  # fp32 for fp32/bf16 activations
+    if torch.compiler.is_compiling():  # inductor generates no complex code; this real form fuses into one kernel
+        a, b = x.to(work).unflatten(-1, (-1, 2)).unbind(-1)  # (B, N, dim/2) each
+        cos, sin = rotation.real, rotation.imag
+        return torch.stack([a * cos - b * sin, b * cos + a * sin], dim=-1).flatten(-2).to(x.dtype)
     pairs = torch.view_as_complex(x.to(work).unflatten(-1, (-1, 2)))  # (B, N, dim/2), a view when x is fp32
     if inplace and not torch.is_grad_enabled():
         return torch.view_as_real(pairs.mul_(rotation)).flatten(-2).to(x.dtype)
