@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise UserError(str(exc)) from None
     runs = data.runs
-    cost = [c for c in runs.columns if c.startswith("cost.")]
+    cost = [c for c in runs.columns if c.startswith(("cost.", "speed."))]  # estimate, then measured generation
     headline = [m for m in data.headline_metrics if m in runs.columns]
     columns = ["run_id", *data.axes, "seed", "status", *headline, "wall_time_s", *cost, "failure_reason"]
     columns = [c for c in dict.fromkeys(columns) if c in runs.columns]
