@@ -142,7 +142,10 @@ def test_interrupted_sweep_resumes_from_checkpoints(ray_local, tmp_path):
         else:
             pytest.fail("train_vae never reached step 6")
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C on the whole sweep
+        # SIGKILL the whole sweep: a Ctrl-C lets Ray finish the step loop under load (the stage then
+        # wrote DONE before it stopped, or shut down past any timeout); a kill cannot, and the
+        # driver's watchdog reaps the embedded Ray it started
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     key_dir = progress_files[0].parent
     assert not (key_dir / "DONE").exists() and checkpoint.latest(key_dir) is not None
