@@ -75,6 +75,26 @@ class SweepOutcome:
     states: dict[str, InstanceState] = field(default_factory=dict)
 
 
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """One TCP connect to a `ray://HOST:PORT` or `HOST:PORT` address before `ray.init`, which would
+    retry an unreachable head for ~30 s and then print a traceback; `auto` and other forms are left
+    to Ray."""
+    import socket
+
+    from ablations.cli import UserError
+
+    host_port = address.removeprefix("ray://")
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit() or "/" in host_port:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        hint = "ray://HEAD:10001 (Ray Client)" if address.startswith("ray://") else "HEAD:6379 (the GCS port)"
+        raise UserError(f"No Ray cluster answers at {address} ({exc.strerror or exc}); check the address "
+                        f"(e.g. {hint}) and that the head is up, or leave --address out for an embedded Ray.") from None
+
+
 def _init_ray(address: str | None, quiet: bool) -> int:
     """Start or join Ray quietly; returns the number of parallel CPU slots."""
     import ray
@@ -86,6 +106,7 @@ def _init_ray(address: str | None, quiet: bool) -> int:
                                       configure_logging=True)
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
+            _check_reachable(address)
             ray.init(address=address, **kwargs)
         else:
             # a SIGKILLed driver would leave Ray's agents running: a watchdog ends them (ablations/watchdog.py)

@@ -214,3 +214,23 @@ def test_sweep_config_file_sets_fields_and_travels_to_a_cluster_job_as_set_strin
     entry = job_entrypoint(args, "tiny-pair")
     assert "--set vae_train.steps=7" in entry and entry.index("vae_train.lr=0.0002") < entry.index("vae_train.lr=1e-4")
     assert str(config) not in entry
+
+
+def _dead_port() -> int:
+    import socket
+
+    with socket.socket() as sock:  # bound then closed: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["sweep", "submit", "tiny-pair", "--smoke", "--address", "http://127.0.0.1:{port}"], "No Ray dashboard answers at"),
+    (["sweep", "tiny-pair", "--smoke", "--address", "ray://127.0.0.1:{port}"], "No Ray cluster answers at"),
+    (["sweep", "tiny-pair", "--smoke", "--address", "127.0.0.1:{port}"], "No Ray cluster answers at"),
+])
+def test_an_unreachable_cluster_is_one_sentence_and_no_sweep_is_left_running(capsys, tmp_path, argv, says):
+    port = _dead_port()
+    argv = [a.format(port=port) for a in argv] + ["--results", str(tmp_path), "--quiet", "--no-report"]
+    assert says in _refused(capsys, argv)
+    assert not list(tmp_path.glob("*/sweep.json"))  # nothing says "running"

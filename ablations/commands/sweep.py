@@ -97,11 +97,40 @@ def submit(args: argparse.Namespace, recipe: str) -> int:
     from ray.job_submission import JobSubmissionClient
 
     entrypoint = job_entrypoint(args, recipe)
-    client = JobSubmissionClient(address)
-    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=job_runtime_env())
+    try:
+        client = JobSubmissionClient(address)
+    except (ConnectionError, OSError, ValueError, RuntimeError) as exc:  # unreachable, refused, not a dashboard
+        raise UserError(f"No Ray dashboard answers at {address} ({_first_line(exc)}); pass the head's dashboard "
+                        f"URL, e.g. --address http://HEAD:8265, and check that the head is up.") from None
+    job_id = _submit_when_an_agent_is_up(client, address, entrypoint, job_runtime_env())
     print(f"Submitted {job_id} to {address}: {entrypoint}")
     print(f"  follow it:  ray job logs --address {address} --follow {job_id}")
     return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def _submit_when_an_agent_is_up(client, address: str, entrypoint: str, runtime_env: dict,  # noqa: ANN001
+                                wait_s: float = 60.0) -> str:
+    """Submit the job; a head that has just started answers "No available agent" until its job agent
+    registers, so that answer is retried for up to `wait_s` seconds. Anything else is one sentence."""
+    import time
+
+    from ablations.cli import UserError
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
+        except (ConnectionError, OSError, RuntimeError) as exc:
+            if "No available agent" in str(exc) and time.monotonic() < deadline:
+                time.sleep(2.0)
+                continue
+            raise UserError(f"The Ray head at {address} refused the job ({_first_line(exc)}); check "
+                            f"`ray status` on the head and retry.") from None
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
