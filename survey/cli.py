@@ -126,7 +126,7 @@ def run_create(args: argparse.Namespace) -> int:
             require_delivery=args.require_delivery, max_raters_per_client=args.max_raters_per_client or None,
             start_burst=args.start_burst or None, start_refill_s=args.start_refill_s,
             completion_url=args.completion_url, title=args.title, media_format=args.media_format, seed=args.seed)
-        summary = build.create_study(make_engine(args.db), args.name, sources,
+        summary = build.create_study(_open_database(args.db, "NORMAL"), args.name, sources,
                                      args.media_dir or _default_media_dir(args.db), options)
     except build.StudyError as exc:
         raise _user_error(str(exc)) from None
@@ -149,6 +149,9 @@ def _open_database(db: str, synchronous: str):  # noqa: ANN202 - sqlalchemy Engi
 
     from survey.db import DatabaseNotWritable, check_writable, make_engine
 
+    if "://" not in db and not Path(db).expanduser().resolve().parent.is_dir():
+        raise _user_error(f"The folder of --db {db} does not exist; create it first or pass a path in an existing "
+                          f"folder.")
     try:
         engine = make_engine(db, synchronous=synchronous)
         check_writable(engine)  # a read-only database would otherwise answer every vote 500

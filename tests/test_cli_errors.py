@@ -234,3 +234,13 @@ def test_an_unreachable_cluster_is_one_sentence_and_no_sweep_is_left_running(cap
     argv = [a.format(port=port) for a in argv] + ["--results", str(tmp_path), "--quiet", "--no-report"]
     assert says in _refused(capsys, argv)
     assert not list(tmp_path.glob("*/sweep.json"))  # nothing says "running"
+
+
+def test_survey_create_with_db_in_a_missing_folder_is_one_sentence_before_encoding(capsys, tmp_path):
+    from survey.examples import write_example_dir
+
+    src = write_example_dir(tmp_path / "src", ["a", "b"], n_prompts=2)
+    db = tmp_path / "missing" / "sub" / "survey.db"
+    says = _refused(capsys, ["survey", "create", "s", "--from-dir", str(src), "--db", str(db)])
+    assert "does not exist; create it first" in says
+    assert not (tmp_path / "missing").exists()  # nothing was made on the way
