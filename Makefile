@@ -39,8 +39,13 @@ postgres:
 demo: $(STAMP)
 	$(VENV)/bin/ltxlab sweep demo --results $(RESULTS)
 
+# Two pytest workers by default (the tests wait on Ray start-up, servers and subprocesses about
+# half the time, so two share 2 cores well); --dist loadfile keeps each file's module fixtures
+# in one worker. TEST_WORKERS=0 runs them in this process, in order.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) browser postgres
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache
