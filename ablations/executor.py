@@ -29,13 +29,14 @@ from ablations.store import atomic_write_json, check_file_record, file_record
 DONE = "DONE"
 RESULT = "result.json"
 PROGRESS = "progress.json"
+LIVE_CURVE = "curve.live.jsonl"  # one JSON line per training step ({stage, step, <loss>: value}); the dashboard's live curve
 LOG = "stage.log"
 DONE_FORMAT = 1  # DONE is JSON {"format", "files": file_record}; an empty DONE comes from ltxlab before records
 # kept when a stage whose DONE failed verification is run again: its history (log) and the resume state
 # (training checkpoints verify themselves, ablations.training.checkpoint); Ray Train's own storage is not a product
 INSTANCE_LOCK = ".lock"
 KEPT_ON_RERUN = (LOG, "checkpoints", INSTANCE_LOCK)
-NOT_RECORDED = (DONE, LOG, PROGRESS, "checkpoints", "ray_train")
+NOT_RECORDED = (DONE, LOG, PROGRESS, LIVE_CURVE, "checkpoints", "ray_train")
 
 
 class StageInterrupted(RuntimeError):
@@ -197,6 +198,9 @@ def _progress_writer(folder: Path, stage: str, chained: Callable | None) -> Call
     last = [0.0]
 
     def on_step(step: int, total: int, losses: dict[str, float]) -> None:
+        if losses:  # every step's losses, appended: curve.json is written only at the end (a resumed run repeats steps)
+            with open(folder / LIVE_CURVE, "a") as live:
+                live.write(json.dumps({"stage": stage, "step": step, **{k: float(v) for k, v in losses.items()}}) + "\n")
         now = time.monotonic()
         if now - last[0] > 1.0 or step >= total:  # the live view polls this file
             last[0] = now

@@ -270,6 +270,8 @@ def _run_locked(sweep: Any, plan: Plan, store: SweepStore, started: float, previ
                           **_replication_columns(variant), **variant.axes, "status": "pending", "failure_reason": None,
                           "data_warnings": run_data_warnings(variant.config)})  # broken files the run skips
         store.write_run_json(variant.run_id, "config.json", to_dict(variant.config))
+        # where the run's stages work (results/_cache/<stage>/<key>/): the dashboard reads a running run's live curve there
+        store.write_run_json(variant.run_id, "stages.json", dict(iid.split("/", 1) for iid in plan.run_stages[variant.run_id]))
 
     # available cores (CPU affinity, not the machine's count) shared by the concurrent slots
     threads = threads_per_task(slots) if not (address or os.environ.get("RAY_ADDRESS")) else 1
