@@ -6,6 +6,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from dashboard.labels import level_text
+
 
 # distinct hues for runs and levels (Streamlit's default palette shades one hue for few categories)
 CATEGORICAL = alt.Scale(scheme="category10")
@@ -17,38 +19,91 @@ def _label(value) -> str:
     return str(value)
 
 
-def parallel_coordinates(runs: pd.DataFrame, dims: list[str], color: str) -> alt.Chart:
-    """One line per run across axes and metrics, each dimension scaled to [0, 1].
+# Units of the quantity columns charted with an axis. Altair's "~s" wrote 0.8 s as "800m" and 1e6 as
+# "1M": "m" read as minutes and "M" as mega or milli. Each axis now says its unit on every label.
+COUNT_PREFIXES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"), (1.0, ""))  # params, tokens: 1.9 B params
+SI_PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))  # FLOP: 6.1 PFLOP
+UNITS = {"cost.params": ("params", COUNT_PREFIXES), "cost.dit_params": ("params", COUNT_PREFIXES),
+         "cost.tokens": ("tokens", COUNT_PREFIXES), "cost.flops_run": ("FLOP", SI_PREFIXES),
+         "cost.flops_ref": ("FLOP", SI_PREFIXES), "speed.flops": ("FLOP", SI_PREFIXES),
+         "speed.tflops_achieved": ("TFLOP/s", None), "cost.rope_max_rad_t": ("rad", None),
+         "cost.rope_max_rad_h": ("rad", None), "cost.rope_max_rad_w": ("rad", None)}  # fmt: skip
 
-    Categorical axes are placed at evenly spaced positions in their level order; the tooltip
-    shows the raw value. `color` is a column of `runs` (an axis, usually).
+
+def unit_of(column: str, values) -> tuple[float, str]:
+    """(divisor, unit text) for charting `column` with an explicit unit: "M params", "TFLOP", "s", "ms", "".
+
+    The prefix is chosen from the largest magnitude in `values`, so one axis has one unit. Columns
+    ending in `_s` are seconds (milliseconds below 1 s); unknown columns get no unit.
     """
-    rows = []
+    top = float(np.nanmax(np.abs(np.asarray(values, dtype=float)))) if len(values) else 0.0
+    top = top if np.isfinite(top) else 0.0
+    if column.endswith("_s"):
+        return (1e-3, "ms") if 0 < top < 1 else (1.0, "s")
+    unit, prefixes = UNITS.get(column, ("", None))
+    if prefixes is None:
+        return 1.0, unit
+    factor, prefix = next(((f, p) for f, p in prefixes if top >= f), prefixes[-1])
+    if unit == "FLOP":
+        return factor, f"{prefix}FLOP"
+    return factor, f"{prefix} {unit}".strip()
+
+
+def format_quantity(column: str, value: float, values=None) -> str:
+    """`value` as text in its column's unit ("1.9 B params", "15.4 s", "6.1 PFLOP"), scaled like `values`."""
+    factor, unit = unit_of(column, [value] if values is None else values)
+    return f"{value / factor:,.3g} {unit}".strip()
+
+
+def quantity_axis(column: str, values, title: str | None = None) -> tuple[float, str, alt.Axis]:
+    """(divisor, unit, axis) for a quantitative channel of `column` divided by the divisor: every label
+    carries the unit (e.g. "2 s", "6.1 PFLOP") instead of an SI suffix."""
+    factor, unit = unit_of(column, values)
+    suffix = f" + ' {unit}'" if unit else ""
+    name = title if title is not None else column
+    axis = alt.Axis(labelExpr=f"format(datum.value, ',.3~g'){suffix}", title=f"{name} ({unit})" if unit else name)
+    return factor, unit, axis
+
+
+def parallel_coordinates(runs: pd.DataFrame, dims: list[str], color: str) -> alt.LayerChart:
+    """One line per run across axes and metrics, each dimension scaled to [0, 1], with its own axis.
+
+    Categorical axes are placed at evenly spaced positions in their level order, each level
+    written beside its axis; numeric ones show their min, middle and max in their unit. Every
+    dimension's name is shown, wrapped at dots (never dropped for overlap). `color` is a column of
+    `runs` (an axis, usually); the tooltip shows the raw value.
+    """
+    rows, ticks = [], []
     for dim in dims:
         col = runs[dim]
         numeric = pd.to_numeric(col, errors="coerce")
         if numeric.notna().all() and col.dtype != object and col.dtype != bool:
-            lo, hi = numeric.min(), numeric.max()
+            lo, hi = float(numeric.min()), float(numeric.max())
             scaled = (numeric - lo) / (hi - lo) if hi > lo else numeric * 0 + 0.5
+            stops = [(0.0, lo), (0.5, (lo + hi) / 2), (1.0, hi)] if hi > lo else [(0.5, lo)]
+            ticks += [{"dimension": dim, "scaled": pos, "tick": format_quantity(dim, v, numeric)} for pos, v in stops]
         else:
             levels = list(dict.fromkeys(col.astype(str)))
             pos = {v: (i / (len(levels) - 1) if len(levels) > 1 else 0.5) for i, v in enumerate(levels)}
             scaled = col.astype(str).map(pos)
+            ticks += [{"dimension": dim, "scaled": p, "tick": level_text(v)} for v, p in pos.items()]
         rows.append(pd.DataFrame({"run_id": runs["run_id"].to_numpy(), "dimension": dim, "scaled": scaled.to_numpy(),
                                   "value": col.astype(str).to_numpy(), "colour": runs[color].map(_label).to_numpy()}))  # fmt: skip
     long = pd.concat(rows, ignore_index=True)
-    return (
-        alt.Chart(long)
-        .mark_line(opacity=0.55, point=True)
-        .encode(
-            x=alt.X("dimension:N", sort=dims, title=None, axis=alt.Axis(labelAngle=0, labelLimit=160)),
-            y=alt.Y("scaled:Q", title="scaled to the range of each column", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("colour:N", title=color, scale=CATEGORICAL),
-            detail="run_id:N",
-            tooltip=["run_id:N", "dimension:N", "value:N"],
-        )
-        .properties(height=320)
-    )
+    # every name shown, wrapped at dots onto lines (labelOverlap would hide every second one)
+    x = alt.X("dimension:N", sort=dims, title=None, scale=alt.Scale(padding=0.1),
+              axis=alt.Axis(labelAngle=0, labelOverlap=False, labelLimit=0, labelExpr="split(datum.label, '.')",
+                            labelFontSize=12, labelFontWeight="bold", ticks=False, domain=False, orient="top"))  # fmt: skip
+    y = alt.Y("scaled:Q", axis=None, scale=alt.Scale(domain=[0, 1]))
+    lines = alt.Chart(long).mark_line(opacity=0.55, point=True).encode(
+        x=x, y=y, color=alt.Color("colour:N", title=color, scale=CATEGORICAL), detail="run_id:N",
+        tooltip=["run_id:N", "dimension:N", "value:N"])  # fmt: skip
+    spans = pd.DataFrame({"dimension": dims, "low": 0.0, "high": 1.0})
+    axis_lines = alt.Chart(spans).mark_rule(color="#666666").encode(x=alt.X("dimension:N", sort=dims), y="low:Q", y2="high:Q")
+    marks = alt.Chart(pd.DataFrame(ticks)).encode(x=alt.X("dimension:N", sort=dims), y="scaled:Q")
+    tick_marks = marks.mark_tick(color="#666666", size=8, thickness=1)
+    tick_text = marks.mark_text(align="left", dx=6, fontSize=11, color="#333333").encode(text="tick:N")
+    return alt.layer(axis_lines, lines, tick_marks, tick_text).properties(height=340)
 
 
 def effect_bars(effects: pd.DataFrame, metric: str) -> alt.Chart:
@@ -71,44 +126,84 @@ def effect_bars(effects: pd.DataFrame, metric: str) -> alt.Chart:
     return (rules + points + zero).properties(height=alt.Step(30))
 
 
-def quality_cost_scatter(points: pd.DataFrame, quality: str, cost: str, label: str, log_cost: bool) -> alt.Chart:
-    """Variants as points (quality vs cost), the Pareto front as a connected, highlighted line.
+def quality_cost_scatter(points: pd.DataFrame, quality: str, cost: str, label: str, log_cost: bool) -> alt.LayerChart:
+    """Variants as points (quality vs cost), each named beside it, the Pareto front as a highlighted line.
 
-    `points` has columns `label`, `quality`, `cost`, runs and pareto (bool).
+    `points` has columns `label` (the short name shown; dashboard.labels), `quality`, `cost`, runs
+    and pareto (bool). The cost axis is in `cost`'s unit (`quantity_axis`).
     """
     # Vega-Lite reads "cost.flops_ref" as a nested field: chart renamed copies
-    df = points.rename(columns={quality: "quality", cost: "cost", label: "label"})[["label", "quality", "cost", "runs", "pareto"]]
+    df = points.rename(columns={quality: "quality", cost: "cost", label: "label"})
+    df = df[["label", "quality", "cost", "runs", "pareto", *(["variant"] if "variant" in df.columns else [])]]
+    factor, unit, axis = quantity_axis(cost, df["cost"])
+    df = df.assign(cost=df["cost"] / factor)
     scale = alt.Scale(type="log") if log_cost else alt.Scale(zero=False)
-    x = alt.X("cost:Q", title=cost, scale=scale, axis=alt.Axis(format="~s"))
+    x = alt.X("cost:Q", scale=scale, axis=axis)
     y = alt.Y("quality:Q", title=quality, scale=alt.Scale(zero=False))
     dots = alt.Chart(df).mark_circle(size=110).encode(
         x=x, y=y,
         color=alt.Color("pareto:N", title="Pareto front", scale=alt.Scale(domain=[True, False], range=["#d62728", "#1f77b4"])),
-        tooltip=[alt.Tooltip("label:N", title=label), alt.Tooltip("quality:Q", format=".4g", title=quality),
-                 alt.Tooltip("cost:Q", format=".4g", title=cost), "runs:Q"],
+        tooltip=[*(["variant:N"] if "variant" in df.columns else []), alt.Tooltip("quality:Q", format=".4g", title=quality),
+                 alt.Tooltip("cost:Q", format=".4g", title=f"{cost} ({unit or 'value'})"), "runs:Q"],
     )  # fmt: skip
+    names = alt.Chart(df).mark_text(align="left", dx=8, dy=-6, fontSize=11).encode(x=x, y=y, text="label:N")
     line = alt.Chart(df[df["pareto"]].sort_values("cost")).mark_line(color="#d62728", strokeDash=[5, 3]).encode(x=x, y=y)
-    return (line + dots).properties(height=380)
+    return (line + dots + names).properties(height=380)
 
 
 def heatmap(matrix: pd.DataFrame, title: str, fmt: str = ".2f") -> alt.Chart:
     """A square matrix (row beats column) as a labelled heatmap; NaN cells left blank."""
     long = matrix.rename_axis(index="row", columns="column").reset_index().melt(id_vars="row", var_name="column", value_name="value")
     order = list(matrix.index)
-    base = alt.Chart(long).encode(x=alt.X("column:N", sort=order, title="opponent"), y=alt.Y("row:N", sort=order, title="system"))
+    # whole labels (short ones from dashboard.labels), slanted on x so neighbours do not overlap
+    base = alt.Chart(long).encode(x=alt.X("column:N", sort=order, title="opponent", axis=alt.Axis(labelAngle=-35, labelLimit=0)),
+                                  y=alt.Y("row:N", sort=order, title="system", axis=alt.Axis(labelLimit=0)))  # fmt: skip
     cells = base.mark_rect().encode(color=alt.Color("value:Q", title=title, scale=alt.Scale(scheme="redblue", domain=[0, 1])))
     text = base.mark_text(fontSize=12).encode(text=alt.Text("value:Q", format=fmt)).transform_filter("isValid(datum.value)")
     return (cells + text).properties(height=alt.Step(44))
 
 
-def curves_chart(curves: pd.DataFrame) -> alt.Chart:
-    """Training curves of several runs overlaid, one panel per stage/name."""
-    curves = curves.assign(panel=curves["stage"] + " / " + curves["name"])
+def ema(values, weight: float) -> np.ndarray:
+    """TensorBoard's debiased exponential moving average: weight 0 returns the values, 0.99 is very smooth.
+
+    Debiased (divided by 1 - weight^n) so the start is not pulled towards zero; NaNs are skipped.
+    """
+    out = np.asarray(values, dtype=float).copy()
+    last, count = 0.0, 0
+    for i, v in enumerate(out):
+        if not np.isfinite(v):
+            continue
+        count += 1
+        last = last * weight + (1 - weight) * v
+        out[i] = last / (1 - weight**count)
+    return out
+
+
+def smooth_curves(curves: pd.DataFrame, weight: float) -> pd.DataFrame:
+    """`curves` (stage, step, name, value, run) with `smoothed`: the EMA of each run's stage/name series in step order."""
+    curves = curves.sort_values(["run", "stage", "name", "step"], kind="stable").reset_index(drop=True)
+    smoothed = curves.groupby(["run", "stage", "name"], sort=False)["value"].transform(lambda v: ema(v.to_numpy(), weight))
+    return curves.assign(smoothed=smoothed)
+
+
+def curves_chart(curves: pd.DataFrame, smoothing: float = 0.0) -> alt.FacetChart:
+    """Training curves of several runs overlaid, one panel per stage/name.
+
+    With `smoothing` > 0 each curve is its EMA (`ema`) drawn over the raw curve, which stays faint.
+    """
+    curves = smooth_curves(curves, smoothing).assign(panel=lambda d: d["stage"] + " / " + d["name"])
+    colour = alt.Color("run:N", scale=CATEGORICAL, legend=alt.Legend(labelLimit=0, orient="bottom", columns=2))
+    base = alt.Chart().encode(x=alt.X("step:Q"), color=colour)
+    y = alt.Y("value:Q", scale=alt.Scale(zero=False), title="value")
+    if smoothing > 0:
+        raw = base.mark_line(opacity=0.25).encode(y=y)
+        smooth = base.mark_line().encode(y=alt.Y("smoothed:Q", title=f"value (EMA {smoothing:g})"),
+                                         tooltip=["run:N", "step:Q", "value:Q", alt.Tooltip("smoothed:Q", format=".4g")])
+        layered = alt.layer(raw, smooth, data=curves)
+    else:
+        layered = alt.layer(base.mark_line().encode(y=y, tooltip=["run:N", "step:Q", "value:Q"]), data=curves)
     return (
-        alt.Chart(curves)
-        .mark_line()
-        .encode(x=alt.X("step:Q"), y=alt.Y("value:Q", scale=alt.Scale(zero=False)), color=alt.Color("run:N", scale=CATEGORICAL), tooltip=["run:N", "step:Q", "value:Q"])
-        .properties(height=220, width=320)
+        layered.properties(height=220, width=320)
         .facet(facet=alt.Facet("panel:N", title=None), columns=2)
         .resolve_scale(y="independent")
     )

@@ -15,6 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from ablations.store import StoreError, SweepData, list_sweeps, load_sweep, run_curve, run_samples, sweep_mtimes
+from dashboard.charts import curves_chart
+from dashboard.live import live_curve, live_files
 from evaluation.stats import EffectReport, factorial_effects
 
 RESULTS_ENV = "LTXLAB_RESULTS"  # results root (set by `ltxlab dashboard --results`)
@@ -100,9 +102,58 @@ def curve_of(data: SweepData, run_id: str) -> pd.DataFrame:
     return cached_curve(str(data.path.parent), data.name, run_id, _mtime(path))
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_live_curve(sweep_path: str, run_id: str, mtimes: tuple) -> pd.DataFrame:
+    return live_curve(Path(sweep_path), run_id)
+
+
+def curve_so_far(data: SweepData, run_id: str) -> pd.DataFrame:
+    """The run's curve.parquet once it has one, else its live curve from the stage folders (dashboard.live),
+    cached on those files' mtimes so a rerun after the next training step reads the new rows."""
+    curve = curve_of(data, run_id)
+    if len(curve):
+        return curve
+    files = live_files(data.path, run_id)
+    return cached_live_curve(str(data.path), run_id, tuple(_mtime(f) for f in files))
+
+
+SMOOTHING_HELP = ("Exponential moving average of each curve, as TensorBoard's (debiased): 0 is off, 0.99 is very "
+                  "smooth. The raw curve stays drawn faintly.")  # fmt: skip
+
+
+def curves_panel(data: SweepData, run_ids: list[str], labels: dict[str, str], key: str) -> None:
+    """Training curves of `run_ids` (finished or still training) overlaid, named by `labels`, with a
+    smoothing slider (off by default)."""
+    try:
+        curves = [curve_so_far(data, r).assign(run=labels.get(r, r)) for r in run_ids]
+    except StoreError as exc:
+        st.error(str(exc))
+        return
+    curves = [c for c in curves if len(c)]
+    if not curves:
+        st.info("None of these runs has a training curve yet (it appears once a training stage has taken a step).")
+        return
+    smoothing = st.slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key=f"smooth:{key}", help=SMOOTHING_HELP)
+    st.altair_chart(curves_chart(pd.concat(curves, ignore_index=True), smoothing))
+
+
 def sweep_table() -> pd.DataFrame:
     root = results_root()
     return cached_sweeps(str(root), root_mtime(root))
+
+
+LIVE_REFRESH_S = 5  # seconds between the Runs page's curve refreshes while a run is training
+
+
+def reload_sweep(name: str) -> SweepData | None:
+    """The sweep `name` read again (cached on its files' mtimes), or None after one sentence: for fragments
+    that rerun on their own and must see runs that finished since the page ran."""
+    root = results_root()
+    try:
+        return cached_sweep(str(root), name, sweep_mtimes(root, name))
+    except StoreError as exc:
+        st.error(str(exc))
+        return None
 
 
 def sidebar() -> None:

@@ -50,7 +50,9 @@ def make_survey_db(folder: Path, systems: tuple[str, ...] = ("ltx", "conventiona
     source = write_example_dir(folder / "videos", list(systems), n_prompts=3)
     db_path = folder / "survey.db"
     engine = tables.make_engine(db_path)
-    options = StudyOptions(pairs_per_rater=9, gold_per_rater=2, gold_items=2, min_watch_fraction=0.0, seed=0)
+    # in-process raters: no media is served, so the delivery gate and the per-client rater cap are off
+    options = StudyOptions(pairs_per_rater=9, gold_per_rater=2, gold_items=2, min_watch_fraction=0.0, seed=0,
+                           require_delivery=False, max_raters_per_client=None)
     summary = create_study(engine, "demo-study", collect_from_dir(source), folder / "media", options)
     store = Store(engine)
     state = store.study(summary["public_id"])

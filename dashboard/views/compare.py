@@ -8,8 +8,9 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from ablations.store import DWT_BANDS, StoreError
-from dashboard.charts import band_bars, curves_chart, frame_psnr_chart
-from dashboard.common import compare_selection, current_sweep, curve_of, metric_availability, samples_of
+from dashboard.charts import band_bars, frame_psnr_chart
+from dashboard.common import compare_selection, current_sweep, curves_panel, metric_availability, samples_of
+from dashboard.labels import run_labels
 from dashboard.video import decode_frames, per_frame_psnr, synced_player_html
 
 
@@ -39,16 +40,18 @@ def main() -> None:
     if len(done_ids) < 2:
         st.info(f"Sweep {data.name} has {len(done_ids)} finished run(s); comparing needs at least two.")
         return
-    variant = dict(zip(runs["run_id"], runs["variant"].fillna("").astype(str)))
+    every = run_labels(runs[runs["status"] == "done"], data.axes)  # the picker: what tells all finished runs apart
     preset = [r for r in compare_selection() if r in done_ids] or done_ids[:2]
     chosen = st.multiselect(
         "Runs (2-4; the Runs page's selection is preselected)", done_ids, default=preset, max_selections=4,
-        format_func=lambda r: f"{r}: {variant.get(r, '')}", key=f"cmp-runs:{data.name}",
+        format_func=lambda r: f"{every.get(r, '')} ({r})", key=f"cmp-runs:{data.name}",
     )  # fmt: skip
     st.session_state["compare_runs"] = chosen
     if len(chosen) < 2:
         st.info("Pick at least two runs to compare.")
         return
+    # captions and legends name each chosen run by what differs between the chosen runs only
+    label = run_labels(runs[runs["run_id"].isin(chosen)], data.axes)
 
     # --- the same item (task + prompt_id) across the chosen runs
     try:
@@ -71,7 +74,7 @@ def main() -> None:
     if item is not None:
         rows = {r: samples[r][item] for r in chosen}
         reference = next((s.get("reference") for s in rows.values() if s.get("reference")), None)
-        videos = ([("reference", reference)] if reference else []) + [(f"{r} ({variant.get(r, '')})", rows[r]["path"]) for r in chosen]
+        videos = ([("reference", reference)] if reference else []) + [(label[r], rows[r]["path"]) for r in chosen]
         missing = [cap for cap, p in videos if not _mtime(p)]
         if missing:
             st.warning(f"Sample file(s) missing on disk for {', '.join(missing)}; the run may still be writing them.")
@@ -99,7 +102,7 @@ def main() -> None:
                     except ValueError as exc:
                         st.warning(f"{r}: {exc}")
                         continue
-                    curves.append(pd.DataFrame({"frame": range(len(psnr)), "psnr": psnr, "run": r}))
+                    curves.append(pd.DataFrame({"frame": range(len(psnr)), "psnr": psnr, "run": label[r]}))
                 if curves:
                     st.markdown("Per-frame PSNR against the reference (decoded mp4s)")
                     st.altair_chart(frame_psnr_chart(pd.concat(curves, ignore_index=True)), width="stretch")
@@ -120,23 +123,13 @@ def main() -> None:
     else:
         bands = metrics.groupby(["run_id", "metric"])["value"].mean().reset_index()
         bands["band"] = bands["metric"].str.removeprefix("dwt_psnr_").str.upper()
-        bands = bands.rename(columns={"run_id": "run"})
+        bands = bands.assign(run=bands["run_id"].map(label))
         bands["band"] = pd.Categorical(bands["band"], categories=[b for b in DWT_BANDS if b in set(bands["band"])], ordered=True)
         st.caption(f"{scope}; band letters are time, height, width (L = low-pass, H = high-pass)")
         st.altair_chart(band_bars(bands.sort_values("band")), width="stretch")
 
     # --- training curves overlaid
     st.subheader("Training curves")
-    try:
-        curves = [curve_of(data, r).assign(run=r) for r in chosen]
-    except StoreError as exc:
-        st.error(str(exc))
-        curves = []
-    curves = [c for c in curves if len(c)]
-    if curves:
-        st.altair_chart(curves_chart(pd.concat(curves, ignore_index=True)))
-    else:
-        st.info("None of the chosen runs has a curve.parquet yet.")
-
+    curves_panel(data, chosen, label, key=f"cmp:{data.name}")
 
 main()

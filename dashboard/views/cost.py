@@ -4,9 +4,12 @@ and the `speed` stage's measured generation wall time beside the estimate, with 
 from __future__ import annotations
 
 import altair as alt
+import pandas as pd
 import streamlit as st
 
+from dashboard.charts import quantity_axis
 from dashboard.common import COST_COLUMNS, COST_LABELS, current_sweep
+from dashboard.labels import variant_labels
 
 # parameters and tokens read best as 1.9B / 7.7K, FLOPs in scientific notation, seconds plain
 COST_FORMATS = {"cost.params": "compact", "cost.tokens": "compact", "cost.flops_run": "scientific",
@@ -49,6 +52,20 @@ def show_speed(runs) -> None:  # type: ignore[no-untyped-def]
                "peak, shown for CUDA workers only; 121x512x768 is measured on GPU workers only, so without one the "
                "estimate stands alone at that shape.")
 
+def cost_bars(per_variant, column: str) -> alt.Chart:  # type: ignore[no-untyped-def]
+    """One bar per variant, named by the axes that differ between the variants (`variant_labels`), the
+    axis in the column's unit ("2 s", "6.1 PFLOP", "1.9 B params"), never an SI suffix like "800m"."""
+    label = COST_LABELS[column]
+    factor, unit, axis = quantity_axis(column, per_variant[label], label.removesuffix(" (s)"))
+    names = variant_labels(per_variant["variant"])
+    df = pd.DataFrame({"variant": per_variant["variant"], "label": per_variant["variant"].map(names),
+                       "value": per_variant[label] / factor})  # fmt: skip
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("value:Q", axis=axis), y=alt.Y("label:N", sort="-x", title=None, axis=alt.Axis(labelLimit=0)),
+        tooltip=["variant:N", alt.Tooltip("value:Q", format=".4g", title=f"{label} ({unit})" if unit else label)],
+    ).properties(height=alt.Step(26))  # fmt: skip
+
+
 def main() -> None:
     """Render the Cost page (a function, so early exits are `return`, not st.stop)."""
     st.title("Cost")
@@ -80,10 +97,7 @@ def main() -> None:
     with left:
         target = "cost.h100_estimate_s" if "cost.h100_estimate_s" in present else present[0]
         metric = st.selectbox("Show", present, index=present.index(target), format_func=lambda c: COST_LABELS[c], key=f"cost-col:{data.name}")
-        chart = alt.Chart(per_variant).mark_bar().encode(
-            x=alt.X(f"{COST_LABELS[metric]}:Q", axis=alt.Axis(format="~s")), y=alt.Y("variant:N", sort="-x", title=None, axis=alt.Axis(labelLimit=420)), tooltip=["variant:N", alt.Tooltip(f"{COST_LABELS[metric]}:Q", format=".4g")]
-        )  # fmt: skip
-        st.altair_chart(chart.properties(height=alt.Step(26)), width="stretch")
+        st.altair_chart(cost_bars(per_variant, metric), width="stretch")
     show_speed(runs)
 
 

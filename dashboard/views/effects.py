@@ -10,6 +10,7 @@ import streamlit as st
 from ablations.store import sweep_mtimes
 from dashboard.charts import effect_bars, quality_cost_scatter
 from dashboard.common import axis_label, cached_effects, current_sweep, metric_availability, results_root
+from dashboard.labels import variant_labels
 from evaluation.stats import pareto_front
 
 def main() -> None:
@@ -107,7 +108,8 @@ def main() -> None:
         st.info(f"No finished run has both {quality} and {cost} yet.")
         return
     points["pareto"] = pareto_front(points, quality, cost, higher_is_better=data.higher_is_better(quality))
-    st.altair_chart(quality_cost_scatter(points, quality, cost, "variant", log_cost), width="stretch")
+    points["label"] = points["variant"].map(variant_labels(points["variant"]))  # the axes that differ, not a cut string
+    st.altair_chart(quality_cost_scatter(points, quality, cost, "label", log_cost), width="stretch")
     front = points[points["pareto"]].sort_values(cost)
     st.caption(f"{int(points['pareto'].sum())} of {len(points)} variants are on the Pareto front (no other variant is both cheaper and better).")
     st.dataframe(pd.DataFrame(front[["variant", quality, cost, "runs"]]), hide_index=True,

@@ -7,7 +7,9 @@ import streamlit as st
 
 from ablations.report import data_warning_lines
 from dashboard.charts import parallel_coordinates
-from dashboard.common import axis_label, compare_selection, current_sweep, metric_availability, runs_with_axes
+from dashboard.common import (LIVE_REFRESH_S, axis_label, compare_selection, current_sweep, curves_panel, metric_availability,
+                              reload_sweep, runs_with_axes)
+from dashboard.labels import run_labels
 
 def main() -> None:
     """Render the Runs page (a function, so early exits are `return`, not st.stop)."""
@@ -82,9 +84,9 @@ def main() -> None:
     st.subheader("Compare")
     done_ids = runs.loc[runs["status"] == "done", "run_id"].tolist()
     kept = [r for r in compare_selection() if r in done_ids]
-    label = dict(zip(runs["run_id"], runs["variant"].fillna("").astype(str) + " (seed " + runs["seed"].astype(str) + ")"))
+    label = run_labels(runs[runs["status"] == "done"], data.axes)
     chosen = st.multiselect(
-        "Runs to compare (2-4)", done_ids, default=kept, max_selections=4, format_func=lambda r: f"{r}: {label.get(r, '')}",
+        "Runs to compare (2-4)", done_ids, default=kept, max_selections=4, format_func=lambda r: f"{label.get(r, '')} ({r})",
         key=f"compare-pick:{data.name}",
     )  # fmt: skip
     st.session_state["compare_runs"] = chosen
@@ -92,6 +94,34 @@ def main() -> None:
         st.page_link("views/compare.py", label=f"Compare {len(chosen)} runs side by side")
     else:
         st.caption("Pick two to four finished runs, then open the Compare page.")
+
+    # --- training curves, live while runs train: a fragment that reruns itself every few seconds then
+    running = bool((runs["status"] == "running").any())
+    st.fragment(run_every=LIVE_REFRESH_S if running else None)(training_curves)(data.name)
+
+
+def training_curves(sweep: str) -> None:
+    """Curves of the chosen runs (running ones by default), read again on every refresh."""
+    st.subheader("Training curves")
+    data = reload_sweep(sweep)
+    if data is None:
+        return
+    runs = data.runs
+    running = runs.loc[runs["status"] == "running", "run_id"].tolist()
+    candidates = runs.loc[runs["status"].isin(["running", "done"]), "run_id"].tolist()
+    label = run_labels(runs[runs["run_id"].isin(candidates)], data.axes)
+    left, right = st.columns([5, 1])
+    picked = left.multiselect("Runs", candidates, default=running[:4], max_selections=8, key=f"curves:{sweep}",
+                              format_func=lambda r: f"{label.get(r, r)} ({'training' if r in running else 'done'})")  # fmt: skip
+    right.button("Refresh", key=f"curves-refresh:{sweep}", help="Reads the curves again (also done every "
+                 f"{LIVE_REFRESH_S} s while a run is training).")  # fmt: skip
+    if running:
+        st.caption(f"{len(running)} run(s) training; their curves come from the stage folders and refresh every {LIVE_REFRESH_S} s.")
+    if picked:
+        shown = run_labels(runs[runs["run_id"].isin(picked)], data.axes)
+        curves_panel(data, picked, shown, key=f"runs:{sweep}")
+    else:
+        st.caption("Pick runs to see their training curves.")
 
 
 main()

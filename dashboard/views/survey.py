@@ -15,6 +15,7 @@ import streamlit as st
 
 from dashboard.charts import heatmap
 from dashboard.common import survey_db
+from dashboard.labels import variant_labels
 
 
 def _db_key(db: str) -> tuple[float, ...]:
@@ -108,14 +109,20 @@ def main() -> None:
         st.info(f"Study {study} has no usable votes yet; results appear as raters vote.")
         return
 
+    matrix = report["win_matrix"]
+    names = variant_labels(matrix.index)  # sweep variants named by the axes that differ between them
+    if any(k != v for k, v in names.items()):
+        st.caption("Systems are named by the axes that differ between them: "
+                   + "; ".join(f"**{v}** = `{k}`" for k, v in names.items()))
     left, right = st.columns(2)
     with left:
         st.subheader("Win rate (row beats column)")
-        st.altair_chart(heatmap(report["win_matrix"], "win rate"), width="stretch")
+        st.altair_chart(heatmap(matrix.rename(index=names, columns=names), "win rate"), width="stretch")
     with right:
         st.subheader("Bradley-Terry ratings")
         bt = report["bradley_terry"]
-        base = alt.Chart(bt).encode(y=alt.Y("system:N", sort=list(bt["system"]), title=None, axis=alt.Axis(labelLimit=240)))
+        short = bt.assign(system=bt["system"].map(lambda s: names.get(s, s)))
+        base = alt.Chart(short).encode(y=alt.Y("system:N", sort=list(short["system"]), title=None, axis=alt.Axis(labelLimit=0)))
         chart = base.mark_rule(strokeWidth=2).encode(x=alt.X("ci_low:Q", title="rating (log-odds, 95% CI)"), x2="ci_high:Q") + base.mark_point(
             filled=True, size=80
         ).encode(x="rating:Q", tooltip=["system:N", alt.Tooltip("rating:Q", format=".3f"), "rank:Q", "votes:Q"])  # fmt: skip
