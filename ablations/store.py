@@ -46,7 +46,7 @@ METRIC_COLUMNS = ("run_id", "seed", "split", "clip_id", "source_id", "metric", "
 # a metrics row is identified by these; a later append replaces the earlier value
 METRIC_KEY = ("run_id", "split", "clip_id", "metric")
 CURVE_COLUMNS = ("stage", "step", "name", "value")
-RUN_JSON_FILES = ("config.json", "manifest.json")
+RUN_JSON_FILES = ("config.json", "manifest.json", "stages.json")  # stages.json: {stage: key} of the run's stage folders
 DWT_BANDS = ("LLL", "LLH", "LHL", "LHH", "HLL", "HLH", "HHL", "HHH")
 SAMPLE_TASKS = ("t2v", "i2v", "recon")
 
@@ -305,7 +305,7 @@ class SweepStore:
         return path
 
     def write_run_json(self, run_id: str, name: str, obj: dict) -> Path:
-        """Write `config.json` or `manifest.json` of a run."""
+        """Write `config.json`, `manifest.json` or `stages.json` of a run."""
         if name not in RUN_JSON_FILES:
             raise StoreError(f"Run JSON file must be one of {', '.join(RUN_JSON_FILES)}, not '{name}'.")
         return atomic_write_json(self.run_dir(run_id) / name, obj)
