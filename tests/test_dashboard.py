@@ -379,3 +379,165 @@ def test_make_store_is_a_valid_store(store_root):
     assert {s["task"] for s in samples} == {"recon", "t2v"} and all(Path(s["path"]).exists() for s in samples)
     assert list_sweeps(store_root).iloc[0].sweep == "synthetic"
     assert pd.notna(data.runs.query("status == 'failed'").failure_reason).all()
+
+
+# --------------------------------------------------------------------------- issue 17: readable charts, live curves
+
+
+def _chart_frames(chart) -> list[pd.DataFrame]:  # noqa: ANN001 - an AppTest element
+    """The datasets Streamlit sends with a Vega-Lite chart (Arrow IPC), as DataFrames."""
+    import pyarrow as pa
+
+    return [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets]
+
+
+def test_labels_name_only_the_axes_that_differ():
+    from dashboard.labels import differing_labels, run_labels, variant_labels
+
+    names = ["vae.patch=(4, 4, 2),loss.dwt=0.1,dit.attention=cross", "vae.patch=(8, 8, 1),loss.dwt=0.0,dit.attention=cross"]
+    assert variant_labels(names) == {names[0]: "patch=4x4x2 · dwt=0.1", names[1]: "patch=8x8x1 · dwt=0"}
+    # the A/A copy differs from its baseline by the replicate suffix alone
+    base = "vae.kind=ltx,loss.dwt=0.0"
+    assert variant_labels([base, base + ",replicate=b", "vae.kind=ltx,loss.dwt=0.1"]) == {
+        base: "dwt=0 · replicate=a", base + ",replicate=b": "dwt=0 · replicate=b", "vae.kind=ltx,loss.dwt=0.1": "dwt=0.1 · replicate=a"}
+    # replicate seeds of one variant: nothing but the seed tells them apart; then the run id's end
+    runs = pd.DataFrame({"run_id": ["aaaa01", "aaaa02"], "seed": [0, 1], "vae.kind": ["ltx"] * 2, "loss.dwt": [0.1] * 2})
+    assert run_labels(runs, ["vae.kind", "loss.dwt"]) == {"aaaa01": "seed 0", "aaaa02": "seed 1"}
+    assert differing_labels({"run-x1": {"a": 1}, "run-x2": {"a": 1}}, {"run-x1": 0, "run-x2": 0}) == {"run-x1": "…run-x1", "run-x2": "…run-x2"}
+    # two axes ending alike keep their whole names; survey systems that are not variants keep theirs
+    assert differing_labels({1: {"vae.size": 1, "dit.size": 2}, 2: {"vae.size": 2, "dit.size": 3}}) == {1: "vae.size=1 · dit.size=2", 2: "vae.size=2 · dit.size=3"}
+    assert variant_labels(["ltx", "baseline"]) == {"ltx": "ltx", "baseline": "baseline"}
+
+
+def test_compare_captions_and_legends_show_the_differing_axes(app):
+    at = _open(app(), "compare")
+    html = at.get("iframe")[0].proto.srcdoc
+    # the default pair is one variant's two seeds: captioned by seed, not by a cut variant string
+    assert ">seed 0<" in html and ">seed 1<" in html and "vae.kind=ltx,loss.dwt" not in html
+    runs = at.dataframe  # noqa: F841 - (the page has no run table)
+    done = pd.read_parquet(at.session_state["_sweep_pick"] and next(Path(os.environ["LTXLAB_RESULTS"]).glob("synthetic/runs.parquet")))
+    done = done[done["status"] == "done"]
+    a = done[(done["loss.dwt"] == 0.0) & (done["dit.attention"] == "cross") & (done["vae.kind"] == "ltx")].iloc[0]
+    b = done[(done["loss.dwt"] == 0.1) & (done["dit.attention"] == "mmdit") & (done["vae.kind"] == "ltx") & (done["seed"] == a["seed"])].iloc[0]
+    at.multiselect(key="cmp-runs:synthetic").set_value([a.run_id, b.run_id]).run()
+    assert not at.exception
+    html = at.get("iframe")[0].proto.srcdoc
+    assert ">dwt=0 · attention=cross<" in html and ">dwt=0.1 · attention=mmdit<" in html
+    legends = {name for chart in _charts(at) for frame in _chart_frames(chart) if "run" in frame for name in frame["run"]}
+    assert legends == {"dwt=0 · attention=cross", "dwt=0.1 · attention=mmdit"}
+
+
+def test_parallel_coordinates_name_every_axis_with_ticks(store_root):
+    from ablations.store import load_sweep
+    from dashboard.charts import parallel_coordinates
+
+    data = load_sweep(store_root, "synthetic")
+    done = data.runs[data.runs["status"] == "done"]
+    dims = [*data.axes, "psnr", "ssim", "cost.h100_estimate_s"]
+    spec = parallel_coordinates(done, dims, "vae.kind").to_dict()
+    axis = next(layer["encoding"]["x"]["axis"] for layer in spec["layer"] if "axis" in layer["encoding"]["x"])
+    assert axis["labelOverlap"] is False and axis["labelLimit"] == 0 and "split(datum.label" in axis["labelExpr"]
+    ticks = next(pd.DataFrame(rows) for rows in spec["datasets"].values() if rows and "tick" in rows[0])
+    assert set(ticks["dimension"]) == set(dims)  # every dimension has its own tick values
+    est = ticks[ticks["dimension"] == "cost.h100_estimate_s"]
+    lo, hi = done["cost.h100_estimate_s"].min(), done["cost.h100_estimate_s"].max()
+    assert set(est["tick"]) >= {f"{lo:,.3g} s", f"{hi:,.3g} s"} and set(est["scaled"]) >= {0.0, 1.0}
+    assert set(ticks.loc[ticks["dimension"] == "vae.kind", "tick"]) == {"ltx", "conventional"}
+    assert set(ticks.loc[ticks["dimension"] == "loss.dwt", "tick"]) >= {"0", "0.1"}
+
+
+def test_cost_axes_say_their_unit(app):
+    from dashboard.charts import format_quantity, quantity_axis, unit_of
+
+    assert unit_of("cost.latency_s", [0.8]) == (1e-3, "ms")  # not "800m" (read as minutes)
+    assert format_quantity("cost.params", 1.0e6) == "1 M params" and format_quantity("cost.flops_ref", 3.4e12) == "3.4 TFLOP"
+    assert format_quantity("cost.h100_estimate_s", 1.2) == "1.2 s"
+    assert quantity_axis("cost.params", [1.9e9, 2e9])[2].to_dict()["labelExpr"].endswith("+ ' B params'")
+    at = _open(app(), "cost")
+    for column, unit in [("cost.h100_estimate_s", "s"), ("cost.latency_s", "ms"), ("cost.params", "B params"), ("cost.flops_ref", "PFLOP")]:
+        at.selectbox(key="cost-col:synthetic").set_value(column).run()
+        assert not at.exception
+        spec = json.loads(_charts(at)[0].proto.spec)
+        x = spec["encoding"]["x"]
+        assert x["axis"]["labelExpr"].endswith(f"+ ' {unit}'") and x["axis"].get("format") != "~s", column
+        bars = _chart_frames(_charts(at)[0])[0]
+        assert not bars["label"].str.contains("vae.kind=").any()  # named by the axes that differ
+    at = _open(at, "effects")
+    scatter = next(json.loads(c.proto.spec) for c in _charts(at) if "Pareto" in c.proto.spec)
+    x_axes = [layer["encoding"]["x"].get("axis", {}) for layer in scatter["layer"]]
+    assert any(a.get("labelExpr", "").endswith("+ ' PFLOP'") or a.get("labelExpr", "").endswith("+ ' s'") for a in x_axes)
+
+
+def test_curve_smoothing_is_off_by_default_and_changes_the_series(app):
+    from dashboard.charts import ema
+
+    assert np.allclose(ema([1.0, 5.0, 2.0], 0.0), [1.0, 5.0, 2.0])
+    assert ema([4.0, 4.0, 4.0], 0.9) == pytest.approx([4.0, 4.0, 4.0])  # debiased: no pull towards zero at the start
+    at = _open(app(), "compare")
+    slider = at.slider(key="smooth:cmp:synthetic")
+    assert slider.value == 0.0 and slider.max == pytest.approx(0.99)
+    curves = _charts(at)[-1]
+    assert "smoothed" not in curves.proto.spec
+    raw = _chart_frames(curves)[0]
+    slider.set_value(0.9).run()
+    assert not at.exception
+    curves = _charts(at)[-1]
+    spec = curves.proto.spec
+    assert '"field": "smoothed"' in spec and '"opacity": 0.25' in spec  # the raw curve stays, faint
+    smoothed = _chart_frames(curves)[0]
+    assert np.allclose(np.sort(smoothed["value"]), np.sort(raw["value"]))
+    assert not np.allclose(smoothed["smoothed"], smoothed["value"])  # the plotted series changed
+    one = smoothed[(smoothed["run"] == smoothed["run"].iloc[0]) & (smoothed["panel"] == smoothed["panel"].iloc[0])].sort_values("step")
+    assert np.allclose(one["smoothed"], ema(one["value"].to_numpy(), 0.9))
+
+
+def add_live_curve(root: Path, sweep: str = "synthetic", steps: int = 40) -> str:
+    """Give the store's running run stage folders as a sweep in flight has them: runs/<id>/stages.json
+    (as ablations.runner writes it), a finished train_vae (curve.json) and a train_dit that is training,
+    whose curve.live.jsonl the real executor progress writer appends to, with one resume from step 10."""
+    from ablations.executor import _progress_writer
+
+    runs = pd.read_parquet(root / sweep / "runs.parquet")
+    run_id = runs.loc[runs["status"] == "running", "run_id"].iloc[0]
+    SweepStore(root, sweep).write_run_json(run_id, "stages.json", {"train_vae": "vaekey01", "train_dit": "ditkey01"})
+    vae = root / "_cache" / "train_vae" / "vaekey01"
+    vae.mkdir(parents=True, exist_ok=True)
+    (vae / "curve.json").write_text(json.dumps([{"stage": "train_vae", "step": s, "total": 1.0 / s} for s in range(1, 21)]))
+    dit = root / "_cache" / "train_dit" / "ditkey01"
+    dit.mkdir(parents=True, exist_ok=True)
+    write = _progress_writer(dit, "train_dit", None)
+    for step in range(1, 21):  # first attempt, killed after step 20
+        write(step, steps, {"loss": 9.0})
+    for step in range(11, steps // 2 + 6):  # resumed from the step-10 checkpoint, now at step 25
+        write(step, steps, {"loss": 2.0 - step / 100})
+    return run_id
+
+
+def test_running_runs_curve_is_shown_live(app, tmp_path):
+    from dashboard.live import live_curve, live_progress
+
+    root = tmp_path / "results"
+    _load_make_store().make_store(root, "synthetic", "small", videos=False)
+    run_id = add_live_curve(root)
+    curve = live_curve(root / "synthetic", run_id)
+    dit = curve[curve["stage"] == "train_dit"].sort_values("step")
+    assert list(dit["step"]) == list(range(1, 26)) and (dit.loc[dit["step"] > 10, "value"] < 2).all()  # the resumed attempt's rows
+    assert len(curve[curve["stage"] == "train_vae"]) == 20
+    (progress,) = live_progress(root / "synthetic", run_id)  # progress.json is written at most once a second
+    assert progress.startswith("train_dit ") and progress.endswith("/40")
+    at = _open(app(root=root), "runs")
+    assert not at.exception
+    assert at.multiselect(key="curves:synthetic").value == [run_id]  # running runs preselected
+    assert any("1 run(s) training" in c and "train_dit " in c for c in _texts(at.caption))
+    assert at.button(key="curves-refresh:synthetic")
+    curves = _charts(at)[-1]
+    frame = _chart_frames(curves)[0]
+    assert set(frame["panel"]) == {"train_vae / total", "train_dit / loss"} and frame["step"].max() == 25
+    # the next training steps appear on the next refresh, without restarting anything
+    from ablations.executor import _progress_writer
+
+    write = _progress_writer(root / "_cache" / "train_dit" / "ditkey01", "train_dit", None)
+    for step in range(26, 31):
+        write(step, 40, {"loss": 1.5})
+    at.button(key="curves-refresh:synthetic").click().run()
+    assert not at.exception and _chart_frames(_charts(at)[-1])[0]["step"].max() == 30

@@ -56,13 +56,14 @@ def cost_bars(per_variant, column: str) -> alt.Chart:  # type: ignore[no-untyped
     """One bar per variant, named by the axes that differ between the variants (`variant_labels`), the
     axis in the column's unit ("2 s", "6.1 PFLOP", "1.9 B params"), never an SI suffix like "800m"."""
     label = COST_LABELS[column]
-    factor, unit, axis = quantity_axis(column, per_variant[label], label.removesuffix(" (s)"))
+    name = label.removesuffix(" (s)")  # the axis says its own unit (s or ms)
+    factor, unit, axis = quantity_axis(column, per_variant[label], name)
     names = variant_labels(per_variant["variant"])
     df = pd.DataFrame({"variant": per_variant["variant"], "label": per_variant["variant"].map(names),
                        "value": per_variant[label] / factor})  # fmt: skip
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("value:Q", axis=axis), y=alt.Y("label:N", sort="-x", title=None, axis=alt.Axis(labelLimit=0)),
-        tooltip=["variant:N", alt.Tooltip("value:Q", format=".4g", title=f"{label} ({unit})" if unit else label)],
+        tooltip=["variant:N", alt.Tooltip("value:Q", format=".4g", title=f"{name} ({unit})" if unit else name)],
     ).properties(height=alt.Step(26))  # fmt: skip
 
 

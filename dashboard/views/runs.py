@@ -10,6 +10,7 @@ from dashboard.charts import parallel_coordinates
 from dashboard.common import (LIVE_REFRESH_S, axis_label, compare_selection, current_sweep, curves_panel, metric_availability,
                               reload_sweep, runs_with_axes)
 from dashboard.labels import run_labels
+from dashboard.live import live_progress
 
 def main() -> None:
     """Render the Runs page (a function, so early exits are `return`, not st.stop)."""
@@ -116,7 +117,9 @@ def training_curves(sweep: str) -> None:
     right.button("Refresh", key=f"curves-refresh:{sweep}", help="Reads the curves again (also done every "
                  f"{LIVE_REFRESH_S} s while a run is training).")  # fmt: skip
     if running:
-        st.caption(f"{len(running)} run(s) training; their curves come from the stage folders and refresh every {LIVE_REFRESH_S} s.")
+        steps = "; ".join(f"{label.get(r, r)}: {', '.join(live_progress(data.path, r)) or 'starting'}" for r in running[:8])
+        st.caption(f"{len(running)} run(s) training ({steps}); their curves come from the stage folders and refresh "
+                   f"every {LIVE_REFRESH_S} s.")  # fmt: skip
     if picked:
         shown = run_labels(runs[runs["run_id"].isin(picked)], data.axes)
         curves_panel(data, picked, shown, key=f"runs:{sweep}")
