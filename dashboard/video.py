@@ -93,7 +93,7 @@ document.getElementById('step').onclick = () => { vids.forEach(v => { v.pause();
  body {{ margin: 0; }}
  .row {{ display: flex; gap: 8px; font-family: sans-serif; }}
  .cell {{ flex: 1 1 0; min-width: 0; display: flex; flex-direction: column; align-items: center; }}
- .cap {{ font-size: 13px; margin-bottom: 4px; max-width: 100%; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }}
+ .cap {{ font-size: 13px; margin-bottom: 4px; max-width: 100%; white-space: normal; overflow-wrap: anywhere; }}  /* wrapped, never cut */
  video {{ background: #111; image-rendering: pixelated; max-width: 100%; }}
  .ctl {{ margin-top: 8px; display: flex; gap: 8px; align-items: center; font-family: sans-serif; }}
 </style>

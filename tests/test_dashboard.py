@@ -409,14 +409,12 @@ def test_labels_name_only_the_axes_that_differ():
     assert variant_labels(["ltx", "baseline"]) == {"ltx": "ltx", "baseline": "baseline"}
 
 
-def test_compare_captions_and_legends_show_the_differing_axes(app):
+def test_compare_captions_and_legends_show_the_differing_axes(app, store_root):
     at = _open(app(), "compare")
     html = at.get("iframe")[0].proto.srcdoc
     # the default pair is one variant's two seeds: captioned by seed, not by a cut variant string
     assert ">seed 0<" in html and ">seed 1<" in html and "vae.kind=ltx,loss.dwt" not in html
-    runs = at.dataframe  # noqa: F841 - (the page has no run table)
-    done = pd.read_parquet(at.session_state["_sweep_pick"] and next(Path(os.environ["LTXLAB_RESULTS"]).glob("synthetic/runs.parquet")))
-    done = done[done["status"] == "done"]
+    done = pd.read_parquet(store_root / "synthetic" / "runs.parquet").query("status == 'done'")
     a = done[(done["loss.dwt"] == 0.0) & (done["dit.attention"] == "cross") & (done["vae.kind"] == "ltx")].iloc[0]
     b = done[(done["loss.dwt"] == 0.1) & (done["dit.attention"] == "mmdit") & (done["vae.kind"] == "ltx") & (done["seed"] == a["seed"])].iloc[0]
     at.multiselect(key="cmp-runs:synthetic").set_value([a.run_id, b.run_id]).run()

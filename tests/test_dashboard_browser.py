@@ -24,6 +24,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]  # fmt: skip
 REPO = Path(__file__).resolve().parents[1]
+VARIANT_SYSTEMS = ("vae.kind=ltx,loss.dwt=0.1,dit.attention=mmdit", "vae.kind=ltx,loss.dwt=0.0,dit.attention=cross",
+                   "vae.kind=conventional,loss.dwt=0.0,dit.attention=cross")  # fmt: skip
 PAGES = {"sweeps": ("", "Sweeps"), "runs": ("runs", "Runs"), "effects": ("effects", "Effects"),
          "compare": ("compare", "Compare"), "survey": ("survey", "Survey"), "cost": ("cost", "Cost")}  # fmt: skip
 
@@ -56,9 +58,10 @@ def dashboard(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     _load("make_store", REPO / "benchmarks" / "make_store.py").make_store(root, "synthetic", "small")
     survey_db = None
-    helper = REPO / "tests" / "test_dashboard.py"
-    try:
-        survey_db = _load("dash_helpers", helper).make_survey_db(tmp_path_factory.mktemp("survey"))
+    helpers = _load("dash_helpers", REPO / "tests" / "test_dashboard.py")
+    helpers.add_live_curve(root)  # the running run has trained 25 of 40 train_dit steps
+    try:  # systems named like sweep variants, as `survey create --sweep` names them
+        survey_db = helpers.make_survey_db(tmp_path_factory.mktemp("survey"), systems=VARIANT_SYSTEMS)
     except ImportError:  # survey/ not importable: the Survey page then shows its "no database" message
         pass
     args = ["--results", str(root)] + (["--survey-db", str(survey_db)] if survey_db else [])
@@ -143,5 +146,64 @@ def test_page_renders_in_chromium(dashboard, browser, tmp_path, name):
             out = Path(os.environ["LTXLAB_SCREENSHOTS"])
             out.mkdir(parents=True, exist_ok=True)
             shutil.copy(shot, out / f"{name}.png")
+    finally:
+        page.close()
+
+
+def _keep(shot: Path) -> None:
+    if os.environ.get("LTXLAB_SCREENSHOTS"):
+        out = Path(os.environ["LTXLAB_SCREENSHOTS"])
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, out / shot.name)
+
+
+def _chart_shot(page, index: int, path: Path) -> None:
+    chart = page.locator("[data-testid='stVegaLiteChart']").nth(index)
+    chart.scroll_into_view_if_needed()
+    page.wait_for_timeout(800)  # vega draws after it scrolls into view
+    chart.screenshot(path=str(path))
+    assert path.stat().st_size > 5_000
+    _keep(path)
+
+
+def test_readable_charts_and_live_curve_in_chromium(dashboard, browser, tmp_path):
+    """Issue 17's charts as a user sees them: each screenshotted alone (kept with LTXLAB_SCREENSHOTS)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    try:
+        page.goto(f"{dashboard}/runs")
+        _wait_rendered(page, "Runs")
+        assert page.get_by_role("button", name="Refresh").count() == 1
+        assert page.get_by_text("1 run(s) training").count() >= 1
+        _chart_shot(page, 0, tmp_path / "runs-parallel-coordinates.png")
+        _chart_shot(page, -1, tmp_path / "runs-live-curve.png")  # the running run's curve, from its stage folders
+
+        page.locator("[data-testid='stSidebarNav'] a", has_text="Compare").click()
+        _wait_rendered(page, "Compare")
+        captions = page.frame_locator("iframe").first.locator(".cap").all_inner_texts()
+        assert captions == ["reference", "seed 0", "seed 1"], captions
+        _chart_shot(page, -1, tmp_path / "compare-curves-raw.png")
+        slider = page.locator("[data-testid='stSlider'] [role='slider']").first
+        slider.focus()
+        slider.press("End")  # 0.99
+        for _ in range(9):
+            slider.press("ArrowLeft")  # 0.90
+        page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000)
+        page.wait_for_timeout(1500)
+        assert slider.get_attribute("aria-valuenow") == "0.9"
+        page.screenshot(path=str(tmp_path / "compare-page.png"), full_page=True)
+        _keep(tmp_path / "compare-page.png")
+        _chart_shot(page, -1, tmp_path / "compare-curves-smoothed.png")
+
+        for path, title, index, name in [("cost", "Cost", 0, "cost-axis.png"), ("effects", "Effects", -1, "effects-quality-cost.png")]:
+            page.goto(f"{dashboard}/{path}")
+            _wait_rendered(page, title)
+            assert page.locator("[data-testid='stException']").count() == 0
+            _chart_shot(page, index, tmp_path / name)
+        if survey_db_used(dashboard):
+            page.goto(f"{dashboard}/survey")
+            _wait_rendered(page, "Survey")
+            assert page.get_by_text("Systems are named by the axes that differ").count() == 1
+            _chart_shot(page, 0, tmp_path / "survey-heatmap.png")
+            _chart_shot(page, 1, tmp_path / "survey-ratings.png")
     finally:
         page.close()
