@@ -69,10 +69,10 @@ def test_a_run_larger_than_the_cluster_is_refused_before_launch(tmp_path, capsys
     from ablations.cli import main
 
     code = main(["sweep", "tiny-pair", "--smoke", "--results", str(tmp_path), "--quiet", "--no-report",
-                 "--set", "train.workers=2", "--set", "train.cpus_per_worker=4096"])
+                 "--set", "train.workers=2", "--set", "train.cpus_per_worker=1024"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "asks for train.workers=2 workers of 4096 CPU each, but this cluster can hold only 0" in err
+    assert "asks for train.workers=2 workers of 1024 CPU each, but this cluster can hold only 0" in err
     assert not (tmp_path / "tiny-pair-smoke" / "runs.parquet").exists()  # nothing launched or written
 
 

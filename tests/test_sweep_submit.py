@@ -33,9 +33,13 @@ def ray_head(tmp_path, monkeypatch):
     # a cluster node's `python` is its environment's python: put this venv first on PATH,
     # which the job driver inherits from the head
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    # every agent port free too: another Ray on this machine (a parallel test worker's embedded
+    # one) holds the defaults (52365 ...), and a head whose job agent cannot bind never takes a job
+    agent_ports = [f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+                   f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
     head = subprocess.Popen(
         [ray_bin, "start", "--head", "--block", "--num-cpus=2", f"--port={gcs}", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard}", "--disable-usage-stats", "--include-log-monitor=false"],
+         f"--dashboard-port={dashboard}", *agent_ports, "--disable-usage-stats", "--include-log-monitor=false"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=os.environ.copy())
     address = f"http://127.0.0.1:{dashboard}"
     from ray.job_submission import JobSubmissionClient
