@@ -93,14 +93,17 @@ def parallel_coordinates(runs: pd.DataFrame, dims: list[str], color: str) -> alt
     # every name shown, wrapped at dots onto lines (labelOverlap would hide every second one)
     x = alt.X("dimension:N", sort=dims, title=None, scale=alt.Scale(padding=0.1),
               axis=alt.Axis(labelAngle=0, labelOverlap=False, labelLimit=0, labelExpr="split(datum.label, '.')",
-                            labelFontSize=12, labelFontWeight="bold", ticks=False, domain=False, orient="top"))  # fmt: skip
-    y = alt.Y("scaled:Q", axis=None, scale=alt.Scale(domain=[0, 1]))
+                            labelFontSize=12, labelFontWeight="bold", labelPadding=8, ticks=False,
+                            domain=False, orient="bottom"))  # fmt: skip
+    y = alt.Y("scaled:Q", axis=None, scale=alt.Scale(domain=[-0.04, 1.04]))  # room for the end ticks' text
     lines = alt.Chart(long).mark_line(opacity=0.55, point=True).encode(
         x=x, y=y, color=alt.Color("colour:N", title=color, scale=CATEGORICAL), detail="run_id:N",
         tooltip=["run_id:N", "dimension:N", "value:N"])  # fmt: skip
+    # each dimension's axis as a vertical rule; every layer carries the same x (a layer without the
+    # axis settings, drawn first, left the whole chart at height 0 in the browser)
     spans = pd.DataFrame({"dimension": dims, "low": 0.0, "high": 1.0})
-    axis_lines = alt.Chart(spans).mark_rule(color="#666666").encode(x=alt.X("dimension:N", sort=dims), y="low:Q", y2="high:Q")
-    marks = alt.Chart(pd.DataFrame(ticks)).encode(x=alt.X("dimension:N", sort=dims), y="scaled:Q")
+    axis_lines = alt.Chart(spans).mark_rule(color="#666666").encode(x=x, y=alt.Y("low:Q", axis=None), y2="high:Q")
+    marks = alt.Chart(pd.DataFrame(ticks)).encode(x=x, y=y)
     tick_marks = marks.mark_tick(color="#666666", size=8, thickness=1)
     tick_text = marks.mark_text(align="left", dx=6, fontSize=11, color="#333333").encode(text="tick:N")
     return alt.layer(axis_lines, lines, tick_marks, tick_text).properties(height=340)
@@ -127,7 +130,7 @@ def effect_bars(effects: pd.DataFrame, metric: str) -> alt.Chart:
 
 
 def quality_cost_scatter(points: pd.DataFrame, quality: str, cost: str, label: str, log_cost: bool) -> alt.LayerChart:
-    """Variants as points (quality vs cost), each named beside it, the Pareto front as a highlighted line.
+    """Variants as points (quality vs cost) coloured by their label, the Pareto front ringed and joined.
 
     `points` has columns `label` (the short name shown; dashboard.labels), `quality`, `cost`, runs
     and pareto (bool). The cost axis is in `cost`'s unit (`quantity_axis`).
@@ -140,15 +143,18 @@ def quality_cost_scatter(points: pd.DataFrame, quality: str, cost: str, label: s
     scale = alt.Scale(type="log") if log_cost else alt.Scale(zero=False)
     x = alt.X("cost:Q", scale=scale, axis=axis)
     y = alt.Y("quality:Q", title=quality, scale=alt.Scale(zero=False))
-    dots = alt.Chart(df).mark_circle(size=110).encode(
+    # variants by colour, named in the legend (whole labels: text beside the points overlapped and ran
+    # off the plot); the Pareto front as black-ringed points on a dashed line
+    dots = alt.Chart(df).mark_point(filled=True, size=120).encode(
         x=x, y=y,
-        color=alt.Color("pareto:N", title="Pareto front", scale=alt.Scale(domain=[True, False], range=["#d62728", "#1f77b4"])),
+        color=alt.Color("label:N", title=label, scale=alt.Scale(scheme="category20"), legend=alt.Legend(labelLimit=0)),
+        stroke=alt.Stroke("pareto:N", title="Pareto front", scale=alt.Scale(domain=[True, False], range=["black", "transparent"])),
+        strokeWidth=alt.value(2),
         tooltip=[*(["variant:N"] if "variant" in df.columns else []), alt.Tooltip("quality:Q", format=".4g", title=quality),
-                 alt.Tooltip("cost:Q", format=".4g", title=f"{cost} ({unit or 'value'})"), "runs:Q"],
+                 alt.Tooltip("cost:Q", format=".4g", title=f"{cost} ({unit or 'value'})"), "runs:Q", "pareto:N"],
     )  # fmt: skip
-    names = alt.Chart(df).mark_text(align="left", dx=8, dy=-6, fontSize=11).encode(x=x, y=y, text="label:N")
-    line = alt.Chart(df[df["pareto"]].sort_values("cost")).mark_line(color="#d62728", strokeDash=[5, 3]).encode(x=x, y=y)
-    return (line + dots + names).properties(height=380)
+    line = alt.Chart(df[df["pareto"]].sort_values("cost")).mark_line(color="black", strokeDash=[5, 3]).encode(x=x, y=y)
+    return (line + dots).properties(height=380)
 
 
 def heatmap(matrix: pd.DataFrame, title: str, fmt: str = ".2f") -> alt.Chart:
@@ -192,12 +198,13 @@ def curves_chart(curves: pd.DataFrame, smoothing: float = 0.0) -> alt.FacetChart
     With `smoothing` > 0 each curve is its EMA (`ema`) drawn over the raw curve, which stays faint.
     """
     curves = smooth_curves(curves, smoothing).assign(panel=lambda d: d["stage"] + " / " + d["name"])
-    colour = alt.Color("run:N", scale=CATEGORICAL, legend=alt.Legend(labelLimit=0, orient="bottom", columns=2))
+    colour = alt.Color("run:N", scale=CATEGORICAL, legend=alt.Legend(labelLimit=0, orient="bottom", columns=2, symbolOpacity=1))
     base = alt.Chart().encode(x=alt.X("step:Q"), color=colour)
-    y = alt.Y("value:Q", scale=alt.Scale(zero=False), title="value")
+    title = f"value (EMA {smoothing:g}; raw faint)" if smoothing > 0 else "value"
+    y = alt.Y("value:Q", scale=alt.Scale(zero=False), title=title)
     if smoothing > 0:
         raw = base.mark_line(opacity=0.25).encode(y=y)
-        smooth = base.mark_line().encode(y=alt.Y("smoothed:Q", title=f"value (EMA {smoothing:g})"),
+        smooth = base.mark_line().encode(y=alt.Y("smoothed:Q", title=title),
                                          tooltip=["run:N", "step:Q", "value:Q", alt.Tooltip("smoothed:Q", format=".4g")])
         layered = alt.layer(raw, smooth, data=curves)
     else:

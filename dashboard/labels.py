@@ -56,12 +56,14 @@ def short_axis_names(axes: Sequence[str]) -> dict[str, str]:
 
 
 def differing_labels(levels: Mapping[Hashable, Mapping[str, Any]], seeds: Mapping[Hashable, Any] | None = None) -> dict[Hashable, str]:
-    """One unique short label per key: the axes whose levels differ between the keys, then the seed,
-    then the key's suffix, each added only where the previous parts leave two keys alike."""
+    """One unique short label per key: the axes whose levels differ between the keys (all of them for a
+    single key), then the seed, then the key's suffix, each added only where the previous parts leave
+    two keys alike."""
     keys = list(levels)
     axes = list(dict.fromkeys(a for k in keys for a in levels[k]))
     text = {k: {a: level_text(levels[k].get(a)) for a in axes} for k in keys}
-    differing = [a for a in axes if len({text[k][a] for k in keys}) > 1]
+    # one key alone has nothing to differ from: it is named by all its axes
+    differing = [a for a in axes if len({text[k][a] for k in keys}) > 1 or len(keys) == 1]
     names = short_axis_names(differing)
     labels = {k: SEPARATOR.join(f"{names[a]}={text[k][a]}" for a in differing) for k in keys}
     if seeds is not None:

@@ -88,14 +88,19 @@ def live_curve(sweep_path: Path, run_id: str) -> pd.DataFrame:
 
 
 def live_progress(sweep_path: Path, run_id: str) -> list[str]:
-    """"stage step/total" for each of the run's stages with a progress.json and no DONE yet."""
+    """"stage step/total" for each of the run's stages with a progress.json and no DONE yet; the step is
+    the live curve's last one when that is newer (progress.json is written at most once a second)."""
     out = []
     for stage, folder in stage_folders(sweep_path, run_id).items():
         try:
             if (folder / DONE).exists():
                 continue
             p = json.loads((folder / PROGRESS).read_text())
-            out.append(f"{stage} {int(p['step'])}/{int(p['total'])}")
+            step = int(p["step"])
+            if (folder / LIVE_CURVE).exists():
+                rows = _jsonl_rows(folder / LIVE_CURVE)
+                step = int(rows[-1]["step"]) if rows else step
+            out.append(f"{stage} {step}/{int(p['total'])}")
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return out

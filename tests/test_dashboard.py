@@ -404,6 +404,7 @@ def test_labels_name_only_the_axes_that_differ():
     runs = pd.DataFrame({"run_id": ["aaaa01", "aaaa02"], "seed": [0, 1], "vae.kind": ["ltx"] * 2, "loss.dwt": [0.1] * 2})
     assert run_labels(runs, ["vae.kind", "loss.dwt"]) == {"aaaa01": "seed 0", "aaaa02": "seed 1"}
     assert differing_labels({"run-x1": {"a": 1}, "run-x2": {"a": 1}}, {"run-x1": 0, "run-x2": 0}) == {"run-x1": "…run-x1", "run-x2": "…run-x2"}
+    assert run_labels(runs.iloc[:1], ["vae.kind", "loss.dwt"]) == {"aaaa01": "kind=ltx · dwt=0.1"}  # alone: all its axes
     # two axes ending alike keep their whole names; survey systems that are not variants keep theirs
     assert differing_labels({1: {"vae.size": 1, "dit.size": 2}, 2: {"vae.size": 2, "dit.size": 3}}) == {1: "vae.size=1 · dit.size=2", 2: "vae.size=2 · dit.size=3"}
     assert variant_labels(["ltx", "baseline"]) == {"ltx": "ltx", "baseline": "baseline"}
@@ -500,14 +501,15 @@ def add_live_curve(root: Path, sweep: str = "synthetic", steps: int = 40) -> str
     SweepStore(root, sweep).write_run_json(run_id, "stages.json", {"train_vae": "vaekey01", "train_dit": "ditkey01"})
     vae = root / "_cache" / "train_vae" / "vaekey01"
     vae.mkdir(parents=True, exist_ok=True)
-    (vae / "curve.json").write_text(json.dumps([{"stage": "train_vae", "step": s, "total": 1.0 / s} for s in range(1, 21)]))
+    (vae / "curve.json").write_text(json.dumps([{"stage": "train_vae", "step": s, "total": 0.2 + 1.0 / s} for s in range(1, 21)]))
     dit = root / "_cache" / "train_dit" / "ditkey01"
     dit.mkdir(parents=True, exist_ok=True)
     write = _progress_writer(dit, "train_dit", None)
-    for step in range(1, 21):  # first attempt, killed after step 20
-        write(step, steps, {"loss": 9.0})
+    noise = np.random.default_rng(0).normal(0, 0.08, 2 * steps)
+    for step in range(1, 21):  # first attempt, killed after step 20: its loss is 1 higher, so the test can tell
+        write(step, steps, {"loss": 2.0 + 1.5 * np.exp(-step / 8) + noise[step]})
     for step in range(11, steps // 2 + 6):  # resumed from the step-10 checkpoint, now at step 25
-        write(step, steps, {"loss": 2.0 - step / 100})
+        write(step, steps, {"loss": 1.0 + 1.5 * np.exp(-step / 8) + noise[steps + step]})
     return run_id
 
 
@@ -520,9 +522,8 @@ def test_running_runs_curve_is_shown_live(app, tmp_path):
     curve = live_curve(root / "synthetic", run_id)
     dit = curve[curve["stage"] == "train_dit"].sort_values("step")
     assert list(dit["step"]) == list(range(1, 26)) and (dit.loc[dit["step"] > 10, "value"] < 2).all()  # the resumed attempt's rows
-    assert len(curve[curve["stage"] == "train_vae"]) == 20
-    (progress,) = live_progress(root / "synthetic", run_id)  # progress.json is written at most once a second
-    assert progress.startswith("train_dit ") and progress.endswith("/40")
+    assert (dit.loc[dit["step"] <= 10, "value"] > 2).all() and len(curve[curve["stage"] == "train_vae"]) == 20
+    assert live_progress(root / "synthetic", run_id) == ["train_dit 25/40"]
     at = _open(app(root=root), "runs")
     assert not at.exception
     assert at.multiselect(key="curves:synthetic").value == [run_id]  # running runs preselected

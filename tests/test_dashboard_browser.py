@@ -159,6 +159,11 @@ def _keep(shot: Path) -> None:
 
 def _chart_shot(page, index: int, path: Path) -> None:
     chart = page.locator("[data-testid='stVegaLiteChart']").nth(index)
+    chart.wait_for(state="attached", timeout=30_000)
+    deadline = time.monotonic() + 20
+    while (box := chart.bounding_box()) is None or box["height"] < 50:  # a spec Vega cannot draw is 0 px high
+        assert time.monotonic() < deadline, f"{path.name}: the chart was not drawn ({box})"
+        page.wait_for_timeout(250)
     chart.scroll_into_view_if_needed()
     page.wait_for_timeout(800)  # vega draws after it scrolls into view
     chart.screenshot(path=str(path))
@@ -181,15 +186,17 @@ def test_readable_charts_and_live_curve_in_chromium(dashboard, browser, tmp_path
         _wait_rendered(page, "Compare")
         captions = page.frame_locator("iframe").first.locator(".cap").all_inner_texts()
         assert captions == ["reference", "seed 0", "seed 1"], captions
+        page.locator("iframe").first.screenshot(path=str(tmp_path / "compare-captions.png"))
+        _keep(tmp_path / "compare-captions.png")
         _chart_shot(page, -1, tmp_path / "compare-curves-raw.png")
-        slider = page.locator("[data-testid='stSlider'] [role='slider']").first
+        slider = page.locator("[data-testid='stSlider'] input[type='range']").first  # react-aria's range input
         slider.focus()
         slider.press("End")  # 0.99
         for _ in range(9):
             slider.press("ArrowLeft")  # 0.90
         page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000)
         page.wait_for_timeout(1500)
-        assert slider.get_attribute("aria-valuenow") == "0.9"
+        assert float(slider.input_value()) == 0.9
         page.screenshot(path=str(tmp_path / "compare-page.png"), full_page=True)
         _keep(tmp_path / "compare-page.png")
         _chart_shot(page, -1, tmp_path / "compare-curves-smoothed.png")

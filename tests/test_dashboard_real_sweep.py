@@ -95,3 +95,24 @@ def test_compare_page_plays_real_samples(app):
     html = " ".join(str(getattr(e, "proto", "")) for e in at.get("iframe")) if at.get("iframe") else ""
     videos = [e for e in at.main if "video" in str(getattr(e, "proto", "")).lower()]
     assert html.count("<video") >= 2 or videos, "the Compare page shows the runs' videos"
+
+
+def test_real_sweep_leaves_the_live_curve_files(real_store):
+    """What the Runs page reads while a run trains, as the real runner and executor left it: each run's
+    stages.json names existing stage folders, and each training stage's curve.live.jsonl holds every
+    step's losses, the same rows as the curve.json it wrote at the end."""
+    import json
+
+    import pandas as pd
+
+    from dashboard.live import FINISHED_CURVE, _after_restarts, _jsonl_rows, _long, stage_folders
+
+    root, _ = real_store
+    runs = pd.read_parquet(root / "tiny-pair" / "runs.parquet")
+    for run_id in runs["run_id"]:
+        folders = stage_folders(root / "tiny-pair", run_id)
+        assert {"train_vae", "train_dit"} <= set(folders) and all(f.is_dir() for f in folders.values()), run_id
+        for stage in ("train_vae", "train_dit"):
+            live = _long(_after_restarts(_jsonl_rows(folders[stage] / "curve.live.jsonl")), stage)
+            final = _long(json.loads((folders[stage] / FINISHED_CURVE).read_text()), stage)
+            assert live and pd.DataFrame(live).equals(pd.DataFrame(final)), (run_id, stage)

@@ -108,8 +108,8 @@ def main() -> None:
         st.info(f"No finished run has both {quality} and {cost} yet.")
         return
     points["pareto"] = pareto_front(points, quality, cost, higher_is_better=data.higher_is_better(quality))
-    points["label"] = points["variant"].map(variant_labels(points["variant"]))  # the axes that differ, not a cut string
-    st.altair_chart(quality_cost_scatter(points, quality, cost, "label", log_cost), width="stretch")
+    points["variant (axes that differ)"] = points["variant"].map(variant_labels(points["variant"]))  # not a cut string
+    st.altair_chart(quality_cost_scatter(points, quality, cost, "variant (axes that differ)", log_cost), width="stretch")
     front = points[points["pareto"]].sort_values(cost)
     st.caption(f"{int(points['pareto'].sum())} of {len(points)} variants are on the Pareto front (no other variant is both cheaper and better).")
     st.dataframe(pd.DataFrame(front[["variant", quality, cost, "runs"]]), hide_index=True,
