@@ -25,7 +25,9 @@ def real_store(tmp_path_factory) -> tuple[Path, Path]:
         ray.shutdown()
     db = root / "survey.db"
     assert main(["survey", "create", "real-study", "--sweep", "tiny-pair", "--results", str(root),
-                 "--db", str(db), "--min-watch-fraction", "0", "--gold-per-rater", "0"]) == 0
+                 "--db", str(db), "--min-watch-fraction", "0", "--gold-per-rater", "0",
+                 # in-process raters on one cookie: no media is served, so no delivery gate or per-client cap
+                 "--no-require-delivery", "--max-raters-per-client", "0", "--start-burst", "0"]) == 0
     # no gold pairs: these raters always answer "left", so each would fail a gold pair half the
     # time, and with all four flagged (1 run in 16) the page rightly shows no results at all
     _vote(db)
