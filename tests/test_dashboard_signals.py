@@ -28,12 +28,22 @@ def _free_port() -> int:
 
 
 def _serving(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+    """Streamlit answers its health check: started, with its own signal handlers in place (a
+    bound port alone comes earlier, and a SIGINT then can land before Streamlit handles it)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
 
 
 def _port_is_free(port: int) -> bool:
+    """No socket listens on the port. SO_REUSEADDR, as a restarted server sets it: connections of
+    the health check left in TIME_WAIT do not count, a listening socket still does (Linux)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True
@@ -68,7 +78,7 @@ def test_a_signal_to_ltxlab_dashboard_stops_the_server(tmp_path, signum):
             assert time.monotonic() < deadline, "the dashboard did not start serving within 60 s"
             time.sleep(0.2)
         proc.send_signal(signum)
-        proc.wait(timeout=10)
+        proc.wait(timeout=30)  # a graceful stop; 10 s was too short beside a parallel test worker
         deadline = time.monotonic() + 5
         while (_streamlit_pids(port) or not _port_is_free(port)) and time.monotonic() < deadline:
             time.sleep(0.1)
