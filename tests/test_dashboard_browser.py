@@ -8,7 +8,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests._ports import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -35,12 +36,6 @@ def _load(name: str, path: Path):  # noqa: ANN202 - a module
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 base_urls_with_survey: dict[str, bool] = {}
@@ -74,7 +69,7 @@ def dashboard(tmp_path_factory):
 def running_dashboard(args: list[str]) -> Iterator[str]:
     """`ltxlab dashboard ARGS` on a free loopback port, in its own session; yields its base URL once
     /_stcore/health answers, then stops exactly that process group."""
-    port = _free_port()
+    port = free_port()
     cmd = [str(Path(sys.executable).with_name("ltxlab")), "dashboard", *args, "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     base = f"http://127.0.0.1:{port}"

@@ -18,13 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from tests._ports import free_port
+
 LTXLAB = Path(sys.executable).with_name("ltxlab")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _serving(port: int) -> bool:
@@ -68,7 +64,7 @@ def _streamlit_pids(port: int) -> list[int]:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_signal_to_ltxlab_dashboard_stops_the_server(tmp_path, signum):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([str(LTXLAB), "dashboard", "--results", str(tmp_path), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from ablations.recipes.common import smoke
 from ablations.training import checkpoint
 from ablations.training.config import ParallelConfig
 from models.config import ConfigError, to_dict
+from tests._ports import free_port
 
 TOL = 1e-5  # fp32: the bound on weights and loss curves, worker counts apart
 
@@ -60,12 +60,6 @@ def latents_dir(tmp_path_factory) -> Path:
     return root / "latents"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world: int, port: int, stage: str, config: dict, folder: str, layout: dict, extra: dict) -> None:
     import torch.distributed as dist
 
@@ -89,7 +83,7 @@ def _train(stage: str, cfg, folder: Path, layout: ParallelConfig, latents: Path 
     if layout.workers == 1:
         getattr(executor, f"{stage}_entry")(to_dict(cfg), str(folder), **extra, layout=layout)
         return
-    mp.start_processes(_worker, args=(layout.workers, _free_port(), stage, to_dict(cfg), str(folder),
+    mp.start_processes(_worker, args=(layout.workers, free_port(), stage, to_dict(cfg), str(folder),
                                       dataclasses.asdict(layout), extra),
                        nprocs=layout.workers, start_method="spawn")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests._ports import free_port
+
 ray = pytest.importorskip("ray")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -28,15 +23,15 @@ def ray_head(tmp_path, monkeypatch):
     if ray.is_initialized():
         ray.shutdown()
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a local head without token auth
-    gcs, dashboard = _free_port(), _free_port()
+    gcs, dashboard = free_port(), free_port()
     ray_bin = str(Path(sys.executable).with_name("ray"))
     # a cluster node's `python` is its environment's python: put this venv first on PATH,
     # which the job driver inherits from the head
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     # every agent port free too: another Ray on this machine (a parallel test worker's embedded
     # one) holds the defaults (52365 ...), and a head whose job agent cannot bind never takes a job
-    agent_ports = [f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
-                   f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
+    agent_ports = [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+                   f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"]
     head = subprocess.Popen(
         [ray_bin, "start", "--head", "--block", "--num-cpus=2", f"--port={gcs}", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={dashboard}", *agent_ports, "--disable-usage-stats", "--include-log-monitor=false"],
