@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "ablations.commands.train_dit",
     "ablations.commands.sample",
     "ablations.commands.generate",
+    "ablations.commands.convert_checkpoint",
     "ablations.commands.sweep",
     "ablations.commands.config",
     "ablations.commands.results",
@@ -45,8 +46,9 @@ class UserError(Exception):
 def _user_error_types() -> tuple[type[BaseException], ...]:
     from models.config import ConfigError
     from models.registry import UnknownNameError
+    from models.tensor_file import TensorFileError
 
-    types_: list[type[BaseException]] = [UserError, ConfigError, UnknownNameError, FileNotFoundError]
+    types_: list[type[BaseException]] = [UserError, ConfigError, UnknownNameError, FileNotFoundError, TensorFileError]
     try:
         from clips.errors import ClipError
 

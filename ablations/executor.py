@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 import time
-import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -76,9 +75,11 @@ def verify_done(folder: Path, *, full: bool = False) -> tuple[dict[str, Any] | N
     With a record, every recorded file must have its recorded size and mtime (else its
     sha256; `full` hashes all, see `store.check_file_record`). A DONE without a record
     (written before records existed) is checked as far as it can be, result.json parsing
-    and every .pt (a zip) and .json file reading back whole; then it is accepted, recorded
-    now, and the note says so: rerunning every old sweep's stages would cost hours for
-    nothing, and the files it vouches for have been read through.
+    and every .safetensors (header, sizes, tensors' sha256) and .json file reading back
+    whole; then it is accepted, recorded now, and the note says so: rerunning every old
+    sweep's stages would cost hours for nothing, and the files it vouches for have been
+    read through. A product in the old pickle format (`.pt`: vae.pt, dit.pt, latent shards)
+    is never reused: the stage runs again (training resumes from its final checkpoint).
     """
     folder = Path(folder)
     if not is_done(folder):
@@ -88,7 +89,8 @@ def verify_done(folder: Path, *, full: bool = False) -> tuple[dict[str, Any] | N
     except (OSError, ValueError):
         marker = None
     if isinstance(marker, dict) and isinstance(marker.get("files"), dict):
-        why = check_file_record(folder, marker["files"], full=full)
+        why = (check_file_record(folder, marker["files"], full=full) or _pickle_product(marker["files"])
+               or _header_problem(folder, marker["files"]))
         if why is None and RESULT not in marker["files"]:
             why = f"DONE records no {RESULT}"
         note = None
@@ -109,23 +111,44 @@ def verify_done(folder: Path, *, full: bool = False) -> tuple[dict[str, Any] | N
     return None, why
 
 
+def _pickle_product(names: Any) -> str | None:
+    """Why a folder whose products include a pickle (`.pt`, what ltxlab wrote before safetensors) must run again."""
+    old = sorted(name for name in names if name.endswith(".pt"))
+    return f"{old[0]} is in the old pickle format (ltxlab now writes safetensors)" if old else None
+
+
+def _header_problem(folder: Path, names: Any) -> str | None:
+    """Why a recorded .safetensors product does not open: its header must parse and cover the file (header only)."""
+    from models import tensor_file
+
+    for rel in sorted(names):
+        if rel.endswith(tensor_file.SUFFIX):
+            damage = tensor_file.problem(folder / rel, digest=False)
+            if damage:
+                return f"{rel} {damage}"
+    return None
+
+
 def _legacy_check(folder: Path) -> str | None:
     """What is wrong with an unrecorded finished folder, as far as reading it back can tell (None: nothing)."""
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        if not path.is_file() or not _recorded(rel):
-            continue
+    from models import tensor_file
+
+    products = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+    products = [rel for rel in products if _recorded(rel)]
+    why = _pickle_product(products)
+    for rel in products:
+        if why is not None:
+            break
+        path = folder / rel
         try:
             if path.suffix == ".json":
                 json.loads(path.read_text())
-            elif path.suffix == ".pt":  # torch.save writes a zip: check every member's CRC
-                with zipfile.ZipFile(path) as archive:
-                    bad = archive.testzip()
-                if bad is not None:
-                    return f"{rel} is damaged (member {bad} fails its CRC)"
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            return f"{rel} does not read back ({type(exc).__name__})"
-    return None
+            elif path.suffix == tensor_file.SUFFIX:  # the header covers the file; the tensors hash as it records
+                damage = tensor_file.problem(path)
+                why = f"{rel} {damage}" if damage else None
+        except (OSError, ValueError) as exc:
+            why = f"{rel} does not read back ({type(exc).__name__})"
+    return why
 
 
 def clear_for_rerun(folder: Path) -> None:

@@ -174,7 +174,7 @@ def main() -> None:
     from ablations.stages.eval_recon import reconstruct
     from ablations.stages.sample import SampleConfig, heldout_prompts, sample_videos
     from ablations.stages.train_dit import DiTTrainConfig, train_dit
-    from ablations.stages.train_vae import VAETrainConfig, load_vae, train_vae
+    from ablations.stages.train_vae import FINAL as VAE_FILE, VAETrainConfig, load_vae, train_vae
     from clips.dataset import DataSpec, load_clips
     from clips.io import from_model, to_model
     from models.dit import dit_config, vae_pairing
@@ -190,7 +190,7 @@ def main() -> None:
 
     # 1. VAE
     vae_dir = args.vae_dir or work / f"vae_{args.vae_kind}_{args.vae_compression}_{args.frames}x{args.side}"
-    if not (vae_dir / "vae.pt").exists():
+    if not (vae_dir / VAE_FILE).exists():
         t0 = time.perf_counter()
         vae_spec = DataSpec(source="synthetic", frames=args.frames, height=args.side, width=args.side,
                             num_scenes=args.vae_scenes, seed=0)

@@ -180,17 +180,20 @@ def build_hf(cfg: TextEncoderConfig) -> TextEncoder:
 
 
 def encode_to_file(encoder: TextEncoder, captions: Sequence[str], path: str | Path) -> Path:
-    """Encode captions and save {captions, embeddings, mask, config} atomically to `path` (torch.save)."""
+    """Encode captions and save them atomically to `path` as safetensors (`models.tensor_file`):
+    tensors embeddings, mask; captions and the encoder config in the header."""
+    from models import tensor_file
+
     emb, mask = encoder.encode(captions)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    payload = {"captions": list(captions), "embeddings": emb.cpu(), "mask": mask.cpu(), "config": to_dict(encoder.config)}
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return tensor_file.save(path, {"embeddings": emb, "mask": mask},
+                            {"captions": list(captions), "config": to_dict(encoder.config)})
 
 
 def load_encoded(path: str | Path) -> dict[str, Any]:
-    """Read what `encode_to_file` wrote: keys captions, embeddings (B, L, D), mask (B, L), config."""
-    return torch.load(Path(path), map_location="cpu", weights_only=True)
+    """Read what `encode_to_file` wrote: keys captions, embeddings (B, L, D), mask (B, L), config.
+
+    The tensors are memory-mapped: a training step reads only its batch's rows."""
+    from models import tensor_file
+
+    tensors, meta = tensor_file.load(path)
+    return {"captions": meta["captions"], "config": meta["config"], **tensors}

@@ -23,7 +23,7 @@ SPEC = DataSpec(source="synthetic", frames=9, height=32, width=32, num_scenes=4,
 def tiny_pair(tmp_path_factory) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
     """`train_tiny_pair` once per test session (both test modules read the same checkpoints)."""
     root = tmp_path_factory.getbasetemp() / "tiny-pair"
-    if not (root / "dit" / "dit.pt").is_file():
+    if not (root / "dit" / "dit.safetensors").is_file():
         train_tiny_pair(root)
     return root / "vae", root / "dit"
 

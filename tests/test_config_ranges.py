@@ -215,7 +215,7 @@ def test_train_vae_refuses_before_writing(tmp_path, capsys, flags, expected):
 def test_train_dit_refuses_before_encoding(tmp_path, capsys, flags, expected):
     vae = tmp_path / "vae"
     vae.mkdir()
-    (vae / "vae.pt").write_bytes(b"")  # never read: --preset names the VAE kind, and the refusal comes first
+    (vae / "vae.safetensors").write_bytes(b"")  # never read: --preset names the VAE kind, and the refusal comes first
     out = tmp_path / "dit"
     code = main(["train-dit", "--vae", str(vae), "--preset", "ltx", "--out", str(out), *flags])
     assert expected in one_sentence(capsys, code)

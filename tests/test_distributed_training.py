@@ -89,8 +89,9 @@ def _train(stage: str, cfg, folder: Path, layout: ParallelConfig, latents: Path 
 
 
 def _final(stage: str, folder: Path) -> dict[str, torch.Tensor]:
-    name = "vae.pt" if stage == "train_vae" else "dit.pt"
-    return torch.load(folder / name, map_location="cpu", weights_only=False)["state_dict"]
+    from ablations import artifacts
+
+    return artifacts.load(folder, "vae" if stage == "train_vae" else "dit")[0]
 
 
 def _curve(folder: Path, key: str) -> list[float]:
@@ -144,7 +145,7 @@ def test_an_fsdp_checkpoint_written_by_two_workers_resumes_on_one(latents_dir, o
            ParallelConfig(workers=2, parallel="fsdp"), latents_dir)
     written = checkpoint.read(checkpoint.latest(split))["meta"]
     assert written["world_size"] == 2 and written["step"] == 2
-    (split / "dit.pt").unlink()  # the 2-step run finished; resume it to 4 steps on one worker
+    (split / "dit.safetensors").unlink()  # the 2-step run finished; resume it to 4 steps on one worker
     _train("train_dit", cfg, split, ParallelConfig(), latents_dir)
     attempts = json.loads((split / "attempts.json").read_text())
     assert [a["world_size"] for a in attempts] == [2, 1] and attempts[1]["resume_step"] == 2

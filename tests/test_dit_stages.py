@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from ablations import artifacts
 from ablations.training import checkpoint
 
 from ablations.stages.common import NonFiniteLossError
@@ -24,6 +25,7 @@ from ablations.stages.train_vae import VAETrainConfig, train_vae
 from clips.dataset import DataSpec, load_clips
 from clips.io import read_video, to_model
 from models.dit import dit_config
+from models import tensor_file
 from models.flow import flow_config
 from models.losses.base import VAELossConfig
 from models.text import TextEncoderConfig
@@ -95,7 +97,7 @@ def test_load_latents_without_done_marker_fails(tmp_path):
 
 
 def _final_state(out: Path) -> dict[str, torch.Tensor]:
-    return torch.load(out / "dit.pt", map_location="cpu", weights_only=False)["state_dict"]
+    return artifacts.load(out, "dit")[0]
 
 
 @pytest.mark.parametrize("conditioning", ["cross_attention", "mmdit"])
@@ -105,7 +107,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(latents_dir, tmp_pa
     whole = train_dit(_dit(text_conditioning=conditioning), flow, TEXT, train, latents_dir, tmp_path / "a", progress=False)
     part = train_dit(_dit(text_conditioning=conditioning), flow, TEXT, train, latents_dir, tmp_path / "b", progress=False,
                      stop_after=3)
-    assert part == {**part, "steps": 3, "finished": False} and not (tmp_path / "b" / "dit.pt").exists()
+    assert part == {**part, "steps": 3, "finished": False} and not (tmp_path / "b" / "dit.safetensors").exists()
     rest = train_dit(_dit(text_conditioning=conditioning), flow, TEXT, train, latents_dir, tmp_path / "b", progress=False)
     assert whole["finished"] and rest["finished"] and rest["resumed_from"] == 3
     a, b = _final_state(tmp_path / "a"), _final_state(tmp_path / "b")
@@ -117,13 +119,13 @@ def test_resume_after_interruption_matches_uninterrupted_run(latents_dir, tmp_pa
 
 
 def test_dit_checkpoint_records_configs_vae_and_ema_weights(dit_dir, vae_dir, latents_dir):
-    blob = torch.load(dit_dir / "dit.pt", map_location="cpu", weights_only=False)
+    weights, blob = artifacts.load(dit_dir, "dit")
     assert Path(blob["vae_dir"]) == vae_dir.resolve() and Path(blob["latents_dir"]) == latents_dir.resolve()
-    assert blob["latent_shape"] == (128, 2, 1, 1) and blob["video_shape"] == (9, 32, 32) and blob["fps"] == 24.0
+    assert blob["latent_shape"] == [128, 2, 1, 1] and blob["video_shape"] == [9, 32, 32] and blob["fps"] == 24.0
     ckpt = checkpoint.read(checkpoint.latest(dit_dir))
-    # dit.pt holds the EMA, which lags the raw weights
+    # dit.safetensors holds the EMA, which lags the raw weights
     assert ckpt["meta"]["step"] == blob["steps"] and ckpt["meta"]["world_size"] == 1
-    assert all(torch.equal(blob["state_dict"][k], ckpt["model.ema"][k]) for k in blob["state_dict"])
+    assert weights.keys() == ckpt["model.ema"].keys() and all(torch.equal(weights[k], ckpt["model.ema"][k]) for k in weights)
     assert any(not torch.equal(ckpt["model.ema"][k], ckpt["model.model"][k]) for k in ckpt["model.model"])
     curve = json.loads((dit_dir / "curve.json").read_text())
     assert {"stage", "step", "loss", "grad_norm"} <= curve[0].keys() and curve[0]["stage"] == "train_dit"
@@ -136,10 +138,9 @@ def test_nonfinite_latents_raise_nonfinite_loss(latents_dir, tmp_path):
 
     broken = tmp_path / "latents"
     shutil.copytree(latents_dir, broken)
-    shard, record = broken / SHARDS / "shard-00000.pt", broken / SHARDS / "shard-00000.json"
-    blob = torch.load(shard, weights_only=False)
-    blob["latents"][:] = float("nan")
-    torch.save(blob, shard)
+    shard, record = broken / SHARDS / "shard-00000.safetensors", broken / SHARDS / "shard-00000.json"
+    tensors, meta = tensor_file.load(shard)
+    tensor_file.save(shard, {**tensors, "latents": torch.full_like(tensors["latents"], float("nan"))}, meta)
     # an encode that really produced NaN: its records agree with the file
     meta = {**json.loads(record.read_text()), "bytes": shard.stat().st_size, "sha256": file_sha256(shard)}
     record.write_text(json.dumps(meta))
@@ -235,7 +236,7 @@ def test_cli_train_dit_then_sample_t2v_and_i2v(vae_dir, tmp_path, capsys):
     assert code == 0
     run_cfg = json.loads((out / "run_config.json").read_text())
     assert run_cfg["dit"]["text_conditioning"] == "mmdit" and run_cfg["data"]["num_scenes"] == 3
-    assert (out / "dit.pt").exists() and len(list(out.glob(f"latents-*/{DONE}"))) == 1
+    assert (out / "dit.safetensors").exists() and len(list(out.glob(f"latents-*/{DONE}"))) == 1
     video = tmp_path / "t2v.mp4"
     assert main(["sample", "--checkpoint", str(out), "--prompt", "a red circle moves left over a photo of grass",
                  "--out", str(video), "--steps", "2", "--guidance", "2.0"]) == 0

@@ -110,8 +110,8 @@ def test_cfg_as_one_batch_equals_two_forwards():
 
 
 @pytest.mark.parametrize("args, sentence", [
-    (["--dit", "{tmp}/nowhere"], "no checkpoint file {tmp}/nowhere/dit.pt"),
-    (["--vae", "{tmp}/novae"], "no checkpoint file {tmp}/novae/vae.pt"),
+    (["--dit", "{tmp}/nowhere"], "no checkpoint file {tmp}/nowhere/dit.safetensors"),
+    (["--vae", "{tmp}/novae"], "no checkpoint file {tmp}/novae/vae.safetensors"),
     (["--shape", "16x64x64"], "16 frames do not fit a 8x causal VAE; use 1 + k*8"),
     (["--shape", "17x60x64"], "60x64 is not a multiple of the VAE's 32x spatial compression"),
     (["--shape", "17by64"], "must be FRAMESxHEIGHTxWIDTH"),

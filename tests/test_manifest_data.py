@@ -222,7 +222,9 @@ def test_streaming_holds_batches_not_the_dataset_and_trains_as_the_in_memory_ten
     assert seen[-1] == train.steps * train.batch_size and counter.value.value == seen[-1] + 4
     memory = torch.stack([to_model(c.frames) for c in load_clips(spec, "train")])  # (48, 3, 9, 32, 32)
     train_vae(vae, loss, train, memory, tmp_path / "memory", progress=False)
-    a, b = (torch.load(tmp_path / d / "vae.pt", weights_only=False) for d in ("streamed", "memory"))
+    from ablations import artifacts
+
+    a, b = ({"state_dict": artifacts.load(tmp_path / d, "vae")[0]} for d in ("streamed", "memory"))
     worst = max((a["state_dict"][k].float() - b["state_dict"][k].float()).abs().max().item() for k in a["state_dict"])
     print(f"streamed vs in-memory weights: max |diff| {worst}")
     assert worst == 0.0
@@ -286,7 +288,7 @@ def test_train_vae_trains_on_bucketed_streamed_clips(dataset, tmp_path):
     videos = training_videos(_spec(dataset, buckets=BUCKETS), "train")
     summary = train_vae(vae, loss, dataclasses.replace(train, steps=4), videos, tmp_path, progress=False,
                         layout=ParallelConfig(data_workers=0))
-    assert summary["finished"] and (tmp_path / "vae.pt").exists()
+    assert summary["finished"] and (tmp_path / "vae.safetensors").exists()
     schedule = Schedule(4, train.batch_size, train.seed, 2, len(videos), buckets=videos.buckets)
     shapes = videos.shapes()
     assert all(len({shapes[i] for i in schedule.global_batch(s).tolist()}) == 1 for s in range(12))
@@ -355,7 +357,7 @@ def test_latent_shards_are_verified_resumable_and_worker_count_free(dataset, vae
     assert calls[0] == 7 and resumed["shards_reused"] == 1 and resumed["shards_redone"] == 0
     assert torch.equal(_shard_latents(tmp_path / "killed"), reference)
     # a corrupt shard under a finished stage: load_latents refuses it in one sentence ...
-    bad = tmp_path / "one" / SHARDS / "shard-00001.pt"
+    bad = tmp_path / "one" / SHARDS / "shard-00001.safetensors"
     data = bytearray(bad.read_bytes())
     data[len(data) // 2] ^= 0xFF
     bad.write_bytes(bytes(data))
@@ -388,7 +390,7 @@ def test_bucketed_latents_shard_by_shape_and_train_dit_streams_them(dataset, vae
     summary = train_dit(dit_config("ltx", "tiny"), flow_config("tiny"), text,
                         DiTTrainConfig(steps=3, batch_size=2, checkpoint_every=2), tmp_path / "latents",
                         tmp_path / "dit", progress=False)
-    assert summary["finished"] and (tmp_path / "dit" / "dit.pt").exists()
+    assert summary["finished"] and (tmp_path / "dit" / "dit.safetensors").exists()
 
 
 # ------------------------------------------------------------------------------ overrides and the sweep

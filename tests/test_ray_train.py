@@ -57,8 +57,9 @@ def test_a_killed_worker_restarts_from_its_checkpoint_on_two_nodes(two_nodes, tm
     reference = tmp_path / "reference"
     train_vae_entry(to_dict(dataclasses.replace(sweep.base, train=ParallelConfig())), str(reference),
                     layout=ParallelConfig())
-    a = torch.load(reference / "vae.pt", weights_only=False)["state_dict"]
-    b = torch.load(folder / "vae.pt", weights_only=False)["state_dict"]
+    from ablations import artifacts
+
+    a, b = artifacts.load(reference, "vae")[0], artifacts.load(folder, "vae")[0]
     weights = [k for k in a if not k.startswith("latents_")]
     assert max(float((a[k] - b[k]).abs().max()) for k in weights) < TOL
     attempts = json.loads((folder / "attempts.json").read_text())

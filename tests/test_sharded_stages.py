@@ -50,12 +50,14 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     videos = torch.stack([to_model(c.frames) for c in load_clips(cfg.vae_data, "train")])
     train_vae(cfg.vae, cfg.loss, cfg.vae_train, videos, root / "vae", progress=False)
-    blob = torch.load(root / "vae" / "vae.pt", map_location="cpu", weights_only=False)
-    noise = [k for k in blob["state_dict"] if "noise_scale" in k]
+    from ablations import artifacts
+
+    weights, meta = artifacts.load(root / "vae", "vae")
+    noise = [k for k in weights if "noise_scale" in k]
     assert noise, "the tiny ltx decoder injects noise (ltx_0.9.1 layout)"
     for key in noise:  # 3 training steps leave them near their zero init: make the noise matter
-        blob["state_dict"][key] = torch.full_like(blob["state_dict"][key], 0.3)
-    torch.save(blob, root / "vae" / "vae.pt")
+        weights[key] = torch.full_like(weights[key], 0.3)
+    artifacts.save(root / "vae" / "vae.safetensors", "vae", weights, meta)
     encode_latents(root / "vae", cfg.dit_data, root / "latents", text_cfg=cfg.text)
     train_dit(cfg.dit, cfg.flow, cfg.text, cfg.dit_train, root / "latents", root / "dit", progress=False)
     return cfg, {"train_vae": root / "vae", "train_dit": root / "dit"}
@@ -117,8 +119,9 @@ def _close_rows(a: list[dict], b: list[dict]) -> float:
 def assert_same_outputs(one: dict, two: dict) -> None:
     # encode_latents: the same files, latents within TOL, everything else equal
     (fa, ra), (fb, rb) = one["encode_latents"], two["encode_latents"]
-    assert _files(fa) == _files(fb) == ["DONE", "null_text.pt", "shards/index.json", "shards/shard-00000.json",
-                                        "shards/shard-00000.pt", "summary.json", "text.pt"]
+    assert _files(fa) == _files(fb) == ["DONE", "null_text.safetensors", "shards/index.json",
+                                        "shards/shard-00000.json", "shards/shard-00000.safetensors", "summary.json",
+                                        "text.safetensors"]
     from ablations.stages.encode_latents import load_latents
 
     la, lb = load_latents(fa), load_latents(fb)
@@ -128,10 +131,13 @@ def assert_same_outputs(one: dict, two: dict) -> None:
         if key not in ("latents", "text", "null_text", "vae_dir"):
             same = torch.equal(la[key], lb[key]) if torch.is_tensor(la[key]) else la[key] == lb[key]
             assert same, key
-    sa, sb = (torch.load(f / "shards" / "shard-00000.pt", weights_only=False) for f in (fa, fb))
-    assert sa["clip_ids"] == sb["clip_ids"] and torch.equal(sa["first_frames"], sb["first_frames"])
-    for name in ("text.pt", "null_text.pt"):
-        ta, tb = torch.load(fa / name), torch.load(fb / name)
+    from models import tensor_file
+    from models.text import load_encoded
+
+    (sa, ma), (sb, mb) = (tensor_file.load(f / "shards" / "shard-00000.safetensors") for f in (fa, fb))
+    assert ma["clip_ids"] == mb["clip_ids"] and torch.equal(sa["first_frames"], sb["first_frames"])
+    for name in ("text.safetensors", "null_text.safetensors"):
+        ta, tb = load_encoded(fa / name), load_encoded(fb / name)
         assert ta["captions"] == tb["captions"] and torch.equal(ta["embeddings"], tb["embeddings"])
     strip = lambda s: {k: v for k, v in s.items() if k != "wall_time_s"}  # noqa: E731
     assert strip(ra["summary"]) == strip(rb["summary"])

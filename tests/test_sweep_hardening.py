@@ -91,7 +91,7 @@ def _decodes(path: Path) -> int:
 
 def test_done_records_size_and_sha256_of_every_product(swept):
     root, outcome, _ = swept
-    for stage, product in (("train_vae", "vae.pt"), ("eval_recon", "samples/")):
+    for stage, product in (("train_vae", "vae.safetensors"), ("eval_recon", "samples/")):
         marker = json.loads((_folder(root, outcome, stage) / DONE).read_text())
         files = marker["files"]
         assert RESULT in files and any(name.startswith(product) for name in files), sorted(files)
@@ -103,12 +103,12 @@ def test_done_records_size_and_sha256_of_every_product(swept):
 
 def test_truncated_vae_is_found_said_and_rerun(swept, capsys):
     root, outcome, clean = swept
-    size, kept = _truncate(_folder(root, outcome, "train_vae") / "vae.pt")
+    size, kept = _truncate(_folder(root, outcome, "train_vae") / "vae.safetensors")
     again, lines = _rerun_heals(root, clean, capsys)
     assert _ran(again) == ["train_vae"], "only the damaged stage runs again; eval_recon's own DONE still holds"
-    (note,) = [line for line in lines if "vae.pt" in line]
+    (note,) = [line for line in lines if "vae.safetensors" in line]
     assert note.startswith("stage train_vae of run ") and note.endswith(
-        f"vae.pt is {kept} bytes, DONE recorded {size}; rerunning")
+        f"vae.safetensors is {kept} bytes, DONE recorded {size}; rerunning")
     (vae,) = [st for st in again.states.values() if st.instance.stage == "train_vae"]
     assert vae.result["summary"]["resumed_from"] == 4, "the rerun resumes from the final checkpoint, not step 0"
     manifest = json.loads(next((root / NAME / "runs").glob("*/manifest.json")).read_text())
@@ -138,13 +138,13 @@ def test_garbled_result_json_is_rerun_not_a_crash(swept, capsys):
 def test_same_size_rewrite_is_caught_by_its_sha256(swept, capsys):
     """A file rewritten in place at its own size moves its mtime: the fast path hashes it."""
     root, outcome, clean = swept
-    vae = _folder(root, outcome, "train_vae") / "vae.pt"
+    vae = _folder(root, outcome, "train_vae") / "vae.safetensors"
     data = bytearray(vae.read_bytes())
     data[len(data) // 2] ^= 0xFF
     vae.write_bytes(bytes(data))
     again, lines = _rerun_heals(root, clean, capsys)
     assert _ran(again) == ["train_vae"]
-    assert any("the sha256 of vae.pt differs from the one DONE recorded; rerunning" in line for line in lines), lines
+    assert any("the sha256 of vae.safetensors differs from the one DONE recorded; rerunning" in line for line in lines), lines
 
 
 def test_verify_full_hashes_what_the_fast_path_trusts(swept, capsys):
@@ -190,10 +190,10 @@ def test_old_done_without_record_is_checked_then_accepted_or_rerun(swept, capsys
     assert "files" in json.loads((_folder(root, outcome, "train_vae") / DONE).read_text())
     # an old marker over a damaged checkpoint file is not trusted
     (_folder(root, outcome, "train_vae") / DONE).write_text("")
-    _truncate(_folder(root, outcome, "train_vae") / "vae.pt")
+    _truncate(_folder(root, outcome, "train_vae") / "vae.safetensors")
     again, lines = _rerun_heals(root, clean, capsys)
     assert _ran(again) == ["train_vae"]
-    assert any("vae.pt" in line and line.endswith("rerunning") for line in lines), lines
+    assert any("vae.safetensors" in line and line.endswith("rerunning") for line in lines), lines
 
 
 def test_torn_checkpoint_falls_back_to_the_previous_one_then_to_a_fresh_start(swept, capsys):
@@ -206,7 +206,7 @@ def test_torn_checkpoint_falls_back_to_the_previous_one_then_to_a_fresh_start(sw
     assert checkpoint.latest(folder) == previous
     assert f"checkpoint {newest.name} in" in capsys.readouterr().out
     # the stage itself resumes from the previous checkpoint instead of failing every retry
-    _truncate(folder / "vae.pt")
+    _truncate(folder / "vae.safetensors")
     again, _ = _rerun_heals(root, clean, capsys)
     (vae,) = [st for st in again.states.values() if st.instance.stage == "train_vae"]
     assert vae.attempts == 1 and vae.result["summary"]["resumed_from"] == 2

@@ -69,7 +69,7 @@ def test_errors_are_one_sentence() -> None:
 
 def test_encode_to_file_round_trip(tmp_path) -> None:
     enc = TextEncoderConfig(max_length=10).build()
-    path = encode_to_file(enc, CAPTIONS, tmp_path / "cache" / "text.pt")
+    path = encode_to_file(enc, CAPTIONS, tmp_path / "cache" / "text.safetensors")
     data = load_encoded(path)
     assert data["captions"] == CAPTIONS and data["config"]["max_length"] == 10
     emb, mask = enc.encode(CAPTIONS)

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from ablations import artifacts
 from ablations.stages.train_vae import VAETrainConfig, build_state, train_vae, vae_training_step
 from models.config import switch_values
 from models.losses.base import LOSSES, VAELossConfig, weight_fields
@@ -86,11 +87,10 @@ def test_interrupted_training_resumes_to_identical_weights(tmp_path):
     straight, _ = _train(tmp_path, "straight", steps=5)
     part, summary = _train(tmp_path, "resumed", steps=5, stop_after=3)
     assert summary == {**summary, "steps": 3, "finished": False}
-    assert not (part / "vae.pt").exists(), "an interrupted stage must not look finished"
+    assert not (part / "vae.safetensors").exists(), "an interrupted stage must not look finished"
     _, resumed = _train(tmp_path, "resumed", steps=5)
     assert resumed["resumed_from"] == 3 and resumed["finished"]
-    a = torch.load(straight / "vae.pt", weights_only=False)["state_dict"]
-    b = torch.load(part / "vae.pt", weights_only=False)["state_dict"]
+    a, b = artifacts.load(straight, "vae")[0], artifacts.load(part, "vae")[0]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
@@ -135,7 +135,7 @@ def test_train_and_eval_commands_end_to_end(tmp_path, capsys):
     out = tmp_path / "vae"
     code = main(["train-vae", "--steps", "3", "--batch-size", "2", "--out", str(out), "--resolution", "32x32",
                  "--frames", "9", "--clips-per-video", "1", "--set", "loss.dwt=0.1"])
-    assert code == 0 and (out / "vae.pt").exists()
+    assert code == 0 and (out / "vae.safetensors").exists()
     assert json.loads((out / "run_config.json").read_text())["loss"]["dwt"] == 0.1
     capsys.readouterr()
     code = main(["eval-recon", "--checkpoint", str(out), "--metrics", "psnr,ssim", "--json",

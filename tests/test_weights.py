@@ -350,9 +350,10 @@ def test_train_vae_fine_tunes_from_the_checkpoint(models, checkpoints, tmp_path,
     expected = weights.load_vae(init_cfg)[0].state_dict()
     for key, value in reference.items():  # before any step: exactly the checkpoint's weights
         assert torch.equal(value, expected[key]), key
-    blob = torch.load(tmp_path / "tuned" / "vae.pt", weights_only=False)
+    from ablations import artifacts
+
+    tuned, blob = artifacts.load(tmp_path / "tuned", "vae")
     assert blob["init"]["key_layout"] == "original" and blob["config"]["init"] == str(checkpoints["single"])
-    tuned = blob["state_dict"]
     moved = sum(float((tuned[k] - v).pow(2).sum()) for k, v in reference.items()) ** 0.5
     fresh = vae_config("ltx", "tiny").build().state_dict()
     apart = sum(float((fresh[k] - v).pow(2).sum()) for k, v in reference.items()) ** 0.5

@@ -11,7 +11,7 @@ from ablations.commands.train_vae import add_data_args, data_spec_from_args
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval-recon", help="score a trained VAE on held-out clips")
-    p.add_argument("--checkpoint", type=Path, required=True, help="folder written by train-vae (or its vae.pt)")
+    p.add_argument("--checkpoint", type=Path, required=True, help="folder written by train-vae (or its vae.safetensors)")
     p.add_argument("--split", default="heldout", choices=["heldout", "train"])
     p.add_argument("--metrics", default=None, help="comma-separated metric names (default: all)")
     p.add_argument("--samples", type=Path, default=None, help="write a few reconstructions as mp4 here")

@@ -19,8 +19,8 @@ DTYPES = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("generate", help="generate one video at any size from a DiT + VAE, timing every phase")
-    p.add_argument("--dit", type=Path, required=True, help="train-dit's --out folder or its dit.pt")
-    p.add_argument("--vae", type=Path, default=None, help="train-vae's --out folder or its vae.pt (default: the one dit.pt records)")
+    p.add_argument("--dit", type=Path, required=True, help="train-dit's --out folder or its dit.safetensors")
+    p.add_argument("--vae", type=Path, default=None, help="train-vae's --out folder or its vae.safetensors (default: the one the DiT records)")
     p.add_argument("--prompt", required=True, help="the caption")
     p.add_argument("--shape", default=None, help="FRAMESxHEIGHTxWIDTH, e.g. 121x512x768 (default: the DiT's training shape)")
     p.add_argument("--steps", type=int, default=20, help="Euler sampling steps")
@@ -43,12 +43,17 @@ def _check(args: argparse.Namespace) -> None:
     from ablations.cli import UserError
     from ablations.stages.speed import parse_shape
 
-    for flag, path, name in (("--dit", args.dit, "dit.pt"), ("--vae", args.vae, "vae.pt")):
+    from ablations.artifacts import FILES, artifact_file
+
+    for flag, path, component in (("--dit", args.dit, "dit"), ("--vae", args.vae, "vae")):
         if path is None:
             continue
-        file = _checkpoint_file(path, name)
-        if not file.is_file():
-            raise UserError(f"{flag} {path}: no checkpoint file {file}; pass train-{flag[2:]}'s --out folder or its {name}.")
+        try:
+            artifact_file(path, component)
+        except FileNotFoundError:
+            file = path if path.suffix else path / FILES[component]
+            raise UserError(f"{flag} {path}: no checkpoint file {file}; pass train-{component}'s --out folder or its "
+                            f"{FILES[component]}.") from None
     if args.image is not None and not args.image.is_file():
         raise UserError(f"--image {args.image} does not exist; pass the path of a png or jpg first frame.")
     if args.steps < 1:
@@ -70,17 +75,6 @@ def _check(args: argparse.Namespace) -> None:
             raise UserError(f"--device {args.device}: this machine has no CUDA GPU; use --device cpu.")
 
 
-def _peek(file: Path) -> dict:
-    """A checkpoint's blob memory-mapped: its configs are read, its weights are not."""
-    import torch
-
-    return torch.load(file, map_location="cpu", mmap=True, weights_only=False)
-
-
-def _checkpoint_file(path: Path, name: str) -> Path:
-    return path if path.suffix == ".pt" else path / name
-
-
 def _check_shape(args: argparse.Namespace) -> tuple[tuple[int, int, int], Path]:
     """(shape, VAE folder or file): the shape checked against the VAE's compression from the configs alone."""
     from ablations.cli import UserError
@@ -88,12 +82,15 @@ def _check_shape(args: argparse.Namespace) -> tuple[tuple[int, int, int], Path]:
     from models.config import from_dict
     from models.vae import VAES
 
-    dit_blob = _peek(_checkpoint_file(args.dit, "dit.pt"))
+    from ablations import artifacts
+
+    dit_blob = artifacts.read_meta(args.dit, "dit")  # the headers only: no weights are read here
     vae_dir = args.vae or Path(dit_blob["vae_dir"])
-    vae_file = _checkpoint_file(vae_dir, "vae.pt")
-    if not vae_file.is_file():
-        raise UserError(f"the VAE {args.dit} records, {vae_file}, does not exist; pass --vae.")
-    vae_blob = _peek(vae_file)
+    try:
+        vae_file = artifacts.artifact_file(vae_dir, "vae")
+    except FileNotFoundError:
+        raise UserError(f"the VAE {args.dit} records, {vae_dir}, has no {artifacts.FILES['vae']}; pass --vae.") from None
+    vae_blob = artifacts.read_meta(vae_file, "vae")
     if vae_blob["config"].get("latent_channels") != dit_blob["config"].get("in_channels"):
         raise UserError(f"the VAE {vae_file} makes {vae_blob['config'].get('latent_channels')}-channel latents but the "
                         f"DiT takes {dit_blob['config'].get('in_channels')}; pass the --vae this DiT was trained on.")

@@ -1,4 +1,4 @@
-"""`ltxlab sample`: one video from a trained DiT (the VAE is the one its dit.pt records)."""
+"""`ltxlab sample`: one video from a trained DiT (the VAE is the one its dit.safetensors records)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from ablations.commands.common import add_threads_arg, apply_threads, progress_l
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("sample", help="text-to-video (or image-to-video with --image) from a trained DiT")
-    p.add_argument("--checkpoint", type=Path, required=True, help="train-dit's --out folder (or its dit.pt)")
+    p.add_argument("--checkpoint", type=Path, required=True, help="train-dit's --out folder (or its dit.safetensors)")
     p.add_argument("--prompt", required=True, help="the caption, e.g. 'a red circle moves left over a photo of grass'")
     p.add_argument("--image", type=Path, default=None, help="first frame (png/jpg) for image-to-video; resized to the model's size")
     p.add_argument("--out", type=Path, required=True, help="output mp4 (H.264 at the training fps)")
     p.add_argument("--steps", type=int, default=20, help="Euler sampling steps")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = off)")
     p.add_argument("--seed", type=int, default=0, help="the sampling noise")
-    p.add_argument("--vae", type=Path, default=None, help="VAE folder (default: the one recorded in dit.pt)")
+    p.add_argument("--vae", type=Path, default=None, help="VAE folder (default: the one recorded in dit.safetensors)")
     add_threads_arg(p)
     p.set_defaults(func=run)
 

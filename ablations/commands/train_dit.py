@@ -2,9 +2,9 @@
 
 Synthetic captioned scenes by default (so `ltxlab sample` can be checked by eye and the
 oracle). The output folder holds `latents-<hash>/` (encode_latents, keyed by the VAE
-folder, data spec and text encoder, so changing any of them re-encodes), `checkpoint.pt`,
-`dit.pt` (records the VAE folder, so `ltxlab sample --checkpoint OUT` needs nothing
-else), `curve.json` and `run_config.json`.
+folder, data spec and text encoder, so changing any of them re-encodes), `checkpoints/`,
+`dit.safetensors` (records the VAE folder, so `ltxlab sample --checkpoint OUT` needs
+nothing else), `curve.json` and `run_config.json`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class DiTRunConfig:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train-dit", help="encode clips with a trained VAE and train a DiT on them")
     p.add_argument("--vae", type=Path, required=True, help="folder of a trained VAE (train-vae's --out)")
-    p.add_argument("--out", type=Path, required=True, help="folder for latents, checkpoint.pt, dit.pt, curve.json")
+    p.add_argument("--out", type=Path, required=True, help="folder for latents, checkpoints/, dit.safetensors, curve.json")
     p.add_argument("--preset", default=None, help="VAE pairing of the DiT: ltx or conventional (default: the VAE's kind)")
     p.add_argument("--size", default="tiny", help="DiT size: tiny, small or full")
     p.add_argument("--steps", type=int, default=2000, help="optimizer steps")
@@ -61,8 +61,6 @@ def _data_spec(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ablations.cli import UserError
     from ablations.stages.encode_latents import encode_latents
     from ablations.stages.train_dit import DiTTrainConfig, train_dit
@@ -73,10 +71,14 @@ def run(args: argparse.Namespace) -> int:
 
     train = DiTTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     check_ranges(train, "train")  # the flags are wrong whatever the VAE: say so before looking for it
-    vae_file = args.vae / "vae.pt"
-    if not vae_file.exists():
-        raise UserError(f"No trained VAE in {args.vae} (no vae.pt); run `ltxlab train-vae --out {args.vae}` first.")
-    vae_kind = args.preset or torch.load(vae_file, map_location="cpu", weights_only=False)["kind"]
+    from ablations import artifacts
+
+    try:
+        artifacts.artifact_file(args.vae, "vae")  # an old vae.pt gets the sentence that converts it
+    except FileNotFoundError:
+        raise UserError(f"No trained VAE in {args.vae} (no {artifacts.FILES['vae']}); "
+                        f"run `ltxlab train-vae --out {args.vae}` first.") from None
+    vae_kind = args.preset or artifacts.read_meta(args.vae, "vae")["kind"]  # the header only
     run_cfg = DiTRunConfig(
         dit=dit_config(vae_kind, args.size),
         flow=flow_config(args.size),

@@ -65,7 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="clips per optimizer step")
     p.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (after a linear warm-up)")
     p.add_argument("--seed", type=int, default=0, help="initialisation, clip windows and batch order")
-    p.add_argument("--out", type=Path, required=True, help="folder for checkpoint.pt, vae.pt, curve.json")
+    p.add_argument("--out", type=Path, required=True, help="folder for checkpoints/, vae.safetensors, curve.json")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set vae.logvar=per_channel --set loss.dwt=0.1; "
                         "--set vae.init=PATH fine-tunes an LTX-Video checkpoint (single file or diffusers folder)")

@@ -9,9 +9,9 @@ the captions' text embeddings. A folder with a `DONE` marker is reused as is.
 Latents are written in shards of at most `shard_size` consecutive clips of one shape (a
 new shard starts where the clips' bucket changes), so a dataset of any size is encoded
 and read a shard at a time, and a killed encode keeps what it finished:
-- each shard is `shards/shard-KKKKK.pt`, written under a temporary name and renamed, then
-  its record `shards/shard-KKKKK.json` (clip range and ids, captions, fps, shapes, size in
-  bytes and sha256 of the .pt file), also atomically;
+- each shard is `shards/shard-KKKKK.safetensors` (`models.tensor_file`: no pickle), written
+  under a temporary name and renamed, then its record `shards/shard-KKKKK.json` (clip range
+  and ids, captions, fps, shapes, size in bytes and sha256 of the shard file), also atomically;
 - a rerun reuses a shard only if its record matches the planned clips and the file's size
   and sha256 match the record; a shard that fails is encoded again and the stage log says
   so (`shards_redone` in the summary); the rest is encoded from where it stopped;
@@ -20,17 +20,18 @@ and read a shard at a time, and a killed encode keeps what it finished:
   so one worker and N workers write the same shards.
 
 Files written to `out_dir`:
-- `shards/shard-KKKKK.pt`: {latents (n, Cz, t, h, w) float32 normalised, captions, clip_ids,
-  fps (n,), first_frames (n, H, W, 3) uint8, video_shape (T, H, W), start, stop}
+- `shards/shard-KKKKK.safetensors`: tensors latents (n, Cz, t, h, w) float32 normalised, fps (n,),
+  first_frames (n, H, W, 3) uint8; header {format, captions, clip_ids, video_shape (T, H, W), start, stop}
 - `shards/shard-KKKKK.json` (the record) and `shards/index.json`: {format, clips, shard_size,
   shards [records], vae_dir, vae_kind, data_spec}, written by the merge after it verified
   every shard
-- `text.pt`: `models.text.encode_to_file` of the captions; `null_text.pt` of "" (the CFG
+- `text.safetensors`: `models.text.encode_to_file` of the captions; `null_text.safetensors` of "" (the CFG
   null caption, as diffusers' LTX pipeline encodes its default negative prompt)
 - `summary.json`, then `DONE`.
 
 `load_latents` opens the shards memory-mapped (`LatentShards`): training reads only the
-rows of each step's batch.
+rows of each step's batch. A folder in the older pickle format (`ltxlab-latents/1`, `.pt`
+shards) is not reused: `encode_latents` encodes it again and says so.
 """
 
 from __future__ import annotations
@@ -45,18 +46,21 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ablations.stages.common import atomic_torch_save, atomic_write_json, pick_device
+from ablations.stages.common import atomic_write_json, pick_device
 from ablations.store import file_sha256  # noqa: F401  (one sha256 helper: the stage DONE records use it too)
+from models import tensor_file
 
 log = logging.getLogger(__name__)
 
 SHARDS = "shards"  # the shard folder inside the stage folder
 INDEX = "index.json"  # shards/index.json: every shard's record, written once all are verified
-FORMAT = "ltxlab-latents/1"
+FORMAT = "ltxlab-latents/2"  # /1 wrote pickle (.pt) shards
 SHARD_CLIPS = 256  # default clips per shard: ~1 GB of 17x64x64 frames decoded at most, 256 records to verify
-TEXT = "text.pt"
-NULL_TEXT = "null_text.pt"
+SHARD_SUFFIX = ".safetensors"
+TEXT = "text.safetensors"
+NULL_TEXT = "null_text.safetensors"
 DONE = "DONE"
+SHARD_TENSORS = ("latents", "fps", "first_frames")  # a shard's tensors; its other fields go in the header
 
 
 @torch.no_grad()
@@ -127,9 +131,9 @@ def check_shard(folder: Path, k: int, start: int, stop: int, clip_ids: Sequence[
     """(record, None) when shard k is complete and intact for clips [start, stop) with these ids;
     (None, None) when it was never finished; (None, why) when it is there but corrupt or stale."""
     root = Path(folder) / SHARDS
-    record_path, data_path = root / f"{shard_name(k)}.json", root / f"{shard_name(k)}.pt"
+    record_path, data_path = root / f"{shard_name(k)}.json", root / f"{shard_name(k)}{SHARD_SUFFIX}"
     if not record_path.exists():
-        return None, None  # never finished (a .pt without its record is a write cut short)
+        return None, None  # never finished (a shard file without its record is a write cut short)
     try:
         record = json.loads(record_path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -147,11 +151,13 @@ def check_shard(folder: Path, k: int, start: int, stop: int, clip_ids: Sequence[
 
 def _write_shard(folder: Path, k: int, start: int, stop: int, clips: Sequence[Any], vae: torch.nn.Module,
                  batch_size: int) -> dict[str, Any]:
-    """Encode clips [start, stop) into shard k (the .pt, then its record; both atomic); its record."""
+    """Encode clips [start, stop) into shard k (the shard file, then its record; both atomic); its record."""
     blob = _encode_clips(vae, clips[start:stop], batch_size)
     root = Path(folder) / SHARDS
-    data_path = root / f"{shard_name(k)}.pt"
-    atomic_torch_save({**blob, "start": start, "stop": stop}, data_path)
+    data_path = root / f"{shard_name(k)}{SHARD_SUFFIX}"
+    tensor_file.save(data_path, {name: blob[name] for name in SHARD_TENSORS},
+                     {"format": FORMAT, "captions": blob["captions"], "clip_ids": blob["clip_ids"],
+                      "video_shape": list(blob["video_shape"]), "start": start, "stop": stop})
     record = {"shard": k, "file": f"{SHARDS}/{data_path.name}", "start": start, "stop": stop, "clips": stop - start,
               "bytes": data_path.stat().st_size, "sha256": file_sha256(data_path), "clip_ids": blob["clip_ids"],
               "captions": blob["captions"], "fps": blob["fps"].tolist(),
@@ -181,7 +187,28 @@ def cached_summary(out_dir: Path) -> dict[str, Any] | None:
     out_dir = Path(out_dir)
     if not (out_dir / DONE).exists():
         return None
+    if _index_format(out_dir) != FORMAT:
+        _drop_pickle_format(out_dir)
+        return None
     return {**json.loads((out_dir / "summary.json").read_text()), "cached": True}
+
+
+def _index_format(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / SHARDS / INDEX).read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _drop_pickle_format(folder: Path) -> None:
+    """Unmark a latents folder an older ltxlab wrote (pickle shards) and delete its .pt files: it is encoded again."""
+    message = (f"Latents in {folder} are in the old pickle format ({_index_format(folder)}); "
+               f"encoding them again as {FORMAT}.")
+    log.warning(message)
+    print(message, flush=True)
+    (folder / DONE).unlink(missing_ok=True)
+    for old in [*folder.glob("*.pt"), *(folder / SHARDS).glob("*.pt")]:
+        old.unlink(missing_ok=True)
 
 
 def encode_latents(
@@ -322,8 +349,7 @@ def _latent_std(folder: Path, records: Sequence[dict[str, Any]]) -> float:
     """Std of all latent values, one shard in memory at a time (float64 sums)."""
     total, total_sq, count = 0.0, 0.0, 0
     for record in records:
-        x = torch.load(Path(folder) / record["file"], map_location="cpu", weights_only=False, mmap=True)["latents"]
-        x = x.double()
+        x = tensor_file.load(Path(folder) / record["file"])[0]["latents"].double()
         total, total_sq, count = total + float(x.sum()), total_sq + float((x * x).sum()), count + x.numel()
     mean = total / count
     return float(max(0.0, (total_sq - count * mean * mean) / max(1, count - 1)) ** 0.5)
@@ -350,8 +376,7 @@ class LatentShards(torch.utils.data.Dataset):
 
     def _shard(self, k: int) -> dict[str, Any]:
         if k not in self._open:
-            self._open[k] = torch.load(self.folder / self.records[k]["file"], map_location="cpu", weights_only=False,
-                                       mmap=True)
+            self._open[k] = tensor_file.load(self.folder / self.records[k]["file"])[0]
         return self._open[k]
 
     def _locate(self, index: int) -> tuple[int, int]:
@@ -397,6 +422,9 @@ def load_latents(latents_dir: Path) -> dict[str, Any]:
     if not (latents_dir / DONE).exists():
         raise FileNotFoundError(f"No encoded latents in {latents_dir} (no DONE marker); run encode_latents first.")
     index = json.loads((latents_dir / SHARDS / INDEX).read_text())
+    if index.get("format") != FORMAT:
+        raise ValueError(f"Latents in {latents_dir} are in an older format ({index.get('format')}, pickle shards); "
+                         f"delete {latents_dir / DONE} and rerun the stage to encode them again as {FORMAT}.")
     records = index["shards"]
     for record in records:  # anything reused from disk is verified first
         found, why = check_shard(latents_dir, record["shard"], record["start"], record["stop"], record["clip_ids"])
@@ -414,6 +442,6 @@ def load_latents(latents_dir: Path) -> dict[str, Any]:
         "vae_dir": index["vae_dir"],
         "vae_kind": index["vae_kind"],
         # memory-mapped like the shards: a step reads only its batch's caption rows
-        "text": torch.load(latents_dir / TEXT, map_location="cpu", weights_only=True, mmap=True),
+        "text": load_encoded(latents_dir / TEXT),
         "null_text": load_encoded(latents_dir / NULL_TEXT),
     }

@@ -247,7 +247,7 @@ def sample_videos(
 ) -> list[dict[str, Any]]:
     """Write t2v samples for every prompt and i2v samples for those with an image; return the index rows.
 
-    vae_dir None = the VAE recorded in `dit.pt`. `images` aligns with `prompts` (None
+    vae_dir None = the VAE recorded in `dit.safetensors`. `images` aligns with `prompts` (None
     entries: no i2v for that prompt). Writes `<task>-<prompt_id>.mp4` (H.264 at the
     training fps), `i2v-<prompt_id>.png` and `index.jsonl` (last, atomically: a reader
     never sees an index pointing at missing files). Rows are all t2v rows in prompt

@@ -5,11 +5,11 @@ Text-to-video and image-to-video are trained jointly, as LTX-Video does (arXiv 2
 probability `flow.i2v_probability` and replaces captions by the null caption with
 probability `flow.caption_dropout` (for classifier-free guidance). Weights are averaged
 with an EMA whose decay warms up as (1 + step) / (10 + step) (the usual DiT/diffusers
-practice, so a short run's EMA is not dominated by the initialisation); `dit.pt` holds
-the EMA weights.
+practice, so a short run's EMA is not dominated by the initialisation); `dit.safetensors`
+holds the EMA weights (`ablations.artifacts`).
 
-Same structure as `train_vae`: checkpoint every N steps to `checkpoint.pt` (model, EMA,
-optimizer, RNG states, curve) and resume from it; `stop_after` interrupts like a crash.
+Same structure as `train_vae`: a distributed checkpoint every N steps under `checkpoints/`
+(model, EMA, optimizer, RNG states, curve) and resume from it; `stop_after` interrupts like a crash.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ablations.stages.common import Progress, atomic_torch_save, atomic_write_json, pick_device, seed_everything, warmup_lr
+from ablations import artifacts
+from ablations.stages.common import Progress, atomic_write_json, pick_device, seed_everything, warmup_lr
 from ablations.stages.encode_latents import load_latents
 from models.config import ADAM_BETAS, LEARNING_RATE, SEED, STEPS, Int, Real, declare_ranges, to_dict
 
 CHECKPOINTS = "checkpoints"  # DCP checkpoints (ablations.training.checkpoint); the newest complete one resumes
-FINAL = "dit.pt"  # config + EMA weights + provenance (VAE dir, latent shape) once done
+FINAL = "dit.safetensors"  # EMA weights, configs + provenance (VAE dir, latent shape) in the header, once done
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +40,7 @@ class DiTTrainConfig:
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     betas: tuple[float, float] = (0.9, 0.99)  # AdamW betas
     grad_clip: float = 1.0  # max global grad norm
-    ema_decay: float = 0.999  # EMA decay of the weights saved in dit.pt (warmed up, see module docstring)
+    ema_decay: float = 0.999  # EMA decay of the weights saved in dit.safetensors (warmed up, see module docstring)
     checkpoint_every: int = 200  # steps between checkpoints (resume point)
     seed: int = 0  # seeds init, data order, timesteps, noise, i2v and caption dropout draws
 
@@ -163,8 +164,8 @@ def train_dit(
     """Train `dit_cfg` on `encode_latents`' output in `latents_dir`; resume from `out_dir/checkpoints/`.
 
     Runs on the current process group (`ablations.training`; each Ray Train worker calls
-    this with the same arguments). Rank 0 writes `out_dir/dit.pt` ({kind, config, flow,
-    text, train, state_dict (EMA), vae_dir, latents_dir, latent_shape, video_shape, fps})
+    this with the same arguments). Rank 0 writes `out_dir/dit.safetensors` (the EMA weights; in
+    its header kind, config, flow, text, train, vae_dir, latents_dir, latent_shape, video_shape, fps)
     and `out_dir/curve.json`; returns a summary. `stop_after` ends the run after that many
     steps, as an interruption would.
     """
@@ -220,14 +221,11 @@ def train_dit(
         return summary
     weights = full_state_dict(state.ema)  # every rank takes part (FSDP2 gathers); rank 0 writes
     if world.is_main:
-        atomic_torch_save(
-            {"kind": dit_cfg.kind, "config": to_dict(dit_cfg), "flow": to_dict(flow_cfg), "text": to_dict(text_cfg),
-             "train": to_dict(train), "state_dict": weights,
-             "vae_dir": data["vae_dir"], "latents_dir": str(Path(latents_dir).resolve()),
-             "latent_shape": tuple(data["latent_shape"]), "video_shape": tuple(data["video_shape"]),
-             "fps": float(fps[0]), "steps": trainer.step},
-            out_dir / FINAL,
-        )
+        artifacts.save(out_dir / FINAL, "dit", weights, {
+            "kind": dit_cfg.kind, "config": to_dict(dit_cfg), "flow": to_dict(flow_cfg), "text": to_dict(text_cfg),
+            "train": to_dict(train), "vae_dir": data["vae_dir"], "latents_dir": str(Path(latents_dir).resolve()),
+            "latent_shape": list(data["latent_shape"]), "video_shape": list(data["video_shape"]),
+            "fps": float(fps[0]), "steps": trainer.step})
         atomic_write_json(out_dir / "curve.json", trainer.curve)
     world.barrier()
     tail = [row["loss"] for row in trainer.curve[-50:]]
@@ -237,7 +235,7 @@ def train_dit(
 
 @dataclass
 class TrainedDiT:
-    """A trained DiT (EMA weights) with the configs and provenance `dit.pt` recorded."""
+    """A trained DiT (EMA weights) with the configs and provenance `dit.safetensors` recorded."""
 
     model: nn.Module
     flow: Any  # models.flow.FlowConfig
@@ -249,22 +247,16 @@ class TrainedDiT:
 
 
 def load_dit(path: Path, device: torch.device | None = None) -> TrainedDiT:
-    """Rebuild a trained DiT from `dit.pt` or its folder."""
+    """Rebuild a trained DiT from `dit.safetensors` or its folder."""
     from models.config import from_dict
     from models.dit import DITS
     from models.flow import FlowConfig
     from models.text import TextEncoderConfig
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / FINAL
-    if not path.exists():
-        raise FileNotFoundError(f"No trained DiT at {path}; run `ltxlab train-dit --out {path.parent}` first.")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = from_dict(DITS.get(blob["kind"]), blob["config"])
-    model = cfg.build()
-    model.load_state_dict(blob["state_dict"])
+    weights, meta = artifacts.load(path, "dit")
+    model = from_dict(DITS.get(meta["kind"]), meta["config"]).build()
+    model.load_state_dict(weights)
     model = model.to(device or pick_device()).eval()
-    return TrainedDiT(model=model, flow=from_dict(FlowConfig, blob["flow"]), text=from_dict(TextEncoderConfig, blob["text"]),
-                      vae_dir=Path(blob["vae_dir"]), latent_shape=tuple(blob["latent_shape"]),
-                      video_shape=tuple(blob["video_shape"]), fps=float(blob["fps"]))
+    return TrainedDiT(model=model, flow=from_dict(FlowConfig, meta["flow"]), text=from_dict(TextEncoderConfig, meta["text"]),
+                      vae_dir=Path(meta["vae_dir"]), latent_shape=tuple(meta["latent_shape"]),
+                      video_shape=tuple(meta["video_shape"]), fps=float(meta["fps"]))

@@ -19,7 +19,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ablations.stages.common import Progress, atomic_torch_save, atomic_write_json, pick_device, seed_everything, warmup_lr
+from ablations import artifacts
+from ablations.stages.common import Progress, atomic_write_json, pick_device, seed_everything, warmup_lr
 from models.config import ADAM_BETAS, LEARNING_RATE, SEED, STEPS, Int, Real, declare_ranges, to_dict
 from models.losses.base import LossInputs, VAELossConfig, build_loss_terms, sample_decoder_noise, weight_fields
 from models.rng import randn
@@ -27,7 +28,7 @@ from models.rng import randn
 MicroBatchData = tuple  # (video (b, 3, T, H, W), models.rng.BatchRNG, loss scale)
 
 CHECKPOINTS = "checkpoints"  # DCP checkpoints (ablations.training.checkpoint); the newest complete one resumes
-FINAL = "vae.pt"  # weights + config + latent statistics once training is done
+FINAL = "vae.safetensors"  # weights + latent statistics, configs in the header, once done (ablations.artifacts)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,8 +218,9 @@ def train_vae(
     DataLoader processes. Items of several shapes (buckets) give batches of one shape each.
 
     Runs on the current process group (`ablations.training`: one worker, or each Ray Train
-    worker calls this with the same arguments). Writes `out_dir/vae.pt` (config, weights
-    with latent statistics) and `out_dir/curve.json` from rank 0; returns a summary.
+    worker calls this with the same arguments). Writes `out_dir/vae.safetensors` (weights
+    with latent statistics; configs in its header, `ablations.artifacts`) and
+    `out_dir/curve.json` from rank 0; returns a summary.
     `stop_after` ends the run early after that many steps (as an interruption would) and
     is how the resume test interrupts a stage.
     """
@@ -272,11 +274,9 @@ def train_vae(
     state.vae.latents_std.copy_(std.to(state.vae.latents_std.device))
     weights = full_state_dict(state.vae)  # every rank takes part (FSDP2 gathers); rank 0 writes
     if world.is_main:
-        atomic_torch_save(
-            {"kind": vae_cfg.kind, "config": to_dict(vae_cfg), "loss": to_dict(loss_cfg), "train": to_dict(train),
-             "init": state.init, "state_dict": weights},
-            out_dir / FINAL,
-        )
+        artifacts.save(out_dir / FINAL, "vae", weights,
+                       {"kind": vae_cfg.kind, "config": to_dict(vae_cfg), "loss": to_dict(loss_cfg), "train": to_dict(train),
+                        "init": state.init, "steps": trainer.step})
         atomic_write_json(out_dir / "curve.json", trainer.curve)
     world.barrier()
     summary["final_loss"] = trainer.curve[-1]["total"] if trainer.curve else None
@@ -284,18 +284,12 @@ def train_vae(
 
 
 def load_vae(path: Path, device: torch.device | None = None) -> nn.Module:
-    """Rebuild a trained VAE (with its latent statistics) from `vae.pt` or its folder."""
+    """Rebuild a trained VAE (with its latent statistics) from `vae.safetensors` or its folder."""
     from models.config import from_dict
     from models.vae import VAES
 
-    given = Path(path)
-    path = given / FINAL if given.suffix != ".pt" else given
-    if not path.exists():
-        folder = given if given.suffix != ".pt" else given.parent
-        raise FileNotFoundError(f"No trained VAE at {path}; run `ltxlab train-vae --out {folder}` first.")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = from_dict(VAES.get(blob["kind"]), blob["config"])
-    vae = cfg.build()
-    vae.load_state_dict(blob["state_dict"])
-    vae.training_loss = blob.get("loss")  # the loss config it trained with (sample checks the decode against it)
+    weights, meta = artifacts.load(path, "vae")
+    vae = from_dict(VAES.get(meta["kind"]), meta["config"]).build()
+    vae.load_state_dict(weights)
+    vae.training_loss = meta.get("loss")  # the loss config it trained with (sample checks the decode against it)
     return vae.to(device or pick_device()).eval()
