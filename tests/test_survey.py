@@ -377,3 +377,26 @@ def test_cli_report_and_export(tmp_path, capsys):
         assert {"rater", "system_left", "system_right", "choice", "served_at", "voted_at", "prompt_id"} <= set(frame)
     assert ltxlab(["survey", "report", "nope", "--db", db]) == 2
     assert ltxlab(["survey", "export", "st", "--db", str(tmp_path / "missing.db")]) == 2
+
+
+def test_indexed_choice_is_the_lowest_key_of_all_comparisons():
+    """The bucketed pick equals the order defined by keying every comparison, as served counts move."""
+    rng = random.Random(7)
+    systems, items = range(5), range(12)
+    comps = [Comparison(id=10 * i + k, item_id=i, pair=pair, is_gold=False)
+             for i in items for k, pair in enumerate((a, b) for a in systems for b in systems if a < b)]
+    comps += [Comparison(id=1000 + i, item_id=i, pair=(i % 5, i % 5), is_gold=True) for i in items]
+    cov = Coverage()
+    for _ in range(40):  # some history before the index is built: it must start from these counts
+        cov.add_served(rng.choice(comps))
+    for _ in range(600):
+        seen = {c.id for c in rng.sample(comps, rng.randrange(0, 30))}
+        seen_items = {c.item_id for c in comps if c.id in seen}
+        gold = rng.random() < 0.2
+        pool = [c for c in comps if c.is_gold == gold and c.id not in seen]
+        key = {c.id: (cov.served[c.id], cov.pair_served[c.pair], c.item_id in seen_items, cov.item_served[c.item_id])
+               for c in pool}
+        picked = choose(comps, cov, seen, seen_items, rng, gold=gold)
+        assert picked is not None and key[picked.id] == min(key.values())
+        cov.add_served(picked if rng.random() < 0.8 else rng.choice(comps))  # other processes' picks too
+    assert choose(comps, cov, {c.id for c in comps}, set(), rng) is None
