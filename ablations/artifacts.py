@@ -26,6 +26,7 @@ FILES = {"vae": "vae.safetensors", "dit": "dit.safetensors"}
 LEGACY = {"vae": "vae.pt", "dit": "dit.pt"}  # the pickle files of older ltxlab versions
 FORMATS = {"vae": "ltxlab-vae/2", "dit": "ltxlab-dit/2"}  # /1 was the pickle
 MAKERS = {"vae": "train-vae", "dit": "train-dit"}  # the command that writes each
+NAMES = {"vae": "VAE", "dit": "DiT"}  # as sentences spell them
 
 
 class LegacyCheckpointError(TensorFileError):
@@ -53,14 +54,14 @@ def artifact_file(path: str | Path, component: str) -> Path:
         old = folder / LEGACY[component]
         if old.is_file():
             raise LegacyCheckpointError(legacy_sentence(old))
-        raise FileNotFoundError(f"No trained {component.upper()} at {file}; run `ltxlab {MAKERS[component]} --out {folder}` "
+        raise FileNotFoundError(f"No trained {NAMES[component]} at {file}; run `ltxlab {MAKERS[component]} --out {folder}` "
                                 "first, or pass the folder it wrote.")
     return file
 
 
 def _checked(meta: dict[str, Any], file: Path, component: str) -> dict[str, Any]:
     if meta.get("format") != FORMATS[component]:
-        raise TensorFileError(f"{file} is not a trained {component.upper()} artifact (format {meta.get('format')!r}, "
+        raise TensorFileError(f"{file} is not a trained {NAMES[component]} artifact (format {meta.get('format')!r}, "
                               f"expected {FORMATS[component]!r}); pass the {FILES[component]} that "
                               f"`ltxlab {MAKERS[component]}` wrote.")
     return meta

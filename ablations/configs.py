@@ -173,7 +173,7 @@ def check_decoder_consistency(vae: Any, loss: Any, flow: Any) -> None:
     A timestep-conditioned decoder learns what t and noise mean only from the diffusion
     objective (`loss.diffusion` > 0, t ~ U[0, loss.diffusion_max_t]); trained without it, it
     has only seen clean latents at t = 0, so `sample` must decode at t = 0 without noise.
-    `loss` may be a VAELossConfig or its dict (as `vae.pt` records it).
+    `loss` may be a VAELossConfig or its dict (as `vae.safetensors` records it).
     """
     if not getattr(vae, "decoder_timestep_conditioning", False):
         return  # an unconditioned decoder is always decoded from clean latents

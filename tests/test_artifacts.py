@@ -109,7 +109,7 @@ def test_old_pickle_is_refused_with_the_conversion_sentence_then_converted(train
 
     assert cli.main(["convert-checkpoint", str(old_vae), str(old_dit.parent)]) == 0
     printed = capsys.readouterr().out
-    assert "(VAE)" in printed and "(DIT)" in printed
+    assert "(VAE)" in printed and "(DiT)" in printed
     for old, new, component in ((old_vae, vae_dir, "vae"), (old_dit, dit_dir, "dit")):
         converted, meta = artifacts.load(old.parent, component)
         original, expected = artifacts.load(new, component)

@@ -196,6 +196,29 @@ def test_old_done_without_record_is_checked_then_accepted_or_rerun(swept, capsys
     assert any("vae.safetensors" in line and line.endswith("rerunning") for line in lines), lines
 
 
+def test_pickle_artifact_from_an_older_ltxlab_is_rerun_not_loaded(swept, capsys):
+    """A finished train_vae folder whose product is the old pickle vae.pt (DONE records it) runs again:
+    it resumes from its final checkpoint and writes vae.safetensors; no pickle is ever loaded."""
+    import torch
+
+    from ablations import artifacts
+    from ablations.executor import write_done
+
+    root, outcome, clean = swept
+    folder = _folder(root, outcome, "train_vae")
+    weights, meta = artifacts.load(folder, "vae")
+    torch.save({**meta, "state_dict": {k: v.clone() for k, v in weights.items()}}, folder / "vae.pt")
+    (folder / "vae.safetensors").unlink()
+    write_done(folder)  # as the older ltxlab recorded it
+    again, lines = _rerun_heals(root, clean, capsys)
+    assert _ran(again) == ["train_vae"]
+    assert any(line.endswith("vae.pt is in the old pickle format (ltxlab now writes safetensors); rerunning")
+               for line in lines), lines
+    (vae,) = [st for st in again.states.values() if st.instance.stage == "train_vae"]
+    assert vae.result["summary"]["resumed_from"] == 4 and not (folder / "vae.pt").exists()
+    assert artifacts.load(folder, "vae")[1]["tensors_sha256"] == meta["tensors_sha256"]
+
+
 def test_torn_checkpoint_falls_back_to_the_previous_one_then_to_a_fresh_start(swept, capsys):
     root, outcome, clean = swept
     folder = _folder(root, outcome, "train_vae")

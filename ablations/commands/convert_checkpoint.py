@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ablations.artifacts import convert
+    from ablations.artifacts import NAMES, convert
     from ablations.cli import UserError
 
     if args.out is not None and len(args.old) > 1:
@@ -35,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
                         "or leave --out out.")
     for old in args.old:
         new, component = convert(old, args.out)
-        print(f"convert-checkpoint: {old} -> {new} ({component.upper()})")
+        print(f"convert-checkpoint: {old} -> {new} ({NAMES[component]})")
     return 0

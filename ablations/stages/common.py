@@ -3,19 +3,13 @@ and the learning-rate warm-up. The training loop itself is `ablations.training`.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import random
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-
-from clips.io import make_readable
 
 from ablations.store import atomic_write_bytes, atomic_write_json  # noqa: F401  (one atomic writer for the house)
 
@@ -35,21 +29,6 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary name, then rename: a crash never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    os.close(fd)
-    make_readable(tmp)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def check_finite(losses: dict[str, float], step: int) -> None:
