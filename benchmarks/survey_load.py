@@ -232,6 +232,28 @@ def _fmt(values: list[float], unit: str = "", digits: int = 0) -> str:
             if len(values) > 1 else f"{values[0]:.{digits}f}{unit}")
 
 
+TARGET_VOTES_S, TARGET_P99_MS = 1000.0, 100.0  # issue 15: >= 1,000 acknowledged votes/s, p99 < 100 ms, 50 raters
+
+
+def verdict(runs: list[dict], args: argparse.Namespace) -> str:
+    """PASS or MISS (by how much) of the closed loop's median rate and p99 against the target, and why."""
+    ph = [r["phases"]["closed"] for r in runs]
+    rate = float(np.median([len(p.acked) / p.wall for p in ph]))
+    p99 = float(np.median([np.percentile(np.array(p.latencies or [np.nan]) * 1e3, 99) for p in ph]))
+    cpu = float(np.median([1e3 * (p.server_cpu + p.client_cpu + p.db_cpu) / max(len(p.acked), 1) for p in ph]))
+    exact = all(r["stored"] == r["rows"] == r["acked"] for r in runs)
+    ok = rate >= TARGET_VOTES_S and p99 < TARGET_P99_MS and exact and args.raters == 50
+    misses = ([f"rate {rate:.0f} votes/s is {1 - rate / TARGET_VOTES_S:.0%} short"] if rate < TARGET_VOTES_S else []) + \
+             ([f"p99 {p99:.0f} ms is {p99 / TARGET_P99_MS:.1f}x the limit"] if p99 >= TARGET_P99_MS else []) + \
+             ([] if exact else ["database rows differ from acknowledged votes"]) + \
+             ([] if args.raters == 50 else [f"run at {args.raters} raters, not 50"])
+    bound = 1e3 * (os.cpu_count() or 1) / cpu
+    return (f"  target (closed loop, median over repeats: >= {TARGET_VOTES_S:.0f} votes/s, p99 < {TARGET_P99_MS:.0f} ms, "
+            f"rows == acknowledged): {'PASS' if ok else 'MISS (' + '; '.join(misses) + ')'}; all CPU per vote "
+            f"(server + load generator + database) {cpu:.2f} ms, so {os.cpu_count()} fully busy cores allow at most "
+            f"{bound:.0f} votes/s")
+
+
 def report(label: str, runs: list[dict], args: argparse.Namespace) -> None:
     print(f"\n== {label}: {len(runs)} repeat(s), median [min-max] ==")
     for name in ("closed", "open"):
@@ -249,12 +271,13 @@ def report(label: str, runs: list[dict], args: argparse.Namespace) -> None:
               f"{_fmt(cpu, ' ms', 2)}, load generator {_fmt(cli, ' ms', 2)}"
               + (f", PostgreSQL {_fmt(dbc, ' ms', 2)}" if any(dbc) else ""))
     loads = ", ".join(f"{r['load']:.1f}" for r in runs)
-    print(f"  load average (1 min) before each repeat: {loads}")
+    print(f"  load average (1 min) before each repeat: {loads} (other work on the machine shares its cores)")
     spreads = ", ".join(str(r["spread"]) for r in runs)
     print(f"  served-count spread over non-gold comparisons (max-min), per repeat: {spreads}")
     ok = all(r["stored"] == r["rows"] == r["acked"] for r in runs)
     counts = "; ".join(f"{r['rows']} rows / {r['acked']} acked" for r in runs)
     print(f"  database rows == acknowledged votes in every repeat: {ok} ({counts})")
+    print(verdict(runs, args))
 
 
 def main() -> None:

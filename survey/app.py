@@ -27,6 +27,7 @@ import unicodedata
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
@@ -38,7 +39,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from survey.db import check_writable, random_id
-from survey.store import ApiError, Store
+from survey.store import ApiError, Store, WriteLockBusy
 
 MAX_BODY_BYTES = 16 * 1024  # a vote is ~300 bytes; anything near this is not a vote
 _HERE = Path(__file__).parent
@@ -47,6 +48,8 @@ _COOKIE = "ltxs_rater"
 _COOKIE_RE = re.compile(r"[A-Za-z0-9_-]{16,40}")
 _RANGE_RE = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})")
 _CHUNK = 64 * 1024
+_LOCK_POLL_S = 0.001  # pause before retrying a call that met another worker's SQLite write lock
+_LOCK_POLLS = 5000  # then wait inside SQLite (busy_timeout), as a last resort
 _NAME_RE = re.compile(r"[^\x00-\x1f\x7f]{1,200}")  # admin study names: printable, as stored
 _HEADERS = {
     "Cache-Control": "no-store",
@@ -186,15 +189,37 @@ def create_app(engine: Engine, admin_token: str) -> Starlette:
     check_writable(engine)
     store = Store(engine)
     inline_db = engine.dialect.name == "sqlite"
+    store.wait_for_lock = not inline_db
+
+    threads: list[anyio.CapacityLimiter] = []  # made on first use: a limiter belongs to the running loop
 
     async def call(fn, *args):  # noqa: ANN001, ANN202
         # SQLite work is short and serialised by its write lock anyway: run it on the event loop
-        # (no thread hop per request). Networked databases go to the thread pool.
-        return fn(*args) if inline_db else await run_in_threadpool(fn, *args)
+        # (no thread hop per request). Networked databases go to threads, as many as the pool has
+        # connections: more threads would only wait for a connection and contend for the GIL.
+        if inline_db:
+            for _ in range(_LOCK_POLLS):
+                try:
+                    return fn(*args)
+                except WriteLockBusy:  # another worker is writing: serve other requests meanwhile
+                    await asyncio.sleep(_LOCK_POLL_S)
+            store.wait_for_lock = True
+            try:
+                return fn(*args)
+            finally:
+                store.wait_for_lock = False
+        if not threads:
+            threads.append(anyio.CapacityLimiter(getattr(engine.pool, "size", lambda: 8)()))
+        return await anyio.to_thread.run_sync(fn, *args, limiter=threads[0])
+
+    async def study(public_id: str):  # noqa: ANN202 - StudyState
+        # A loaded study needs no database work: no thread hop (half of PostgreSQL's per-request hops).
+        state = store.cached_study(public_id)
+        return state if state is not None else await call(store.study, public_id)
 
     async def study_page(request: Request) -> Response:
         try:
-            state = await call(store.study, request.path_params["study"])
+            state = await study(request.path_params["study"])
         except ApiError as exc:
             return HTMLResponse(_render("error.html", message=html.escape(exc.message)), exc.status, headers=_HEADERS)
         cfg = {"study": state.public_id, "questions": state.config["questions"]}
@@ -203,7 +228,7 @@ def create_app(engine: Engine, admin_token: str) -> Starlette:
         return HTMLResponse(page, headers={**_HEADERS, "Content-Security-Policy": _CSP})
 
     async def start(request: Request) -> Response:
-        state = await call(store.study, request.path_params["study"])
+        state = await study(request.path_params["study"])
         body = await _json_body(request)
         pid = normalise_pid(body.get("pid"))
         if pid is None and state.config.get("max_raters") is not None:
@@ -221,13 +246,13 @@ def create_app(engine: Engine, admin_token: str) -> Starlette:
         return response
 
     async def next_pair(request: Request) -> Response:
-        state = await call(store.study, request.path_params["study"])
+        state = await study(request.path_params["study"])
         body = await _json_body(request)
         rid = store.rater_id(state, body.get("rater"))
         return JSONResponse(await call(store.next_pair, state, rid), headers=_HEADERS)
 
     async def vote(request: Request) -> Response:
-        state = await call(store.study, request.path_params["study"])
+        state = await study(request.path_params["study"])
         body = await _json_body(request)
         rid = store.rater_id(state, body.get("rater"))
         return JSONResponse(await call(store.vote, state, rid, body), headers=_HEADERS)

@@ -173,6 +173,9 @@ def db_url(db: str | Path) -> str:
     return f"sqlite:///{Path(text).expanduser().resolve()}"
 
 
+BUSY_TIMEOUT_MS = 30000  # how long a SQLite writer waits for another process's write lock
+
+
 def make_engine(db: str | Path, synchronous: str = "NORMAL", create_schema: bool = True) -> Engine:
     """Engine with the schema created (unless `create_schema` is False); SQLite runs in WAL mode.
 
@@ -201,7 +204,7 @@ def make_engine(db: str | Path, synchronous: str = "NORMAL", create_schema: bool
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cur.close()
     else:
         # A fixed pool: overflow connections that open and close under load cost PostgreSQL a backend

@@ -162,3 +162,43 @@ def test_sigkill_loses_no_acknowledged_vote(tmp_path, request, server):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
+
+
+def test_a_held_sqlite_write_lock_stalls_no_other_request(tmp_path):
+    """A vote that meets another process's write lock waits off the event loop, then counts once.
+
+    SQLite's busy handler sleeps inside the call: run on the event loop, it froze every request of
+    that server process for as long as another process wrote (a page load waited out the lock).
+    """
+    import sqlite3
+
+    db, summary = _make(tmp_path)
+    sid = summary["public_id"]
+    proc, base = start_server(db)
+    holder = sqlite3.connect(db, isolation_level=None)
+    try:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            rater = client.post(f"/api/s/{sid}/start", json={"pid": "P1"}).json()["rater"]
+            pair = client.post(f"/api/s/{sid}/next", json={"rater": rater}).json()
+            assert client.get(f"/s/{sid}").status_code == 200  # the study is loaded: its page needs no database
+            holder.execute("BEGIN IMMEDIATE")  # another process writing, for as long as this test says
+            result: list[httpx.Response] = []
+            voter = threading.Thread(target=lambda: result.append(httpx.post(f"{base}/api/s/{sid}/vote", timeout=30, json={
+                "rater": rater, "assignment": pair["assignment"], "token": pair["token"], "answers": ["left"]})))
+            voter.start()
+            time.sleep(0.5)  # the vote is waiting for the lock now
+            began = time.monotonic()
+            assert client.get(f"/s/{sid}").status_code == 200
+            assert time.monotonic() - began < 2.0, "a page request waited for another process's write lock"
+            assert voter.is_alive() and not result  # no vote without the lock
+            holder.execute("ROLLBACK")
+            voter.join(timeout=20)
+            assert result and result[0].status_code == 200, result
+    finally:
+        holder.close()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+    engine = t.make_engine(db)
+    with engine.connect() as conn:
+        assert conn.execute(select(t.votes.c.assignment_id)).scalars().all() == [pair["assignment"]]
+    engine.dispose()
