@@ -2,9 +2,8 @@
 (random networks saved in the real file formats, `tests/_metric_models.py`), configured with
 `--set eval.weights.*`; without them every report and dashboard page names the missing file.
 
-Two `tiny-pair --smoke` sweeps share one results root (so the VAE and DiT train once): one with
-the weights, one without (the metrics' plumbing is under test, not the models, so a few steps per
-stage do). The smoke scenes have 9 frames and 2 held-out clips, so the FVD
+Two `tiny-pair` sweeps share one results root (so the VAE and DiT train once): one with the
+weights, one without. The tiny scenes have 9 frames and 2 held-out clips, so the FVD
 protocol is lowered here to 8-frame clips and N >= 2 (`eval.fvd_frames`,
 `eval.fvd_min_samples`); a real sweep keeps 16 frames and N >= 256.
 """
@@ -55,7 +54,7 @@ def results(weights, tmp_path_factory) -> Path:
     try:
         sets = [f"eval.weights.{name}={path}" for name, path in weights.items()]
         sets += ["eval.fvd_frames=8", "eval.fvd_min_samples=2"]
-        base = ["sweep", "tiny-pair", "--smoke", "--results", str(root), "--quiet", "--no-report"]
+        base = ["sweep", "tiny-pair", "--results", str(root), "--quiet", "--no-report"]
         assert main([*base, "--name", WITH, *[a for s in sets for a in ("--set", s)]]) == 0
         assert main([*base, "--name", PLAIN]) == 0
         yield root

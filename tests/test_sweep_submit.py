@@ -66,7 +66,7 @@ def test_submit_runs_the_sweep_as_a_ray_job(ray_head, tmp_path, capsys):
 
     address, client = ray_head
     results = tmp_path / "shared-results"
-    assert main(["sweep", "submit", "tiny-pair", "--smoke", "--address", address, "--results", str(results)]) == 0
+    assert main(["sweep", "submit", "tiny-pair", "--address", address, "--results", str(results)]) == 0
     out = capsys.readouterr().out
     job_id = out.split("Submitted ", 1)[1].split(" ", 1)[0]
     deadline = time.time() + 400
@@ -75,11 +75,11 @@ def test_submit_runs_the_sweep_as_a_ray_job(ray_head, tmp_path, capsys):
         time.sleep(2)
     logs = client.get_job_logs(job_id)
     assert client.get_job_status(job_id) == JobStatus.SUCCEEDED, logs[-3000:]
-    runs = pd.read_parquet(results / "tiny-pair-smoke" / "runs.parquet")
+    runs = pd.read_parquet(results / "tiny-pair" / "runs.parquet")
     assert list(runs["status"]) == ["done", "done"]
     info = client.get_job_info(job_id)
     assert info.runtime_env["working_dir"].startswith(("gcs://", "/"))
-    assert "Sweep tiny-pair-smoke: 2 runs done" in logs
+    assert "Sweep tiny-pair: 2 runs done" in logs
 
 
 def test_submit_validates_before_sending(capsys):
