@@ -18,6 +18,8 @@ See docs/survey.md for the request and response bodies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import hmac
 import html
 import json
@@ -38,7 +40,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from survey.db import check_writable, random_id
+from survey.db import WalCheckpointer, check_writable, random_id
 from survey.store import ApiError, Store, WriteLockBusy
 
 MAX_BODY_BYTES = 16 * 1024  # a vote is ~300 bytes; anything near this is not a vote
@@ -334,5 +336,17 @@ def create_app(engine: Engine, admin_token: str) -> Starlette:
         Route("/api/admin/studies/{name}/export", admin_export),
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers={ApiError: api_error, HTTPException: http_error,
-                                                        Exception: server_error})
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):  # noqa: ANN202 - async context manager
+        checkpointer = WalCheckpointer(engine) if inline_db else None  # SQLite's checkpoints off the event loop
+        if checkpointer:
+            checkpointer.start()
+        gc.freeze()  # the imported modules' objects: full collections then skip them (shorter pauses)
+        try:
+            yield
+        finally:
+            if checkpointer:
+                checkpointer.stop()
+
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+        ApiError: api_error, HTTPException: http_error, Exception: server_error})

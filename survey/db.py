@@ -8,6 +8,8 @@ that a rater never gets the same comparison twice, so concurrent requests cannot
 from __future__ import annotations
 
 import secrets
+import sqlite3
+import threading
 from pathlib import Path
 
 from sqlalchemy import (
@@ -215,6 +217,51 @@ def make_engine(db: str | Path, synchronous: str = "NORMAL", create_schema: bool
     if create_schema:
         metadata.create_all(engine)
     return engine
+
+
+class WalCheckpointer:
+    """Checkpoints a SQLite database's WAL from a background thread instead of inside commits.
+
+    By default the commit that grows the WAL past 1,000 pages also copies it into the database
+    and, with synchronous=NORMAL, fsyncs both files: the server runs SQLite on its event loop, so
+    every request of that process waited on those fsyncs (measured in process: vote p99 18 ms,
+    worst 233 ms, about every 135 votes). Here commits only append to the WAL (durable against a
+    killed process, as before) and a thread runs PASSIVE checkpoints, which never block a reader
+    or writer; the sqlite3 module releases the GIL while one runs.
+    """
+
+    def __init__(self, engine: Engine, every_s: float = 0.25) -> None:
+        self.engine, self.every_s = engine, every_s  # how often the WAL is checkpointed
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        event.listen(self.engine, "connect", _no_autocheckpoint)
+        self.engine.dispose()  # connections made before the listener would still checkpoint in commits
+        self._thread = threading.Thread(target=self._run, name="wal-checkpointer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        event.remove(self.engine, "connect", _no_autocheckpoint)
+        self.engine.dispose()  # pooled connections would otherwise never checkpoint again
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.engine.url.database, timeout=0, check_same_thread=False)
+        try:
+            while not self._stop.wait(self.every_s):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.OperationalError:  # another process is checkpointing: it does the work
+                    pass
+        finally:
+            conn.close()
+
+
+def _no_autocheckpoint(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI connection
+    dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
 
 
 def _drop_if_closed_by_server(dbapi_conn, _record, _proxy) -> None:  # noqa: ANN001 - DBAPI connection

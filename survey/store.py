@@ -54,24 +54,23 @@ class Sql:
     def run(self, conn, params: dict | list[dict]):  # noqa: ANN001, ANN201 - SQLAlchemy connection, DBAPI cursor
         cursor = conn.connection.cursor()
         sql = self.named if conn.dialect.paramstyle in ("named", "qmark") else self.pyformat
-        if isinstance(params, list):
-            cursor.executemany(sql, params)
+        if isinstance(params, list) and len(params) > 1:
+            cursor.executemany(sql, params)  # psycopg sends these in a pipeline: worth it for several only
         else:
-            cursor.execute(sql, params)
+            cursor.execute(sql, params[0] if isinstance(params, list) else params)
         return cursor
 
 
 # The rater and their pairs in one round trip: no row means no such rater in this study; a rater
-# without pairs yet is one row with NULL pair columns.
+# without pairs yet is one row with NULL pair columns. A vote reads its assignment from these rows
+# too, and then schedules the next pair from them (one statement per vote fewer).
 _SEL_RATER_PAIRS = Sql("SELECT r.n_pairs, r.gold_slots, r.completion_code, r.completed_at, "
-                       "a.id, a.comparison_id, a.position, a.left_is_a, v.id FROM raters r "
+                       "a.id, a.comparison_id, a.position, a.left_is_a, v.id, a.served_at FROM raters r "
                        "LEFT OUTER JOIN assignments a ON a.rater_id = r.id "
                        "LEFT OUTER JOIN votes v ON v.assignment_id = a.id AND v.question = 0 "
                        "WHERE r.id = :rid AND r.study_id = :sid ORDER BY a.position")
 _INS_ASSIGNMENT = Sql("INSERT INTO assignments (study_id, rater_id, comparison_id, position, left_is_a, served_at) "
                       "VALUES (:sid, :rid, :cid, :pos, :left_is_a, :now) RETURNING id")
-_SEL_ASSIGNMENT = Sql("SELECT comparison_id, served_at, left_is_a FROM assignments "
-                      "WHERE id = :aid AND rater_id = :rid AND study_id = :sid")
 _INS_VOTE = Sql("INSERT INTO votes (assignment_id, question, choice, created_at, client_elapsed_ms, server_elapsed_s) "
                 "VALUES (:aid, :q, :choice, :now, :client_ms, :server_s)")
 _UPD_DONE = Sql("UPDATE raters SET completed_at = :now, n_pairs = :n WHERE id = :rid")
@@ -350,14 +349,20 @@ class Store:
         with self._writing() as conn:
             return self._next(conn, state, rid)
 
-    def _next(self, conn, state: StudyState, rid: int) -> dict:  # noqa: ANN001 - SQLAlchemy connection
-        rows = _SEL_RATER_PAIRS.run(conn, {"rid": rid, "sid": state.id}).fetchall()
+    @staticmethod
+    def _rater_pairs(conn, state: StudyState, rid: int) -> list[tuple]:  # noqa: ANN001 - SQLAlchemy connection
+        """_SEL_RATER_PAIRS rows of this rater in this study (empty: no such rater)."""
+        return _SEL_RATER_PAIRS.run(conn, {"rid": rid, "sid": state.id}).fetchall()
+
+    def _next(self, conn, state: StudyState, rid: int, rows: list[tuple] | None = None) -> dict:  # noqa: ANN001
+        """The next pair, from the rater's _SEL_RATER_PAIRS `rows` (read now when not given)."""
+        rows = self._rater_pairs(conn, state, rid) if rows is None else rows
         if not rows:
             raise ApiError(403, _BAD_RATER)
         n_pairs, gold_slots, completion_code, completed_at = rows[0][:4]
         if rows[0][4] is None:  # no pair served yet
             rows = []
-        for _, _, _, _, aid, cid, pos, left_is_a, vote in rows:
+        for _, _, _, _, aid, cid, pos, left_is_a, vote, _ in rows:
             if vote is None:  # reload or second tab: serve the same open pair again
                 return self._pair_payload(state, rid, aid, cid, pos, bool(left_is_a), n_pairs)
         position = len(rows)
@@ -424,10 +429,11 @@ class Store:
         if not signed(state.secret, f"a:{aid}:{rid}", token):
             raise ApiError(403, _NOT_SERVED)
         with self._writing() as conn:
-            row = _SEL_ASSIGNMENT.run(conn, {"aid": aid, "rid": rid, "sid": state.id}).fetchone()
+            rows = self._rater_pairs(conn, state, rid)
+            row = next((row for row in rows if row[4] == aid), None)
             if row is None:
                 raise ApiError(403, _NOT_SERVED)
-            cid, served_at, left_is_a = row
+            cid, left_is_a, served_at = row[5], row[7], row[9]
             now = time.time()
             refused = self._watch_refusal(conn, state, aid, cid, served_at, bool(left_is_a), now)
             if refused is None:
@@ -438,7 +444,8 @@ class Store:
                         for q, choice in enumerate(answers)])
                 except self.integrity_errors:
                     raise ApiError(409, "This pair already has your vote; each pair is counted once.") from None
-                following = self._next(conn, state, rid)
+                # the rows as they are now: this pair voted (a duplicate vote raised above)
+                following = self._next(conn, state, rid, [(*r[:8], r[8] if r[4] != aid else 0, r[9]) for r in rows])
         if refused is not None:
             self._refuse(state, rid, aid, refused)
         with state.lock:

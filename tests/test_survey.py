@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
@@ -400,3 +401,27 @@ def test_indexed_choice_is_the_lowest_key_of_all_comparisons():
         assert picked is not None and key[picked.id] == min(key.values())
         cov.add_served(picked if rng.random() < 0.8 else rng.choice(comps))  # other processes' picks too
     assert choose(comps, cov, {c.id for c in comps}, set(), rng) is None
+
+
+def test_wal_is_checkpointed_in_the_background_not_in_commits(tmp_path):
+    """While the server runs, commits only append to the WAL and a thread moves it into the database."""
+    db = tmp_path / "ck.db"
+    engine = t.make_engine(db)
+    checkpointer = t.WalCheckpointer(engine, every_s=0.05)
+    checkpointer.start()
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
+        size = db.stat().st_size
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE filler (x TEXT)")
+            conn.exec_driver_sql("INSERT INTO filler VALUES (?)", [(f"row {k} " * 40,) for k in range(3000)])
+        deadline = time.monotonic() + 10
+        while db.stat().st_size == size and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert db.stat().st_size > size  # the rows reached the database file with no checkpoint by a writer
+    finally:
+        checkpointer.stop()
+    with engine.connect() as conn:  # stopped: connections checkpoint in commits again
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 1000
+    engine.dispose()
