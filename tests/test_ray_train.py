@@ -1,7 +1,7 @@
 """Training stages as Ray Train jobs: a run's workers span the nodes of a 2-node cluster, a
 SIGKILLed worker restarts the group from its last checkpoint (and the run table counts it),
-the sweep refuses a run the cluster can never hold, and `ltxlab sweep tiny-pair --set
-train.workers=2` completes on embedded Ray. The 2-node cluster is `test_sweep_cluster.py`'s
+the sweep refuses a run the cluster can never hold, and a tiny-pair run at `--set
+train.workers=2` completes every stage on embedded Ray. The 2-node cluster is `test_sweep_cluster.py`'s
 fixture."""
 
 from __future__ import annotations
@@ -77,13 +77,18 @@ def test_a_run_larger_than_the_cluster_is_refused_before_launch(tmp_path, capsys
     assert not (tmp_path / "tiny-pair-smoke" / "runs.parquet").exists()  # nothing launched or written
 
 
-def test_tiny_pair_with_two_workers_completes_on_embedded_ray(tmp_path, capsys):
-    from ablations.cli import main
+def test_tiny_pair_with_two_workers_completes_on_embedded_ray(tmp_path):
+    """Every stage of a run at train.workers=2 (`--set` as the CLI applies it); one DiT variant of
+    tiny-pair, since the second only repeats the same stages."""
+    from ablations.overrides import apply_overrides
+    from ablations.runner import run_sweep
 
-    code = main(["sweep", "tiny-pair", "--smoke", "--results", str(tmp_path), "--quiet", "--no-report",
-                 "--set", "train.workers=2"])
-    assert code == 0, capsys.readouterr().err[-2000:]
-    runs = pd.read_parquet(tmp_path / "tiny-pair-smoke" / "runs.parquet")
+    pair = RECIPES.get("tiny-pair")()
+    sweep = dataclasses.replace(pair, base=apply_overrides(pair.base, ["train.workers=2"]),
+                                axes={"dit.text_conditioning": ["cross_attention"]})
+    outcome = run_sweep(sweep, tmp_path, progress=False)
+    assert outcome.runs_done == 1 and outcome.failed == 0
+    runs = pd.read_parquet(tmp_path / "tiny-pair" / "runs.parquet")
     assert set(runs["status"]) == {"done"} and set(runs["restarts"]) == {0}
     for stage in ("train_vae", "train_dit"):
         for folder in (tmp_path / "_cache" / stage).iterdir():
