@@ -10,7 +10,11 @@ from typing import Any
 import pandas as pd
 
 COST_SHOWN = ("cost.params", "cost.dit_params", "cost.tokens", "cost.flops_run", "cost.flops_ref", "cost.latency_s",
-              "cost.h100_estimate_s", "cost.rope_max_rad_t", "cost.rope_max_rad_h", "cost.rope_max_rad_w")
+              "cost.h100_estimate_s", "speed.wall_s", "speed.dit_s", "speed.decode_s", "speed.tflops_achieved",
+              "speed.mfu", "cost.rope_max_rad_t", "cost.rope_max_rad_h", "cost.rope_max_rad_w")
+COST_HEADER = ("Cost per variant (estimated: the H100 column is FLOPs / (peak x utilisation); measured: speed.* is the median "
+               "of cost.latency_repeats generations at the run's shape on the machine that ran the stage, and runs that "
+               "shared a machine with other tasks are slower for it, so compare speed.* only between runs timed alone):")
 
 
 def build_report(root: str | Path, sweep: str, *, metrics: list[str] | None = None, correction: str = "holm",
@@ -139,8 +143,7 @@ def format_report(report: dict[str, Any], metrics: list[str] | None = None) -> s
     out += [f"  {r.metric}: {r.verdict}" for r in report["best"].itertuples()] if len(report["best"]) else ["  (none)"]
     out.append(f"  (metrics: {', '.join(report['metrics'])}; `ltxlab report {report['sweep']} --metrics a,b` or --json for others)")
     out += _evaluation_lines(report)
-    out += ["", "Cost per variant (H100 column is an estimate: FLOPs / (peak x utilisation)):",
-            table(report["cost"], ["variant", "seed", *COST_SHOWN])]
+    out += ["", COST_HEADER, table(report["cost"], ["variant", "seed", *COST_SHOWN])]
     assumptions = report["cost_assumptions"]
     if assumptions:
         out.append(f"  assumptions: peak {assumptions.get('h100_peak_tflops_bf16')} TFLOP/s bf16, utilisation "

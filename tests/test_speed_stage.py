@@ -77,6 +77,13 @@ def test_speed_reaches_the_run_table(speed_result, tmp_path):
     store.upsert_run({"run_id": variant.run_id, "variant": variant.name, "seed": variant.seed, "status": "done", **columns})
     runs = pd.read_parquet(store.path / "runs.parquet")
     assert runs.loc[0, "speed.wall_s"] == pytest.approx(columns["speed.wall_s"])
+    from ablations.report import format_report
+
+    text = format_report({"sweep": "s", "summary": "", "notes": [], "effects": pd.DataFrame(),
+                          "interactions": pd.DataFrame(), "correction": {"method": "holm", "family_size": 0},
+                          "replicate": pd.DataFrame(), "metrics": [], "best": pd.DataFrame(), "cost": runs,
+                          "cost_assumptions": {}, "failed": [], "set_metrics": [], "not_applicable": []})
+    assert "speed.wall_s" in text and f"{columns['speed.wall_s']:.3g}" in text and "measured" in text
 
 
 def test_demo_plans_a_speed_stage_per_trained_pair():
