@@ -54,16 +54,19 @@ WORKSPACE_ENTRIES = 32  # (role, shape, dtype) buffers kept; a sampler uses a ha
 WORKSPACE_MAX_BYTES = 256 * 2**20  # larger buffers are allocated fresh, not kept
 
 
-def workspace(role: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-    """A reusable uninitialised CPU buffer for `role` (one per role, shape and dtype, shared by every
-    module with that role). Reuse avoids what the DiT profile showed as the largest non-matmul cost
-    on CPU: page faults on every fresh multi-megabyte buffer (glibc returns freed ones to the OS)."""
-    key = (role, tuple(shape), like.dtype)
+def workspace(
+    role: str, shape: tuple[int, ...], like: torch.Tensor, memory_format: torch.memory_format = torch.contiguous_format
+) -> torch.Tensor:
+    """A reusable uninitialised CPU buffer for `role` (one per role, shape, dtype and memory format,
+    shared by every module with that role). Reuse avoids what the DiT profile showed as the largest
+    non-matmul cost on CPU: page faults on every fresh multi-megabyte buffer (glibc returns freed
+    ones to the OS)."""
+    key = (role, tuple(shape), like.dtype, memory_format)
     if math.prod(shape) * like.element_size() > WORKSPACE_MAX_BYTES:
-        return torch.empty(shape, dtype=like.dtype)  # too big to keep around (full-size decodes)
+        return torch.empty(shape, dtype=like.dtype, memory_format=memory_format)  # too big to keep (full-size decodes)
     buffer = _WORKSPACE.get(key)
     if buffer is None:
-        buffer = _WORKSPACE[key] = torch.empty(shape, dtype=like.dtype)
+        buffer = _WORKSPACE[key] = torch.empty(shape, dtype=like.dtype, memory_format=memory_format)
         if len(_WORKSPACE) > WORKSPACE_ENTRIES:
             _WORKSPACE.popitem(last=False)
     _WORKSPACE.move_to_end(key)

@@ -10,6 +10,7 @@ decoder's unpatchify), so that its weights map onto ours key by key
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,19 @@ def _modulate(h: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torc
 def norm_silu(
     x: torch.Tensor, shift: torch.Tensor | None = None, scale: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """SiLU(modulate(pixel_norm(x))), the pre-activation of every conv; works in place without grad."""
+    """SiLU(modulate(pixel_norm(x))), the pre-activation of every conv; works in place without grad.
+
+    For inference on CPU the result lands in a reused buffer (the conv that follows every call
+    reads it at once): in the profile, page faults on fresh activation-sized buffers made the
+    elementwise ops several times slower than the arithmetic."""
+    if _inference_on_cpu(x):
+        fmt = CHANNELS_LAST if x.is_contiguous(memory_format=CHANNELS_LAST) else torch.contiguous_format
+        out = workspace("vae_preactivation", tuple(x.shape), x, fmt)
+        inv_rms = torch.mul(x, x, out=out).mean(dim=1, keepdim=True).add_(PIXEL_NORM_EPS).rsqrt_()  # (B, 1, ...)
+        torch.mul(x, inv_rms, out=out)  # pixel_norm, as above
+        if scale is not None:
+            _modulate(out, shift, scale)  # type: ignore[arg-type]
+        return F.silu(out, inplace=True)
     h = pixel_norm(x)
     if scale is not None:
         h = _modulate(h, shift, scale)  # type: ignore[arg-type]
@@ -100,12 +113,29 @@ def _onednn_enabled() -> bool:
     return torch.backends.mkldnn.is_available() and bool(torch.backends.mkldnn.enabled)
 
 
+def _inference_on_cpu(x: torch.Tensor) -> bool:
+    """fp32 on CPU without autograd, outside torch.compile: where the prepacked oneDNN path runs."""
+    return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+            and not torch.compiler.is_compiling() and _onednn_enabled())
+
+
+# conv -> {(role, weight storage, weight version, input shape): weight in oneDNN's blocked layout}.
+# Kept outside the modules: an opaque oneDNN tensor cannot be deep-copied or pickled with them.
+_PACKED: "weakref.WeakKeyDictionary[nn.Conv3d, dict[tuple, torch.Tensor]]" = weakref.WeakKeyDictionary()
+PACKED_PER_CONV = 16  # packed weights kept per conv (a tap and input shape each); tiled decodes see a few shapes
+CHANNELS_LAST = torch.channels_last_3d
+
+
 class CausalConv3d(nn.Conv3d):
     """Conv3d with zero padding in space and first/last-frame replication in time.
 
     `causal=True` pads only from the past (kt-1 copies of the first frame), so output
     frame i depends on input frames <= i; `causal=False` pads (kt-1)/2 copies of the
     first and last frames on each side (LTX-Video's decoder).
+
+    Inference on CPU (fp32, no autograd) takes a faster path with the same math; see
+    `_forward_taps` and docs/speed.md. Its outputs are channels-last (same values and shape,
+    other strides).
     """
 
     def __init__(
@@ -123,12 +153,22 @@ class CausalConv3d(nn.Conv3d):
         self.causal = causal
         self.use_onednn = in_channels <= ONEDNN_MAX_IN_CHANNELS
 
+    @property
+    def time_padding(self) -> tuple[int, int]:
+        """(frames replicated before, after)."""
+        kt = self.kernel_size[0]
+        return (kt - 1, 0) if self.causal else ((kt - 1) // 2, (kt - 1) // 2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, Cin, T, H, W) -> (B, Cout, T', H', W')."""
-        kt = self.kernel_size[0]
-        if kt > 1:
-            before, after = (kt - 1, 0) if self.causal else ((kt - 1) // 2, (kt - 1) // 2)
-            x = self._pad_time(x, before, after)  # (B, Cin, T + kt - 1, H, W)
+        if _inference_on_cpu(x):
+            x = x.contiguous(memory_format=CHANNELS_LAST)  # a no-op between VAE convs
+            if self.kernel_size[0] > 1 and self.stride[0] == 1:
+                return self._forward_taps(x)
+            if self.kernel_size[0] > 1:  # strided in time (a downsample): pad, one conv
+                x = self._pad_time(x, *self.time_padding, channels_last=True)
+            return self._conv(x, self._packed(x, "whole", lambda: self.weight), self.bias)
+        x = self._pad_time(x, *self.time_padding) if self.kernel_size[0] > 1 else x  # (B, Cin, T + kt - 1, H, W)
         if self.use_onednn and x.device.type == "cpu" and x.dtype == torch.float32 and _onednn_enabled():
             # PyTorch routes small batch-1 convs to its im2col kernel; with <= 128 input channels
             # oneDNN is 1.2-30x faster there (measured), with more it is slower (same math, other
@@ -136,19 +176,85 @@ class CausalConv3d(nn.Conv3d):
             return torch.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride, self.dilation, 1)
         return F.conv3d(x, self.weight, self.bias, self.stride, self.padding)
 
+    def _forward_taps(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv as one (1, kh, kw) conv per temporal tap on the unpadded frames, each summed
+        into the output inside oneDNN's kernel (a post-op), batch element by batch element.
+
+        Output frame t reads input frame clamp(t - shift) through tap d (shift = frames padded
+        before - d); the taps that read a replicated first or last frame go through that one
+        frame with their weights summed. Against one padded kt x kh x kw conv (what diffusers
+        runs) this skips the padded copy of the input and the per-call re-layout of weight and
+        activations (weights are packed once, activations stay channels-last), and each output
+        accumulates 9C products per run instead of 27C: half of oneDNN's rounding error against
+        fp64, which keeps the VAE within 1e-5 of diffusers' (more exact) im2col kernels.
+        """
+        before, _ = self.time_padding
+        t = x.shape[2]
+        outputs = []
+        for xi in x.split(1):  # batch-1 slices of channels-last tensors are dense
+            # the unshifted tap reads every frame: its conv (with the bias) is the output to add into
+            yi = self._conv(xi, self._packed(xi, (before,), lambda: self.weight[:, :, before : before + 1]), self.bias)
+            for d in range(self.kernel_size[0]):
+                shift = before - d
+                lo, hi = max(0, -shift), min(t, t - shift)  # input frames the tap reads unclamped
+                if d != before and hi > lo:
+                    self._add_tap(xi[:, :, lo:hi], (d,), yi[:, :, lo + shift : hi + shift])
+            self._clamped_taps(xi, yi, before)
+            outputs.append(yi)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+    def _clamped_taps(self, x: torch.Tensor, y: torch.Tensor, before: int) -> None:
+        """Add the taps that read a replicated first/last frame: for output t, the taps with
+        t - shift outside [0, T) read frame 0 (or T-1), all at once with their weights summed."""
+        t = x.shape[2]
+        for out in range(t):
+            low = tuple(d for d in range(self.kernel_size[0]) if out - (before - d) < 0)
+            high = tuple(d for d in range(self.kernel_size[0]) if out - (before - d) >= t)
+            if low:
+                self._add_tap(x[:, :, :1], low, y[:, :, out : out + 1])
+            if high:
+                self._add_tap(x[:, :, -1:], high, y[:, :, out : out + 1])
+
+    def _add_tap(self, x: torch.Tensor, taps: tuple[int, ...], out: torch.Tensor) -> None:
+        """out += conv(x, sum of the (1, kh, kw) weights of `taps`), the sum inside oneDNN's kernel."""
+        weight = self._packed(x, taps, lambda: self.weight[:, :, list(taps)].sum(dim=2, keepdim=True))
+        torch.ops.mkldnn._convolution_pointwise_.binary(
+            out, x, weight, None, self.padding, (1, *self.stride[1:]), self.dilation, 1, "add", None, None, [], None)
+
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, weight, bias, self.padding, self.stride, self.dilation, 1, "none", [], "")
+
+    def _packed(self, x: torch.Tensor, role: object, weight_fn) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        """The weight from `weight_fn()` in oneDNN's blocked layout for input shape x: packed once
+        (re-laying out the weight costs up to a 4x4 latent conv's time on every unpacked call),
+        again when the parameter changes (load_state_dict and optimizer steps bump its version)."""
+        key = (role, self.weight.data_ptr(), self.weight._version, tuple(x.shape))
+        cache = _PACKED.setdefault(self, {})
+        packed = cache.get(key)
+        if packed is None:
+            if len(cache) >= PACKED_PER_CONV or any(k[1:3] != key[1:3] for k in cache):
+                cache.clear()  # the weight changed, or many shapes came by: start over
+            weight = weight_fn().detach().contiguous(memory_format=CHANNELS_LAST)
+            stride = self.stride if role == "whole" else (1, *self.stride[1:])
+            packed = cache[key] = torch.ops.mkldnn._reorder_convolution_weight(
+                weight, list(self.padding), list(stride), list(self.dilation), 1, list(x.shape))
+        return packed
 
     @staticmethod
-    def _pad_time(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
+    def _pad_time(x: torch.Tensor, before: int, after: int, channels_last: bool = False) -> torch.Tensor:
         """Replicate the first frame `before` times and the last `after` times. On CPU without
-        autograd the padded copy goes into a reused workspace buffer (the conv reads it at once):
-        a fresh buffer per conv costs page faults, the largest cost outside the convolutions."""
+        autograd the padded copy goes into a reused channels-last workspace buffer (the conv reads
+        it at once): a fresh buffer per conv costs page faults, the largest cost outside the
+        convolutions."""
         if torch.is_grad_enabled() or x.device.type != "cpu" or torch.compiler.is_compiling():
             parts = [x[:, :, :1].expand(-1, -1, before, -1, -1), x]
             if after:
                 parts.append(x[:, :, -1:].expand(-1, -1, after, -1, -1))
             return torch.cat(parts, dim=2)
         b, c, t, h, w = x.shape
-        padded = workspace("causal_conv_pad", (b, c, before + t + after, h, w), x)
+        padded = workspace("causal_conv_pad", (b, c, before + t + after, h, w), x,
+                           CHANNELS_LAST if channels_last else torch.contiguous_format)
         padded[:, :, before : before + t].copy_(x)
         padded[:, :, :before].copy_(x[:, :, :1].expand(-1, -1, before, -1, -1))
         if after:
@@ -198,7 +304,11 @@ class ResnetBlock3d(nn.Module):
     @staticmethod
     def _add_noise(h: torch.Tensor, scale: torch.Tensor, generator: Generator) -> torch.Tensor:
         noise = rng.shared_randn(h.shape[-2:], generator, h)  # (H, W), one map for the whole batch (as LTX-Video)
-        return h + noise * scale[:, None, None, None]  # (C, 1, H, W) broadcast over (B, C, T, H, W)
+        if torch.is_grad_enabled():
+            return h + noise * scale[:, None, None, None]  # (C, 1, H, W) broadcast over (B, C, T, H, W)
+        # h is this block's own conv output; channels innermost, as in h's channels-last layout on CPU
+        # (broadcasting a (C, 1, H, W) map over channels-last h runs 8x slower)
+        return h.add_((noise[:, :, None] * scale).permute(2, 0, 1)[None, :, None])  # (1, C, 1, H, W)
 
     def forward(
         self, x: torch.Tensor, emb: torch.Tensor | None = None, generator: Generator = None
@@ -219,7 +329,7 @@ class ResnetBlock3d(nn.Module):
         if self.shortcut is not None:
             x = self.shortcut_norm(x.movedim(1, -1)).movedim(-1, 1)  # LayerNorm over channels
             x = self.shortcut(x)
-        return h + x
+        return h + x if torch.is_grad_enabled() else h.add_(x)  # h is this block's own conv output
 
 
 class DepthToSpaceUpsample(nn.Module):
