@@ -83,7 +83,9 @@ def test_encode_latents_writes_normalised_latents_and_text_and_is_cached(vae_dir
     from ablations.stages.train_vae import load_vae
 
     vae = load_vae(vae_dir, torch.device("cpu"))
-    raw, _ = vae.encode(torch.stack([to_model(c.frames) for c in clips]))
+    with torch.no_grad():  # as the stage encodes: the inference convs (packed oneDNN taps) round differently from
+        # autograd's by ~1e-6 of the raw latents, which the per-channel standardisation magnifies past 1e-5
+        raw, _ = vae.encode(torch.stack([to_model(c.frames) for c in clips]))
     assert torch.allclose(latents, vae.normalize_latents(raw), atol=1e-5)
     # a DONE folder is reused, not rewritten
     stamp = (latents_dir / SHARDS / INDEX).stat().st_mtime_ns
