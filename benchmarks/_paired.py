@@ -44,9 +44,27 @@ class Paired:
                 f"{statistics.median(self.theirs_cpu_s) * 1e3:.1f} ms, ratio {_spread(self.cpu_ratios)}")
 
 
+    def verdict(self, what: str, target: float) -> str:
+        """'PASS|MISS <what>: ...': PASS when the median paired ratio of wall time and of CPU time
+        are both <= target; says whether the upper quartiles are too (a clear pass) or by how
+        much a median misses."""
+        wall, cpu = statistics.median(self.ratios), statistics.median(self.cpu_ratios)
+        q3 = max(_quartiles(self.ratios)[2], _quartiles(self.cpu_ratios)[2])
+        if max(wall, cpu) <= target:
+            spread = "upper quartiles too" if q3 <= target else f"upper quartile {q3:.3f} above it"
+            return f"PASS {what}: median ratio wall {wall:.3f}, CPU {cpu:.3f} <= {target} ({spread}; n={len(self.ratios)})"
+        return (f"MISS {what}: median ratio wall {wall:.3f}, CPU {cpu:.3f}, target <= {target} "
+                f"(over by {max(wall, cpu) - target:.3f}; n={len(self.ratios)})")
+
+
+def _quartiles(ratios: list[float]) -> tuple[float, float, float]:
+    r = sorted(ratios)
+    return tuple(statistics.quantiles(r, n=4)) if len(r) > 1 else (r[0], r[0], r[0])  # type: ignore[return-value]
+
+
 def _spread(ratios: list[float]) -> str:
     r = sorted(ratios)
-    q1, _, q3 = statistics.quantiles(r, n=4) if len(r) > 1 else (r[0], r[0], r[0])
+    q1, _, q3 = _quartiles(r)
     return f"{statistics.median(r):.3f} [q1 {q1:.3f}, q3 {q3:.3f}; min {r[0]:.3f}, max {r[-1]:.3f}; n={len(r)}]"
 
 
@@ -65,18 +83,43 @@ def timed(fn: Callable[[], object], device: str | torch.device = "cpu") -> tuple
 
 
 def paired(ours: Callable[[], object], theirs: Callable[[], object], repeats: int, *, warmup: int = 1,
-           device: str | torch.device = "cpu") -> Paired:
-    """Time `repeats` back-to-back pairs after `warmup` untimed ones, alternating who goes first."""
+           device: str | torch.device = "cpu", max_repeats: int | None = None, tight: float = 0.05) -> Paired:
+    """Time `repeats` back-to-back pairs after `warmup` untimed ones, alternating who goes first.
+
+    With `max_repeats`, keep adding pairs (two at a time, so both orders stay balanced) until the
+    interquartile range of the wall and CPU-time ratios is at most `tight` or `max_repeats` is
+    reached: on a busy machine (2 threads on 2 shared cores) a fixed count leaves verdicts open."""
     for _ in range(warmup):
         ours(), theirs()
     mine: list[tuple[float, float]] = []
     ref: list[tuple[float, float]] = []
-    for i in range(repeats):
+
+    def result() -> Paired:
+        return Paired(ours_s=[w for w, _ in mine], theirs_s=[w for w, _ in ref], ours_cpu_s=[c for _, c in mine],
+                      theirs_cpu_s=[c for _, c in ref])
+
+    i = 0
+    while i < repeats or (max_repeats and i < max_repeats and _wide(result(), tight)):
         order = [(ours, mine), (theirs, ref)]
         for fn, sink in order if i % 2 == 0 else order[::-1]:
             sink.append(timed(fn, device))
-    return Paired(ours_s=[w for w, _ in mine], theirs_s=[w for w, _ in ref], ours_cpu_s=[c for _, c in mine],
-                  theirs_cpu_s=[c for _, c in ref])
+        i += 1
+    return result()
+
+
+def _wide(result: Paired, tight: float) -> bool:
+    """Whether the quartile interval of the wall or CPU-time ratios is wider than `tight` (or the
+    count is odd: pairs are added two at a time, one in each order)."""
+    widths = [q3 - q1 for q1, _, q3 in (_quartiles(result.ratios), _quartiles(result.cpu_ratios))]
+    return len(result.ratios) % 2 == 1 or max(widths) > tight
+
+
+def add_repeat_options(parser, default: int) -> None:  # type: ignore[no-untyped-def]
+    """--repeats, --max-repeats and --tight, the stopping rule of `paired`, for every benchmark."""
+    parser.add_argument("--repeats", type=int, default=default, help="timed pairs at least")
+    parser.add_argument("--max-repeats", type=int, default=None,
+                        help="add pairs until the ratios' quartile interval is --tight wide, up to this many")
+    parser.add_argument("--tight", type=float, default=0.05, help="quartile interval width that ends the repeats")
 
 
 def load_average() -> str:

@@ -1,6 +1,6 @@
 """DiT speed: tiny training steps/s, and our forward time vs diffusers' at identical weights.
 
-    python benchmarks/dit_speed.py [--device cpu|cuda] [--reps 30] [--threads 1 2] [--configs small] [--profile]
+    python benchmarks/dit_speed.py [--device cpu|cuda] [--repeats 30] [--max-repeats 80] [--threads 1 2] [--configs small] [--profile]
 
 1. Training: `dit_config("ltx", "tiny")`, batch 4, latents (4, 128, 5, 4, 4) (a 33x128x128
    video, 80 tokens), 16 MiniLM-width text tokens, `flow_matching_loss` + AdamW step.
@@ -9,7 +9,9 @@
    forwards run back to back, alternating who goes first, at each thread count of
    `--threads`; printed: the median of the paired ratios with quartiles and min-max
    (< 1.0: ours is faster), and the load average (the machine is shared). Outputs are
-   checked equal first. `--profile` adds the top aten ops of each side per forward.
+   checked equal first, then a PASS/MISS line against TARGET (both the wall and CPU-time
+   medians). `--max-repeats` adds pairs until the ratios' quartile interval is `--tight`
+   wide. `--profile` adds the top aten ops of each side per forward.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _paired import Paired, load_average, paired, print_profiles  # noqa: E402
+from _paired import Paired, add_repeat_options, load_average, paired, print_profiles  # noqa: E402
 
 from models.dit import dit_config
 from models.dit.convert import config_from_diffusers, convert_diffusers_ltx
 from models.flow import flow_config, flow_matching_loss
 
+TARGET = 0.9  # issue 16: our forward takes at most 0.9 of diffusers' time (at `small`)
 RATIO_CONFIGS = {
     # name: (diffusers kwargs, latent (C, T, H, W), text tokens)
     "tiny (2L, 4x16)": (dict(num_attention_heads=4, attention_head_dim=16, num_layers=2), (128, 5, 4, 4), 16),
@@ -95,30 +98,32 @@ def forward_pair(name: str, device: str):  # type: ignore[no-untyped-def]
     return run_ours, run_ref, diff
 
 
-def forward_ratio(name: str, device: str, reps: int) -> tuple[Paired, float]:
+def forward_ratio(name: str, device: str, args: argparse.Namespace) -> tuple[Paired, float]:
     run_ours, run_ref, diff = forward_pair(name, device)
-    return paired(run_ours, run_ref, reps, warmup=3, device=device), diff
+    return paired(run_ours, run_ref, args.repeats, warmup=3, device=device, max_repeats=args.max_repeats,
+                  tight=args.tight), diff
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--reps", type=int, default=30)
+    add_repeat_options(parser, default=30)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch CPU thread counts to measure at")
     parser.add_argument("--configs", nargs="+", default=["tiny", "small"], help="RATIO_CONFIGS names (their first word)")
     parser.add_argument("--no-train", action="store_true", help="skip the training steps/s figure")
     parser.add_argument("--profile", action="store_true", help="print the top aten ops of each side per forward")
     args = parser.parse_args()
     names = [n for n in RATIO_CONFIGS if n.split()[0] in args.configs]
-    print(f"device={args.device} torch={torch.__version__} reps={args.reps} ({load_average()})")
+    print(f"device={args.device} torch={torch.__version__} repeats={args.repeats} ({load_average()})")
     if not args.no_train:
-        sps = train_steps_per_second(args.device, args.reps)
+        sps = train_steps_per_second(args.device, args.repeats)
         print(f"tiny DiT training (ltx pairing, batch 4, latents 128x5x4x4 = 80 tokens, 16 text tokens): {sps:.1f} steps/s")
     for threads in args.threads:
         torch.set_num_threads(threads)
         for name in names:
-            result, diff = forward_ratio(name, args.device, args.reps)
+            result, diff = forward_ratio(name, args.device, args)
             print(f"forward {name}, {threads} thread(s): {result.summary()} (max |diff| {diff:.1e}; {load_average()})")
+            print(f"  {result.verdict(f'{name.split()[0]} DiT forward, {threads} thread(s)', TARGET)}")
             if args.profile and threads == args.threads[0]:
                 print_profiles(*forward_pair(name, args.device)[:2])
 

@@ -2,12 +2,16 @@
 
     python benchmarks/vae_speed.py                      # both figures, defaults below
     python benchmarks/vae_speed.py --sizes tiny small --shape 17x128x128 --repeats 7 --threads 1 2 [--profile]
+    python benchmarks/vae_speed.py --sizes small --repeats 8 --max-repeats 30 --no-throughput   # the issue-16 verdicts
 
 The ratio compares our `ltx` VAE with diffusers' `AutoencoderKLLTXVideo` at the same
 config with the same weights (converted by `models/vae/convert.py`), in one process,
 alternating which model goes first, at each thread count of `--threads`; it prints the
 median wall and CPU time of each, the median of the back-to-back ratios with quartiles and
-min-max (< 1 means ours is faster), and the load average (the machine is shared).
+min-max (< 1 means ours is faster), and the load average (the machine is shared), then a
+PASS/MISS line against the target ratio (both medians <= TARGET) and whether the outputs
+agree within 1e-5 (torch.allclose, atol = rtol = 1e-5). `--max-repeats` adds pairs until
+the ratios' quartile interval is `--tight` wide.
 `--profile` adds the top aten ops of each side. Timings are no-grad fp32 encode + decode of the mean, with a
 decode timestep, as a reconstruction pass at evaluation time runs.
 """
@@ -23,7 +27,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _paired import Paired, load_average, paired, print_profiles  # noqa: E402
+from _paired import Paired, add_repeat_options, load_average, paired, print_profiles  # noqa: E402
+
+TARGET = 0.9  # issue 16: our encode + decode takes at most 0.9 of diffusers' time at `small`
+TOLERANCE = 1e-5  # ... with outputs within this of diffusers' in fp32 (atol and rtol)
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -76,20 +83,21 @@ def vae_pair(size: str, shape: tuple[int, int, int]):  # type: ignore[no-untyped
         torch.manual_seed(1)
         return theirs(video, temb=timestep).sample
 
-    return run_ours, run_theirs, (run_ours() - run_theirs()).abs().max().item()
+    mine, ref = run_ours(), run_theirs()
+    return run_ours, run_theirs, (mine - ref).abs().max().item(), torch.allclose(mine, ref, atol=TOLERANCE, rtol=TOLERANCE)
 
 
-def ratio_vs_diffusers(size: str, shape: tuple[int, int, int], repeats: int) -> tuple[Paired, float]:
-    run_ours, run_theirs, diff = vae_pair(size, shape)
+def ratio_vs_diffusers(size: str, shape: tuple[int, int, int], args: argparse.Namespace) -> tuple[Paired, float, bool]:
+    run_ours, run_theirs, diff, close = vae_pair(size, shape)
     # the ratio is the median of back-to-back pairs: on a shared machine, load drifts between pairs far more than within one
-    return paired(run_ours, run_theirs, repeats), diff
+    return paired(run_ours, run_theirs, args.repeats, max_repeats=args.max_repeats, tight=args.tight), diff, close
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["tiny", "small"], help="ltx presets for the diffusers ratio")
     parser.add_argument("--shape", default="17x128x128", help="FRAMESxHEIGHTxWIDTH")
-    parser.add_argument("--repeats", type=int, default=7, help="timed pairs per size and thread count")
+    add_repeat_options(parser, default=7)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to measure at")
     parser.add_argument("--no-throughput", action="store_true", help="skip the tiny frames/s figure")
     parser.add_argument("--profile", action="store_true", help="print the top aten ops of each side")
@@ -102,9 +110,11 @@ def main() -> None:
     for threads in args.threads:
         torch.set_num_threads(threads)
         for size in args.sizes:
-            result, diff = ratio_vs_diffusers(size, shape, args.repeats)
+            result, diff, close = ratio_vs_diffusers(size, shape, args)
             print(f"{size} ltx encode+decode, {threads} thread(s): {result.summary()} "
                   f"(max |ours - diffusers| {diff:.1e}; {load_average()})")
+            print(f"  {result.verdict(f'{size} VAE, {threads} thread(s)', TARGET)}; outputs within {TOLERANCE:g}: "
+                  f"{'yes' if close else 'NO'}")
             if args.profile and threads == args.threads[0]:
                 print_profiles(*vae_pair(size, shape)[:2], repeats=1)
 
