@@ -50,7 +50,7 @@ class TimestepMLP(nn.Module):
 
 
 _WORKSPACE: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
-WORKSPACE_ENTRIES = 64  # (role, shape, dtype, format) buffers kept; a sampler and a decode use ~40 (batch 1 and 2)
+WORKSPACE_ENTRIES = 32  # (role, shape, dtype) buffers kept; a sampler uses a handful (batch 1 and 2)
 WORKSPACE_MAX_BYTES = 256 * 2**20  # larger buffers are allocated fresh, not kept
 
 
@@ -92,33 +92,3 @@ class WorkspaceLinear(nn.Linear):
         out = workspace(self.role, (*x.shape[:-1], self.out_features), x)
         torch.addmm(self.bias, x.reshape(-1, self.in_features), self.weight.t(), out=out.view(-1, self.out_features))
         return out
-
-
-def _workspace_inference(x: torch.Tensor) -> bool:
-    """fp32 on CPU without autograd, outside torch.compile: where outputs may land in workspaces."""
-    return not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32 \
-        and not torch.compiler.is_compiling()
-
-
-def rms_norm_into(out: torch.Tensor, x: torch.Tensor, eps: float, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """out = x / sqrt(mean(x^2, -1) + eps) [* weight]: RMSNorm over the last dim in three passes
-    and no temporaries (PyTorch's CPU rms_norm makes two fresh (..., D) buffers, x^2 and the
-    product; in the DiT profile their page faults made the norms 12% of a forward)."""
-    inv_rms = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.shape[-1]).add_(eps).rsqrt_()
-    torch.mul(x, inv_rms, out=out)
-    return out if weight is None else out.mul_(weight)
-
-
-class WorkspaceRMSNorm(nn.RMSNorm):
-    """nn.RMSNorm (affine) whose output, on CPU without autograd, lands in the shared
-    `workspace(role)` buffer: only for norms whose result is consumed before the same role runs
-    again (the q/k norms inside one attention call). Same parameters and state-dict keys."""
-
-    def __init__(self, dim: int, eps: float, role: str) -> None:
-        super().__init__(dim, eps=eps, elementwise_affine=True)
-        self.role = role
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not _workspace_inference(x):
-            return super().forward(x)
-        return rms_norm_into(workspace(self.role, tuple(x.shape), x), x, self.eps, self.weight)  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.dit.rope import rotate
-from models.layers import WorkspaceLinear, WorkspaceRMSNorm, _workspace_inference, rms_norm_into, workspace
+from models.layers import WorkspaceLinear
 
 Rope = torch.Tensor  # (B|1, N, inner/2) complex rotations, `models.dit.rope.rope_rotation`
 
@@ -31,13 +31,8 @@ def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
 def norm_modulate(x: torch.Tensor, eps: float, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """AdaLN: rms_norm(x) * (1 + scale) + shift. The multiply and add are one `addcmul` pass, or
     without autograd two in-place passes over the norm's fresh output (no new (B, N, D) buffer:
-    on CPU a fresh large buffer costs page faults, the largest non-matmul cost in the profile).
-    For inference on CPU the norm itself writes into a reused buffer: every caller hands the
-    result straight to a projection."""
-    if _workspace_inference(x):
-        h = rms_norm_into(workspace("adaln_norm", tuple(x.shape), x), x, eps)
-    else:
-        h = rms_norm(x, eps)
+    on CPU a fresh large buffer costs page faults, the largest non-matmul cost in the profile)."""
+    h = rms_norm(x, eps)
     if torch.is_grad_enabled():
         return torch.addcmul(shift, h, 1 + scale)
     return h.mul_(1 + scale).add_(shift)
@@ -69,10 +64,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, bias: 
     return out.transpose(1, 2).reshape(b, n, inner)
 
 
-def make_qk_norm(kind: str, inner: int, role: str) -> nn.Module:
-    """The q or k norm; `role` names its inference buffer (one per norm of an attention call)."""
+def make_qk_norm(kind: str, inner: int) -> nn.Module:
     if kind == "rms_across_heads":
-        return WorkspaceRMSNorm(inner, QK_NORM_EPS, role)
+        return nn.RMSNorm(inner, eps=QK_NORM_EPS, elementwise_affine=True)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"qk_norm must be 'none' or 'rms_across_heads', not {kind!r}.")
@@ -86,8 +80,8 @@ class SelfAttention(nn.Module):
         inner = heads * head_dim
         self.heads = heads
         self.to_qkv = WorkspaceLinear(dim, 3 * inner, role="self_qkv")
-        self.norm_q = make_qk_norm(qk_norm, inner, "self_q_norm")
-        self.norm_k = make_qk_norm(qk_norm, inner, "self_k_norm")
+        self.norm_q = make_qk_norm(qk_norm, inner)
+        self.norm_k = make_qk_norm(qk_norm, inner)
         self.to_out = WorkspaceLinear(inner, dim, role="self_out")
 
     def forward(self, x: torch.Tensor, rope: Rope | None) -> torch.Tensor:
@@ -108,8 +102,8 @@ class CrossAttention(nn.Module):
         self.heads = heads
         self.to_q = WorkspaceLinear(dim, inner, role="cross_q")
         self.to_kv = WorkspaceLinear(dim, 2 * inner, role="cross_kv")
-        self.norm_q = make_qk_norm(qk_norm, inner, "cross_q_norm")
-        self.norm_k = make_qk_norm(qk_norm, inner, "cross_k_norm")
+        self.norm_q = make_qk_norm(qk_norm, inner)
+        self.norm_k = make_qk_norm(qk_norm, inner)
         self.to_out = WorkspaceLinear(inner, dim, role="cross_out")
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -41,19 +41,19 @@ class JointBlock(nn.Module):
         inner = heads * head_dim
         self.heads, self.eps, self.text_pre_only = heads, eps, text_pre_only
         self.video_qkv = nn.Linear(dim, 3 * inner)
-        self.video_norm_q = make_qk_norm(qk_norm, inner, "video_q_norm")
-        self.video_norm_k = make_qk_norm(qk_norm, inner, "video_k_norm")
+        self.video_norm_q = make_qk_norm(qk_norm, inner)
+        self.video_norm_k = make_qk_norm(qk_norm, inner)
         self.video_out = nn.Linear(inner, dim)
         self.video_ff = FeedForward(dim, ffn_hidden)
         self.video_scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
         # The last block only needs the text keys/values: no queries, output or FFN there.
         self.text_kv_only = text_pre_only
         self.text_qkv = nn.Linear(dim, (2 if text_pre_only else 3) * inner)
-        self.text_norm_k = make_qk_norm(qk_norm, inner, "text_k_norm")
+        self.text_norm_k = make_qk_norm(qk_norm, inner)
         rows = 2 if text_pre_only else 6
         self.text_scale_shift_table = nn.Parameter(torch.randn(rows, dim) / dim**0.5)
         if not text_pre_only:
-            self.text_norm_q = make_qk_norm(qk_norm, inner, "text_q_norm")
+            self.text_norm_q = make_qk_norm(qk_norm, inner)
             self.text_out = nn.Linear(inner, dim)
             self.text_ff = FeedForward(dim, ffn_hidden)
 
