@@ -35,6 +35,11 @@ from survey.scheduler import Comparison, Coverage, choose
 
 COVERAGE_REFRESH_S = 30.0  # other server processes' assignments are folded in this often
 
+# A SQLite write that meets another server process's lock waits in place this long, in pauses of
+# LOCK_SPIN_PAUSE_S, before the server retries it from the event loop (see Store._begin_soon)
+LOCK_SPIN_S = 0.005
+LOCK_SPIN_PAUSE_S = 0.0001
+
 
 
 class Sql:
@@ -171,30 +176,62 @@ class Store:
 
     @contextmanager
     def _writing(self):  # noqa: ANN202 - context manager of a SQLAlchemy connection
-        """A write transaction that, on SQLite, takes the write lock first (BEGIN IMMEDIATE).
+        """A transaction for reads and then writes; call `_write_lock(conn)` before the first write.
 
-        Taking it up front means a busy lock shows before anything is read or written. With
-        `wait_for_lock` off (the server runs SQLite calls on its event loop) a lock held by another
-        worker process raises WriteLockBusy at once, and the caller retries the whole call after
-        an asynchronous pause: SQLite's own busy handler sleeps 1, 2, 5, 10... ms inside the
-        call, stalling every request of that process (measured with 2 workers: p99 280 ms).
+        On SQLite the reads run before the write lock is taken, so the lock is held only for the
+        inserts and the commit (the reads, the watch gate and the scheduler's pick ran inside it
+        before, and 2 worker processes met each other's lock on 34-39% of writes). Reads may thus
+        be stale, as they always were on PostgreSQL (read committed): the unique constraints
+        decide races (a second vote on a pair, two pairs at one position are refused, 409), and
+        the watch gate's stale reads can only miss deliveries, so only refuse. On PostgreSQL
+        `_write_lock` does nothing.
         """
         with self.engine.begin() as conn:
-            if self.sqlite:
-                cursor = conn.connection.cursor()
-                if self.wait_for_lock:
+            try:
+                yield conn
+            finally:
+                conn.info.pop("survey_write", None)  # info outlives this checkout of the connection
+
+    def _write_lock(self, conn) -> None:  # noqa: ANN001 - SQLAlchemy connection
+        """On SQLite, take the write lock (BEGIN IMMEDIATE) once, before the first write of a `_writing` block.
+
+        With `wait_for_lock` off (the server runs SQLite calls on its event loop) see _begin_soon.
+        """
+        if not self.sqlite or "survey_write" in conn.info:
+            return
+        cursor = conn.connection.cursor()
+        if self.wait_for_lock:
+            cursor.execute("BEGIN IMMEDIATE")
+        else:
+            self._begin_soon(cursor)
+        conn.info["survey_write"] = True
+
+    def _begin_soon(self, cursor) -> None:  # noqa: ANN001 - DBAPI cursor
+        """BEGIN IMMEDIATE, waiting here up to LOCK_SPIN_S in short sleeps, else WriteLockBusy.
+
+        Another worker holds the lock for one request's inserts and commit (well under 1 ms), so a
+        short wait in place mostly gets it. Going back to the event loop at once cost far more
+        under load: the retry then queued behind every request that process had ready (measured
+        with 2 workers: 34-39% of writes retried, up to 17 times, each pause ~25 ms instead of
+        1 ms; vote p99 135-280 ms). The sleeps leave the CPU to the holder; SQLite's own busy
+        handler sleeps 1, 2, 5, 10... ms. A lock held longer (another program writing, a holder
+        descheduled) still raises WriteLockBusy, and the server retries after an async pause.
+        """
+        cursor.execute("PRAGMA busy_timeout = 0")
+        try:
+            deadline = time.perf_counter() + LOCK_SPIN_S
+            while True:
+                try:
                     cursor.execute("BEGIN IMMEDIATE")
-                else:
-                    cursor.execute("PRAGMA busy_timeout = 0")
-                    try:
-                        cursor.execute("BEGIN IMMEDIATE")
-                    except sqlite3.OperationalError as exc:
-                        if "locked" not in str(exc):
-                            raise
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc):
+                        raise
+                    if time.perf_counter() > deadline:
                         raise WriteLockBusy from None
-                    finally:
-                        cursor.execute(f"PRAGMA busy_timeout = {t.BUSY_TIMEOUT_MS}")
-            yield conn
+                    time.sleep(LOCK_SPIN_PAUSE_S)
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout = {t.BUSY_TIMEOUT_MS}")
 
     # ---- studies -------------------------------------------------------------------------
     def study(self, public_id: str) -> StudyState:
@@ -368,6 +405,7 @@ class Store:
         position = len(rows)
         if position >= n_pairs:
             if completed_at is None:
+                self._write_lock(conn)
                 _UPD_DONE.run(conn, {"now": time.time(), "n": n_pairs, "rid": rid})
             return self._done_payload(state, completion_code)
         seen = {row[5] for row in rows}
@@ -375,20 +413,22 @@ class Store:
         want_gold = position in json.loads(gold_slots)
         comps = state.comparison_list
         adaptive = bool(state.config.get("adaptive"))
-        with state.lock:
+        with state.lock:  # not while waiting for the write lock: a thread holding it may want this one
             comp = choose(comps, state.coverage, seen, seen_items, self._rng, gold=want_gold, adaptive=adaptive)
             if comp is None:
                 comp = choose(comps, state.coverage, seen, seen_items, self._rng, gold=not want_gold,
                               adaptive=adaptive)
-            if comp is None:  # the study ran out of pairs this rater has not seen
-                _UPD_DONE.run(conn, {"now": time.time(), "n": position, "rid": rid})
-                return self._done_payload(state, completion_code)
-            left_is_a = self._rng.random() < 0.5
-            try:
-                aid = _INS_ASSIGNMENT.run(conn, {"sid": state.id, "rid": rid, "cid": comp.id, "pos": position,
-                                                 "left_is_a": left_is_a, "now": time.time()}).fetchone()[0]
-            except self.integrity_errors:
-                raise ApiError(409, "Another request of yours is already fetching a pair; reload the page.") from None
+        self._write_lock(conn)
+        if comp is None:  # the study ran out of pairs this rater has not seen
+            _UPD_DONE.run(conn, {"now": time.time(), "n": position, "rid": rid})
+            return self._done_payload(state, completion_code)
+        left_is_a = self._rng.random() < 0.5
+        try:
+            aid = _INS_ASSIGNMENT.run(conn, {"sid": state.id, "rid": rid, "cid": comp.id, "pos": position,
+                                             "left_is_a": left_is_a, "now": time.time()}).fetchone()[0]
+        except self.integrity_errors:
+            raise ApiError(409, "Another request of yours is already fetching a pair; reload the page.") from None
+        with state.lock:
             state.coverage.add_served(comp)
         return self._pair_payload(state, rid, aid, comp.id, position, left_is_a, n_pairs)
 
@@ -437,6 +477,7 @@ class Store:
             now = time.time()
             refused = self._watch_refusal(conn, state, aid, cid, served_at, bool(left_is_a), now)
             if refused is None:
+                self._write_lock(conn)
                 try:
                     _INS_VOTE.run(conn, [
                         {"aid": aid, "q": q, "choice": choice, "now": now, "server_s": now - served_at,
@@ -515,6 +556,7 @@ class Store:
         """Note that bytes [first, end) of one part of an assignment were sent (commits before returning)."""
         if end > first:
             with self._writing() as conn:
+                self._write_lock(conn)
                 _INS_DELIVERY.run(conn, {"aid": aid, "part": part, "first": first, "end": end, "at": at})
 
 
