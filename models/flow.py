@@ -25,6 +25,7 @@ Conventions (diffusers' FlowMatchEulerDiscreteScheduler and LTX pipelines):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import Any, Callable, Literal
@@ -265,21 +266,23 @@ def sample(
             raise ValueError(f"cond_latents have {cond_latents.shape[2]} frames; the {patch} patch conditions {k}.")
         cond_latents = cond_latents.to(x)
     schedule = sampling_schedule(steps, grid[0] * grid[1] * grid[2], cfg).to(x.device)
-    for i in range(steps):
-        t, t_next = schedule[i], schedule[i + 1]
-        t_batch = t.expand(b)
-        if k:
-            noisy = cond_latents + cfg.i2v_cond_noise_scale * t**2 * _randn(tuple(cond_latents.shape), generator, x)
-            x = torch.cat([noisy, x[:, :, k:]], dim=2)
-            timestep = token_timesteps(torch.zeros_like(t_batch), t_batch, tuple(shape[2:]), patch)  # (B, N)
-        else:
-            timestep = t_batch
-        v = guided_velocity(model, x, timestep, text, text_mask, null_emb, null_mask, fps, guidance_scale)
-        x = x + (t_next - t) * v.float()
-        if k:
-            x = torch.cat([cond_latents, x[:, :, k:]], dim=2)
-        if on_step is not None:
-            on_step(i)
+    reuse_text = getattr(model, "reuse_text", contextlib.nullcontext)  # the captions are the same at every step
+    with reuse_text():
+        for i in range(steps):
+            t, t_next = schedule[i], schedule[i + 1]
+            t_batch = t.expand(b)
+            if k:
+                noisy = cond_latents + cfg.i2v_cond_noise_scale * t**2 * _randn(tuple(cond_latents.shape), generator, x)
+                x = torch.cat([noisy, x[:, :, k:]], dim=2)
+                timestep = token_timesteps(torch.zeros_like(t_batch), t_batch, tuple(shape[2:]), patch)  # (B, N)
+            else:
+                timestep = t_batch
+            v = guided_velocity(model, x, timestep, text, text_mask, null_emb, null_mask, fps, guidance_scale)
+            x = x + (t_next - t) * v.float()
+            if k:
+                x = torch.cat([cond_latents, x[:, :, k:]], dim=2)
+            if on_step is not None:
+                on_step(i)
     return x
 
 

@@ -196,3 +196,31 @@ def test_gradient_checkpointing_matches() -> None:
     for a, b in zip(grads, grads2):
         torch.testing.assert_close(a, b)
     assert dataclasses.is_dataclass(cfg)
+
+
+def test_reuse_text_is_exact_and_follows_the_captions() -> None:
+    """Inside reuse_text, equal captions reuse the caption projection and cross-attention K/V (same outputs
+    as plain forwards, bit for bit); captions that differ by value, even in the same tensor, are recomputed."""
+    cfg = dit_config("ltx", "tiny")
+    torch.manual_seed(0)
+    model = cfg.build().eval()
+    x = _latents_for(cfg, batch=2)
+    text, other = torch.randn(2, 2, cfg.max_text_tokens, cfg.caption_channels).unbind(0)
+    mask = torch.ones(2, cfg.max_text_tokens, dtype=torch.bool)
+    mask[1, 5:] = False
+    projections = []
+    model.caption_projection.register_forward_hook(lambda *_: projections.append(1))
+    t1, t2 = torch.tensor([0.9, 0.9]), torch.tensor([0.4, 0.4])
+    with torch.no_grad():
+        plain = [model(x, t, c, mask, 24.0) for t, c in [(t1, text), (t2, text), (t2, other)]]
+        projections.clear()
+        with model.reuse_text():
+            cached = [model(x, t1, text, mask, 24.0), model(x, t2, text.clone(), mask, 24.0), model(x, t2, other, mask, 24.0)]
+            assert len(projections) == 2  # the second forward reused the first's caption work
+            text += 1.0  # the same tensor, new values: recomputed
+            changed = model(x, t1, text, mask, 24.0)
+            assert len(projections) == 3
+        fresh = model(x, t1, text, mask, 24.0)
+    for a, b in zip(plain, cached):
+        assert torch.equal(a, b)
+    assert torch.equal(changed, fresh) and model._text_cache is None

@@ -11,16 +11,21 @@ uniformly instead of producing NaN).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.dit.rope import rotate
-from models.layers import WorkspaceLinear
+from models.layers import WorkspaceLinear, workspace
 
 Rope = torch.Tensor  # (B|1, N, inner/2) complex rotations, `models.dit.rope.rope_rotation`
+TextKV = tuple[torch.Tensor, torch.Tensor]  # cross-attention keys (normed) and values of the text, (B, L, inner) each
 
 QK_NORM_EPS = 1e-5  # diffusers' LTXAttention hard-codes this for norm_q / norm_k
+GELU_TANH_K = 2 * math.sqrt(2 / math.pi)  # GELU(tanh): 0.5 (1 + tanh(u)) = sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3)
+GELU_TANH_CUBIC = 0.044715
 
 
 def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -47,6 +52,18 @@ def gated_residual(x: torch.Tensor, update: torch.Tensor, gate: torch.Tensor, *,
     if owned and not torch.is_grad_enabled():
         return x.addcmul_(update, gate)
     return torch.addcmul(x, update, gate)
+
+
+def gelu_tanh_(h: torch.Tensor) -> torch.Tensor:
+    """GELU(tanh) of h in place, as h * sigmoid(2u) through a reused buffer (no autograd).
+
+    On CPU torch's tanh kernel is the slow part of its fused GELU(tanh): at the `small`
+    generate shape, (96, 2048), gelu_ takes 0.73 ms and these five passes 0.33 ms (sigmoid
+    0.23 ms), within 4e-7 of the float64 GELU as torch's own is."""
+    u = workspace("gelu_tanh", tuple(h.shape), h)
+    torch.mul(h, h, out=u)
+    u.mul_(GELU_TANH_CUBIC * GELU_TANH_K).add_(GELU_TANH_K).mul_(h)  # 2u
+    return h.mul_(torch.sigmoid(u, out=u))
 
 
 def mask_bias(text_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -106,11 +123,18 @@ class CrossAttention(nn.Module):
         self.norm_k = make_qk_norm(qk_norm, inner)
         self.to_out = WorkspaceLinear(inner, dim, role="cross_out")
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """x (B, N, D), text (B, L, D), bias (B, 1, 1, L) -> (B, N, D)."""
+    def text_kv(self, text: torch.Tensor, *, keep: bool = False) -> TextKV:
+        """text (B, L, D) -> normed keys and values, 2 x (B, L, inner). `keep`: in fresh memory, not in
+        the workspace buffer the next block's projection overwrites (for reuse across forwards)."""
+        kv = self.to_kv(text)
+        k, v = (kv.clone() if keep else kv).chunk(2, dim=-1)
+        return self.norm_k(k), v
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, bias: torch.Tensor, kv: TextKV | None = None) -> torch.Tensor:
+        """x (B, N, D), text (B, L, D), bias (B, 1, 1, L) -> (B, N, D). `kv`: `text_kv(text)` computed earlier."""
         q = self.norm_q(self.to_q(x))
-        k, v = self.to_kv(text).chunk(2, dim=-1)  # 2 x (B, L, inner)
-        return self.to_out(attend(q, self.norm_k(k), v, self.heads, bias))
+        k, v = kv if kv is not None else self.text_kv(text)
+        return self.to_out(attend(q, k, v, self.heads, bias))
 
 
 class FeedForward(nn.Module):
@@ -123,7 +147,10 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc_in(x)  # (B, N, hidden): a fresh buffer, so without autograd GELU overwrites it
-        h = F.gelu(h, approximate="tanh") if torch.is_grad_enabled() else torch._C._nn.gelu_(h, approximate="tanh")
+        if torch.is_grad_enabled():
+            h = F.gelu(h, approximate="tanh")
+        else:  # h is a fresh buffer: overwritten in place (on CPU without the slow tanh kernel)
+            h = gelu_tanh_(h) if h.device.type == "cpu" else torch._C._nn.gelu_(h, approximate="tanh")
         return self.fc_out(h)
 
 
@@ -140,14 +167,16 @@ class CrossAttentionBlock(nn.Module):
         self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
 
     def forward(
-        self, x: torch.Tensor, text: torch.Tensor, temb: torch.Tensor, rope: Rope | None, bias: torch.Tensor, **_: object
+        self, x: torch.Tensor, text: torch.Tensor, temb: torch.Tensor, rope: Rope | None, bias: torch.Tensor,
+        text_kv: TextKV | None = None, **_: object
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, N, D), text (B, L, D), temb (B, 1|N, 6D), bias (B, 1, 1, L) -> (x, text unchanged)."""
+        """x (B, N, D), text (B, L, D), temb (B, 1|N, 6D), bias (B, 1, 1, L) -> (x, text unchanged).
+        `text_kv`: this block's `cross_attn.text_kv(text)` from an earlier forward with the same text."""
         b = x.shape[0]
         ada = self.scale_shift_table[None, None] + temb.view(b, temb.shape[1], 6, -1)  # (B, 1|N, 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ada.unbind(dim=2)
         x = gated_residual(x, self.self_attn(norm_modulate(x, self.eps, shift_msa, scale_msa), rope), gate_msa)
-        cross = self.cross_attn(x, text, bias)
+        cross = self.cross_attn(x, text, bias, text_kv)
         x = x.add_(cross) if not torch.is_grad_enabled() else x + cross  # x is this block's own buffer now
         x = gated_residual(x, self.ff(norm_modulate(x, self.eps, shift_mlp, scale_mlp)), gate_mlp, owned=True)
         return x, text
