@@ -266,8 +266,8 @@ def sample(
             raise ValueError(f"cond_latents have {cond_latents.shape[2]} frames; the {patch} patch conditions {k}.")
         cond_latents = cond_latents.to(x)
     schedule = sampling_schedule(steps, grid[0] * grid[1] * grid[2], cfg).to(x.device)
-    reuse_text = getattr(model, "reuse_text", contextlib.nullcontext)  # the captions are the same at every step
-    with reuse_text():
+    reuse = getattr(model, "reuse_conditioning", contextlib.nullcontext)  # the captions and grid are the same at every step
+    with reuse():
         for i in range(steps):
             t, t_next = schedule[i], schedule[i + 1]
             t_batch = t.expand(b)

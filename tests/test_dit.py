@@ -198,8 +198,8 @@ def test_gradient_checkpointing_matches() -> None:
     assert dataclasses.is_dataclass(cfg)
 
 
-def test_reuse_text_is_exact_and_follows_the_captions() -> None:
-    """Inside reuse_text, equal captions reuse the caption projection and cross-attention K/V (same outputs
+def test_reuse_conditioning_is_exact_and_follows_the_captions() -> None:
+    """Inside reuse_conditioning, equal captions reuse the caption projection and cross-attention K/V (same outputs
     as plain forwards, bit for bit); captions that differ by value, even in the same tensor, are recomputed."""
     cfg = dit_config("ltx", "tiny")
     torch.manual_seed(0)
@@ -214,13 +214,13 @@ def test_reuse_text_is_exact_and_follows_the_captions() -> None:
     with torch.no_grad():
         plain = [model(x, t, c, mask, 24.0) for t, c in [(t1, text), (t2, text), (t2, other)]]
         projections.clear()
-        with model.reuse_text():
+        with model.reuse_conditioning():
             cached = [model(x, t1, text, mask, 24.0), model(x, t2, text.clone(), mask, 24.0), model(x, t2, other, mask, 24.0)]
             assert len(projections) == 2  # the second forward reused the first's caption work
             text += 1.0  # the same tensor, new values: recomputed
             changed = model(x, t1, text, mask, 24.0)
-            assert len(projections) == 3
+            assert len(projections) == 3 and len(model._cache.rope) == 1  # one token grid, rotations kept
         fresh = model(x, t1, text, mask, 24.0)
     for a, b in zip(plain, cached):
         assert torch.equal(a, b)
-    assert torch.equal(changed, fresh) and model._text_cache is None
+    assert torch.equal(changed, fresh) and model._cache is None

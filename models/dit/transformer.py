@@ -83,13 +83,15 @@ class CaptionProjection(nn.Module):
 
 
 @dataclasses.dataclass
-class TextCache:
-    """The caption-side work of the last forward inside `LTXDiT.reuse_text`, keyed by the captions' values."""
+class SamplingCache:
+    """What `LTXDiT.reuse_conditioning` keeps between forwards: the caption-side work of the last forward,
+    keyed by the captions' values, and the RoPE rotations per token grid."""
 
     text: torch.Tensor | None = None  # (B, L, caption_channels) the raw captions it was computed from
     mask: torch.Tensor | None = None  # (B, L) their mask
     projected: torch.Tensor | None = None  # (B, L, D) the caption projection's output
     kv: list[TextKV] = dataclasses.field(default_factory=list)  # per block: cross-attention keys, values
+    rope: dict[tuple, torch.Tensor | None] = dataclasses.field(default_factory=dict)  # (latent shape, fps, device) -> rotations
 
     def matches(self, text: torch.Tensor, mask: torch.Tensor) -> bool:
         return (self.text is not None and self.text.shape == text.shape and self.mask.shape == mask.shape
@@ -117,24 +119,25 @@ class LTXDiT(nn.Module):
         self.final_scale_shift = nn.Parameter(torch.randn(2, dim) / dim**0.5)
         self.proj_out = nn.Linear(dim, cfg.patch_channels)
         self.gradient_checkpointing = False  # recompute block activations in backward (memory for time)
-        self._text_cache: TextCache | None = None  # set inside `reuse_text`
+        self._cache: SamplingCache | None = None  # set inside `reuse_conditioning`
 
     @contextlib.contextmanager
-    def reuse_text(self) -> Iterator[None]:
-        """Within: a no-grad forward whose captions and mask equal (by value) the previous one's reuses its
-        caption projection and every block's cross-attention keys and values (a sampler's steps: the text
-        is the same at every step, so that is 1/8 of a `small` CFG forward's multiplies at 48 tokens).
-        Exact: the same tensors the forward would compute. The weights must not change inside."""
-        self._text_cache = TextCache()
+    def reuse_conditioning(self) -> Iterator[None]:
+        """Within: what a sampler's steps share is computed once. A no-grad forward whose captions and mask
+        equal (by value) the previous one's reuses its caption projection and every block's cross-attention
+        keys and values (1/8 of a `small` CFG forward's multiplies at 48 tokens), and the RoPE rotations of
+        a token grid are computed once. Exact: the same tensors the forward would compute. The weights
+        must not change inside."""
+        self._cache = SamplingCache()
         try:
             yield
         finally:
-            self._text_cache = None
+            self._cache = None
 
     def text_states(self, text: torch.Tensor, text_mask: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, list[TextKV] | None]:
-        """Projected captions (B, L, D) and, inside `reuse_text` (cross-attention, no grad), every block's
+        """Projected captions (B, L, D) and, inside `reuse_conditioning` (cross-attention, no grad), every block's
         cross-attention keys/values, from the cache when the captions are the cached ones."""
-        cache = self._text_cache
+        cache = self._cache
         if cache is None or torch.is_grad_enabled() or self.config.text_conditioning != "cross_attention":
             return self.caption_projection(text.to(dtype)), None
         if not cache.matches(text, text_mask):
@@ -151,7 +154,16 @@ class LTXDiT(nn.Module):
         return temb.view(batch, -1, temb.shape[-1]), emb.view(batch, -1, emb.shape[-1])
 
     def rope(self, latent_shape: tuple[int, int, int], fps: float, device: torch.device) -> torch.Tensor | None:
-        """Complex rotations (1, N, hidden/2) for the token grid, or None with RoPE off."""
+        """Complex rotations (1, N, hidden/2) for the token grid, or None with RoPE off (inside
+        `reuse_conditioning`, computed once per grid)."""
+        if self._cache is None:
+            return self._rope(latent_shape, fps, device)
+        key = (tuple(latent_shape), float(fps), torch.device(device))
+        if key not in self._cache.rope:
+            self._cache.rope[key] = self._rope(latent_shape, fps, device)
+        return self._cache.rope[key]
+
+    def _rope(self, latent_shape: tuple[int, int, int], fps: float, device: torch.device) -> torch.Tensor | None:
         cfg = self.config
         if cfg.rope == "off":
             return None
