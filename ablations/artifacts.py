@@ -39,14 +39,19 @@ def legacy_sentence(path: Path) -> str:
             "and pass that or its folder.")
 
 
+def artifact_path(path: str | Path, component: str) -> Path:
+    """The file a user's path names: the path itself when it is a file name, else its folder's artifact."""
+    given = Path(path)
+    return given if given.suffix in (tensor_file.SUFFIX, ".pt") else given / FILES[component]
+
+
 def artifact_file(path: str | Path, component: str) -> Path:
     """The artifact file for a user's path (its folder or the file itself), checked to exist.
 
     A folder holding only the old `vae.pt` / `dit.pt`, or a `.pt` file, gets the conversion
     sentence; a missing one says which command writes it.
     """
-    given = Path(path)
-    file = given if given.suffix in (tensor_file.SUFFIX, ".pt") else given / FILES[component]
+    file = artifact_path(path, component)
     folder = file.parent
     if file.suffix == ".pt" and file.exists():
         raise LegacyCheckpointError(legacy_sentence(file))

@@ -136,19 +136,20 @@ def _legacy_check(folder: Path) -> str | None:
     products = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
     products = [rel for rel in products if _recorded(rel)]
     why = _pickle_product(products)
+    if why is not None:
+        return why
     for rel in products:
-        if why is not None:
-            break
         path = folder / rel
         try:
             if path.suffix == ".json":
                 json.loads(path.read_text())
             elif path.suffix == tensor_file.SUFFIX:  # the header covers the file; the tensors hash as it records
                 damage = tensor_file.problem(path)
-                why = f"{rel} {damage}" if damage else None
+                if damage:
+                    return f"{rel} {damage}"
         except (OSError, ValueError) as exc:
-            why = f"{rel} does not read back ({type(exc).__name__})"
-    return why
+            return f"{rel} does not read back ({type(exc).__name__})"
+    return None
 
 
 def clear_for_rerun(folder: Path) -> None:

@@ -41,7 +41,6 @@ LOCK_SPIN_S = 0.005
 LOCK_SPIN_PAUSE_S = 0.0001
 
 
-
 class Sql:
     """A hot-path statement run on the DBAPI cursor of a SQLAlchemy connection, in its transaction.
 

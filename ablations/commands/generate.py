@@ -43,7 +43,7 @@ def _check(args: argparse.Namespace) -> None:
     from ablations.cli import UserError
     from ablations.stages.speed import parse_shape
 
-    from ablations.artifacts import FILES, artifact_file
+    from ablations.artifacts import FILES, artifact_file, artifact_path
 
     for flag, path, component in (("--dit", args.dit, "dit"), ("--vae", args.vae, "vae")):
         if path is None:
@@ -51,9 +51,8 @@ def _check(args: argparse.Namespace) -> None:
         try:
             artifact_file(path, component)
         except FileNotFoundError:
-            file = path if path.suffix else path / FILES[component]
-            raise UserError(f"{flag} {path}: no checkpoint file {file}; pass train-{component}'s --out folder or its "
-                            f"{FILES[component]}.") from None
+            raise UserError(f"{flag} {path}: no checkpoint file {artifact_path(path, component)}; pass "
+                            f"train-{component}'s --out folder or its {FILES[component]}.") from None
     if args.image is not None and not args.image.is_file():
         raise UserError(f"--image {args.image} does not exist; pass the path of a png or jpg first frame.")
     if args.steps < 1:
