@@ -35,7 +35,16 @@ def speed_table(runs):  # type: ignore[no-untyped-def]
     table = runs.groupby("variant", sort=False)[columns].median().reset_index()
     if "speed.ref_wall_s" in table and "cost.h100_estimate_s" in table:
         table["measured / estimate"] = table["speed.ref_wall_s"] / table["cost.h100_estimate_s"]
-    return table.rename(columns={**SPEED_LABELS, **COST_LABELS})
+    return named_by_axes(table).rename(columns={**SPEED_LABELS, **COST_LABELS})
+
+
+def named_by_axes(per_variant):  # type: ignore[no-untyped-def]
+    """The table with each row named first by the axes that differ (`variant_labels`, as the bars are) and the
+    full variant string moved to the last column, so the figures fit the page and the name is still there."""
+    names = variant_labels(per_variant["variant"])
+    table = per_variant.rename(columns={"variant": "full variant"})
+    table.insert(0, "variant", table["full variant"].map(names))
+    return table[[c for c in table.columns if c != "full variant"] + ["full variant"]]
 
 
 def show_speed(runs) -> None:  # type: ignore[no-untyped-def]
@@ -82,7 +91,7 @@ def main() -> None:
     per_variant = runs.groupby("variant", sort=False).agg(
         **{COST_LABELS[c]: (c, "mean") for c in present}, runs=("run_id", "size")
     ).reset_index()  # fmt: skip
-    st.dataframe(per_variant, hide_index=True, column_config={COST_LABELS[c]: st.column_config.NumberColumn(format=COST_FORMATS[c]) for c in present})
+    st.dataframe(named_by_axes(per_variant), hide_index=True, column_config={COST_LABELS[c]: st.column_config.NumberColumn(format=COST_FORMATS[c]) for c in present})
 
     assumptions = data.sweep.get("cost_assumptions") or {}
     left, right = st.columns([2, 1])
