@@ -86,8 +86,14 @@ def load(path: str | Path, component: str) -> tuple[dict[str, torch.Tensor], dic
 
 
 def save(path: Path, component: str, weights: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> Path:
-    """Write the artifact atomically; the header gets the format and the weights' sha256."""
-    full = {**meta, "format": FORMATS[component], "tensors_sha256": tensor_file.tensors_sha256(weights)}
+    """Write the artifact atomically; the header gets the format, the weights' sha256 and the provenance of
+    the process that wrote it, `written_by` (commit, versions, hardware and its torch thread count, which a command's
+    `--threads` default picks from the load at start)."""
+    from ablations.provenance import provenance
+
+    written_by = {**provenance(), "torch_threads": torch.get_num_threads()}
+    full = {**meta, "format": FORMATS[component], "tensors_sha256": tensor_file.tensors_sha256(weights),
+            "written_by": written_by}
     return tensor_file.save(path, weights, full)
 
 

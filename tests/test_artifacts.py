@@ -53,7 +53,11 @@ def test_round_trip_gives_identical_tensors_and_configs(trained, tmp_path):
     weights, read = artifacts.load(again, "vae")
     assert weights.keys() == vae.state_dict().keys()
     assert all(torch.equal(weights[k], v) for k, v in vae.state_dict().items())
-    assert read == meta and read["config"] == to_dict(vae.cfg) and read["tensors_sha256"] == meta["tensors_sha256"]
+    assert {k: v for k, v in read.items() if k != "written_by"} == {k: v for k, v in meta.items() if k != "written_by"}
+    assert read["config"] == to_dict(vae.cfg) and read["tensors_sha256"] == meta["tensors_sha256"]
+    # the writer's provenance, including the thread count a load-dependent `--threads` default chose
+    assert read["written_by"]["torch_threads"] == torch.get_num_threads()
+    assert {"git_commit", "versions", "hardware"} <= read["written_by"].keys()
     dit_meta = artifacts.read_meta(dit_dir, "dit")
     assert dit_meta["config"] == to_dict(dit.model.config) and dit_meta["text"] == to_dict(dit.text)
     assert tuple(dit_meta["video_shape"]) == dit.video_shape and Path(dit_meta["vae_dir"]) == dit.vae_dir
