@@ -65,6 +65,29 @@ class Sql:
         return cursor
 
 
+
+@dataclass(frozen=True)
+class Read:
+    """A store operation's request to run one read-only statement; the driver sends back its rows."""
+
+    sql: Sql
+    params: dict
+
+
+@dataclass(frozen=True)
+class Write:
+    """Statements that commit together, all or nothing, as soon as they ran; the driver sends back
+    the last statement's rows, or throws the driver's IntegrityError into the operation.
+
+    Store operations (`vote_steps`, `next_steps`) are generators of Read and Write steps, so one
+    piece of logic runs on either driver: `Store._run` (a SQLAlchemy connection, in the calling
+    thread: SQLite on the event loop, tests) and `survey.db.AsyncPostgres.run` (psycopg on the
+    event loop, where a Write is one statement: a vote is two round trips instead of five).
+    """
+
+    steps: tuple[tuple[Sql, dict], ...]
+
+
 # The rater and their pairs in one round trip: no row means no such rater in this study; a rater
 # without pairs yet is one row with NULL pair columns. A vote reads its assignment from these rows
 # too, and then schedules the next pair from them (one statement per vote fewer).
@@ -81,6 +104,8 @@ _UPD_DONE = Sql("UPDATE raters SET completed_at = :now, n_pairs = :n WHERE id = 
 _SEL_DELIVERED = Sql("SELECT part, first_byte, end_byte, at FROM deliveries WHERE assignment_id = :aid AND part < 2")
 _INS_DELIVERY = Sql("INSERT INTO deliveries (assignment_id, part, first_byte, end_byte, at) "
                     "VALUES (:aid, :part, :first, :end, :at)")
+_INS_REFUSAL = Sql("INSERT INTO refusals (study_id, rater_id, assignment_id, reason, at) "
+                   "VALUES (:sid, :rid, :aid, :reason, :now)")
 _SEL_MEDIA_ASSIGNMENT = Sql("SELECT study_id, comparison_id, left_is_a FROM assignments WHERE id = :aid")
 # One atomic statement takes a token from the client's bucket (refilled by elapsed time, capped at
 # the burst): no read-then-write race between server processes. CASE, not MIN/LEAST, so that
@@ -97,6 +122,9 @@ _MEDIA_TOKEN = re.compile(r"([0-9]{1,12})\.([012])\.([A-Za-z0-9_-]{24})")
 _RATER_TOKEN = re.compile(r"([0-9]{1,12})\.([A-Za-z0-9_-]{24})")
 _NOT_SERVED = "This pair was not served to you; vote only on pairs the study page shows."
 _BAD_RATER = "Missing or invalid rater token; open the study from its link again."
+_FETCHING = "Another request of yours is already fetching a pair; reload the page."
+_REFUSED = {"not_delivered": "This vote came before both videos were delivered to you; let both play to the end.",
+            "too_fast": "This vote came before both videos could have played to the end; watch both first."}
 
 
 class WriteLockBusy(Exception):
@@ -175,16 +203,7 @@ class Store:
 
     @contextmanager
     def _writing(self):  # noqa: ANN202 - context manager of a SQLAlchemy connection
-        """A transaction for reads and then writes; call `_write_lock(conn)` before the first write.
-
-        On SQLite the reads run before the write lock is taken, so the lock is held only for the
-        inserts and the commit (the reads, the watch gate and the scheduler's pick ran inside it
-        before, and 2 worker processes met each other's lock on 34-39% of writes). Reads may thus
-        be stale, as they always were on PostgreSQL (read committed): the unique constraints
-        decide races (a second vote on a pair, two pairs at one position are refused, 409), and
-        the watch gate's stale reads can only miss deliveries, so only refuse. On PostgreSQL
-        `_write_lock` does nothing.
-        """
+        """A transaction for reads and then writes; call `_write_lock(conn)` before the first write (see _run)."""
         with self.engine.begin() as conn:
             try:
                 yield conn
@@ -382,17 +401,64 @@ class Store:
     # ---- pairs and votes -----------------------------------------------------------------
     def next_pair(self, state: StudyState, rid: int) -> dict:
         """The rater's open pair, a newly scheduled one, or the completion payload."""
-        with self._writing() as conn:
-            return self._next(conn, state, rid)
+        return self._run(self.next_steps(state, rid))
 
-    @staticmethod
-    def _rater_pairs(conn, state: StudyState, rid: int) -> list[tuple]:  # noqa: ANN001 - SQLAlchemy connection
-        """_SEL_RATER_PAIRS rows of this rater in this study (empty: no such rater)."""
-        return _SEL_RATER_PAIRS.run(conn, {"rid": rid, "sid": state.id}).fetchall()
+    def vote(self, state: StudyState, rid: int, body: dict) -> dict:
+        """Record one vote (one choice per question) and return the next pair; all or nothing."""
+        return self._run(self.vote_steps(state, rid, body))
 
-    def _next(self, conn, state: StudyState, rid: int, rows: list[tuple] | None = None) -> dict:  # noqa: ANN001
-        """The next pair, from the rater's _SEL_RATER_PAIRS `rows` (read now when not given)."""
-        rows = self._rater_pairs(conn, state, rid) if rows is None else rows
+    # (vote_steps and next_steps are these operations as Read/Write generators, for survey.db.AsyncPostgres)
+
+    def _run(self, steps):  # noqa: ANN001, ANN202 - generator of Read/Write steps, its return value
+        """Run a store operation on a SQLAlchemy connection in this thread; each Write commits at once.
+
+        On SQLite the reads run before the write lock is taken, so the lock is held only for the
+        inserts and the commit (the reads, the watch gate and the scheduler's pick ran inside it
+        before, and 2 worker processes met each other's lock on 34-39% of writes). Reads may thus
+        be stale, as they always were on PostgreSQL (read committed): the unique constraints
+        decide races (a second vote on a pair, two pairs at one position are refused, 409), and
+        the watch gate's stale reads can only miss deliveries, so only refuse.
+        """
+        with self.engine.connect() as conn:
+            result, error = None, None
+            while True:
+                try:
+                    step = steps.throw(error) if error is not None else steps.send(result)
+                except StopIteration as done:
+                    return done.value
+                error = None
+                if isinstance(step, Read):
+                    result = step.sql.run(conn, step.params).fetchall()
+                    continue
+                try:
+                    self._write_lock(conn)
+                    for sql, params in step.steps:
+                        cursor = sql.run(conn, params)
+                    result = cursor.fetchall() if cursor.description else []
+                    conn.connection.commit()
+                except self.integrity_errors as exc:
+                    conn.connection.rollback()
+                    error = exc
+                finally:
+                    conn.info.pop("survey_write", None)
+
+    def next_steps(self, state: StudyState, rid: int):  # noqa: ANN202 - generator of Read/Write steps
+        """The next_pair operation: the rater's pairs, then at most one Write."""
+        rows = yield Read(_SEL_RATER_PAIRS, {"rid": rid, "sid": state.id})
+        writes, finish = self._plan_next(state, rid, rows)
+        if not writes:
+            return finish(None)
+        try:
+            return finish((yield Write(writes)))
+        except self.integrity_errors:
+            raise ApiError(409, _FETCHING) from None
+
+    def _plan_next(self, state: StudyState, rid: int, rows: list[tuple]) -> tuple[tuple, object]:
+        """What serving the next pair writes, and a function of that Write's rows giving the reply.
+
+        `rows` are the rater's _SEL_RATER_PAIRS rows (none: no such rater). The scheduler's pick
+        is counted in the coverage only once its assignment is committed.
+        """
         if not rows:
             raise ApiError(403, _BAD_RATER)
         n_pairs, gold_slots, completion_code, completed_at = rows[0][:4]
@@ -400,13 +466,13 @@ class Store:
             rows = []
         for _, _, _, _, aid, cid, pos, left_is_a, vote, _ in rows:
             if vote is None:  # reload or second tab: serve the same open pair again
-                return self._pair_payload(state, rid, aid, cid, pos, bool(left_is_a), n_pairs)
+                payload = self._pair_payload(state, rid, aid, cid, pos, bool(left_is_a), n_pairs)
+                return (), lambda _rows: payload
+        done = self._done_payload(state, completion_code)
         position = len(rows)
         if position >= n_pairs:
-            if completed_at is None:
-                self._write_lock(conn)
-                _UPD_DONE.run(conn, {"now": time.time(), "n": n_pairs, "rid": rid})
-            return self._done_payload(state, completion_code)
+            finish = ((_UPD_DONE, {"now": time.time(), "n": n_pairs, "rid": rid}),) if completed_at is None else ()
+            return finish, lambda _rows: done
         seen = {row[5] for row in rows}
         seen_items = {state.comparisons[c].item_id for c in seen}
         want_gold = position in json.loads(gold_slots)
@@ -417,19 +483,17 @@ class Store:
             if comp is None:
                 comp = choose(comps, state.coverage, seen, seen_items, self._rng, gold=not want_gold,
                               adaptive=adaptive)
-        self._write_lock(conn)
         if comp is None:  # the study ran out of pairs this rater has not seen
-            _UPD_DONE.run(conn, {"now": time.time(), "n": position, "rid": rid})
-            return self._done_payload(state, completion_code)
+            return ((_UPD_DONE, {"now": time.time(), "n": position, "rid": rid}),), lambda _rows: done
         left_is_a = self._rng.random() < 0.5
-        try:
-            aid = _INS_ASSIGNMENT.run(conn, {"sid": state.id, "rid": rid, "cid": comp.id, "pos": position,
-                                             "left_is_a": left_is_a, "now": time.time()}).fetchone()[0]
-        except self.integrity_errors:
-            raise ApiError(409, "Another request of yours is already fetching a pair; reload the page.") from None
-        with state.lock:
-            state.coverage.add_served(comp)
-        return self._pair_payload(state, rid, aid, comp.id, position, left_is_a, n_pairs)
+
+        def served(written: list[tuple]) -> dict:
+            with state.lock:
+                state.coverage.add_served(comp)
+            return self._pair_payload(state, rid, written[0][0], comp.id, position, left_is_a, n_pairs)
+
+        return ((_INS_ASSIGNMENT, {"sid": state.id, "rid": rid, "cid": comp.id, "pos": position,
+                                   "left_is_a": left_is_a, "now": time.time()}),), served
 
     def _pair_payload(self, state: StudyState, rid: int, aid: int, cid: int, position: int, left_is_a: bool,
                       total: int) -> dict:
@@ -452,8 +516,39 @@ class Store:
         url = state.config.get("completion_url")
         return {"done": True, "completion_code": code, "redirect": url.replace("{code}", code) if url else None}
 
-    def vote(self, state: StudyState, rid: int, body: dict) -> dict:
-        """Record one vote (one choice per question) and return the next pair; all or nothing."""
+    def vote_steps(self, state: StudyState, rid: int, body: dict):  # noqa: ANN202 - generator of Read/Write steps
+        """The vote operation: the rater's pairs (and deliveries), then one Write of the vote and the next pair."""
+        aid, answers, elapsed_ms = self._check_vote(state, rid, body)
+        rows = yield Read(_SEL_RATER_PAIRS, {"rid": rid, "sid": state.id})
+        row = next((row for row in rows if row[4] == aid), None)
+        if row is None:
+            raise ApiError(403, _NOT_SERVED)
+        cid, left_is_a, served_at = row[5], bool(row[7]), row[9]
+        now = time.time()
+        delivered = (yield Read(_SEL_DELIVERED, {"aid": aid})) if state.config.get("require_delivery", True) else None
+        refused = self._watch_refusal(state, cid, served_at, left_is_a, now, delivered)
+        if refused is not None:  # recorded (its own Write, committed), then refused
+            yield Write(((_INS_REFUSAL, {"sid": state.id, "rid": rid, "aid": aid, "reason": refused, "now": now}),))
+            raise ApiError(425, _REFUSED[refused])
+        votes = tuple((_INS_VOTE, {"aid": aid, "q": q, "choice": choice, "now": now, "server_s": now - served_at,
+                                   "client_ms": float(elapsed_ms) if elapsed_ms is not None else None})
+                      for q, choice in enumerate(answers))
+        # the rows as they will be: this pair voted (a duplicate vote fails the whole Write)
+        writes, finish = self._plan_next(state, rid, [(*r[:8], r[8] if r[4] != aid else 0, r[9]) for r in rows])
+        try:
+            written = yield Write(votes + writes)
+        except self.integrity_errors as exc:
+            if _conflict_table(exc) == "votes":
+                raise ApiError(409, "This pair already has your vote; each pair is counted once.") from None
+            raise ApiError(409, _FETCHING) from None
+        following = finish(written)
+        with state.lock:
+            self._tally(state, cid, left_is_a, answers[0], state.coverage)
+        return {"ok": True, "next": following}
+
+    @staticmethod
+    def _check_vote(state: StudyState, rid: int, body: dict) -> tuple[int, list[str], float | None]:
+        """(assignment id, answers, elapsed_ms) of a well-formed vote signed for this rater, else ApiError."""
         aid, token, answers = body.get("assignment"), body.get("token"), body.get("answers")
         elapsed_ms = body.get("elapsed_ms")
         n_q = len(state.config["questions"])
@@ -467,62 +562,31 @@ class Store:
             raise ApiError(400, "'elapsed_ms' must be a non-negative number of milliseconds.")
         if not signed(state.secret, f"a:{aid}:{rid}", token):
             raise ApiError(403, _NOT_SERVED)
-        with self._writing() as conn:
-            rows = self._rater_pairs(conn, state, rid)
-            row = next((row for row in rows if row[4] == aid), None)
-            if row is None:
-                raise ApiError(403, _NOT_SERVED)
-            cid, left_is_a, served_at = row[5], row[7], row[9]
-            now = time.time()
-            refused = self._watch_refusal(conn, state, aid, cid, served_at, bool(left_is_a), now)
-            if refused is None:
-                self._write_lock(conn)
-                try:
-                    _INS_VOTE.run(conn, [
-                        {"aid": aid, "q": q, "choice": choice, "now": now, "server_s": now - served_at,
-                         "client_ms": float(elapsed_ms) if elapsed_ms is not None else None}
-                        for q, choice in enumerate(answers)])
-                except self.integrity_errors:
-                    raise ApiError(409, "This pair already has your vote; each pair is counted once.") from None
-                # the rows as they are now: this pair voted (a duplicate vote raised above)
-                following = self._next(conn, state, rid, [(*r[:8], r[8] if r[4] != aid else 0, r[9]) for r in rows])
-        if refused is not None:
-            self._refuse(state, rid, aid, refused)
-        with state.lock:
-            self._tally(state, cid, bool(left_is_a), answers[0], state.coverage)
-        return {"ok": True, "next": following}
+        return aid, answers, elapsed_ms
 
-    def _watch_refusal(self, conn, state: StudyState, aid: int, cid: int, served_at: float,  # noqa: ANN001
-                       left_is_a: bool, now: float) -> str | None:
+    @staticmethod
+    def _watch_refusal(state: StudyState, cid: int, served_at: float, left_is_a: bool, now: float,
+                       delivered: list[tuple] | None) -> str | None:
         """None if the vote may count, else why not: not_delivered | too_fast.
 
         With require_delivery, both videos' bytes (less padding) must have been sent for this
-        assignment, and the watch clock starts when the later of the two was first served;
-        otherwise it starts when the pair was served.
+        assignment (`delivered`: its _SEL_DELIVERED rows), and the watch clock starts when the
+        later of the two was first served; otherwise it starts when the pair was served.
         """
         media_a, media_b = state.comp_media[cid]
         need = state.config.get("min_watch_fraction", 0.0) * max(state.durations.get(media_a, 0.0),
                                                                  state.durations.get(media_b, 0.0))
-        if not state.config.get("require_delivery", True):
+        if delivered is None:
             return "too_fast" if now - served_at < need else None
         spans: dict[int, list[tuple[int, int]]] = {0: [], 1: []}
         first: dict[int, float] = {}
-        for part, begin, end, at in _SEL_DELIVERED.run(conn, {"aid": aid}).fetchall():
+        for part, begin, end, at in delivered:
             spans[part].append((begin, end))
             first[part] = min(first.get(part, at), at)
         sides = (media_a, media_b) if left_is_a else (media_b, media_a)
         if any(covered_prefix(spans[part]) < state.payloads[m] for part, m in enumerate(sides)):
             return "not_delivered"
         return "too_fast" if now - max(first.values()) < need else None
-
-    def _refuse(self, state: StudyState, rid: int, aid: int, reason: str) -> None:
-        """Record a refused vote (its own transaction, so it outlives the error) and raise 425."""
-        with self.engine.begin() as conn:
-            conn.execute(insert(t.refusals).values(study_id=state.id, rater_id=rid, assignment_id=aid,
-                                                   reason=reason, at=time.time()))
-        if reason == "not_delivered":
-            raise ApiError(425, "This vote came before both videos were delivered to you; let both play to the end.")
-        raise ApiError(425, "This vote came before both videos could have played to the end; watch both first.")
 
     def media(self, token: str) -> tuple[str, str, int, int]:
         """(file path, mime type, assignment id, part) of a per-assignment media URL.
@@ -557,6 +621,15 @@ class Store:
             with self._writing() as conn:
                 self._write_lock(conn)
                 _INS_DELIVERY.run(conn, {"aid": aid, "part": part, "first": first, "end": end, "at": at})
+
+
+def _conflict_table(exc: Exception) -> str | None:
+    """The table whose unique constraint a driver's IntegrityError names (psycopg's diagnostics, SQLite's text)."""
+    diag = getattr(exc, "diag", None)
+    if diag is not None:
+        return diag.table_name
+    match = re.search(r"constraint failed: (\w+)\.", str(exc))
+    return match[1] if match else None
 
 
 def _file_size(path: str) -> int:

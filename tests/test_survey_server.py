@@ -239,3 +239,95 @@ def test_a_sqlite_write_waits_in_place_for_a_brief_lock_and_gives_up_on_a_long_o
     with engine.connect() as conn:  # the first vote once, the refused one not at all
         assert conn.execute(select(t.votes.c.assignment_id)).scalars().all() == [pair["assignment"]]
     engine.dispose()
+
+
+def _before_write(steps, action):  # noqa: ANN001, ANN202 - a store operation's Read/Write generator
+    """The store operation `steps`, with `action()` run as it hands over its Write (another process racing it)."""
+    from survey.store import Write
+
+    reply, error = None, None
+    while True:
+        try:
+            step = steps.throw(error) if error is not None else steps.send(reply)
+        except StopIteration as done:
+            return done.value
+        if isinstance(step, Write):
+            action()
+        error = None
+        try:
+            reply = yield step
+        except Exception as exc:  # noqa: BLE001 - handed back to the operation, which decides
+            error = exc
+
+
+@pytest.mark.parametrize("driver", ["sqlite", "postgres-thread", "postgres-loop"])
+def test_a_vote_and_its_next_pair_commit_together_on_every_driver(tmp_path, request, driver):
+    """The watch gate's refusal is kept; a vote whose next pair loses a race to another process is not.
+
+    On PostgreSQL the server runs votes on its event loop (survey.db.AsyncPostgres), where the
+    vote and the next pair are one data-modifying statement: it must be as atomic as the
+    transaction the other drivers use, and map each unique constraint to its own 409.
+    """
+    import asyncio
+
+    from survey.db import AsyncPostgres
+    from survey.store import ApiError, Store
+
+    db, summary = _make(tmp_path, db=database(driver.split("-")[0], tmp_path, request), require_delivery=True,
+                        gold_per_rater=0)
+    engine = t.make_engine(db, create_schema=False)
+    store, loop_pool = Store(engine), AsyncPostgres(engine.url) if driver == "postgres-loop" else None
+    state = store.study(summary["public_id"])
+    rid = store.rater_id(state, store.start(state, "pid:P1", "pid")["rater"])
+
+    def run(steps):  # noqa: ANN001, ANN202
+        if loop_pool is None:
+            return store._run(steps)
+        return asyncio.run(loop_pool.run(steps, store.integrity_errors))
+
+    def vote(pair: dict, steps=lambda s: s) -> dict:  # noqa: ANN001
+        body = {"assignment": pair["assignment"], "token": pair["token"], "answers": ["left"]}
+        return run(steps(store.vote_steps(state, rid, body)))
+
+    def deliver(pair: dict) -> None:
+        size = max(state.payloads[m] for m in state.comp_media[select_comparison(pair["assignment"])])
+        for part in (0, 1):  # both videos, whole
+            store.record_delivery(pair["assignment"], part, 0, size, time.time())
+
+    def select_comparison(aid: int) -> int:
+        with engine.connect() as conn:
+            return conn.execute(select(t.assignments.c.comparison_id).where(t.assignments.c.id == aid)).scalar_one()
+
+    def race() -> None:  # another process serves this rater's next position first
+        free = next(c for c in state.comparison_list if c.id not in {c_ for (c_,) in _served()})
+        with engine.begin() as conn:
+            conn.execute(t.assignments.insert().values(study_id=state.id, rater_id=rid, comparison_id=free.id,
+                                                       position=2, left_is_a=True, served_at=time.time()))
+
+    def _served() -> list:
+        with engine.connect() as conn:
+            return conn.execute(select(t.assignments.c.comparison_id).where(t.assignments.c.rater_id == rid)).all()
+
+    first = run(store.next_steps(state, rid))
+    with pytest.raises(ApiError) as refused:  # nothing delivered yet: refused, and the refusal recorded
+        vote(first)
+    assert refused.value.status == 425
+    deliver(first)
+    second = vote(first)["next"]
+    with pytest.raises(ApiError, match="already has your vote") as again:
+        vote(first)
+    assert again.value.status == 409
+    deliver(second)
+    with pytest.raises(ApiError, match="already fetching a pair") as lost:
+        vote(second, lambda steps: _before_write(steps, race))
+    assert lost.value.status == 409
+    with engine.connect() as conn:  # the losing vote left nothing behind
+        assert conn.execute(select(t.votes.c.assignment_id)).scalars().all() == [first["assignment"]]
+    third = vote(second)["next"]  # counted now, and the racer's pair is served as this rater's open one
+    with engine.connect() as conn:
+        racer = conn.execute(select(t.assignments.c.id).where(t.assignments.c.position == 2)).scalar_one()
+        assert sorted(conn.execute(select(t.votes.c.assignment_id)).scalars()) == [first["assignment"],
+                                                                                   second["assignment"]]
+        assert conn.execute(select(func.count()).select_from(t.refusals)).scalar_one() == 1
+    assert third["assignment"] == racer
+    engine.dispose()
