@@ -34,6 +34,7 @@ from survey import db as t
 from survey.scheduler import Comparison, Coverage, choose
 
 COVERAGE_REFRESH_S = 30.0  # other server processes' assignments are folded in this often
+KNOWN_RATERS = 4096  # raters whose pairs a server process remembers between their votes (see Store.vote_steps)
 
 # A SQLite write that meets another server process's lock waits in place this long, in pauses of
 # LOCK_SPIN_PAUSE_S, before the server retries it from the event loop (see Store._begin_soon)
@@ -200,6 +201,7 @@ class Store:
         self._studies: dict[str, StudyState] = {}
         self._rng = random.SystemRandom()
         self._ids: dict[int, str] = {}  # study id -> public id
+        self._known: dict[int, list[tuple]] = {}  # rater id -> their pairs as last seen here (see vote_steps)
 
     @contextmanager
     def _writing(self):  # noqa: ANN202 - context manager of a SQLAlchemy connection
@@ -443,15 +445,34 @@ class Store:
                     conn.info.pop("survey_write", None)
 
     def next_steps(self, state: StudyState, rid: int):  # noqa: ANN202 - generator of Read/Write steps
-        """The next_pair operation: the rater's pairs, then at most one Write."""
+        """The next_pair operation: the rater's pairs (always read: a reload refreshes), then at most one Write."""
         rows = yield Read(_SEL_RATER_PAIRS, {"rid": rid, "sid": state.id})
+        self._remember(rid, rows)
         writes, finish = self._plan_next(state, rid, rows)
         if not writes:
             return finish(None)
         try:
-            return finish((yield Write(writes)))
+            written = yield Write(writes)
         except self.integrity_errors:
+            self._known.pop(rid, None)
             raise ApiError(409, _FETCHING) from None
+        self._remember(rid, rows, writes, written)
+        return finish(written)
+
+    def _remember(self, rid: int, rows: list[tuple], writes: tuple = (), written: list[tuple] | None = None) -> None:
+        """Keep a rater's _SEL_RATER_PAIRS rows as this process last saw them, plus a pair it just served.
+
+        Rows of no pair yet, or of a rater who is done, are not kept (see vote_steps). At most
+        KNOWN_RATERS raters, the least recently used forgotten first.
+        """
+        if writes and writes[-1][0] is _INS_ASSIGNMENT:
+            new = writes[-1][1]
+            rows = [*rows, (*rows[0][:4], written[0][0], new["cid"], new["pos"], new["left_is_a"], None, new["now"])]
+        self._known.pop(rid, None)
+        if rows and rows[-1][4] is not None:
+            self._known[rid] = rows
+            if len(self._known) > KNOWN_RATERS:
+                del self._known[next(iter(self._known))]
 
     def _plan_next(self, state: StudyState, rid: int, rows: list[tuple]) -> tuple[tuple, object]:
         """What serving the next pair writes, and a function of that Write's rows giving the reply.
@@ -516,10 +537,22 @@ class Store:
         url = state.config.get("completion_url")
         return {"done": True, "completion_code": code, "redirect": url.replace("{code}", code) if url else None}
 
-    def vote_steps(self, state: StudyState, rid: int, body: dict):  # noqa: ANN202 - generator of Read/Write steps
-        """The vote operation: the rater's pairs (and deliveries), then one Write of the vote and the next pair."""
+    def vote_steps(self, state: StudyState, rid: int, body: dict, known: bool = True):  # noqa: ANN202
+        """The vote operation (a Read/Write generator): the rater's pairs (and deliveries), then one Write of
+        the vote and the next pair.
+
+        The rater's pairs come from this process's memory (`_remember`) when it holds the voted
+        pair and the vote serves a new one: the Write then proves the rows current, so a vote is
+        one round trip. Assignments never change and votes are never removed, so the remembered
+        pairs 0..p-1 are right, and kept votes are real; what another process added since (a pair
+        served or voted elsewhere: a second tab, a reconnect to another worker) makes the insert
+        at position p fail its unique constraint, and the vote is retried on rows read afresh.
+        Any other outcome (an open pair to serve again, the rater done) is decided on fresh rows.
+        """
         aid, answers, elapsed_ms = self._check_vote(state, rid, body)
-        rows = yield Read(_SEL_RATER_PAIRS, {"rid": rid, "sid": state.id})
+        rows = self._known.get(rid) if known else None
+        if rows is None or not any(row[4] == aid for row in rows):
+            rows, known = (yield Read(_SEL_RATER_PAIRS, {"rid": rid, "sid": state.id})), False
         row = next((row for row in rows if row[4] == aid), None)
         if row is None:
             raise ApiError(403, _NOT_SERVED)
@@ -534,13 +567,20 @@ class Store:
                                    "client_ms": float(elapsed_ms) if elapsed_ms is not None else None})
                       for q, choice in enumerate(answers))
         # the rows as they will be: this pair voted (a duplicate vote fails the whole Write)
-        writes, finish = self._plan_next(state, rid, [(*r[:8], r[8] if r[4] != aid else 0, r[9]) for r in rows])
+        rows = [(*r[:8], r[8] if r[4] != aid else 0, r[9]) for r in rows]
+        writes, finish = self._plan_next(state, rid, rows)
+        if known and not (writes and writes[-1][0] is _INS_ASSIGNMENT):
+            return (yield from self.vote_steps(state, rid, body, known=False))
         try:
             written = yield Write(votes + writes)
         except self.integrity_errors as exc:
+            self._known.pop(rid, None)
+            if known:  # remembered rows gone stale: decide on fresh ones
+                return (yield from self.vote_steps(state, rid, body, known=False))
             if _conflict_table(exc) == "votes":
                 raise ApiError(409, "This pair already has your vote; each pair is counted once.") from None
             raise ApiError(409, _FETCHING) from None
+        self._remember(rid, rows, writes, written)
         following = finish(written)
         with state.lock:
             self._tally(state, cid, left_is_a, answers[0], state.coverage)

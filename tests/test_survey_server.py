@@ -242,7 +242,7 @@ def test_a_sqlite_write_waits_in_place_for_a_brief_lock_and_gives_up_on_a_long_o
 
 
 def _before_write(steps, action):  # noqa: ANN001, ANN202 - a store operation's Read/Write generator
-    """The store operation `steps`, with `action()` run as it hands over its Write (another process racing it)."""
+    """The store operation `steps`, with `action()` run as it hands over its first Write (another process racing it)."""
     from survey.store import Write
 
     reply, error = None, None
@@ -251,8 +251,8 @@ def _before_write(steps, action):  # noqa: ANN001, ANN202 - a store operation's 
             step = steps.throw(error) if error is not None else steps.send(reply)
         except StopIteration as done:
             return done.value
-        if isinstance(step, Write):
-            action()
+        if isinstance(step, Write) and action is not None:
+            action, _ = None, action()
         error = None
         try:
             reply = yield step
@@ -266,7 +266,9 @@ def test_a_vote_and_its_next_pair_commit_together_on_every_driver(tmp_path, requ
 
     On PostgreSQL the server runs votes on its event loop (survey.db.AsyncPostgres), where the
     vote and the next pair are one data-modifying statement: it must be as atomic as the
-    transaction the other drivers use, and map each unique constraint to its own 409.
+    transaction the other drivers use, and map each unique constraint to its own 409. A vote on
+    pairs remembered from the rater's last request that went stale (a pair served elsewhere)
+    is decided again on fresh rows: counted once, and the pair served elsewhere comes next.
     """
     import asyncio
 
@@ -279,34 +281,39 @@ def test_a_vote_and_its_next_pair_commit_together_on_every_driver(tmp_path, requ
     store, loop_pool = Store(engine), AsyncPostgres(engine.url) if driver == "postgres-loop" else None
     state = store.study(summary["public_id"])
     rid = store.rater_id(state, store.start(state, "pid:P1", "pid")["rater"])
+    a = t.assignments
 
     def run(steps):  # noqa: ANN001, ANN202
         if loop_pool is None:
             return store._run(steps)
         return asyncio.run(loop_pool.run(steps, store.integrity_errors))
 
-    def vote(pair: dict, steps=lambda s: s) -> dict:  # noqa: ANN001
-        body = {"assignment": pair["assignment"], "token": pair["token"], "answers": ["left"]}
-        return run(steps(store.vote_steps(state, rid, body)))
+    def vote(pair: dict, race_at: int | None = None, known: bool = True) -> dict:
+        steps = store.vote_steps(state, rid, {"assignment": pair["assignment"], "token": pair["token"],
+                                              "answers": ["left"]}, known=known)
+        return run(_before_write(steps, lambda: race(race_at)) if race_at is not None else steps)
 
     def deliver(pair: dict) -> None:
-        size = max(state.payloads[m] for m in state.comp_media[select_comparison(pair["assignment"])])
+        with engine.connect() as conn:
+            cid = conn.execute(select(a.c.comparison_id).where(a.c.id == pair["assignment"])).scalar_one()
         for part in (0, 1):  # both videos, whole
-            store.record_delivery(pair["assignment"], part, 0, size, time.time())
+            store.record_delivery(pair["assignment"], part, 0, max(state.payloads[m] for m in state.comp_media[cid]),
+                                  time.time())
 
-    def select_comparison(aid: int) -> int:
-        with engine.connect() as conn:
-            return conn.execute(select(t.assignments.c.comparison_id).where(t.assignments.c.id == aid)).scalar_one()
-
-    def race() -> None:  # another process serves this rater's next position first
-        free = next(c for c in state.comparison_list if c.id not in {c_ for (c_,) in _served()})
+    def race(position: int) -> None:  # another process serves this rater's pair at `position` first
         with engine.begin() as conn:
-            conn.execute(t.assignments.insert().values(study_id=state.id, rater_id=rid, comparison_id=free.id,
-                                                       position=2, left_is_a=True, served_at=time.time()))
+            seen = set(conn.execute(select(a.c.comparison_id).where(a.c.rater_id == rid)).scalars())
+            free = next(c for c in state.comparison_list if c.id not in seen)
+            conn.execute(a.insert().values(study_id=state.id, rater_id=rid, comparison_id=free.id, position=position,
+                                           left_is_a=True, served_at=time.time()))
 
-    def _served() -> list:
+    def stored() -> list[int]:
         with engine.connect() as conn:
-            return conn.execute(select(t.assignments.c.comparison_id).where(t.assignments.c.rater_id == rid)).all()
+            return sorted(conn.execute(select(t.votes.c.assignment_id)).scalars())
+
+    def served_at(position: int) -> int:
+        with engine.connect() as conn:
+            return conn.execute(select(a.c.id).where(a.c.position == position)).scalar_one()
 
     first = run(store.next_steps(state, rid))
     with pytest.raises(ApiError) as refused:  # nothing delivered yet: refused, and the refusal recorded
@@ -318,16 +325,15 @@ def test_a_vote_and_its_next_pair_commit_together_on_every_driver(tmp_path, requ
         vote(first)
     assert again.value.status == 409
     deliver(second)
-    with pytest.raises(ApiError, match="already fetching a pair") as lost:
-        vote(second, lambda steps: _before_write(steps, race))
-    assert lost.value.status == 409
-    with engine.connect() as conn:  # the losing vote left nothing behind
-        assert conn.execute(select(t.votes.c.assignment_id)).scalars().all() == [first["assignment"]]
-    third = vote(second)["next"]  # counted now, and the racer's pair is served as this rater's open one
+    with pytest.raises(ApiError, match="already fetching a pair") as lost:  # rows read afresh, then the race
+        vote(second, race_at=2, known=False)
+    assert lost.value.status == 409 and stored() == [first["assignment"]]  # the losing vote left nothing
+    third = vote(second)["next"]  # counted now; the racer's pair is this rater's open one
+    assert third["assignment"] == served_at(2) and stored() == sorted([first["assignment"], second["assignment"]])
+    deliver(third)
+    fourth = vote(third, race_at=3)["next"]  # remembered rows, stale once the race is done: decided afresh
+    assert fourth["assignment"] == served_at(3)
+    assert stored() == sorted([first["assignment"], second["assignment"], third["assignment"]])
     with engine.connect() as conn:
-        racer = conn.execute(select(t.assignments.c.id).where(t.assignments.c.position == 2)).scalar_one()
-        assert sorted(conn.execute(select(t.votes.c.assignment_id)).scalars()) == [first["assignment"],
-                                                                                   second["assignment"]]
         assert conn.execute(select(func.count()).select_from(t.refusals)).scalar_one() == 1
-    assert third["assignment"] == racer
     engine.dispose()
