@@ -266,8 +266,9 @@ def sample(
             raise ValueError(f"cond_latents have {cond_latents.shape[2]} frames; the {patch} patch conditions {k}.")
         cond_latents = cond_latents.to(x)
     schedule = sampling_schedule(steps, grid[0] * grid[1] * grid[2], cfg).to(x.device)
-    reuse = getattr(model, "reuse_conditioning", contextlib.nullcontext)  # the captions and grid are the same at every step
-    with reuse():
+    # the captions, the token grid and the step times are known before the first step
+    reuse = model.reuse_conditioning(schedule[:-1]) if hasattr(model, "reuse_conditioning") else contextlib.nullcontext()
+    with reuse:
         for i in range(steps):
             t, t_next = schedule[i], schedule[i + 1]
             t_batch = t.expand(b)

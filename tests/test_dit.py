@@ -224,3 +224,33 @@ def test_reuse_conditioning_is_exact_and_follows_the_captions() -> None:
     for a, b in zip(plain, cached):
         assert torch.equal(a, b)
     assert torch.equal(changed, fresh) and model._cache is None
+
+
+def test_reuse_conditioning_precomputes_the_step_times_in_one_call() -> None:
+    """Times passed to reuse_conditioning are embedded once, together: a forward at one of them skips the time
+    MLP and matches a plain forward to rounding; other times, per-token times and autograd embed as usual."""
+    cfg = dit_config("ltx", "tiny")
+    torch.manual_seed(0)
+    model = cfg.build().eval()
+    x = _latents_for(cfg, batch=2)
+    text = torch.randn(2, cfg.max_text_tokens, cfg.caption_channels)
+    mask = torch.ones(2, cfg.max_text_tokens, dtype=torch.bool)
+    calls = []
+    model.time_mlp.register_forward_hook(lambda _m, inp, _o: calls.append(inp[0].shape[0]))
+    times = torch.tensor([1.0, 0.7, 0.3])
+    per_token = torch.full((2, model.token_count(tuple(x.shape[2:]))), 0.7)
+    with torch.no_grad():
+        plain = [model(x, t, text, mask, 24.0) for t in (times[1].expand(2), torch.tensor([0.5, 0.5]), per_token)]
+        calls.clear()
+        with model.reuse_conditioning(times):
+            assert calls == [3]  # the three step times, in one call
+            cached = model(x, times[1].expand(2), text, mask, 24.0)
+            assert calls == [3]
+            other, token = model(x, torch.tensor([0.5, 0.5]), text, mask, 24.0), model(x, per_token, text, mask, 24.0)
+            assert calls == [3, 2, 2 * per_token.shape[1]]
+    torch.testing.assert_close(cached, plain[0], rtol=0, atol=1e-5)
+    assert torch.equal(other, plain[1]) and torch.equal(token, plain[2])
+    with model.reuse_conditioning(times):  # autograd: nothing precomputed, gradients flow
+        assert model._cache.times is None
+        model(x, times[1].expand(2), text, mask, 24.0).square().mean().backward()
+    assert model.time_modulation.weight.grad is not None

@@ -92,6 +92,8 @@ class SamplingCache:
     projected: torch.Tensor | None = None  # (B, L, D) the caption projection's output
     kv: list[TextKV] = dataclasses.field(default_factory=list)  # per block: cross-attention keys, values
     rope: dict[tuple, torch.Tensor | None] = dataclasses.field(default_factory=dict)  # (latent shape, fps, device) -> rotations
+    times: torch.Tensor | None = None  # (S,) the sampler's flow times whose embeddings are precomputed
+    time_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None  # their (S, 6D) modulations and (S, D) embeddings
 
     def matches(self, text: torch.Tensor, mask: torch.Tensor) -> bool:
         return (self.text is not None and self.text.shape == text.shape and self.mask.shape == mask.shape
@@ -122,13 +124,21 @@ class LTXDiT(nn.Module):
         self._cache: SamplingCache | None = None  # set inside `reuse_conditioning`
 
     @contextlib.contextmanager
-    def reuse_conditioning(self) -> Iterator[None]:
+    def reuse_conditioning(self, timesteps: torch.Tensor | None = None) -> Iterator[None]:
         """Within: what a sampler's steps share is computed once. A no-grad forward whose captions and mask
         equal (by value) the previous one's reuses its caption projection and every block's cross-attention
         keys and values (1/8 of a `small` CFG forward's multiplies at 48 tokens), and the RoPE rotations of
         a token grid are computed once. Exact: the same tensors the forward would compute. The weights
-        must not change inside."""
+        must not change inside.
+
+        `timesteps` (S,): the flow times the sampler will use. Their AdaLN modulations are computed in one
+        call up front, and a forward whose (B,) timesteps all equal one of them uses its row: one (S, D) x
+        (D, 6D) product instead of S weight-bound (B, D) ones. The rows equal a forward's own to float
+        rounding (another matrix height may sum in another order), not bit for bit."""
         self._cache = SamplingCache()
+        if timesteps is not None and not torch.is_grad_enabled():
+            self._cache.times = timesteps.detach().flatten()
+            self._cache.time_embeddings = self._embed_times(self._cache.times)
         try:
             yield
         finally:
@@ -148,10 +158,30 @@ class LTXDiT(nn.Module):
 
     def embed_timesteps(self, timestep: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(B,) or (B, N) flow time -> block modulation (B, 1|N, 6D) and embedding (B, 1|N, D)."""
-        freq = timestep_embedding(timestep.flatten() * self.config.timestep_scale, TIMESTEP_FREQ_DIM)
-        emb = self.time_mlp(freq.to(self.patch_embed.weight.dtype))  # (B or B*N, D)
-        temb = self.time_modulation(F.silu(emb))  # (B or B*N, 6D)
+        row = self._precomputed_time(timestep)
+        if row is not None:
+            temb, emb = self._cache.time_embeddings  # type: ignore[union-attr, misc]
+            return temb[row].expand(batch, 1, -1), emb[row].expand(batch, 1, -1)
+        temb, emb = self._embed_times(timestep.flatten())
         return temb.view(batch, -1, temb.shape[-1]), emb.view(batch, -1, emb.shape[-1])
+
+    def _embed_times(self, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M,) flow times -> (M, 6D) block modulations and (M, D) embeddings."""
+        freq = timestep_embedding(times * self.config.timestep_scale, TIMESTEP_FREQ_DIM)
+        emb = self.time_mlp(freq.to(self.patch_embed.weight.dtype))
+        return self.time_modulation(F.silu(emb)), emb
+
+    def _precomputed_time(self, timestep: torch.Tensor) -> slice | None:
+        """The row (as a 1-row slice) of `reuse_conditioning`'s precomputed times that every entry of a
+        (B,) `timestep` equals, or None (no cache, autograd, per-token times, or a time not among them)."""
+        cache = self._cache
+        if cache is None or cache.times is None or timestep.dim() != 1 or torch.is_grad_enabled():
+            return None
+        hits = (cache.times == timestep[0]).nonzero()
+        if len(hits) == 0 or not bool((timestep == timestep[0]).all()):
+            return None
+        row = int(hits[0])
+        return slice(row, row + 1)
 
     def rope(self, latent_shape: tuple[int, int, int], fps: float, device: torch.device) -> torch.Tensor | None:
         """Complex rotations (1, N, hidden/2) for the token grid, or None with RoPE off (inside
