@@ -131,24 +131,23 @@ def run_blocks(runs: pd.DataFrame) -> pd.Series:
 
 
 def _design(metrics: pd.DataFrame, runs: pd.DataFrame, axes: list[str], axis_levels: dict[str, list], metric_names: list[str]) -> _Design:
-    variant_of_run = pd.Series("all", index=runs.index)
-    for k, col in enumerate(axes):
-        level = runs[col].map(_level_key).astype(str)
-        variant_of_run = level if k == 0 else variant_of_run + "|" + level
+    # level keys per run, in plain Python: a sweep has tens of runs, where pandas' per-call cost dominates
+    keys = {col: [_level_key(v) for v in runs[col].tolist()] for col in axes}
+    variant_of_run = pd.Series(["|".join(parts) for parts in zip(*keys.values())] if axes else "all", index=runs.index)
     variants = list(dict.fromkeys(variant_of_run.tolist()))
-    v_index = pd.Series(np.arange(len(variants)), index=variants)
-    run_ids = runs["run_id"].to_numpy()
-    run_variant = pd.Series(v_index[variant_of_run].to_numpy(), index=run_ids)
-    run_block = pd.Series(run_blocks(runs).to_numpy(), index=run_ids)
+    variant_code = {v: i for i, v in enumerate(variants)}
+    run_variant = np.array([variant_code[v] for v in variant_of_run.tolist()], dtype=int)  # (R,)
+    run_index = pd.Index(runs["run_id"].to_numpy())
 
-    m = metrics[metrics["run_id"].isin(run_variant.index) & metrics["metric"].isin(metric_names)]
+    m = metrics[metrics["run_id"].isin(run_index) & metrics["metric"].isin(metric_names)]
+    row_run = run_index.get_indexer(m["run_id"].to_numpy())  # (N,) the run of each metric row
     clip_codes, clips = pd.factorize(m["split"].astype(str) + "\x1f" + m["clip_id"].astype(str))
     source = m["source_id"].astype(str) if "source_id" in m.columns else m["clip_id"].astype(str)
     clip_source_raw = pd.Series(source.to_numpy()).groupby(clip_codes).first() if len(m) else pd.Series(dtype=str)
     source_codes, sources = pd.factorize(clip_source_raw)
-    block_codes, _blocks = pd.factorize(run_block.reindex(m["run_id"].to_numpy()).to_numpy())
-    metric_codes = pd.Categorical(m["metric"], categories=metric_names).codes
-    var_codes = run_variant.reindex(m["run_id"].to_numpy()).to_numpy()
+    block_codes, _blocks = pd.factorize(run_blocks(runs).to_numpy()[row_run])
+    metric_codes = pd.Index(metric_names).get_indexer(m["metric"].to_numpy())
+    var_codes = run_variant[row_run]
     shape = (len(metric_names), max(block_codes.max(initial=-1) + 1, 1), len(clips), len(variants))
     sums, counts = np.zeros(shape), np.zeros(shape)
     values = m["value"].to_numpy(dtype=float)
@@ -165,9 +164,10 @@ def _design(metrics: pd.DataFrame, runs: pd.DataFrame, axes: list[str], axis_lev
     for axis in axes:
         order = _axis_order(runs, axis, axis_levels.get(axis))
         key_to_code = {_level_key(v): i for i, v in enumerate(order)}
-        axis_codes[axis] = runs.loc[first_run.to_numpy(), axis].map(_level_key).map(key_to_code).to_numpy().astype(int)
+        codes = np.array([key_to_code[k] for k in keys[axis]], dtype=int)
+        axis_codes[axis] = codes[first_run.to_numpy()]
         levels_out[axis] = order
-        n_runs[axis] = np.bincount(runs[axis].map(_level_key).map(key_to_code).to_numpy().astype(int), minlength=len(order))
+        n_runs[axis] = np.bincount(codes, minlength=len(order))
     is_set = np.asarray(clip_source_raw.astype(str) == SET_SOURCE) if len(m) else np.zeros(0, dtype=bool)
     return _Design(cube, np.asarray(source_codes), len(sources), metric_names, names, axis_codes, levels_out, n_runs,
                    n_video_sources=len(sources) - int(SET_SOURCE in set(map(str, sources))),
