@@ -183,25 +183,33 @@ def bt_fit(wins: np.ndarray, l2: float = 1e-3, max_iter: int = 100, tol: float =
 
     Maximises sum_ij W_ij log sigmoid(t_i - t_j) - l2 * ||t||^2 by Newton's method (the objective
     is concave, so Newton from zero converges in a handful of steps for survey-sized K).
+    A stack of win matrices (..., K, K), such as a bootstrap's replicates, is fitted in one
+    vectorised Newton loop, each matrix on its own: one stops when its own step is below `tol`,
+    exactly as it would alone.
     """
     wins = np.asarray(wins, dtype=np.float64)
-    k = wins.shape[0]
-    total = wins + wins.T  # (K, K) comparisons between i and j
-    won = wins.sum(axis=1)  # (K,)
-    theta = np.zeros(k)
+    batch, k = wins.shape[:-2], wins.shape[-1]
+    wins = wins.reshape(-1, k, k)  # (N, K, K)
+    total = wins + wins.transpose(0, 2, 1)  # (N, K, K) comparisons between i and j
+    won = wins.sum(axis=2)  # (N, K)
+    theta = np.zeros((wins.shape[0], k))
+    eye = np.eye(k)
+    active = np.arange(wins.shape[0])  # the fits still moving
     for _ in range(max_iter):
-        p = 1.0 / (1.0 + np.exp(theta[None, :] - theta[:, None]))  # (K, K) P(i beats j)
-        grad = won - (total * p).sum(axis=1) - 2.0 * l2 * theta
-        w = total * p * (1.0 - p)
-        hess = w - np.diag(w.sum(axis=1)) - 2.0 * l2 * np.eye(k)  # negative (semi)definite
+        th, tot = theta[active], total[active]
+        p = 1.0 / (1.0 + np.exp(th[:, None, :] - th[:, :, None]))  # (n, K, K) P(i beats j)
+        grad = won[active] - (tot * p).sum(axis=2) - 2.0 * l2 * th
+        w = tot * p * (1.0 - p)
+        hess = w - w.sum(axis=2)[:, :, None] * eye - 2.0 * l2 * eye  # negative (semi)definite
         if l2 > 0:
-            step = np.linalg.solve(hess, grad)
+            step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
         else:  # no prior: the centred direction is identifiable only up to a constant
-            step = np.linalg.pinv(hess) @ grad
-        theta = theta - step
-        if np.max(np.abs(step)) < tol:
+            step = (np.linalg.pinv(hess) @ grad[:, :, None])[:, :, 0]
+        theta[active] = th - step
+        active = active[np.max(np.abs(step), axis=1) >= tol]
+        if active.size == 0:
             break
-    return theta - theta.mean()
+    return (theta - theta.mean(axis=1, keepdims=True)).reshape(*batch, k)
 
 
 def _ranks(theta: np.ndarray) -> np.ndarray:
@@ -277,12 +285,12 @@ def bt_ratings(
                 weights = w_rater[sl][:, cell_rater]  # (b, C)
                 weights *= w_prompt[sl][:, cell_prompt]  # the product of the two draws
                 boot_wins[sl] = np.einsum("bc,cij->bij", weights, per_cell, optimize=True)  # (b, K, K)
-            boot = np.stack([bt_fit(w, l2=l2) for w in boot_wins])  # (B, K)
+            boot = bt_fit(boot_wins, l2=l2)  # (B, K)
     elif n_raters >= 2 and n_boot > 0:
         rng = np.random.default_rng(seed)
         draws = rng.multinomial(n_raters, np.full(n_raters, 1.0 / n_raters), size=n_boot)  # (B, R)
         boot_wins = np.tensordot(draws.astype(np.float64), per_rater, axes=(1, 0))  # (B, K, K)
-        boot = np.stack([bt_fit(w, l2=l2) for w in boot_wins])  # (B, K)
+        boot = bt_fit(boot_wins, l2=l2)  # (B, K)
     if boot is not None:
         lo, hi = np.quantile(boot, [alpha, 1.0 - alpha], axis=0)
         boot_ranks = _ranks(boot)
