@@ -86,6 +86,20 @@ def test_bt_with_ties_and_prior_matches_choix():
     np.testing.assert_allclose(ours, ref - ref.mean(), atol=1e-4)
 
 
+def test_a_stack_of_win_matrices_fits_each_as_it_would_alone():
+    """The bootstrap fits its replicates as one (B, K, K) stack: each must stop on its own step."""
+    rng = np.random.default_rng(4)
+    truth = np.array([0.9, 0.1, -0.4])
+    stack = np.stack([bt.win_counts(*_simulate(truth, 5 + 10 * i, 6, rng)[:3], 3) for i in range(6)])
+    stack[2] *= 0.0  # no votes: stays at 0
+    stack[3, 0] *= 50.0  # one dominant system: many more Newton steps than the others
+    for l2 in (1e-3, 0.0):
+        together = bt.bt_fit(stack, l2=l2)
+        assert together.shape == (6, 3)
+        np.testing.assert_array_equal(together, np.stack([bt.bt_fit(w, l2=l2) for w in stack]))
+        np.testing.assert_array_equal(bt.bt_fit(stack.reshape(2, 3, 3, 3), l2=l2), together.reshape(2, 3, 3))
+
+
 def test_bt_bootstrap_ranks_and_bounds():
     rng = np.random.default_rng(3)
     truth = np.array([1.5, 0.5, -0.5, -1.5])
