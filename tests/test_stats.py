@@ -79,7 +79,8 @@ def sweep(
 
 
 def _row(rep, axis="A", metric="psnr"):
-    return rep.main.query("metric == @metric and axis == @axis").iloc[0]
+    main = rep.main  # a boolean mask, not .query: query's expression parser cost 16 ms of a 40 ms replicate
+    return main[(main["metric"] == metric) & (main["axis"] == axis)].iloc[0]
 
 
 def _many(n: int, seed: int, **kw) -> list:
