@@ -196,7 +196,7 @@ def _counts(db: str) -> tuple[int, int, int]:
 
 
 def _profile(pgid: int, seconds: float, folder: Path) -> subprocess.Popen | None:
-    """py-spy on one worker of the group for the closed phase (collapsed stacks)."""
+    """py-spy on one worker of the group for the closed phase (collapsed stacks of the GIL holder)."""
     if not shutil.which("py-spy") and not (Path(sys.executable).parent / "py-spy").exists():
         print("  (py-spy not installed: no profile)")
         return None
@@ -204,8 +204,9 @@ def _profile(pgid: int, seconds: float, folder: Path) -> subprocess.Popen | None
                if int(p.read_text().rsplit(")", 1)[1].split()[2]) == pgid and int(p.parent.name) != pgid]
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     folder.mkdir(parents=True, exist_ok=True)
+    # --gil: only the thread holding the GIL is sampled, so idle pool threads and waits do not swamp CPU work
     return subprocess.Popen([spy, "record", "-p", str(max(workers or [pgid])), "-d", str(int(seconds)), "-r", "200",
-                             "--format", "raw", "-o", str(folder / f"worker-{pgid}.txt")],
+                             "--gil", "--format", "raw", "-o", str(folder / f"worker-{pgid}.txt")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

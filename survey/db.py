@@ -318,22 +318,20 @@ class AsyncPostgres:
 
         from psycopg.pq import TransactionStatus
 
+        from survey.store import Operation
+
         if self._free is None:
             self._free = asyncio.Semaphore(self.size)
         async with self._free:
             conn = await self._checkout()
             try:
-                result, error = None, None
-                while True:
+                op = Operation(steps)
+                while (step := op.step()) is not None:
                     try:
-                        step = steps.throw(error) if error is not None else steps.send(result)
-                    except StopIteration as done:
-                        return done.value
-                    error = None
-                    try:
-                        result = await self._execute(conn, step)
+                        op.rows = await self._execute(conn, step)
                     except integrity_errors as exc:
-                        error = exc
+                        op.error = exc
+                return op.value
             finally:
                 if conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
                     await conn.close()
@@ -363,12 +361,16 @@ class AsyncPostgres:
         if len(steps) == 1:
             return steps[0][0].pyformat, steps[0][1]
         key = tuple(sql for sql, _ in steps)
-        if key not in self._joined:
+        joined = self._joined.get(key)
+        if joined is None:
             parts = [re.sub(r"%\((\w+)\)s", rf"%(\1_{k})s", sql.pyformat) for k, sql in enumerate(key)]
-            self._joined[key] = "WITH " + ", ".join(f"w{k} AS ({part})" for k, part in enumerate(parts[:-1])) + \
-                " " + parts[-1]
-        return self._joined[key], {f"{name}_{k}": value for k, (_, params) in enumerate(steps)
-                                   for name, value in params.items()}
+            joined = self._joined[key] = "WITH " + ", ".join(f"w{k} AS ({part})" for k, part in enumerate(parts[:-1])) \
+                + " " + parts[-1]
+        params = {}
+        for k, (_, values) in enumerate(steps):
+            suffix = f"_{k}"
+            params.update(zip([name + suffix for name in values], values.values()))
+        return joined, params
 
 
 def random_id(nbytes: int = 16) -> str:

@@ -89,6 +89,36 @@ class Write:
     steps: tuple[tuple[Sql, dict], ...]
 
 
+
+class Operation:
+    """Drives a store operation's Read/Write generator for a driver (`Store._run`, `AsyncPostgres.run`).
+
+        op = Operation(steps)
+        while (step := op.step()) is not None:
+            try:
+                op.rows = <run step>
+            except <the driver's IntegrityError> as exc:
+                op.error = exc  # thrown into the operation, which decides
+        return op.value
+    """
+
+    def __init__(self, steps) -> None:  # noqa: ANN001 - generator of Read/Write steps
+        self.steps = steps
+        self.rows: list[tuple] | None = None  # what the last step gave
+        self.error: Exception | None = None  # or the error its Write raised
+        self.value = None  # what the operation returned
+
+    def step(self) -> Read | Write | None:
+        """The next step, or None once the operation has returned (`value`)."""
+        try:
+            return self.steps.throw(self.error) if self.error is not None else self.steps.send(self.rows)
+        except StopIteration as done:
+            self.value = done.value
+            return None
+        finally:
+            self.rows = self.error = None
+
+
 # The rater and their pairs in one round trip: no row means no such rater in this study; a rater
 # without pairs yet is one row with NULL pair columns. A vote reads its assignment from these rows
 # too, and then schedules the next pair from them (one statement per vote fewer).
@@ -421,28 +451,24 @@ class Store:
         decide races (a second vote on a pair, two pairs at one position are refused, 409), and
         the watch gate's stale reads can only miss deliveries, so only refuse.
         """
+        op = Operation(steps)
         with self.engine.connect() as conn:
-            result, error = None, None
-            while True:
-                try:
-                    step = steps.throw(error) if error is not None else steps.send(result)
-                except StopIteration as done:
-                    return done.value
-                error = None
+            while (step := op.step()) is not None:
                 if isinstance(step, Read):
-                    result = step.sql.run(conn, step.params).fetchall()
+                    op.rows = step.sql.run(conn, step.params).fetchall()
                     continue
                 try:
                     self._write_lock(conn)
                     for sql, params in step.steps:
                         cursor = sql.run(conn, params)
-                    result = cursor.fetchall() if cursor.description else []
+                    op.rows = cursor.fetchall() if cursor.description else []
                     conn.connection.commit()
                 except self.integrity_errors as exc:
                     conn.connection.rollback()
-                    error = exc
+                    op.error = exc
                 finally:
                     conn.info.pop("survey_write", None)
+        return op.value
 
     def next_steps(self, state: StudyState, rid: int):  # noqa: ANN202 - generator of Read/Write steps
         """The next_pair operation: the rater's pairs (always read: a reload refreshes), then at most one Write."""
