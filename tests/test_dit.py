@@ -254,3 +254,26 @@ def test_reuse_conditioning_precomputes_the_step_times_in_one_call() -> None:
         assert model._cache.times is None
         model(x, times[1].expand(2), text, mask, 24.0).square().mean().backward()
     assert model.time_modulation.weight.grad is not None
+
+
+def test_a_guidance_batch_runs_the_first_self_attention_once() -> None:
+    """Inside reuse_conditioning, a batch whose halves are the same latents at the same times (CFG) embeds them and
+    runs block 0's self-attention on one half; outputs match plain forwards. Halves that differ run in full."""
+    cfg = dit_config("ltx", "tiny")
+    torch.manual_seed(0)
+    model = cfg.build().eval()
+    x = _latents_for(cfg, batch=1)
+    text = torch.randn(2, cfg.max_text_tokens, cfg.caption_channels)
+    mask = torch.ones(2, cfg.max_text_tokens, dtype=torch.bool)
+    rows = []
+    model.blocks[0].self_attn.to_qkv.register_forward_hook(lambda _m, inp, _o: rows.append(inp[0].shape[0]))
+    pair, t = torch.cat([x, x]), torch.tensor([0.6, 0.6])
+    other = torch.cat([x, x + 1])
+    with torch.no_grad():
+        plain = [model(pair, t, text, mask, 24.0), model(other, t, text, mask, 24.0)]
+        rows.clear()
+        with model.reuse_conditioning():
+            shared, full = model(pair, t, text, mask, 24.0), model(other, t, text, mask, 24.0)
+    assert rows == [1, 2]
+    torch.testing.assert_close(shared, plain[0], rtol=0, atol=1e-5)
+    assert torch.equal(full, plain[1])

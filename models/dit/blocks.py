@@ -172,11 +172,23 @@ class CrossAttentionBlock(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, N, D), text (B, L, D), temb (B, 1|N, 6D), bias (B, 1, 1, L) -> (x, text unchanged).
         `text_kv`: this block's `cross_attn.text_kv(text)` from an earlier forward with the same text."""
-        b = x.shape[0]
-        ada = self.scale_shift_table[None, None] + temb.view(b, temb.shape[1], 6, -1)  # (B, 1|N, 6, D)
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ada.unbind(dim=2)
-        x = gated_residual(x, self.self_attn(norm_modulate(x, self.eps, shift_msa, scale_msa), rope), gate_msa)
+        return self.attend_text(self.attend_self(x, temb, rope), text, temb, bias, text_kv), text
+
+    def _modulation(self, temb: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """temb (B, 1|N, 6D) -> shift/scale/gate of the attention, then of the FFN, (B, 1|N, D) each."""
+        ada = self.scale_shift_table[None, None] + temb.view(temb.shape[0], temb.shape[1], 6, -1)  # (B, 1|N, 6, D)
+        return ada.unbind(dim=2)
+
+    def attend_self(self, x: torch.Tensor, temb: torch.Tensor, rope: Rope | None) -> torch.Tensor:
+        """The block's first half, AdaLN self-attention with its gated residual: (B, N, D) -> a new (B, N, D)."""
+        shift_msa, scale_msa, gate_msa = self._modulation(temb)[:3]
+        return gated_residual(x, self.self_attn(norm_modulate(x, self.eps, shift_msa, scale_msa), rope), gate_msa)
+
+    def attend_text(
+        self, x: torch.Tensor, text: torch.Tensor, temb: torch.Tensor, bias: torch.Tensor, text_kv: TextKV | None = None
+    ) -> torch.Tensor:
+        """The rest: cross-attention, then the AdaLN FFN. x is `attend_self`'s output (updated in place without autograd)."""
+        shift_mlp, scale_mlp, gate_mlp = self._modulation(temb)[3:]
         cross = self.cross_attn(x, text, bias, text_kv)
         x = x.add_(cross) if not torch.is_grad_enabled() else x + cross  # x is this block's own buffer now
-        x = gated_residual(x, self.ff(norm_modulate(x, self.eps, shift_mlp, scale_mlp)), gate_mlp, owned=True)
-        return x, text
+        return gated_residual(x, self.ff(norm_modulate(x, self.eps, shift_mlp, scale_mlp)), gate_mlp, owned=True)
