@@ -1,13 +1,16 @@
 """Load official LTX-Video checkpoints into our VAE and DiT (`vae.init`, `dit.init`).
 
-Two layouts, both safetensors, both read from local paths only:
+Three layouts, all safetensors, all read from local paths only:
 - the original single file (`ltx-video-2b-v0.9.1.safetensors`): VAE and transformer in one
   file, under the prefixes `vae.` and `model.diffusion_model.` (diffusers'
   `scripts/convert_ltx_to_diffusers.py`, `convert_vae` / `convert_transformer`);
 - diffusers' folder: `vae/` and `transformer/`, each with `config.json` and
   `diffusion_pytorch_model.safetensors` (or shards listed in
   `diffusion_pytorch_model.safetensors.index.json`). A component folder itself works too.
-Key names are mapped by `models/vae/convert.py` and `models/dit/convert.py`.
+- ltxlab's own trained model, `vae.safetensors` / `dit.safetensors` (or the stage folder holding
+  it): our key names, the config in its header, so a sweep can fine-tune from an earlier run. Its
+  kind must be the config's; any VAE or DiT kind works (the official layouts need ltx / cross-attention).
+Key names of the official layouts are mapped by `models/vae/convert.py` and `models/dit/convert.py`.
 
 Memory: the model is built on the meta device, each tensor is read from the file and cast
 once, and `load_state_dict(assign=True)` makes those tensors the parameters, so a
@@ -36,6 +39,8 @@ from models.config import ConfigError
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 INDEX = "diffusion_pytorch_model.safetensors.index.json"
 SHOWN = 4  # keys named in an error sentence before "... (N in all)"
+ARTIFACTS = {"vae": "vae.safetensors", "dit": "dit.safetensors"}  # ltxlab's trained models (ablations/artifacts.py)
+OURS = "ltxlab_artifact"  # Source.container (and LoadReport.key_layout "ltxlab") of one of ours
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,9 @@ class Source:
 
     path: Path  # what the user gave
     files: tuple[Path, ...]  # safetensors files holding the tensors
-    container: str  # "single_file" or "diffusers_folder"
+    container: str  # "single_file", "diffusers_folder" or OURS
     config: dict[str, Any] | None  # diffusers' config.json of the component
+    meta: dict[str, Any] | None = None  # the header JSON of one of our artifacts (OURS)
 
 
 @dataclass(frozen=True)
@@ -75,8 +81,8 @@ class LoadReport:
 
     component: str
     path: str
-    container: str  # single_file | diffusers_folder
-    key_layout: str  # original | diffusers (names of the tensors)
+    container: str  # single_file | diffusers_folder | ltxlab_artifact
+    key_layout: str  # original | diffusers | ltxlab (names of the tensors)
     files: tuple[str, ...]
     tensors: int  # tensors read from the file(s) for this component
     ignored: int  # tensors of other components in the same file (e.g. the transformer next to the VAE)
@@ -93,8 +99,23 @@ class LoadReport:
 
 def _need_sentence(comp: Component, path: Path) -> str:
     return (f"{comp.field}={path} needs an LTX-Video checkpoint there: the single file (such as "
-            f"ltx-video-2b-v0.9.1.safetensors) or a diffusers folder with {comp.subfolder}/config.json and "
-            f"{comp.subfolder}/{WEIGHTS}")
+            f"ltx-video-2b-v0.9.1.safetensors), a diffusers folder with {comp.subfolder}/config.json and "
+            f"{comp.subfolder}/{WEIGHTS}, or an ltxlab {ARTIFACTS[comp.name]} (or its folder)")
+
+
+def _ours(file: Path, comp: Component, path: Path) -> Source | None:
+    """`file` as one of our trained artifacts of this component, or None when ltxlab did not write it."""
+    from models import tensor_file
+
+    try:
+        meta = tensor_file.read_meta(file)
+    except tensor_file.TensorFileError:
+        return None  # an official, foreign or unreadable file: the other layouts' checks say which
+    fmt = str(meta.get("format", ""))
+    if not fmt.startswith(f"ltxlab-{comp.name}/"):
+        raise WeightsError(f"{comp.field}={path} is an ltxlab file of format {fmt!r}, not a trained {comp.name}; "
+                           f"give the {ARTIFACTS[comp.name]} that `ltxlab train-{comp.name}` wrote.")
+    return Source(path, (file,), OURS, None, meta)
 
 
 def locate(path: str | Path, component: str) -> Source:
@@ -104,7 +125,10 @@ def locate(path: str | Path, component: str) -> Source:
     if not path.exists():
         raise WeightsError(f"{_need_sentence(comp, path)}, but nothing exists at that path.")
     if path.is_file():
-        return Source(path, (path,), "single_file", None)
+        return _ours(path, comp, path) or Source(path, (path,), "single_file", None)
+    if (path / ARTIFACTS[component]).is_file():
+        return _ours(path / ARTIFACTS[component], comp, path) or Source(path, (path / ARTIFACTS[component],),
+                                                                          "single_file", None)
     for folder in (path / comp.subfolder, path):
         index, weights = folder / INDEX, folder / WEIGHTS
         if not (index.exists() or weights.exists()):
@@ -153,7 +177,7 @@ def _header(source: Source, comp: Component) -> dict[str, Entry]:
 def _select(header: dict[str, Entry], comp: Component, source: Source) -> tuple[dict[str, Entry], int]:
     """This component's entries keyed without the single file's prefix, and how many others were skipped."""
     prefixes = tuple(c.prefix for c in COMPONENTS.values())
-    if not any(k.startswith(prefixes) for k in header):
+    if source.container == OURS or not any(k.startswith(prefixes) for k in header):
         return dict(header), 0  # an unprefixed file: all of it is this component
     mine = {k[len(comp.prefix):]: v for k, v in header.items() if k.startswith(comp.prefix)}
     if not mine:
@@ -172,7 +196,11 @@ def _names(keys: list[str]) -> str:
 
 
 def _config_mismatch(cfg: Any, source: Source, comp: Component) -> None:
-    """For diffusers folders: the config.json must describe the model `cfg` builds."""
+    """For diffusers folders: the config.json must describe the model `cfg` builds; ours: the same kind."""
+    if source.meta is not None and source.meta.get("kind") != cfg.kind:
+        raise WeightsError(f"{comp.field}={source.path} holds a trained {source.meta.get('kind')} "
+                           f"{'VAE' if comp.name == 'vae' else 'DiT'}, not {cfg.kind}; set the config's kind to "
+                           f"{source.meta.get('kind')} or start from a {cfg.kind} one.")
     if source.config is None:
         return
     try:
@@ -228,13 +256,15 @@ def _preset_hint(theirs: Any, comp: Component) -> str:
     return "set those dit fields to the checkpoint's (models.dit.convert.config_from_diffusers reads them)"
 
 
-def _to_ours(state: dict[str, torch.Tensor], cfg: Any, comp: Component, consume: bool = False
+def _to_ours(state: dict[str, torch.Tensor], cfg: Any, comp: Component, consume: bool = False, source: Source | None = None
              ) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str], str]:
     """This component's tensors -> our names.
 
     Returns (state in our names, {our key: checkpoint key} where one maps to one, checkpoint
-    keys with no place, key layout "original" | "diffusers").
+    keys with no place, key layout "original" | "diffusers" | "ltxlab").
     """
+    if source is not None and source.container == OURS:
+        return dict(state), {}, [], "ltxlab"  # our own names already
     if comp.name == "vae":
         return _vae_to_ours(state, cfg)
     from models.dit.convert import is_original_dit_layout, original_to_diffusers_state_dict, split_diffusers_ltx
@@ -309,14 +339,15 @@ def check(cfg: Any, component: str, path: str | Path | None = None) -> dict[str,
     safetensors headers and the model is built on the meta device.
     """
     comp = COMPONENTS[component]
-    _check_cfg(cfg, comp)
     if not (path or cfg.init):
         raise WeightsError(f"{comp.field} is not set; give it the checkpoint's path.")
     source = locate(path or cfg.init, component)
+    if source.container != OURS:
+        _check_cfg(cfg, comp)
     _config_mismatch(cfg, source, comp)
     entries, ignored = _select(_header(source, comp), comp, source)
     meta = {k: torch.empty(e.shape, device="meta") for k, e in entries.items()}
-    ours, names, unplaced, layout = _to_ours(meta, cfg, comp)
+    ours, names, unplaced, layout = _to_ours(meta, cfg, comp, source=source)
     _check_keys(ours, names, unplaced, _meta_model(cfg).state_dict(), comp, source, cfg)
     return {"source": source, "entries": entries, "ignored": ignored, "key_layout": layout}
 
@@ -346,7 +377,7 @@ def load(
                 if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
                     tensor = tensor.to(dtype)  # cast one tensor at a time: the file's copy is dropped at once
                 state[key] = tensor  # on CPU, a view of safetensors' private (copy-on-write) map of the file
-    ours, _, _, layout = _to_ours(state, cfg, comp, consume=True)
+    ours, _, _, layout = _to_ours(state, cfg, comp, consume=True, source=source)
     del state  # what is left of it is shared with `ours`
     model = _meta_model(cfg)
     model.load_state_dict(ours, strict=True, assign=True)

@@ -148,3 +148,48 @@ def test_training_and_sampling_unpickle_nothing(tmp_path, monkeypatch, capsys):
     assert code == 0 and (tmp_path / "s.mp4").stat().st_size > 0, capsys.readouterr().err
     products = [p.name for p in tmp_path.rglob("*") if p.is_file() and "checkpoints" not in p.parts]
     assert not [name for name in products if name.endswith(".pt")], products
+
+
+def test_a_trained_artifact_is_a_fine_tuning_start(trained, tmp_path):
+    """`vae.init` / `dit.init` take our own vae.safetensors / dit.safetensors (file or stage folder), so a run
+    can fine-tune from an earlier one; a wrong kind or the other component's file is one sentence."""
+    import dataclasses
+
+    from ablations.stages.train_dit import DiTTrainConfig, build_state
+    from ablations.stages.train_vae import build_vae_model
+    from models import weights
+    from models.config import from_dict
+    from models.dit import DITS
+    from models.vae import VAES
+
+    vae_dir, dit_dir = trained
+    vae_weights, vae_meta = artifacts.load(vae_dir, "vae")
+    vae_cfg = dataclasses.replace(from_dict(VAES.get(vae_meta["kind"]), vae_meta["config"]), init=str(vae_dir))
+    vae, report = build_vae_model(vae_cfg, torch.device("cpu"))
+    assert report["key_layout"] == "ltxlab" and report["container"] == weights.OURS
+    assert vae.state_dict().keys() == vae_weights.keys()
+    assert all(torch.equal(v, vae_weights[k]) for k, v in vae.state_dict().items())
+
+    dit_weights, dit_meta = artifacts.load(dit_dir / artifacts.FILES["dit"], "dit")
+    dit_cfg = dataclasses.replace(from_dict(DITS.get(dit_meta["kind"]), dit_meta["config"]),
+                                  init=str(dit_dir / artifacts.FILES["dit"]))
+    state = build_state(dit_cfg, DiTTrainConfig(seed=0), torch.device("cpu"))
+    for model in (state.model, state.ema):
+        assert all(torch.equal(v, dit_weights[k]) for k, v in model.state_dict().items())
+    assert all(p.requires_grad for p in state.model.parameters())
+
+    other = next(k for k in VAES.names() if k != vae_meta["kind"])
+    with pytest.raises(weights.WeightsError, match=f"holds a trained {vae_meta['kind']} VAE, not {other}") as info:
+        weights.check(dataclasses.replace(vae_cfg, kind=other), "vae")
+    assert "\n" not in str(info.value)
+    with pytest.raises(weights.WeightsError, match="not a trained vae; give the vae.safetensors"):
+        weights.check(vae_cfg, "vae", dit_dir / artifacts.FILES["dit"])
+
+
+def test_inspect_reads_a_trained_artifact_with_its_header_config(trained, capsys):
+    import json
+
+    _, dit_dir = trained
+    assert cli.main(["inspect", "dit", "--init", str(dit_dir), "--shape", "17x64x64", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["fits"] == "its header" and info["key_layout"] == "ltxlab" and info["params"] > 0 and len(info["sha256"]) == 64

@@ -1,6 +1,7 @@
 """`ltxlab inspect vae|dit`: shapes, compression, parameters and FLOPs on the meta device.
 
-With `--init PATH` it loads an LTX-Video checkpoint (single file or diffusers folder) into
+With `--init PATH` it loads an LTX-Video checkpoint (single file or diffusers folder), or an
+ltxlab vae.safetensors / dit.safetensors with the config in its header, into
 the model, as `--set vae.init=PATH` / `dit.init=PATH` would, and prints what was loaded:
 the container and key layout, tensors, parameters, dtypes, the files' sha256, and which
 preset the weights fit. A diffusers folder brings its config; a single file is tried
@@ -41,7 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="ltx", help="VAE kind: ltx or conventional (the DiT pairs with it)")
     p.add_argument("--size", default="full", help="tiny, small or full (ltx VAE also 0.9.0, 0.9.1, 0.9.5)")
     p.add_argument("--init", default=None, metavar="PATH",
-                   help="load this LTX-Video checkpoint (single .safetensors or diffusers folder) and report it")
+                   help="load this LTX-Video checkpoint (single .safetensors or diffusers folder) or ltxlab "
+                        "vae.safetensors / dit.safetensors (or its folder) and report it")
     p.add_argument("--shape", default="121x512x768", help="FRAMESxHEIGHTxWIDTH of the pixel video")
     p.add_argument("--fps", type=float, default=24.0, help="frame rate (RoPE works in seconds)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -130,6 +132,14 @@ def _candidates(args: argparse.Namespace) -> list[tuple[str, object]]:
     from models import weights
 
     source = weights.locate(args.init, args.component)
+    if source.meta is not None:  # one of our trained artifacts: its header holds the config it was trained with
+        from models.config import from_dict
+        from models.dit import DITS
+        from models.vae import VAES
+
+        registry = VAES if args.component == "vae" else DITS
+        own = from_dict(registry.get(source.meta["kind"]), source.meta["config"])
+        return [("its header", dataclasses.replace(own, init=args.init))]
     if args.component == "vae":
         from models.vae import vae_config
         from models.vae.convert import config_from_diffusers
