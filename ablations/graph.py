@@ -1,6 +1,7 @@
 """Expand a sweep into stage instances keyed by content hash.
 
-A stage's key hashes only the config fields that stage reads plus its upstream keys, so
+A stage's key hashes only the config fields that stage reads plus its upstream keys (and the
+fingerprints of files those fields name, `ablations/inputs.py`), so
 two variants that share a VAE share one `train_vae` instance, and a rerun with the same
 config finds the same folders (and their DONE markers) again.
 """
@@ -13,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from ablations.inputs import input_fingerprints
 from ablations.overrides import set_field
 from models.config import ConfigError, content_hash, to_dict
 
@@ -162,6 +164,14 @@ def _short(value: Any) -> str:
 def plan_sweep(variants: Iterable[Variant], specs: Mapping[str, StageSpec], wanted: Sequence[str]) -> Plan:
     """Stage instances for every variant: the `wanted` stages and everything upstream of them."""
     plan = Plan(variants=list(variants))
+    taken: dict[tuple[str, str], dict[str, str]] = {}  # (config hash, fields) -> fingerprints: once per plan
+
+    def fingerprints(config: Any, fields: tuple[str, ...]) -> dict[str, str]:
+        at = (content_hash({f: to_dict(getattr(config, f)) for f in fields}, 16), ",".join(fields))
+        if at not in taken:
+            taken[at] = input_fingerprints(config, fields)
+        return taken[at]
+
     for variant in plan.variants:
         needed: list[str] = []
         keys: dict[str, str] = {}
@@ -175,6 +185,9 @@ def plan_sweep(variants: Iterable[Variant], specs: Mapping[str, StageSpec], want
             ups = tuple(f"{u}/{visit(u)}" for u in spec.upstream)
             payload = {"stage": stage, "fields": {f: to_dict(getattr(variant.config, f)) for f in spec.fields},
                        "upstream": ups}
+            inputs = fingerprints(variant.config, spec.fields)
+            if inputs:  # files named by a path (vae.init, a data folder): changed files are a new key
+                payload["inputs"] = inputs
             key = content_hash(payload, 16)
             keys[stage] = key
             iid = f"{stage}/{key}"

@@ -1,0 +1,70 @@
+"""What a stage reads from outside the results folder, fingerprinted into its cache key.
+
+A stage's key hashes the config fields it reads (`graph.plan_sweep`). Some of those fields are
+paths: `vae.init` / `dit.init` (a checkpoint to start from), a folder of videos
+(`*_data.source=folder`) or a curated manifest (`source=manifest`). The files behind a path can
+change while the path stays, and a key of the path alone would then reuse a stage built from the
+old files. So each such path's fingerprint enters the key: changed files make a new key and the
+stage runs again; unchanged files keep the key, and the cache.
+
+Fingerprints are cheap enough to take at every plan. One of our trained artifacts gives the
+`tensors_sha256` its header records (the weights, whatever the file's layout or mtime); any other
+file or folder gives the names, sizes and modification times of its files. A file rewritten in
+place at the same size and the same nanosecond is not seen; a copy elsewhere is a new path anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+DATA_PATHS = {"folder": "folder", "manifest": "path"}  # a data source -> the DataSpec field naming its files
+
+
+def stat_fingerprint(files: Iterable[Path], root: Path | None = None) -> str:
+    """sha256 over each file's name (relative to `root`), size and mtime, in sorted order."""
+    digest = hashlib.sha256()
+    for file in sorted(files):
+        stat = file.stat()
+        name = str(file.relative_to(root)) if root is not None else str(file)
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return "stat:" + digest.hexdigest()[:32]
+
+
+def path_fingerprint(path: str | os.PathLike) -> str:
+    """A file's or a folder's (every file below it) `stat_fingerprint`; "missing" when nothing is there."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return stat_fingerprint([path])
+    if path.is_dir():
+        return stat_fingerprint((p for p in path.rglob("*") if p.is_file()), root=path)
+    return "missing"
+
+
+def init_fingerprint(path: str, component: str) -> str:
+    """`vae.init` / `dit.init`: our artifact's recorded weights hash, else the checkpoint files' stat."""
+    from models import weights
+
+    try:
+        source = weights.locate(path, component)
+    except weights.WeightsError:
+        return path_fingerprint(path)  # the config check says what is wrong with it
+    if source.meta is not None and source.meta.get("tensors_sha256"):
+        return "tensors_sha256:" + str(source.meta["tensors_sha256"])
+    return stat_fingerprint(source.files)
+
+
+def input_fingerprints(config: Any, fields: Iterable[str]) -> dict[str, str]:
+    """{dotted field: fingerprint} of the paths in `config`'s `fields` that name files a stage reads."""
+    out: dict[str, str] = {}
+    for name in fields:
+        value = getattr(config, name, None)
+        init = getattr(value, "init", None)
+        if name in ("vae", "dit") and init:
+            out[f"{name}.init"] = init_fingerprint(str(init), name)
+        source = getattr(value, "source", None)
+        if name.endswith("_data") and source in DATA_PATHS and getattr(value, DATA_PATHS[source], None):
+            out[f"{name}.{DATA_PATHS[source]}"] = path_fingerprint(getattr(value, DATA_PATHS[source]))
+    return out

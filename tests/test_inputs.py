@@ -1,0 +1,76 @@
+"""Stage keys see the files their paths name (ablations/inputs.py): a changed checkpoint or data
+folder is a new key, so the sweep trains again instead of reusing a stage built from old files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ablations import artifacts
+from ablations.configs import default_run_config
+from ablations.graph import expand_variants, plan_sweep
+from ablations.overrides import apply_overrides
+from ablations.runner import STAGE_SPECS
+from tests._generate_util import tiny_pair
+
+STAGES = ["train_vae", "eval_recon", "cost"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    return tiny_pair(tmp_path_factory)
+
+
+def _keys(cfg) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    plan = plan_sweep(expand_variants(cfg, {}, [0]), STAGE_SPECS, STAGES)
+    return {i.stage: i.key for i in plan.instances.values()}
+
+
+def test_a_changed_init_checkpoint_is_a_new_key(trained, tmp_path):
+    vae_dir, _ = trained
+    weights, meta = artifacts.load(vae_dir, "vae")
+    start = tmp_path / "start" / artifacts.FILES["vae"]
+    start.parent.mkdir()
+    keep = {k: v for k, v in meta.items() if k not in ("format", "tensors_sha256", "written_by")}
+    artifacts.save(start, "vae", weights, keep)
+    cfg = apply_overrides(default_run_config("ltx", "tiny"), [f"vae.init={start.parent}"])
+    before = _keys(cfg)
+    assert _keys(cfg) == before  # the same files: the same keys, so the cache is found again
+    os.utime(start, ns=(1, 1))  # a new mtime on the same weights: ours are keyed by their tensors_sha256
+    assert _keys(cfg) == before
+    changed = {k: v.clone() for k, v in weights.items()}
+    name = next(k for k, v in changed.items() if v.is_floating_point() and v.numel() > 1)
+    changed[name][0] += 1.0
+    artifacts.save(start, "vae", changed, keep)  # the same path, other weights
+    after = _keys(cfg)
+    assert after["train_vae"] != before["train_vae"] and after["eval_recon"] != before["eval_recon"]
+    plain = _keys(default_run_config("ltx", "tiny"))
+    assert plain["train_vae"] not in (before["train_vae"], after["train_vae"])
+
+
+def test_a_changed_video_folder_is_a_new_key(tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "a.mp4").write_bytes(b"x" * 10)
+    cfg = apply_overrides(default_run_config("ltx", "tiny"), ["vae_data.source=folder", f"vae_data.folder={folder}"])
+    before = _keys(cfg)
+    assert _keys(cfg) == before
+    (folder / "b.mp4").write_bytes(b"y" * 10)  # a video added under the same path
+    added = _keys(cfg)
+    assert added["train_vae"] != before["train_vae"]
+    (folder / "b.mp4").write_bytes(b"y" * 11)  # a video replaced by another of a different size
+    assert _keys(cfg)["train_vae"] not in (before["train_vae"], added["train_vae"])
+
+
+def test_configs_without_paths_keep_their_keys():
+    """No path in the fields: the payload is what it was before fingerprints, so existing caches stay valid."""
+    from models.config import content_hash, to_dict
+
+    cfg = default_run_config("ltx", "tiny")
+    spec = STAGE_SPECS["train_vae"]
+    variant = expand_variants(cfg, {}, [0])[0]
+    payload = {"stage": "train_vae", "fields": {f: to_dict(getattr(variant.config, f)) for f in spec.fields},
+               "upstream": ()}
+    assert _keys(cfg)["train_vae"] == content_hash(payload, 16)
