@@ -276,7 +276,7 @@ def create_app(engine: Engine, admin_token: str) -> Starlette:
         span = byte_range(request.headers.get("range"), size)
 
         async def on_sent(first: int, end: int, at: float) -> None:
-            await call(store.record_delivery, aid, part, first, end, at)
+            await operate(store.record_delivery, store.delivery_steps, aid, part, first, end, at)
 
         # No filename: a Content-Disposition header would carry a name; the URL names the assignment only.
         return MediaResponse(path, mime, size, span, on_sent)

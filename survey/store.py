@@ -24,7 +24,6 @@ import re
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, func, insert, select, text
@@ -226,35 +225,25 @@ class Store:
         # a duplicate from a raw `Sql` statement is the driver's IntegrityError, not SQLAlchemy's
         self.integrity_errors = (IntegrityError, engine.dialect.loaded_dbapi.IntegrityError)
         self.sqlite = engine.dialect.name == "sqlite"
-        # False: a SQLite write lock held by another process raises WriteLockBusy at once (see _writing)
+        # False: a SQLite write lock held by another process raises WriteLockBusy soon (see _begin_soon)
         self.wait_for_lock = True
         self._studies: dict[str, StudyState] = {}
         self._rng = random.SystemRandom()
         self._ids: dict[int, str] = {}  # study id -> public id
         self._known: dict[int, list[tuple]] = {}  # rater id -> their pairs as last seen here (see vote_steps)
 
-    @contextmanager
-    def _writing(self):  # noqa: ANN202 - context manager of a SQLAlchemy connection
-        """A transaction for reads and then writes; call `_write_lock(conn)` before the first write (see _run)."""
-        with self.engine.begin() as conn:
-            try:
-                yield conn
-            finally:
-                conn.info.pop("survey_write", None)  # info outlives this checkout of the connection
-
     def _write_lock(self, conn) -> None:  # noqa: ANN001 - SQLAlchemy connection
-        """On SQLite, take the write lock (BEGIN IMMEDIATE) once, before the first write of a `_writing` block.
+        """On SQLite, take the write lock (BEGIN IMMEDIATE) before the first statement of a Write.
 
         With `wait_for_lock` off (the server runs SQLite calls on its event loop) see _begin_soon.
         """
-        if not self.sqlite or "survey_write" in conn.info:
+        if not self.sqlite:
             return
         cursor = conn.connection.cursor()
         if self.wait_for_lock:
             cursor.execute("BEGIN IMMEDIATE")
         else:
             self._begin_soon(cursor)
-        conn.info["survey_write"] = True
 
     def _begin_soon(self, cursor) -> None:  # noqa: ANN001 - DBAPI cursor
         """BEGIN IMMEDIATE, waiting here up to LOCK_SPIN_S in short sleeps, else WriteLockBusy.
@@ -466,8 +455,6 @@ class Store:
                 except self.integrity_errors as exc:
                     conn.connection.rollback()
                     op.error = exc
-                finally:
-                    conn.info.pop("survey_write", None)
         return op.value
 
     def next_steps(self, state: StudyState, rid: int):  # noqa: ANN202 - generator of Read/Write steps
@@ -683,10 +670,13 @@ class Store:
 
     def record_delivery(self, aid: int, part: int, first: int, end: int, at: float) -> None:
         """Note that bytes [first, end) of one part of an assignment were sent (commits before returning)."""
+        self._run(self.delivery_steps(aid, part, first, end, at))
+
+    @staticmethod
+    def delivery_steps(aid: int, part: int, first: int, end: int, at: float):  # noqa: ANN205 - Read/Write generator
+        """record_delivery as a Read/Write generator (one Write; nothing when no byte went out)."""
         if end > first:
-            with self._writing() as conn:
-                self._write_lock(conn)
-                _INS_DELIVERY.run(conn, {"aid": aid, "part": part, "first": first, "end": end, "at": at})
+            yield Write(((_INS_DELIVERY, {"aid": aid, "part": part, "first": first, "end": end, "at": at}),))
 
 
 def _conflict_table(exc: Exception) -> str | None:
