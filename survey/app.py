@@ -249,7 +249,7 @@ def create_app(engine: Engine, admin_token: str) -> Starlette:
             cookie = new_cookie = random_id()
         external, source = (f"pid:{pid}", "pid") if pid else (f"cookie:{cookie}", "cookie")
         address = request.client.host if request.client else ""
-        result = await call(store.start, state, external, source, address, cookie)
+        result = await operate(store.start, store.start_steps, state, external, source, address, cookie)
         response = JSONResponse(result, headers=_HEADERS)
         if new_cookie:
             response.set_cookie(_COOKIE, new_cookie, max_age=30 * 86400, httponly=True, samesite="lax")

@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
 from survey import db as t
@@ -140,14 +140,20 @@ _SEL_MEDIA_ASSIGNMENT = Sql("SELECT study_id, comparison_id, left_is_a FROM assi
 # One atomic statement takes a token from the client's bucket (refilled by elapsed time, capped at
 # the burst): no read-then-write race between server processes. CASE, not MIN/LEAST, so that
 # SQLite and PostgreSQL share it.
-_TAKE_TOKEN = text(
+_TAKE_TOKEN = Sql(
     "UPDATE start_buckets SET at = :now, tokens = (CASE WHEN tokens + (:now - at) / :refill > :burst THEN :burst "
     "ELSE tokens + (:now - at) / :refill END) - 1 "
-    "WHERE study_id = :sid AND client_addr = :addr AND tokens + (:now - at) / :refill >= 1")
-_SEL_VOTERS = text("SELECT COUNT(DISTINCT a.rater_id) FROM assignments a JOIN votes v ON v.assignment_id = a.id "
-                   "WHERE a.study_id = :sid AND v.question = 0")
-_SEL_CLIENT_RATERS = text("SELECT COUNT(*) FROM raters WHERE study_id = :sid AND "
-                          "(client_addr = :addr OR client_cookie = :cookie)")
+    "WHERE study_id = :sid AND client_addr = :addr AND tokens + (:now - at) / :refill >= 1 RETURNING tokens")
+_SEL_BUCKET = Sql("SELECT at FROM start_buckets WHERE study_id = :sid AND client_addr = :addr")
+_INS_BUCKET = Sql("INSERT INTO start_buckets (study_id, client_addr, tokens, at) VALUES (:sid, :addr, :tokens, :now)")
+_SEL_RATER = Sql("SELECT id FROM raters WHERE study_id = :sid AND external_id = :external")
+_INS_RATER = Sql("INSERT INTO raters (study_id, external_id, source, completion_code, gold_slots, n_pairs, created_at, "
+                 "client_addr, client_cookie) VALUES (:sid, :external, :source, :code, :gold_slots, :n_pairs, :now, "
+                 ":addr, :cookie) RETURNING id")
+_SEL_VOTERS = Sql("SELECT COUNT(DISTINCT a.rater_id) FROM assignments a JOIN votes v ON v.assignment_id = a.id "
+                  "WHERE a.study_id = :sid AND v.question = 0")
+_SEL_CLIENT_RATERS = Sql("SELECT COUNT(*) FROM raters WHERE study_id = :sid AND "
+                         "(client_addr = :addr OR client_cookie = :cookie)")
 _MEDIA_TOKEN = re.compile(r"([0-9]{1,12})\.([012])\.([A-Za-z0-9_-]{24})")
 _RATER_TOKEN = re.compile(r"([0-9]{1,12})\.([A-Za-z0-9_-]{24})")
 _NOT_SERVED = "This pair was not served to you; vote only on pairs the study page shows."
@@ -355,62 +361,64 @@ class Store:
         per address, and a new rater is refused when that address or cookie already made
         `max_raters_per_client` raters, or when `max_raters` raters have voted.
         """
+        return self._run(self.start_steps(state, external_id, source, client_addr, cookie))
+
+    def start_steps(self, state: StudyState, external_id: str, source: str, client_addr: str = "",
+                    cookie: str = ""):  # noqa: ANN202 - generator of Read/Write steps
+        """start as a Read/Write generator; the unique (study, external id) decides two starts at once."""
         addr = sign(state.secret, f"ip:{client_addr}")
-        self._take_start_token(state, addr)
-        r = t.raters
-        with self.engine.begin() as conn:
-            row = conn.execute(select(r.c.id).where(r.c.study_id == state.id, r.c.external_id == external_id)).first()
-            if row is None:
-                self._check_admission(conn, state, addr, cookie)
-                n_real = min(state.config["pairs_per_rater"], sum(not c.is_gold for c in state.comparisons.values()))
-                n_gold = min(state.config["gold_per_rater"], sum(c.is_gold for c in state.comparisons.values()))
-                total = n_real + n_gold
-                gold_slots = sorted(self._rng.sample(range(total), n_gold))
-                try:
-                    rid = conn.execute(insert(r).values(
-                        study_id=state.id, external_id=external_id, source=source,
-                        completion_code=t.random_id(9).upper().replace("-", "X").replace("_", "Y"),
-                        gold_slots=json.dumps(gold_slots), n_pairs=total, created_at=time.time(),
-                        client_addr=addr, client_cookie=cookie or None,
-                    )).inserted_primary_key[0]
-                except IntegrityError:  # the same rater started twice at once
-                    conn.rollback()
-                    return self.start(state, external_id, source, client_addr, cookie)
-            else:
-                rid = row.id
+        yield from self._take_start_token(state, addr)
+        found = yield Read(_SEL_RATER, {"sid": state.id, "external": external_id})
+        if found:
+            rid = found[0][0]
+        else:
+            yield from self._check_admission(state, addr, cookie)
+            n_real = min(state.config["pairs_per_rater"], sum(not c.is_gold for c in state.comparisons.values()))
+            n_gold = min(state.config["gold_per_rater"], sum(c.is_gold for c in state.comparisons.values()))
+            total = n_real + n_gold
+            try:
+                rid = (yield Write(((_INS_RATER, {
+                    "sid": state.id, "external": external_id, "source": source,
+                    "code": t.random_id(9).upper().replace("-", "X").replace("_", "Y"),
+                    "gold_slots": json.dumps(sorted(self._rng.sample(range(total), n_gold))), "n_pairs": total,
+                    "now": time.time(), "addr": addr, "cookie": cookie or None}),)))[0][0]
+            except self.integrity_errors:  # the same rater started twice at once: find the other's
+                rid = (yield Read(_SEL_RATER, {"sid": state.id, "external": external_id}))[0][0]
         return {"rater": f"{rid}.{sign(state.secret, f'r:{rid}')}"}
 
-    def _check_admission(self, conn, state: StudyState, addr: str, cookie: str) -> None:  # noqa: ANN001
+    @staticmethod
+    def _check_admission(state: StudyState, addr: str, cookie: str):  # noqa: ANN205 - Read steps
         cap = state.config.get("max_raters")
-        if cap is not None and conn.execute(_SEL_VOTERS, {"sid": state.id}).scalar_one() >= cap:
+        if cap is not None and (yield Read(_SEL_VOTERS, {"sid": state.id}))[0][0] >= cap:
             raise ApiError(403, "This study has all the raters it needs; thank you for your interest.")
         per_client = state.config.get("max_raters_per_client")
-        if per_client is not None and conn.execute(
-                _SEL_CLIENT_RATERS, {"sid": state.id, "addr": addr, "cookie": cookie or "-"}).scalar_one() >= per_client:
+        if per_client is not None and (yield Read(_SEL_CLIENT_RATERS, {
+                "sid": state.id, "addr": addr, "cookie": cookie or "-"}))[0][0] >= per_client:
             raise ApiError(429, "This browser or network has already started the study as many times as it may; "
                                 "please finish the session you began.")
 
-    def _take_start_token(self, state: StudyState, addr: str) -> None:
-        """Spend one `start` token of this client address (in the database: shared by every process)."""
+    def _take_start_token(self, state: StudyState, addr: str):  # noqa: ANN202 - Read/Write steps
+        """Spend one `start` token of this client address (in the database: shared by every process).
+
+        Its own Write: a start that then meets another SQLite worker's write lock for longer than
+        LOCK_SPIN_S is retried whole by the server and spends a second token.
+        """
         burst = state.config.get("start_burst")
         if burst is None:
             return
         args = {"sid": state.id, "addr": addr, "now": time.time(), "burst": float(burst),
                 "refill": max(float(state.config.get("start_refill_s", 3.0)), 1e-6)}
         for _ in range(2):
-            with self.engine.begin() as conn:
-                if conn.execute(_TAKE_TOKEN, args).rowcount == 1:
-                    return
-                known = conn.execute(select(t.start_buckets.c.at).where(
-                    t.start_buckets.c.study_id == state.id, t.start_buckets.c.client_addr == addr)).first()
-                if known is not None:
-                    break
-                try:
-                    conn.execute(insert(t.start_buckets).values(study_id=state.id, client_addr=addr,
-                                                                tokens=float(burst) - 1, at=args["now"]))
-                    return
-                except IntegrityError:  # another process made the bucket first: take from it
-                    conn.rollback()
+            if (yield Write(((_TAKE_TOKEN, args),))):
+                return
+            if (yield Read(_SEL_BUCKET, {"sid": state.id, "addr": addr})):
+                break
+            try:
+                yield Write(((_INS_BUCKET, {"sid": state.id, "addr": addr, "tokens": float(burst) - 1,
+                                            "now": args["now"]}),))
+                return
+            except self.integrity_errors:  # another process made the bucket first: take from it
+                pass
         raise ApiError(429, f"Too many starts from your network; wait {args['refill']:.0f} seconds and try again.")
 
     def rater_id(self, state: StudyState, token: object) -> int:
