@@ -229,8 +229,10 @@ class CausalConv3d(nn.Conv3d):
     def _packed(self, x: torch.Tensor, role: object, weight_fn) -> torch.Tensor:  # type: ignore[no-untyped-def]
         """The weight from `weight_fn()` in oneDNN's blocked layout for input shape x: packed once
         (re-laying out the weight costs up to a 4x4 latent conv's time on every unpacked call),
-        again when the parameter changes (load_state_dict and optimizer steps bump its version)."""
-        key = (role, self.weight.data_ptr(), self.weight._version, tuple(x.shape))
+        again when the parameter changes (load_state_dict and optimizer steps bump its version),
+        and per thread count: oneDNN picks the layout for the threads it will run on, and a weight
+        packed at 2 threads made the `small` decode at 1 thread 12-19% slower (863-923 vs 754-777 ms)."""
+        key = (role, self.weight.data_ptr(), self.weight._version, tuple(x.shape), torch.get_num_threads())
         cache = _PACKED.setdefault(self, {})
         packed = cache.get(key)
         if packed is None:
