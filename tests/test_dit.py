@@ -30,6 +30,17 @@ def _latents_for(cfg, batch: int = 2, generator: torch.Generator | None = None) 
     return torch.randn(batch, cfg.in_channels, frames, side, side, generator=generator)
 
 
+def _tiny_inputs(batch: int, text_batch: int | None = None, train: bool = False) -> tuple:
+    """(cfg, the tiny ltx DiT built at seed 0, latents, random captions, a full mask) for forward tests."""
+    cfg = dit_config("ltx", "tiny")
+    torch.manual_seed(0)
+    model = cfg.build().train(train)
+    x = _latents_for(cfg, batch=batch)
+    n = text_batch or batch
+    return cfg, model, x, torch.randn(n, cfg.max_text_tokens, cfg.caption_channels), \
+        torch.ones(n, cfg.max_text_tokens, dtype=torch.bool)
+
+
 @pytest.mark.parametrize("kind,field,value", _switch_cases())
 def test_every_switch_trains_one_step(kind: str, field: str, value: object) -> None:
     vae_kind = "conventional" if (field == "patch" and value == "4x4x2") else "ltx"
@@ -182,12 +193,7 @@ def test_text_padding_is_ignored() -> None:
 
 
 def test_gradient_checkpointing_matches() -> None:
-    cfg = dit_config("ltx", "tiny")
-    torch.manual_seed(0)
-    model = cfg.build()
-    x = _latents_for(cfg, batch=1)
-    text = torch.randn(1, cfg.max_text_tokens, cfg.caption_channels)
-    mask = torch.ones(1, cfg.max_text_tokens, dtype=torch.bool)
+    cfg, model, x, text, mask = _tiny_inputs(1, train=True)
     plain = model(x, torch.tensor([0.3]), text, mask, 24.0).square().mean()
     grads = torch.autograd.grad(plain, list(model.parameters()))
     model.gradient_checkpointing = True
@@ -229,12 +235,7 @@ def test_reuse_conditioning_is_exact_and_follows_the_captions() -> None:
 def test_reuse_conditioning_precomputes_the_step_times_in_one_call() -> None:
     """Times passed to reuse_conditioning are embedded once, together: a forward at one of them skips the time
     MLP and matches a plain forward to rounding; other times, per-token times and autograd embed as usual."""
-    cfg = dit_config("ltx", "tiny")
-    torch.manual_seed(0)
-    model = cfg.build().eval()
-    x = _latents_for(cfg, batch=2)
-    text = torch.randn(2, cfg.max_text_tokens, cfg.caption_channels)
-    mask = torch.ones(2, cfg.max_text_tokens, dtype=torch.bool)
+    _, model, x, text, mask = _tiny_inputs(2)
     calls = []
     model.time_mlp.register_forward_hook(lambda _m, inp, _o: calls.append(inp[0].shape[0]))
     times = torch.tensor([1.0, 0.7, 0.3])
@@ -259,12 +260,7 @@ def test_reuse_conditioning_precomputes_the_step_times_in_one_call() -> None:
 def test_a_guidance_batch_runs_the_first_self_attention_once() -> None:
     """Inside reuse_conditioning, a batch whose halves are the same latents at the same times (CFG) embeds them and
     runs block 0's self-attention on one half; outputs match plain forwards. Halves that differ run in full."""
-    cfg = dit_config("ltx", "tiny")
-    torch.manual_seed(0)
-    model = cfg.build().eval()
-    x = _latents_for(cfg, batch=1)
-    text = torch.randn(2, cfg.max_text_tokens, cfg.caption_channels)
-    mask = torch.ones(2, cfg.max_text_tokens, dtype=torch.bool)
+    cfg, model, x, text, mask = _tiny_inputs(1, text_batch=2)
     rows = []
     model.blocks[0].self_attn.to_qkv.register_forward_hook(lambda _m, inp, _o: rows.append(inp[0].shape[0]))
     pair, t = torch.cat([x, x]), torch.tensor([0.6, 0.6])
