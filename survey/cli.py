@@ -196,8 +196,10 @@ def run_serve(args: argparse.Namespace) -> int:
     engine = _open_database(args.db, args.synchronous)  # also creates the schema once, before any worker
     _print_urls(engine, args, token)
     # proxy_headers off: X-Forwarded-For from a loopback client would spoof the per-address rater cap
+    from survey.http import CoalescingHttpToolsProtocol
+
     options = dict(host=args.host, port=args.port, log_level=args.log_level, access_log=False, proxy_headers=False,
-                   server_header=False, date_header=False)
+                   server_header=False, date_header=False, http=CoalescingHttpToolsProtocol)
     if args.workers == 1:
         uvicorn.run(create_app(engine, token), **options)
         return 0
