@@ -41,11 +41,12 @@ demo: $(STAMP)
 
 # Two pytest workers by default (the tests wait on Ray start-up, servers and subprocesses about
 # half the time, so two share 2 cores well); --dist loadfile keeps each file's module fixtures
-# in one worker. TEST_WORKERS=0 runs them in this process, in order.
+# in one worker, and --no-loadscope-reorder hands files out in collection order, where
+# tests/conftest.py puts the longest first. TEST_WORKERS=0 runs them in this process, in order.
 TEST_WORKERS ?= 2
 
 test: $(STAMP) browser postgres
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -29,3 +29,21 @@ def postgres_server():
 def postgres_url(postgres_server) -> str:
     """A fresh, empty database on the session's PostgreSQL server (postgresql+psycopg:// URL)."""
     return postgres_server.create_database(f"test_{next(_db_names)}")
+
+
+# The files that take longest (`pytest --durations`, summed per file, slowest first). `make test`
+# runs `--dist loadfile --no-loadscope-reorder`, so xdist hands files to its workers in collection
+# order: these start first and the short files fill in around them, instead of a long Ray file
+# starting last while the other worker idles. A file missing here only runs later.
+HEAVY_FIRST = (
+    "test_ray_train.py", "test_sweep.py", "test_distributed_training.py", "test_manifest_data.py",
+    "test_sharded_stages.py", "test_replicate.py", "test_vae_training.py", "test_sweep_submit.py",
+    "test_aesthetic.py", "test_eval_weights_sweep.py", "test_sweep_hardening.py", "test_sweep_cluster.py",
+    "test_dashboard_real_sweep.py", "test_curate_pipeline.py", "test_dit_stages.py", "test_dashboard_browser.py",
+    "test_stats.py", "test_folder_data.py", "test_dashboard_data.py", "test_survey_server.py",
+)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(HEAVY_FIRST)))  # stable: the rest keep their order
