@@ -164,14 +164,7 @@ def _short(value: Any) -> str:
 def plan_sweep(variants: Iterable[Variant], specs: Mapping[str, StageSpec], wanted: Sequence[str]) -> Plan:
     """Stage instances for every variant: the `wanted` stages and everything upstream of them."""
     plan = Plan(variants=list(variants))
-    taken: dict[tuple[str, str], dict[str, str]] = {}  # (config hash, fields) -> fingerprints: once per plan
-
-    def fingerprints(config: Any, fields: tuple[str, ...]) -> dict[str, str]:
-        at = (content_hash({f: to_dict(getattr(config, f)) for f in fields}, 16), ",".join(fields))
-        if at not in taken:
-            taken[at] = input_fingerprints(config, fields)
-        return taken[at]
-
+    taken: dict[tuple[str, str], str] = {}  # each path is fingerprinted once per plan
     for variant in plan.variants:
         needed: list[str] = []
         keys: dict[str, str] = {}
@@ -185,7 +178,7 @@ def plan_sweep(variants: Iterable[Variant], specs: Mapping[str, StageSpec], want
             ups = tuple(f"{u}/{visit(u)}" for u in spec.upstream)
             payload = {"stage": stage, "fields": {f: to_dict(getattr(variant.config, f)) for f in spec.fields},
                        "upstream": ups}
-            inputs = fingerprints(variant.config, spec.fields)
+            inputs = input_fingerprints(variant.config, spec.fields, taken)
             if inputs:  # files named by a path (vae.init, a data folder): changed files are a new key
                 payload["inputs"] = inputs
             key = content_hash(payload, 16)

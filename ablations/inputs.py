@@ -56,15 +56,24 @@ def init_fingerprint(path: str, component: str) -> str:
     return stat_fingerprint(source.files)
 
 
-def input_fingerprints(config: Any, fields: Iterable[str]) -> dict[str, str]:
-    """{dotted field: fingerprint} of the paths in `config`'s `fields` that name files a stage reads."""
+def input_fingerprints(config: Any, fields: Iterable[str], taken: dict[tuple[str, str], str] | None = None
+                       ) -> dict[str, str]:
+    """{dotted field: fingerprint} of the paths in `config`'s `fields` that name files a stage reads.
+
+    `taken` ({(kind, path): fingerprint}) lets a plan fingerprint each path once for all its stages."""
+    taken = {} if taken is None else taken
     out: dict[str, str] = {}
     for name in fields:
         value = getattr(config, name, None)
         init = getattr(value, "init", None)
         if name in ("vae", "dit") and init:
-            out[f"{name}.init"] = init_fingerprint(str(init), name)
+            if (name, str(init)) not in taken:
+                taken[name, str(init)] = init_fingerprint(str(init), name)
+            out[f"{name}.init"] = taken[name, str(init)]
         source = getattr(value, "source", None)
-        if name.endswith("_data") and source in DATA_PATHS and getattr(value, DATA_PATHS[source], None):
-            out[f"{name}.{DATA_PATHS[source]}"] = path_fingerprint(getattr(value, DATA_PATHS[source]))
+        path = getattr(value, DATA_PATHS[source], None) if name.endswith("_data") and source in DATA_PATHS else None
+        if path:
+            if ("data", str(path)) not in taken:
+                taken["data", str(path)] = path_fingerprint(path)
+            out[f"{name}.{DATA_PATHS[source]}"] = taken["data", str(path)]
     return out
