@@ -21,8 +21,9 @@ import torch
 
 from models import tensor_file
 from models.tensor_file import TensorFileError
+from models.weights import ARTIFACTS
 
-FILES = {"vae": "vae.safetensors", "dit": "dit.safetensors"}
+FILES = ARTIFACTS  # {"vae": "vae.safetensors", "dit": "dit.safetensors"}, named once where vae.init / dit.init read them
 LEGACY = {"vae": "vae.pt", "dit": "dit.pt"}  # the pickle files of older ltxlab versions
 FORMATS = {"vae": "ltxlab-vae/2", "dit": "ltxlab-dit/2"}  # /1 was the pickle
 MAKERS = {"vae": "train-vae", "dit": "train-dit"}  # the command that writes each

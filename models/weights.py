@@ -39,7 +39,7 @@ from models.config import ConfigError
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 INDEX = "diffusion_pytorch_model.safetensors.index.json"
 SHOWN = 4  # keys named in an error sentence before "... (N in all)"
-ARTIFACTS = {"vae": "vae.safetensors", "dit": "dit.safetensors"}  # ltxlab's trained models (ablations/artifacts.py)
+ARTIFACTS = {"vae": "vae.safetensors", "dit": "dit.safetensors"}  # ltxlab's trained models (ablations/artifacts.py FILES)
 OURS = "ltxlab_artifact"  # Source.container (and LoadReport.key_layout "ltxlab") of one of ours
 
 
