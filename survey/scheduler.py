@@ -50,6 +50,17 @@ class Coverage:
         if self._levels is not None:
             self._move(comp, n, n + 1)
 
+    def remove_served(self, comp: Comparison) -> None:
+        """Take back one `add_served` (a pick reserved for a write that failed)."""
+        n = self.served[comp.id]
+        if n <= 0:
+            return
+        self.served[comp.id] = n - 1
+        self.pair_served[comp.pair] -= 1
+        self.item_served[comp.item_id] -= 1
+        if self._levels is not None:
+            self._move(comp, n, n - 1)
+
     def _move(self, comp: Comparison, old: int, new: int) -> None:
         level = self._levels[(comp.is_gold, old)]
         group = level[comp.pair]

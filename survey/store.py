@@ -475,10 +475,21 @@ class Store:
         try:
             written = yield Write(writes)
         except self.integrity_errors:
+            self._unreserve(state, writes)
             self._known.pop(rid, None)
             raise ApiError(409, _FETCHING) from None
+        except BaseException:
+            self._unreserve(state, writes)
+            raise
         self._remember(rid, rows, writes, written)
         return finish(written)
+
+    @staticmethod
+    def _unreserve(state: StudyState, writes: tuple) -> None:
+        """Take back the served count `_plan_next` reserved for the pair of a Write that failed."""
+        if writes and writes[-1][0] is _INS_ASSIGNMENT:
+            with state.lock:
+                state.coverage.remove_served(state.comparisons[writes[-1][1]["cid"]])
 
     def _remember(self, rid: int, rows: list[tuple], writes: tuple = (), written: list[tuple] | None = None) -> None:
         """Keep a rater's _SEL_RATER_PAIRS rows as this process last saw them, plus a pair it just served.
@@ -499,7 +510,9 @@ class Store:
         """What serving the next pair writes, and a function of that Write's rows giving the reply.
 
         `rows` are the rater's _SEL_RATER_PAIRS rows (none: no such rater). The scheduler's pick
-        is counted in the coverage only once its assignment is committed.
+        is counted in the coverage at once, under the lock, so requests that interleave while its
+        write is awaited (PostgreSQL on the event loop) balance around it; a write that fails
+        takes it back (`_unreserve`).
         """
         if not rows:
             raise ApiError(403, _BAD_RATER)
@@ -525,13 +538,13 @@ class Store:
             if comp is None:
                 comp = choose(comps, state.coverage, seen, seen_items, self._rng, gold=not want_gold,
                               adaptive=adaptive)
+            if comp is not None:
+                state.coverage.add_served(comp)
         if comp is None:  # the study ran out of pairs this rater has not seen
             return ((_UPD_DONE, {"now": time.time(), "n": position, "rid": rid}),), lambda _rows: done
         left_is_a = self._rng.random() < 0.5
 
         def served(written: list[tuple]) -> dict:
-            with state.lock:
-                state.coverage.add_served(comp)
             return self._pair_payload(state, rid, written[0][0], comp.id, position, left_is_a, n_pairs)
 
         return ((_INS_ASSIGNMENT, {"sid": state.id, "rid": rid, "cid": comp.id, "pos": position,
@@ -594,7 +607,10 @@ class Store:
             return (yield from self.vote_steps(state, rid, body, known=False))
         try:
             written = yield Write(votes + writes)
-        except self.integrity_errors as exc:
+        except BaseException as exc:
+            self._unreserve(state, writes)
+            if not isinstance(exc, self.integrity_errors):
+                raise
             self._known.pop(rid, None)
             if known:  # remembered rows gone stale: decide on fresh ones
                 return (yield from self.vote_steps(state, rid, body, known=False))
