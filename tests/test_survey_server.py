@@ -337,3 +337,48 @@ def test_a_vote_and_its_next_pair_commit_together_on_every_driver(tmp_path, requ
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(t.refusals)).scalar_one() == 1
     engine.dispose()
+
+
+def test_a_pick_counts_as_served_while_its_write_is_awaited(tmp_path):
+    """Requests that run while a pick's write is awaited (PostgreSQL on the event loop) must see it as served,
+    or they all choose the same least-served pair; a write that fails takes the count back."""
+    from survey.store import ApiError, Store, Write
+
+    db, summary = _make(tmp_path, gold_per_rater=0)
+    engine = t.make_engine(db, create_schema=False)
+    store = Store(engine)
+    state = store.study(summary["public_id"])
+    rid = store.rater_id(state, store.start(state, "pid:P1", "pid")["rater"])
+    pending: list[tuple[int, int]] = []  # (picked comparison, its served count as the write is handed over)
+
+    def watch(steps, race=False):  # noqa: ANN001, ANN202 - a store operation's Read/Write generator
+        reply, error = None, None
+        while True:
+            try:
+                step = steps.throw(error) if error is not None else steps.send(reply)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, Write):
+                cid = step.steps[-1][1]["cid"]
+                pending.append((cid, state.coverage.served[cid]))
+                if race:  # another process serves this rater's next position first
+                    with engine.begin() as conn:
+                        conn.execute(t.assignments.insert().values(
+                            study_id=state.id, rater_id=rid, comparison_id=cid, position=0, left_is_a=True,
+                            served_at=time.time()))
+            error = None
+            try:
+                reply = yield step
+            except Exception as exc:  # noqa: BLE001 - handed back to the operation
+                error = exc
+
+    with pytest.raises(ApiError):
+        store._run(watch(store.next_steps(state, rid), race=True))
+    cid, while_pending = pending[-1]
+    assert while_pending == 1 and state.coverage.served[cid] == 0  # reserved, then taken back with the write
+    store._run(watch(store.next_steps(state, rid)))  # the racer's pair is open: served again, nothing written
+    other = store.rater_id(state, store.start(state, "pid:P2", "pid")["rater"])
+    store._run(watch(store.next_steps(state, other)))
+    cid, while_pending = pending[-1]
+    assert while_pending == 1 and state.coverage.served[cid] == 1  # counted once, when chosen
+    engine.dispose()
