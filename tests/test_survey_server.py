@@ -242,7 +242,7 @@ def test_a_sqlite_write_waits_in_place_for_a_brief_lock_and_gives_up_on_a_long_o
 
 
 def _before_write(steps, action):  # noqa: ANN001, ANN202 - a store operation's Read/Write generator
-    """The store operation `steps`, with `action()` run as it hands over its first Write (another process racing it)."""
+    """The store operation `steps`, with `action(write)` run as it hands over its first Write (another process racing it)."""
     from survey.store import Write
 
     reply, error = None, None
@@ -252,7 +252,7 @@ def _before_write(steps, action):  # noqa: ANN001, ANN202 - a store operation's 
         except StopIteration as done:
             return done.value
         if isinstance(step, Write) and action is not None:
-            action, _ = None, action()
+            action, _ = None, action(step)
         error = None
         try:
             reply = yield step
@@ -291,7 +291,7 @@ def test_a_vote_and_its_next_pair_commit_together_on_every_driver(tmp_path, requ
     def vote(pair: dict, race_at: int | None = None, known: bool = True) -> dict:
         steps = store.vote_steps(state, rid, {"assignment": pair["assignment"], "token": pair["token"],
                                               "answers": ["left"]}, known=known)
-        return run(_before_write(steps, lambda: race(race_at)) if race_at is not None else steps)
+        return run(_before_write(steps, lambda _write: race(race_at)) if race_at is not None else steps)
 
     def deliver(pair: dict) -> None:
         with engine.connect() as conn:
@@ -342,7 +342,7 @@ def test_a_vote_and_its_next_pair_commit_together_on_every_driver(tmp_path, requ
 def test_a_pick_counts_as_served_while_its_write_is_awaited(tmp_path):
     """Requests that run while a pick's write is awaited (PostgreSQL on the event loop) must see it as served,
     or they all choose the same least-served pair; a write that fails takes the count back."""
-    from survey.store import ApiError, Store, Write
+    from survey.store import ApiError, Store
 
     db, summary = _make(tmp_path, gold_per_rater=0)
     engine = t.make_engine(db, create_schema=False)
@@ -352,25 +352,16 @@ def test_a_pick_counts_as_served_while_its_write_is_awaited(tmp_path):
     pending: list[tuple[int, int]] = []  # (picked comparison, its served count as the write is handed over)
 
     def watch(steps, race=False):  # noqa: ANN001, ANN202 - a store operation's Read/Write generator
-        reply, error = None, None
-        while True:
-            try:
-                step = steps.throw(error) if error is not None else steps.send(reply)
-            except StopIteration as done:
-                return done.value
-            if isinstance(step, Write):
-                cid = step.steps[-1][1]["cid"]
-                pending.append((cid, state.coverage.served[cid]))
-                if race:  # another process serves this rater's next position first
-                    with engine.begin() as conn:
-                        conn.execute(t.assignments.insert().values(
-                            study_id=state.id, rater_id=rid, comparison_id=cid, position=0, left_is_a=True,
-                            served_at=time.time()))
-            error = None
-            try:
-                reply = yield step
-            except Exception as exc:  # noqa: BLE001 - handed back to the operation
-                error = exc
+        def record(write) -> None:  # noqa: ANN001 - survey.store.Write
+            cid = write.steps[-1][1]["cid"]
+            pending.append((cid, state.coverage.served[cid]))
+            if race:  # another process serves this rater's next position first
+                with engine.begin() as conn:
+                    conn.execute(t.assignments.insert().values(
+                        study_id=state.id, rater_id=rid, comparison_id=cid, position=0, left_is_a=True,
+                        served_at=time.time()))
+
+        return _before_write(steps, record)
 
     with pytest.raises(ApiError):
         store._run(watch(store.next_steps(state, rid), race=True))
