@@ -324,8 +324,8 @@ class AsyncPostgres:
             self._free = asyncio.Semaphore(self.size)
         async with self._free:
             conn = await self._checkout()
+            op = Operation(steps)
             try:
-                op = Operation(steps)
                 while (step := op.step()) is not None:
                     try:
                         op.rows = await self._execute(conn, step)
@@ -333,6 +333,7 @@ class AsyncPostgres:
                         op.error = exc
                 return op.value
             finally:
+                op.close()  # cancelled, or the connection failed: the operation's clean-up runs now
                 if conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
                     await conn.close()
                 else:

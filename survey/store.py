@@ -93,12 +93,15 @@ class Operation:
     """Drives a store operation's Read/Write generator for a driver (`Store._run`, `AsyncPostgres.run`).
 
         op = Operation(steps)
-        while (step := op.step()) is not None:
-            try:
-                op.rows = <run step>
-            except <the driver's IntegrityError> as exc:
-                op.error = exc  # thrown into the operation, which decides
-        return op.value
+        try:
+            while (step := op.step()) is not None:
+                try:
+                    op.rows = <run step>
+                except <the driver's IntegrityError> as exc:
+                    op.error = exc  # thrown into the operation, which decides
+            return op.value
+        finally:
+            op.close()  # an operation left at a step (any other error) runs its clean-up now
     """
 
     def __init__(self, steps) -> None:  # noqa: ANN001 - generator of Read/Write steps
@@ -116,6 +119,18 @@ class Operation:
             return None
         finally:
             self.rows = self.error = None
+
+    def close(self) -> None:
+        """End an operation its driver left at a step (an error other than IntegrityError escaped).
+
+        GeneratorExit runs the operation's clean-up (a pick reserved for its Write is taken back,
+        `Store._unreserve`) here, where no lock is held. Left to the garbage collector (an
+        operation retried inside an `except` sits in a reference cycle), that clean-up ran at
+        whatever allocation triggered a collection: inside the scheduler's `state.lock` it waited
+        for the lock its own thread held, and the server process hung (seen with SQLite and 2
+        workers: a stale-rows retry that met the other worker's write lock).
+        """
+        self.steps.close()
 
 
 # The rater and their pairs in one round trip: no row means no such rater in this study; a rater
@@ -449,21 +464,24 @@ class Store:
         the watch gate's stale reads can only miss deliveries, so only refuse.
         """
         op = Operation(steps)
-        with self.engine.connect() as conn:
-            while (step := op.step()) is not None:
-                if isinstance(step, Read):
-                    op.rows = step.sql.run(conn, step.params).fetchall()
-                    continue
-                try:
-                    self._write_lock(conn)
-                    for sql, params in step.steps:
-                        cursor = sql.run(conn, params)
-                    op.rows = cursor.fetchall() if cursor.description else []
-                    conn.connection.commit()
-                except self.integrity_errors as exc:
-                    conn.connection.rollback()
-                    op.error = exc
-        return op.value
+        try:
+            with self.engine.connect() as conn:
+                while (step := op.step()) is not None:
+                    if isinstance(step, Read):
+                        op.rows = step.sql.run(conn, step.params).fetchall()
+                        continue
+                    try:
+                        self._write_lock(conn)
+                        for sql, params in step.steps:
+                            cursor = sql.run(conn, params)
+                        op.rows = cursor.fetchall() if cursor.description else []
+                        conn.connection.commit()
+                    except self.integrity_errors as exc:
+                        conn.connection.rollback()
+                        op.error = exc
+            return op.value
+        finally:
+            op.close()  # e.g. WriteLockBusy: the server retries with a new operation
 
     def next_steps(self, state: StudyState, rid: int):  # noqa: ANN202 - generator of Read/Write steps
         """The next_pair operation: the rater's pairs (always read: a reload refreshes), then at most one Write."""

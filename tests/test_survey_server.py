@@ -225,8 +225,12 @@ def test_a_sqlite_write_waits_in_place_for_a_brief_lock_and_gives_up_on_a_long_o
     holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     try:
         holder.execute("BEGIN IMMEDIATE")  # another process's write of a few milliseconds
-        threading.Timer(LOCK_SPIN_S / 5, holder.execute, ["ROLLBACK"]).start()
+        releaser = threading.Timer(LOCK_SPIN_S / 5, holder.execute, ["ROLLBACK"])
+        releaser.start()
         following = store.vote(state, rid, vote)["next"]  # no WriteLockBusy
+        # the vote can get the lock while the timer's execute is still returning: one connection used from two
+        # threads at once can crash the sqlite3 module (a segfault, seen under load)
+        releaser.join()
         holder.execute("BEGIN IMMEDIATE")  # a writer that keeps the lock
         began = time.monotonic()
         with pytest.raises(WriteLockBusy):
@@ -372,4 +376,54 @@ def test_a_pick_counts_as_served_while_its_write_is_awaited(tmp_path):
     store._run(watch(store.next_steps(state, other)))
     cid, while_pending = pending[-1]
     assert while_pending == 1 and state.coverage.served[cid] == 1  # counted once, when chosen
+    engine.dispose()
+
+
+def test_an_operation_its_driver_abandons_takes_its_pick_back_at_once(tmp_path):
+    """A vote retried on fresh rows that then meets another worker's write lock (WriteLockBusy) leaves
+    its generator in a reference cycle: its clean-up (taking back the reserved pick) must run as the
+    driver gives up, not at a garbage collection, which could come inside `state.lock` and hang the
+    server process on its own lock (found hung in the load benchmark, SQLite with 2 workers)."""
+    import gc
+
+    from survey.store import Store, WriteLockBusy
+
+    db, summary = _make(tmp_path, gold_per_rater=0)
+    engine = t.make_engine(db, create_schema=False)
+    store = Store(engine)
+    state = store.study(summary["public_id"])
+    rid = store.rater_id(state, store.start(state, "pid:P1", "pid")["rater"])
+    first = store.next_pair(state, rid)  # remembered: the vote will write without reading first
+    with engine.begin() as conn:  # another worker serves this rater's next pair, and it is voted, meanwhile
+        free = next(c for c in state.comparison_list if c.id not in {
+            cid for (cid,) in conn.execute(select(t.assignments.c.comparison_id)).all()})
+        aid = conn.execute(t.assignments.insert().values(
+            study_id=state.id, rater_id=rid, comparison_id=free.id, position=1, left_is_a=True,
+            served_at=time.time())).inserted_primary_key[0]
+        conn.execute(t.votes.insert().values(assignment_id=aid, question=0, choice="tie", created_at=time.time(),
+                                             server_elapsed_s=1.0))
+    served = sum(state.coverage.served.values())
+    writes = [0]
+    real_lock = store._write_lock
+
+    def busy_on_retry(conn) -> None:  # noqa: ANN001 - the stale write fails its insert, the retry meets a lock
+        writes[0] += 1
+        if writes[0] == 2:
+            raise WriteLockBusy
+        real_lock(conn)
+
+    store._write_lock = busy_on_retry
+    gc.disable()
+    try:
+        with pytest.raises(WriteLockBusy):
+            store.vote(state, rid, {"assignment": first["assignment"], "token": first["token"], "answers": ["left"]})
+        assert writes[0] == 2 and sum(state.coverage.served.values()) == served  # the retry's pick taken back
+        collector = threading.Thread(target=lambda: state.lock.acquire() and (gc.collect(), state.lock.release()),
+                                     daemon=True)
+        collector.start()  # a collection inside the lock finds nothing left to clean up
+        collector.join(timeout=5)
+        assert not collector.is_alive(), "a garbage collection inside state.lock hung on the lock"
+    finally:
+        gc.enable()
+    assert sum(state.coverage.served.values()) == served
     engine.dispose()
