@@ -291,6 +291,9 @@ def closed_by_server(conn) -> bool:  # noqa: ANN001 - psycopg Connection or Asyn
     return bool(poll.poll(0))
 
 
+_TUPLES_OK = 2  # psycopg.pq.ExecStatus.TUPLES_OK: the statement returned rows
+
+
 class AsyncPostgres:
     """A small pool of psycopg AsyncConnections (autocommit) that runs store operations on the event loop.
 
@@ -308,7 +311,7 @@ class AsyncPostgres:
 
         self.conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self.size = size  # connections at most, per server process
-        self._idle: list = []
+        self._idle: list[tuple] = []  # (AsyncConnection, its AsyncCursor)
         self._free = None  # asyncio.Semaphore, made on first use: it belongs to the running loop
         self._joined: dict[tuple, str] = {}  # the Sql objects of a Write -> its one statement
 
@@ -323,12 +326,12 @@ class AsyncPostgres:
         if self._free is None:
             self._free = asyncio.Semaphore(self.size)
         async with self._free:
-            conn = await self._checkout()
+            conn, cursor = await self._checkout()
             op = Operation(steps)
             try:
                 while (step := op.step()) is not None:
                     try:
-                        op.rows = await self._execute(conn, step)
+                        op.rows = await self._execute(cursor, step)
                     except integrity_errors as exc:
                         op.error = exc
                 return op.value
@@ -337,25 +340,31 @@ class AsyncPostgres:
                 if conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
                     await conn.close()
                 else:
-                    self._idle.append(conn)
+                    self._idle.append((conn, cursor))
 
-    async def _checkout(self):  # noqa: ANN202 - psycopg AsyncConnection
+    async def _checkout(self) -> tuple:  # (psycopg AsyncConnection, its AsyncCursor)
+        """An idle connection and its cursor, or a new pair.
+
+        One cursor per connection, reused: psycopg keeps each cursor's parameter adapters, which a
+        new cursor per statement (`connection.execute`) looked up again every time.
+        """
         import psycopg
 
         while self._idle:
-            conn = self._idle.pop()
+            conn, cursor = self._idle.pop()
             if not closed_by_server(conn):
-                return conn
+                return conn, cursor
             await conn.close()
-        return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        return conn, conn.cursor()
 
-    async def _execute(self, conn, step) -> list[tuple]:  # noqa: ANN001 - AsyncConnection, Read or Write
+    async def _execute(self, cursor, step) -> list[tuple]:  # noqa: ANN001 - AsyncCursor, Read or Write
         if hasattr(step, "sql"):  # a Read
-            cursor = await conn.execute(step.sql.pyformat, step.params)
+            await cursor.execute(step.sql.pyformat, step.params)
         else:
-            sql, params = self._join(step.steps)
-            cursor = await conn.execute(sql, params)
-        return await cursor.fetchall() if cursor.description else []
+            await cursor.execute(*self._join(step.steps))
+        # the result's status, not `description` (which builds a Column object per column on every call)
+        return await cursor.fetchall() if cursor.pgresult.status == _TUPLES_OK else []
 
     def _join(self, steps: tuple) -> tuple[str, dict]:
         """One statement for a Write: WITH w0 AS (first), w1 AS (second) ... last; parameters renamed apart."""
