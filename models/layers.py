@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import weakref
 from collections import OrderedDict
+from typing import Callable
 
 import torch
 from torch import nn
@@ -73,13 +75,48 @@ def workspace(
     return buffer
 
 
-class WorkspaceLinear(nn.Linear):
-    """nn.Linear whose output, on CPU without autograd, lands in the shared `workspace(role)` buffer.
+# linear -> {(weight storage, weight version, rows, threads): its weight packed for MKL's sgemm}. Kept outside
+# the modules, as the VAE's packed convs are: an opaque MKL buffer cannot be deep-copied or pickled with them.
+_PACKED_LINEAR: "weakref.WeakKeyDictionary[nn.Linear, dict[tuple, torch.Tensor]]" = weakref.WeakKeyDictionary()
+PACKED_PER_LINEAR = 4  # row counts kept per projection (a sampler uses two or three: CFG batch, half batch, text)
+# products with more rows use addmm: at 640 rows (benchmarks/dit_speed.py's `small`) the packed sgemm
+# measured 1-15% slower than addmm, at 96 rows (the `small` generate shape) 3-15% faster
+PACKED_MAX_ROWS = 256
 
-    Only for projections whose result is consumed before the same role runs again (inside one
-    transformer block: q/k/v, attention out, FFN in/out); the next call overwrites it. Same
-    parameters and state-dict keys as nn.Linear; with autograd, on other devices and under
-    torch.compile it is nn.Linear.
+
+def packed_weight(
+    registry: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, torch.Tensor]]", module: nn.Module,
+    weight: torch.Tensor, key: object, limit: int, make: Callable[[], torch.Tensor],
+) -> torch.Tensor:
+    """`make()`, a weight re-laid out for a library kernel (oneDNN, MKL), kept in `registry[module]` under
+    `key` (what the layout depends on: a tap, an input shape, a row count): made once, again when `weight`
+    changes (load_state_dict and optimizer steps bump its version), and per thread count (the libraries
+    lay weights out for the threads they will run on: a conv weight packed at 2 threads made the `small`
+    decode at 1 thread 12-19% slower). At most `limit` are kept per module."""
+    full = (weight.data_ptr(), weight._version, key, torch.get_num_threads())
+    cache = registry.setdefault(module, {})
+    packed = cache.get(full)
+    if packed is None:
+        if len(cache) >= limit or any(k[:2] != full[:2] for k in cache):
+            cache.clear()  # the weight changed, or many shapes came by: start over
+        packed = cache[full] = make()
+    return packed
+
+
+def _mkl_packed_linear_available() -> bool:
+    return torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
+
+
+class WorkspaceLinear(nn.Linear):
+    """nn.Linear that, on CPU without autograd, multiplies by a weight packed once for MKL's sgemm.
+
+    Same parameters and state-dict keys as nn.Linear; with autograd, on other devices and under
+    torch.compile it is nn.Linear. `addmm` (nn.Linear's CPU path) repacks the weight on every call;
+    with few rows (the `small` generate shape has 96) that repacking is a few percent of each
+    projection's time, and the packed product is the same sgemm, equal to addmm's bit for bit. With
+    more rows (or without MKL) it is addmm into the shared `workspace(role)` buffer, so only for
+    projections whose result is consumed before the same role runs again (inside one transformer
+    block: q/k/v, attention out, FFN in/out).
     """
 
     def __init__(self, in_features: int, out_features: int, role: str) -> None:
@@ -87,8 +124,19 @@ class WorkspaceLinear(nn.Linear):
         self.role = role
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or x.device.type != "cpu" or torch.compiler.is_compiling() or self.bias is None:
+        if torch.is_grad_enabled() or x.device.type != "cpu" or torch.compiler.is_compiling() or self.bias is None \
+                or x.dtype != torch.float32:
             return super().forward(x)
+        rows = x.numel() // self.in_features
+        flat = x.reshape(rows, self.in_features)
+        if rows <= PACKED_MAX_ROWS and _mkl_packed_linear_available():
+            out = torch.ops.mkl._mkl_linear(flat, self._packed(rows), self.weight, self.bias, rows)
+            return out.view(*x.shape[:-1], self.out_features)
         out = workspace(self.role, (*x.shape[:-1], self.out_features), x)
-        torch.addmm(self.bias, x.reshape(-1, self.in_features), self.weight.t(), out=out.view(-1, self.out_features))
+        torch.addmm(self.bias, flat, self.weight.t(), out=out.view(-1, self.out_features))
         return out
+
+    def _packed(self, rows: int) -> torch.Tensor:
+        """The weight packed for `rows`-row products (see `packed_weight`)."""
+        return packed_weight(_PACKED_LINEAR, self, self.weight, rows, PACKED_PER_LINEAR,
+                             lambda: torch.ops.mkl._mkl_reorder_linear_weight(self.weight.detach(), rows))

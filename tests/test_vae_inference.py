@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from models.vae import vae_config
-from models.vae.blocks import _PACKED, CausalConv3d
+from models.vae.blocks import _PACKED, CausalConv3d, DepthToSpaceUpsample
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN (CPU PyTorch build)")
 
@@ -39,6 +39,23 @@ def test_inference_conv_matches_padded_conv(causal: bool, frames: int, kernel, s
         fast = conv(x)
     expected = reference(conv, x)
     assert fast.shape == expected.shape
+    torch.testing.assert_close(fast.double(), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 4])
+@pytest.mark.parametrize("residual,factor", [(True, 2), (False, 1)])
+def test_inference_upsample_matches_autograd_path(frames: int, residual: bool, factor: int) -> None:
+    """The inference upsample computes only the kept time phase of the first frame and rearranges in place:
+    every output frame, phase and tiled skip channel must still be the autograd path's."""
+    torch.manual_seed(0)
+    up = DepthToSpaceUpsample(8, (2, 2, 2), residual=residual, factor=factor, causal=False)
+    x = torch.randn(1, 8, frames, 3, 4)
+    with torch.no_grad():
+        fast = up(x)
+    ref = copy.deepcopy(up).double()
+    with torch.enable_grad():
+        expected = ref(x.double()).detach()
+    assert fast.shape == expected.shape == (1, 8 // factor, 2 * frames - 1, 6, 8)
     torch.testing.assert_close(fast.double(), expected, atol=1e-5, rtol=1e-5)
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import rng
-from models.layers import workspace
+from models.layers import packed_weight, workspace
 from models.rng import Generator
 
 Triple = tuple[int, int, int]
@@ -119,7 +119,7 @@ def _inference_on_cpu(x: torch.Tensor) -> bool:
             and not torch.compiler.is_compiling() and _onednn_enabled())
 
 
-# conv -> {(role, weight storage, weight version, input shape): weight in oneDNN's blocked layout}.
+# conv -> {(weight storage, weight version, (role, input shape), threads): weight in oneDNN's blocked layout}.
 # Kept outside the modules: an opaque oneDNN tensor cannot be deep-copied or pickled with them.
 _PACKED: "weakref.WeakKeyDictionary[nn.Conv3d, dict[tuple, torch.Tensor]]" = weakref.WeakKeyDictionary()
 PACKED_PER_CONV = 16  # packed weights kept per conv (a tap and input shape each); tiled decodes see a few shapes
@@ -177,7 +177,9 @@ class CausalConv3d(nn.Conv3d):
             return torch.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride, self.dilation, 1)
         return F.conv3d(x, self.weight, self.bias, self.stride, self.padding)
 
-    def _forward_taps(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward_taps(
+        self, x: torch.Tensor, frames: tuple[int, int] | None = None, channels: tuple[int, ...] | None = None
+    ) -> torch.Tensor:
         """The conv as one (1, kh, kw) conv per temporal tap on the unpadded frames, each summed
         into the output inside oneDNN's kernel (a post-op), batch element by batch element.
 
@@ -188,37 +190,51 @@ class CausalConv3d(nn.Conv3d):
         activations (weights are packed once, activations stay channels-last), and each output
         accumulates 9C products per run instead of 27C: half of oneDNN's rounding error against
         fp64, which keeps the VAE within 1e-5 of diffusers' (more exact) im2col kernels.
+
+        `frames` (first, last): only those output frames; `channels`: only those output channels
+        (a depth-to-space upsample drops part of its first frame). Every output element sums the
+        same products in the same order either way, so it equals the full conv's, bit for bit.
         """
         before, _ = self.time_padding
         t = x.shape[2]
+        first, last = frames if frames is not None else (0, t)
+        bias = self.bias if self.bias is None or channels is None else self.bias[list(channels)]
         outputs = []
         for xi in x.split(1):  # batch-1 slices of channels-last tensors are dense
-            # the unshifted tap reads every frame: its conv (with the bias) is the output to add into
-            yi = self._conv(xi, self._packed(xi, (before,), lambda: self.weight[:, :, before : before + 1]), self.bias)
+            # the unshifted tap reads every output frame's own input frame: its conv (with the bias) is the output
+            center = xi[:, :, first:last]
+            yi = self._conv(center, self._packed(center, ((before,), channels), lambda: self._tap_weight((before,), channels)), bias)
             for d in range(self.kernel_size[0]):
                 shift = before - d
-                lo, hi = max(0, -shift), min(t, t - shift)  # input frames the tap reads unclamped
+                lo, hi = max(first, shift), min(last, t + shift)  # output frames the tap reaches unclamped
                 if d != before and hi > lo:
-                    self._add_tap(xi[:, :, lo:hi], (d,), yi[:, :, lo + shift : hi + shift])
-            self._clamped_taps(xi, yi, before)
+                    self._add_tap(xi[:, :, lo - shift : hi - shift], (d,), yi[:, :, lo - first : hi - first], channels)
+            self._clamped_taps(xi, yi, before, first, channels)
             outputs.append(yi)
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
-    def _clamped_taps(self, x: torch.Tensor, y: torch.Tensor, before: int) -> None:
-        """Add the taps that read a replicated first/last frame: for output t, the taps with
-        t - shift outside [0, T) read frame 0 (or T-1), all at once with their weights summed."""
+    def _tap_weight(self, taps: tuple[int, ...], channels: tuple[int, ...] | None) -> torch.Tensor:
+        """The (1, kh, kw) weights of `taps` summed, (Cout, Cin, 1, kh, kw), or only the rows of `channels`."""
+        weight = self.weight if channels is None else self.weight[list(channels)]
+        return weight[:, :, list(taps)].sum(dim=2, keepdim=True)
+
+    def _clamped_taps(
+        self, x: torch.Tensor, y: torch.Tensor, before: int, first: int, channels: tuple[int, ...] | None
+    ) -> None:
+        """Add the taps that read a replicated first/last frame: for output t (y's frame t - first), the
+        taps with t - shift outside [0, T) read frame 0 (or T-1), all at once with their weights summed."""
         t = x.shape[2]
-        for out in range(t):
+        for out in range(first, first + y.shape[2]):
             low = tuple(d for d in range(self.kernel_size[0]) if out - (before - d) < 0)
             high = tuple(d for d in range(self.kernel_size[0]) if out - (before - d) >= t)
             if low:
-                self._add_tap(x[:, :, :1], low, y[:, :, out : out + 1])
+                self._add_tap(x[:, :, :1], low, y[:, :, out - first : out - first + 1], channels)
             if high:
-                self._add_tap(x[:, :, -1:], high, y[:, :, out : out + 1])
+                self._add_tap(x[:, :, -1:], high, y[:, :, out - first : out - first + 1], channels)
 
-    def _add_tap(self, x: torch.Tensor, taps: tuple[int, ...], out: torch.Tensor) -> None:
+    def _add_tap(self, x: torch.Tensor, taps: tuple[int, ...], out: torch.Tensor, channels: tuple[int, ...] | None) -> None:
         """out += conv(x, sum of the (1, kh, kw) weights of `taps`), the sum inside oneDNN's kernel."""
-        weight = self._packed(x, taps, lambda: self.weight[:, :, list(taps)].sum(dim=2, keepdim=True))
+        weight = self._packed(x, (taps, channels), lambda: self._tap_weight(taps, channels))
         torch.ops.mkldnn._convolution_pointwise_.binary(
             out, x, weight, None, self.padding, (1, *self.stride[1:]), self.dilation, 1, "add", None, None, [], None)
 
@@ -227,22 +243,17 @@ class CausalConv3d(nn.Conv3d):
             x, weight, bias, self.padding, self.stride, self.dilation, 1, "none", [], "")
 
     def _packed(self, x: torch.Tensor, role: object, weight_fn) -> torch.Tensor:  # type: ignore[no-untyped-def]
-        """The weight from `weight_fn()` in oneDNN's blocked layout for input shape x: packed once
-        (re-laying out the weight costs up to a 4x4 latent conv's time on every unpacked call),
-        again when the parameter changes (load_state_dict and optimizer steps bump its version),
-        and per thread count: oneDNN picks the layout for the threads it will run on, and a weight
-        packed at 2 threads made the `small` decode at 1 thread 12-19% slower (863-923 vs 754-777 ms)."""
-        key = (role, self.weight.data_ptr(), self.weight._version, tuple(x.shape), torch.get_num_threads())
-        cache = _PACKED.setdefault(self, {})
-        packed = cache.get(key)
-        if packed is None:
-            if len(cache) >= PACKED_PER_CONV or any(k[1:3] != key[1:3] for k in cache):
-                cache.clear()  # the weight changed, or many shapes came by: start over
+        """The weight from `weight_fn()` in oneDNN's blocked layout for input shape x, kept per
+        `models.layers.packed_weight` (re-laying out the weight costs up to a 4x4 latent conv's time
+        on every unpacked call)."""
+        stride = self.stride if role == "whole" else (1, *self.stride[1:])
+
+        def pack() -> torch.Tensor:
             weight = weight_fn().detach().contiguous(memory_format=CHANNELS_LAST)
-            stride = self.stride if role == "whole" else (1, *self.stride[1:])
-            packed = cache[key] = torch.ops.mkldnn._reorder_convolution_weight(
+            return torch.ops.mkldnn._reorder_convolution_weight(
                 weight, list(self.padding), list(stride), list(self.dilation), 1, list(x.shape))
-        return packed
+
+        return packed_weight(_PACKED, self, self.weight, (role, tuple(x.shape)), PACKED_PER_CONV, pack)
 
     @staticmethod
     def _pad_time(x: torch.Tensor, before: int, after: int, channels_last: bool = False) -> torch.Tensor:
@@ -349,10 +360,16 @@ class DepthToSpaceUpsample(nn.Module):
         self.residual = residual
         self.repeats = math.prod(stride) // factor  # how often the d2s input is tiled on the skip path
         self.conv = CausalConv3d(channels, channels * math.prod(stride) // factor, 3, causal=causal)
+        # the conv's output channels, ordered (c, st, sh, sw), of time phase st-1: all the first frame keeps
+        volume, area = math.prod(stride), stride[1] * stride[2]
+        self.kept_channels = tuple(c * volume + (stride[0] - 1) * area + j
+                                   for c in range(self.conv.out_channels // volume) for j in range(area))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> (B, C/factor, st*T - st + 1, sh*H, sw*W)."""
         drop = self.stride[0] - 1
+        if drop and _inference_on_cpu(x) and self.conv.kernel_size[0] > 1:
+            return self._forward_inference(x.contiguous(memory_format=CHANNELS_LAST))
         h = depth_to_space(self.conv(x), self.stride)[:, :, drop:]  # (B, C/f, T', H', W')
         if not self.residual:
             return h
@@ -360,6 +377,37 @@ class DepthToSpaceUpsample(nn.Module):
         # tile by broadcasting instead of materialising `skip.repeat(...)`
         out = h.unflatten(1, (self.repeats, -1)) + skip[:, None]  # (B, repeats, C/prod, T', H', W')
         return out.flatten(1, 2)
+
+    def _forward_inference(self, x: torch.Tensor) -> torch.Tensor:
+        """`forward` on the CPU inference path, equal to it bit for bit: the first frame's conv computes
+        only the time phase that is kept (the dropped st-1 phases are 1/st of its work, 2.3% of a
+        `small` decode's multiplies), and each part is rearranged and added to its skip in one pass
+        (`forward` copies both depth-to-space and adds them in a third). The output stays in (B, C, ...)
+        layout: the next pixel norm then sums each position's squares channel after channel, as
+        diffusers' does (channels-last moved the `small` VAE from 9.9e-6 to 1.001e-5 of diffusers')."""
+        st, sh, sw = self.stride
+        b, _, t, h, w = x.shape
+        width = self.conv.out_channels // math.prod(self.stride)  # C/factor
+        out = torch.empty((b, width, st * t - st + 1, sh * h, sw * w), dtype=x.dtype)
+        skip = x.unflatten(1, (-1, st, sh, sw)) if self.residual else None  # (B, C/prod, st, sh, sw, T, H, W)
+        first = self.conv._forward_taps(x, (0, 1), self.kept_channels).unflatten(1, (width, 1, sh, sw))  # (B, C/f, 1, sh, sw, 1, H, W)
+        self._rearrange_into(out[:, :, :1], first, None if skip is None else skip[:, :, -1:, :, :, :1])
+        if t > 1:
+            rest = self.conv._forward_taps(x, (1, t)).unflatten(1, (width, st, sh, sw))  # (B, C/f, st, sh, sw, T-1, H, W)
+            self._rearrange_into(out[:, :, 1:], rest, None if skip is None else skip[:, :, :, :, :, 1:])
+        return out
+
+    def _rearrange_into(self, out: torch.Tensor, phases: torch.Tensor, skip: torch.Tensor | None) -> None:
+        """out (B, C', T*s, H*sh, W*sw) = depth-to-space of phases (B, C', s, sh, sw, T, H, W), plus skip
+        (B, C'/repeats, s, sh, sw, T, H, W) tiled `repeats` times along channels, in one pass."""
+        _, _, s, sh, sw, t, h, w = phases.shape
+        target = out.unflatten(4, (w, sw)).unflatten(3, (h, sh)).unflatten(2, (t, s))  # (B, C', T, s, H, sh, W, sw)
+        order = (0, 1, 5, 2, 6, 3, 7, 4)  # (B, C', s, sh, sw, T, H, W) -> (B, C', T, s, H, sh, W, sw)
+        if skip is None:
+            target.copy_(phases.permute(order))
+            return
+        torch.add(phases.permute(order).unflatten(1, (self.repeats, -1)), skip.permute(order)[:, None],
+                  out=target.unflatten(1, (self.repeats, -1)))
 
 
 class SpaceToDepthDownsample(nn.Module):
