@@ -31,6 +31,18 @@ def postgres_url(postgres_server) -> str:
     return postgres_server.create_database(f"test_{next(_db_names)}")
 
 
+@pytest.fixture(scope="module")
+def ray_local():
+    """An embedded 2-CPU Ray for the module. It is started once per test process and left up for
+    the next module (a start is ~10 s, and its worker processes import torch again): a fixture that
+    needs a cluster of its own (test_sweep_cluster's `two_nodes`) shuts it down, and the next module
+    that asks starts it again. Ray's exit hook stops it with the process."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    return ray
+
+
 # The files that take longest (`pytest --durations`, summed per file, slowest first). `make test`
 # runs `--dist loadfile --no-loadscope-reorder`, so xdist hands files to its workers in collection
 # order: these start first and the short files fill in around them, instead of a long Ray file

@@ -13,16 +13,11 @@ APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
 
 @pytest.fixture(scope="module")
-def real_store(tmp_path_factory) -> tuple[Path, Path]:
+def real_store(ray_local, tmp_path_factory) -> tuple[Path, Path]:
     from ablations.cli import main
 
     root = tmp_path_factory.mktemp("real")
-    if ray.is_initialized():
-        ray.shutdown()
-    try:
-        assert main(["sweep", "tiny-pair", "--results", str(root), "--quiet", "--no-report"]) == 0
-    finally:
-        ray.shutdown()
+    assert main(["sweep", "tiny-pair", "--results", str(root), "--quiet", "--no-report"]) == 0
     db = root / "survey.db"
     assert main(["survey", "create", "real-study", "--sweep", "tiny-pair", "--results", str(root),
                  "--db", str(db), "--min-watch-fraction", "0", "--gold-per-rater", "0",

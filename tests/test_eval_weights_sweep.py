@@ -41,15 +41,12 @@ def weights(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def results(weights, tmp_path_factory) -> Path:
+def results(weights, ray_local, tmp_path_factory) -> Path:
     """Both sweeps in one root; $LTXLAB_WEIGHTS is cleared so the plain sweep really has no weights."""
     from ablations.cli import main
 
     saved = {k: os.environ.pop(k, None) for k in ("LTXLAB_WEIGHTS",)}
     os.environ["HF_HUB_OFFLINE"] = "1"
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     root = tmp_path_factory.mktemp("results")
     try:
         sets = [f"eval.weights.{name}={path}" for name, path in weights.items()]
@@ -59,7 +56,6 @@ def results(weights, tmp_path_factory) -> Path:
         assert main([*base, "--name", PLAIN]) == 0
         yield root
     finally:
-        ray.shutdown()
         for key, value in saved.items():
             if value is not None:
                 os.environ[key] = value

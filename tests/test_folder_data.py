@@ -124,8 +124,7 @@ def test_broken_files_are_found_without_decoding(folder, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def swept(folder, tmp_path_factory):
-    ray = pytest.importorskip("ray")
+def swept(folder, ray_local, tmp_path_factory):
     from ablations.recipes import Sweep
     from ablations.recipes.common import smoke
     from ablations.runner import run_sweep
@@ -136,14 +135,7 @@ def swept(folder, tmp_path_factory):
     sweep = Sweep(name="folder-data", recipe="tiny-pair", description="a VAE on a user folder with broken files",
                   base=base, stages=("eval_recon",), headline_metrics=("psnr",))
     root = tmp_path_factory.mktemp("results")
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    try:
-        outcome = run_sweep(sweep, root, progress=False)
-    finally:
-        ray.shutdown()
-    return root, outcome
+    return root, run_sweep(sweep, root, progress=False)
 
 
 def test_run_table_lists_the_broken_files(swept):

@@ -218,19 +218,12 @@ def test_aa_vae_recipe_and_cli_flag():
 
 
 @pytest.fixture(scope="module")
-def replicated_sweep(tmp_path_factory):
-    ray = pytest.importorskip("ray")
+def replicated_sweep(ray_local, tmp_path_factory):
     from ablations.cli import main
 
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     root = tmp_path_factory.mktemp("replicate")
-    try:
-        code = main(["sweep", "tiny-pair", "--smoke", "--replicate-baseline", "--results", str(root), "--quiet",
-                     "--no-report"])
-    finally:
-        ray.shutdown()
+    code = main(["sweep", "tiny-pair", "--smoke", "--replicate-baseline", "--results", str(root), "--quiet",
+                 "--no-report"])
     return root / "tiny-pair-smoke", code
 
 

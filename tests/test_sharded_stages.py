@@ -63,16 +63,6 @@ def trained(tmp_path_factory):
     return cfg, {"train_vae": root / "vae", "train_dit": root / "dit"}
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield ray
-    ray.shutdown()
-
-
 STAGES = ("encode_latents", "sample", "eval_recon", "eval_gen")
 
 
@@ -181,15 +171,21 @@ def _part_pids(folder: Path, world: int) -> set[int]:
     return {record["pid"] for _, record in complete_parts(folder, world)}
 
 
-def test_two_shards_in_process_write_what_one_does(trained, one, tmp_path, monkeypatch):
-    import os
-
+def _in_process(monkeypatch) -> None:
+    """Shards run here even when Ray is up (the test process keeps one between modules): shards in
+    Ray workers run at 1 thread, `one` ran here at 2, and frames are compared to the last bit."""
     try:
         import ray
 
-        monkeypatch.setattr(ray, "is_initialized", lambda: False)  # in process even if another module left Ray up
+        monkeypatch.setattr(ray, "is_initialized", lambda: False)
     except ImportError:
         pass
+
+
+def test_two_shards_in_process_write_what_one_does(trained, one, tmp_path, monkeypatch):
+    import os
+
+    _in_process(monkeypatch)
     cfg, upstream = trained
     two = _run_all(cfg, upstream, tmp_path, 2)
     assert_same_outputs(one, two)
@@ -237,8 +233,10 @@ def test_two_shards_as_nested_ray_tasks_write_what_one_does(trained, one, ray_lo
         assert os.getpid() not in _part_pids(folder, 2)
 
 
-def test_incomplete_part_is_redone_and_complete_ones_reused(trained, one, tmp_path):
+def test_incomplete_part_is_redone_and_complete_ones_reused(trained, one, tmp_path, monkeypatch):
     from ablations.stages.sample import merge_sample_parts
+
+    _in_process(monkeypatch)
 
     cfg, upstream = trained
     folder = tmp_path / "sample"

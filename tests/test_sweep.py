@@ -25,15 +25,6 @@ from ablations.training import checkpoint
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
-
-
 def _sweep(**changes):
     return dataclasses.replace(RECIPES.get("tiny-pair")(), **changes)
 
@@ -150,9 +141,9 @@ def test_interrupted_sweep_resumes_from_checkpoints(ray_local, tmp_path):
     key_dir = progress_files[0].parent
     assert not (key_dir / "DONE").exists() and checkpoint.latest(key_dir) is not None
     base = _sweep().base
-    # the same config, so the same train_vae key; one DiT variant is enough to see the VAE resume
-    # (a sweep of its own name: the shared stage cache is per results root, not per sweep)
-    sweep = _sweep(name="tiny-pair-resumed", axes={"dit.text_conditioning": ["cross_attention"]},
+    # the same config, so the same train_vae key; one DiT variant and the VAE stage alone are enough
+    # to see it resume (a sweep of its own name: the shared stage cache is per results root, not per sweep)
+    sweep = _sweep(name="tiny-pair-resumed", axes={"dit.text_conditioning": ["cross_attention"]}, stages=("train_vae",),
                    base=dataclasses.replace(base, vae_train=dataclasses.replace(base.vae_train, steps=40,
                                                                                 checkpoint_every=2)))
     outcome = run_sweep(sweep, tmp_path, progress=False)

@@ -26,7 +26,6 @@ from ablations.executor import DONE, RESULT
 from ablations.recipes import RECIPES
 from ablations.runner import run_sweep
 from ablations.training import checkpoint
-from test_sweep import ray_local  # noqa: F401  (the module-scoped embedded Ray of the sweep tests)
 
 ray = pytest.importorskip("ray")
 av = pytest.importorskip("av")
