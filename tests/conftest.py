@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 
 import pytest
+
+# `make test` runs two test processes on the machine's cores. torch's default of one thread per
+# core then puts 2 x cores OpenMP threads on them, which spin-wait for descheduled siblings:
+# tests/test_vae_training.py took 57 s that way and 26 s at one thread, on the 2-core machine with
+# other work running. So one thread per test process (and the subprocesses it starts), unless
+# OMP_NUM_THREADS says otherwise; a test that needs another count sets it itself.
+if not os.environ.get("OMP_NUM_THREADS"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+try:
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+except ImportError:
+    pass
 
 _db_names = itertools.count()
 

@@ -250,19 +250,8 @@ def test_captioner_mode_captions_the_kept_clips_middle_frame(videos, tmp_path):
 # ----------------------------------------------------------------------------- Ray Data, end to end
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    from clips.curate.pipeline import start_ray
-
-    started = start_ray(2)
-    yield ray
-    if started:
-        ray.shutdown()
-
-
 @pytest.mark.slow  # ~45 s here: Ray start-up, then a 720p corpus video among ~25 files
-def test_cli_on_ray_with_corpus_matches_single_process(ray_session, videos, scorer, local, tmp_path, capsys):
+def test_cli_on_ray_with_corpus_matches_single_process(ray_local, videos, scorer, local, tmp_path, capsys):
     from clips.corpus import CORPUS_NAMES, video_path
     from clips.errors import ClipError
 

@@ -43,7 +43,6 @@ def _dit(**overrides):
 @pytest.fixture(scope="module")
 def vae_dir(tmp_path_factory) -> Path:
     """A tiny ltx VAE overfitted a little on two scenes (enough to tell a held first frame from noise)."""
-    torch.set_num_threads(2)
     out = tmp_path_factory.mktemp("vae")
     clips = load_clips(SPEC, "train")[:2]
     videos = torch.stack([to_model(c.frames) for c in clips])  # (2, 3, 9, 32, 32)
