@@ -96,17 +96,24 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 def _init_ray(address: str | None, quiet: bool) -> int:
-    """Start or join Ray quietly; returns the number of parallel CPU slots."""
+    """Start or join Ray quietly; returns the number of parallel CPU slots.
+
+    A process already connected to Ray (a notebook, a test) keeps its connection; an explicit
+    `address` is still checked first, and one that names another GCS than the connected one is
+    refused, since the sweep would otherwise run on the connected cluster without saying so."""
     import ray
 
-    if not ray.is_initialized():
+    if address:
+        _check_reachable(address)
+    if ray.is_initialized():
+        _check_same_cluster(address, ray.get_runtime_context().gcs_address)
+    else:
+        address = address or os.environ.get("RAY_ADDRESS")
         os.environ.setdefault("RAY_ACCEPT_CLUSTER_TELEMETRY", "0")
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         kwargs: dict[str, Any] = dict(log_to_driver=not quiet, logging_level=logging.ERROR, include_dashboard=False,
                                       configure_logging=True)
-        address = address or os.environ.get("RAY_ADDRESS")
         if address:
-            _check_reachable(address)
             ray.init(address=address, **kwargs)
         else:
             # a SIGKILLed driver would leave Ray's agents running: a watchdog ends them (ablations/watchdog.py)
@@ -114,6 +121,45 @@ def _init_ray(address: str | None, quiet: bool) -> int:
             # "local": always a fresh embedded instance, never a stale `ray start` cluster
             ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _gcs_endpoint(address: str) -> tuple[str, int] | None:
+    """(resolved IP, port) of a `HOST:PORT` address, with every address of this machine as
+    127.0.0.1 (Ray names its own node by its network IP); None for other forms."""
+    import ipaddress
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "/" in address:
+        return None
+    try:
+        ip = socket.gethostbyname(host.strip("[]"))
+    except OSError:
+        return None
+    local = ipaddress.ip_address(ip).is_loopback
+    if not local:
+        try:
+            import ray.util
+
+            local = ip == ray.util.get_node_ip_address()
+        except Exception:  # noqa: BLE001 - no node address to compare with
+            pass
+    return ("127.0.0.1" if local else ip), int(port)
+
+
+def _check_same_cluster(address: str | None, connected: str) -> None:
+    """Refuse an explicit `HOST:PORT` GCS address other than the one this process is already
+    connected to (a Ray Client `ray://` address, `auto` and `local` cannot be compared and are
+    left alone)."""
+    from ablations.cli import UserError
+
+    if not address or address.startswith("ray://") or address in ("auto", "local"):
+        return
+    wanted = _gcs_endpoint(address)
+    if wanted is None or wanted == _gcs_endpoint(connected):
+        return
+    raise UserError(f"This process is already connected to the Ray cluster at {connected}, not {address}; "
+                    f"call ray.shutdown() first, or leave the address out to run there.")
 
 
 def _remote(spec: StageSpec, gpus_available: bool, max_retries: int, workers: int = 1):

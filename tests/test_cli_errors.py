@@ -229,11 +229,24 @@ def _dead_port() -> int:
     (["sweep", "tiny-pair", "--smoke", "--address", "ray://127.0.0.1:{port}"], "No Ray cluster answers at"),
     (["sweep", "tiny-pair", "--smoke", "--address", "127.0.0.1:{port}"], "No Ray cluster answers at"),
 ])
-def test_an_unreachable_cluster_is_one_sentence_and_no_sweep_is_left_running(capsys, tmp_path, argv, says):
+def test_an_unreachable_cluster_is_one_sentence_and_no_sweep_is_left_running(ray_local, capsys, tmp_path, argv, says):
+    # with this process already connected to an embedded Ray (ray_local), as in a notebook: the
+    # address is still checked, not silently replaced by the connected cluster
     port = _dead_port()
     argv = [a.format(port=port) for a in argv] + ["--results", str(tmp_path), "--quiet", "--no-report"]
     assert says in _refused(capsys, argv)
     assert not list(tmp_path.glob("*/sweep.json"))  # nothing says "running"
+
+
+def test_an_address_other_than_the_connected_cluster_is_refused():
+    from ablations.cli import UserError
+    from ablations.runner import _check_same_cluster
+
+    with pytest.raises(UserError, match="already connected to the Ray cluster at 127.0.0.1:6379, not 127.0.0.1:6380"):
+        _check_same_cluster("127.0.0.1:6380", "127.0.0.1:6379")
+    _check_same_cluster("localhost:6379", "127.0.0.1:6379")  # the same GCS, named another way
+    _check_same_cluster("ray://127.0.0.1:10001", "127.0.0.1:6379")  # a Ray Client address: not comparable
+    _check_same_cluster(None, "127.0.0.1:6379")
 
 
 def test_survey_create_with_db_in_a_missing_folder_is_one_sentence_before_encoding(capsys, tmp_path):
