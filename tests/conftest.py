@@ -63,11 +63,11 @@ def ray_local():
 # order: these start first and the short files fill in around them, instead of a long Ray file
 # starting last while the other worker idles. A file missing here only runs later.
 HEAVY_FIRST = (
-    "test_ray_train.py", "test_sweep.py", "test_distributed_training.py", "test_manifest_data.py",
-    "test_sharded_stages.py", "test_replicate.py", "test_vae_training.py", "test_sweep_submit.py",
-    "test_aesthetic.py", "test_eval_weights_sweep.py", "test_sweep_hardening.py", "test_sweep_cluster.py",
-    "test_dashboard_real_sweep.py", "test_curate_pipeline.py", "test_dit_stages.py", "test_dashboard_browser.py",
-    "test_stats.py", "test_folder_data.py", "test_dashboard_data.py", "test_survey_server.py",
+    "test_ray_train.py", "test_sweep.py", "test_dashboard_browser.py", "test_sharded_stages.py",
+    "test_distributed_training.py", "test_stats.py", "test_sweep_submit.py", "test_aesthetic.py",
+    "test_manifest_data.py", "test_dashboard_data.py", "test_curate_pipeline.py", "test_sweep_cluster.py",
+    "test_sweep_hardening.py", "test_dashboard.py", "test_survey_server.py", "test_survey_hardening.py",
+    "test_dashboard_real_sweep.py", "test_cli_errors.py", "test_survey_multiproc.py", "test_lpips.py",
 )
 
 
