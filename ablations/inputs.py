@@ -2,10 +2,14 @@
 
 A stage's key hashes the config fields it reads (`graph.plan_sweep`). Some of those fields are
 paths: `vae.init` / `dit.init` (a checkpoint to start from), a folder of videos
-(`*_data.source=folder`) or a curated manifest (`source=manifest`). The files behind a path can
+(`*_data.source=folder`) or a curated manifest (`source=manifest`); and the evaluation stages load
+pretrained networks from `eval.weights.*` or the `$LTXLAB_WEIGHTS` folder, which is not in the
+config at all. The files behind a path can
 change while the path stays, and a key of the path alone would then reuse a stage built from the
 old files. So each such path's fingerprint enters the key: changed files make a new key and the
-stage runs again; unchanged files keep the key, and the cache.
+stage runs again; unchanged files keep the key, and the cache. An evaluation key holds the
+fingerprint of each network it would load, wherever it was found: a sweep first evaluated without
+I3D, then run with `$LTXLAB_WEIGHTS` set, evaluates again instead of keeping its "n/a" rows.
 
 Fingerprints are cheap enough to take at every plan. One of our trained artifacts gives the
 `tensors_sha256` its header records (the weights, whatever the file's layout or mtime); any other
@@ -56,6 +60,30 @@ def init_fingerprint(path: str, component: str) -> str:
     return stat_fingerprint(source.files)
 
 
+_LPIPS_HEADS = {"lpips_alex_head": "lpips_alex", "lpips_vgg_head": "lpips_vgg"}  # a head is loaded with its backbone
+
+
+def weights_fingerprints(config: Any, taken: dict[tuple[str, str], str]) -> dict[str, str]:
+    """{eval.weights.NAME: fingerprint} of every pretrained network `config.weights` (an EvalConfig's)
+    resolves to, from the config or $LTXLAB_WEIGHTS, as the metrics will find them; the lpips
+    package's own heads count only beside their backbone. Nothing found: {} (the key is as before)."""
+    from evaluation.weights import WEIGHT_FILES, resolve_weights
+
+    try:
+        resolved = resolve_weights(config.weights)
+        found = {name: resolved.find(name) for name in WEIGHT_FILES}
+    except Exception:  # noqa: BLE001 - the config check says what is wrong, in one sentence
+        return {}
+    out: dict[str, str] = {}
+    for name, path in found.items():
+        if path is None or (name in _LPIPS_HEADS and found[_LPIPS_HEADS[name]] is None):
+            continue
+        if ("weights", str(path)) not in taken:
+            taken["weights", str(path)] = path_fingerprint(path)
+        out[f"eval.weights.{name}"] = taken["weights", str(path)]
+    return out
+
+
 def input_fingerprints(config: Any, fields: Iterable[str], taken: dict[tuple[str, str], str] | None = None
                        ) -> dict[str, str]:
     """{dotted field: fingerprint} of the paths in `config`'s `fields` that name files a stage reads.
@@ -76,4 +104,6 @@ def input_fingerprints(config: Any, fields: Iterable[str], taken: dict[tuple[str
             if ("data", str(path)) not in taken:
                 taken["data", str(path)] = path_fingerprint(path)
             out[f"{name}.{DATA_PATHS[source]}"] = taken["data", str(path)]
+        if name == "eval" and hasattr(value, "weights"):
+            out.update(weights_fingerprints(value, taken))
     return out

@@ -74,3 +74,27 @@ def test_configs_without_paths_keep_their_keys():
     payload = {"stage": "train_vae", "fields": {f: to_dict(getattr(variant.config, f)) for f in spec.fields},
                "upstream": ()}
     assert _keys(cfg)["train_vae"] == content_hash(payload, 16)
+
+
+def test_evaluation_keys_see_the_networks_they_would_load(tmp_path, monkeypatch):
+    """$LTXLAB_WEIGHTS is not in the config: a sweep evaluated without I3D and rerun with it set
+    evaluates again; a replaced file is a new key; training keys never change."""
+    monkeypatch.delenv("LTXLAB_WEIGHTS", raising=False)
+    cfg = default_run_config("ltx", "tiny")
+    before = _keys(cfg)
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setenv("LTXLAB_WEIGHTS", str(folder))
+    assert _keys(cfg) == before  # an empty folder: nothing is loaded, the keys stay
+    i3d = folder / "i3d_torchscript.pt"
+    i3d.write_bytes(b"x" * 10)
+    found = _keys(cfg)
+    assert found["eval_recon"] != before["eval_recon"] and found["train_vae"] == before["train_vae"]
+    i3d.write_bytes(b"y" * 11)  # the same name, another file
+    replaced = _keys(cfg)
+    assert replaced["eval_recon"] not in (before["eval_recon"], found["eval_recon"])
+    monkeypatch.delenv("LTXLAB_WEIGHTS")
+    named = apply_overrides(cfg, [f"eval.weights.i3d={i3d}"])  # named in the config: changes are seen there too
+    first = _keys(named)["eval_recon"]
+    i3d.write_bytes(b"z" * 12)
+    assert _keys(named)["eval_recon"] != first
