@@ -75,6 +75,15 @@ class SweepOutcome:
     states: dict[str, InstanceState] = field(default_factory=dict)
 
 
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a `HOST:PORT` or `ray://HOST:PORT` address; None for `auto`, `local` and other forms."""
+    host_port = address.removeprefix("ray://")
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit() or "/" in host_port:
+        return None
+    return host.strip("[]"), int(port)
+
+
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """One TCP connect to a `ray://HOST:PORT` or `HOST:PORT` address before `ray.init`, which would
     retry an unreachable head for ~30 s and then print a traceback; `auto` and other forms are left
@@ -83,12 +92,11 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
     from ablations.cli import UserError
 
-    host_port = address.removeprefix("ray://")
-    host, _, port = host_port.rpartition(":")
-    if not host or not port.isdigit() or "/" in host_port:
+    endpoint = _host_port(address)
+    if endpoint is None:
         return
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        socket.create_connection(endpoint, timeout=timeout_s).close()
     except OSError as exc:
         hint = "ray://HEAD:10001 (Ray Client)" if address.startswith("ray://") else "HEAD:6379 (the GCS port)"
         raise UserError(f"No Ray cluster answers at {address} ({exc.strerror or exc}); check the address "
@@ -129,11 +137,12 @@ def _gcs_endpoint(address: str) -> tuple[str, int] | None:
     import ipaddress
     import socket
 
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or "/" in address:
+    endpoint = _host_port(address)
+    if endpoint is None:
         return None
+    host, port = endpoint
     try:
-        ip = socket.gethostbyname(host.strip("[]"))
+        ip = socket.gethostbyname(host)
     except OSError:
         return None
     local = ipaddress.ip_address(ip).is_loopback
@@ -144,7 +153,7 @@ def _gcs_endpoint(address: str) -> tuple[str, int] | None:
             local = ip == ray.util.get_node_ip_address()
         except Exception:  # noqa: BLE001 - no node address to compare with
             pass
-    return ("127.0.0.1" if local else ip), int(port)
+    return ("127.0.0.1" if local else ip), port
 
 
 def _check_same_cluster(address: str | None, connected: str) -> None:
@@ -153,7 +162,7 @@ def _check_same_cluster(address: str | None, connected: str) -> None:
     left alone)."""
     from ablations.cli import UserError
 
-    if not address or address.startswith("ray://") or address in ("auto", "local"):
+    if not address or address.startswith("ray://"):
         return
     wanted = _gcs_endpoint(address)
     if wanted is None or wanted == _gcs_endpoint(connected):
