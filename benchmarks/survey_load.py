@@ -20,8 +20,10 @@ every pair before voting (what a real browser does). The output says which.
     python benchmarks/survey_load.py [--db sqlite postgres] [--workers 1 2] [--raters 50]
         [--seconds 10] [--rate 600] [--repeats 3] [--watch-gate] [--profile DIR]
 
-The load generator is a minimal asyncio HTTP/1.1 keep-alive client, so it costs little CPU; it
-shares the machine's cores with the server, and the load average before each repeat is printed.
+The load generator is a minimal HTTP/1.1 keep-alive client on uvloop (when installed), so it costs
+little CPU; like a browser it reconnects after a reply that says `Connection: close`, and it prints
+how many (0 from this server). It shares the machine's cores with the server, and the load average before each repeat is
+printed.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ _CLOSE = re.compile(rb"\r\nconnection: *close\r\n", re.IGNORECASE)
 
 class Client:
     """A browser's keep-alive HTTP/1.1 connection: JSON POSTs and whole-body GETs, reconnecting after
-    a reply that says `Connection: close` (the server spreads connections over its workers that way)."""
+    a reply that says `Connection: close`."""
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -121,7 +123,7 @@ class Phase:
     acked: list[int] = field(default_factory=list)  # assignment ids of acknowledged votes
     latencies: list[float] = field(default_factory=list)  # seconds per vote request
     errors: list[int] = field(default_factory=list)  # HTTP statuses of refused requests
-    reconnects: int = 0  # connections the server ended with `Connection: close` (spreading them over workers)
+    reconnects: int = 0  # connections the server ended with `Connection: close`
     wall: float = 0.0
     server_cpu: float = 0.0  # survey server processes
     client_cpu: float = 0.0  # this load generator

@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -207,60 +206,8 @@ def run_serve(args: argparse.Namespace) -> int:
     engine.dispose()  # the workers open their own connections
     os.environ.update({_ENV_DB: args.db, _ENV_TOKEN: token, _ENV_SYNC: args.synchronous,
                        _ENV_PARENT: str(os.getpid())})
-    if not _SPREAD_BY_KERNEL:
-        uvicorn.run("survey.cli:app_from_env", factory=True, workers=args.workers, **options)
-        return 0
-    from uvicorn.supervisors import Multiprocess
-
-    from survey.http import SpreadingHttpToolsProtocol
-
-    options["http"] = SpreadingHttpToolsProtocol  # keeps the workers' shares of the connections even
-    config = uvicorn.Config("survey.cli:app_from_env", factory=True, workers=args.workers, **options)
-    try:  # the port, held for the workers' sockets (this one never listens, so it is handed no connection)
-        holder = reuse_port_socket(args.host, args.port)
-    except OSError as exc:
-        raise _user_error(f"Cannot listen on {args.host}:{args.port} ({exc.strerror}); pass another --port.") from None
-    try:
-        Multiprocess(config, sockets=[_OwnSocket(args.host, args.port)]).run()
-    finally:
-        holder.close()
+    uvicorn.run("survey.cli:app_from_env", factory=True, workers=args.workers, **options)
     return 0
-
-
-# Linux spreads the connections of a SO_REUSEPORT group over its listening sockets by a hash of the
-# client's address and port; elsewhere the option does not balance, and the workers share one socket.
-_SPREAD_BY_KERNEL = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
-
-
-class _OwnSocket:
-    """Stands for the listening socket in uvicorn's worker list; each worker unpickles it as a socket of its own.
-
-    uvicorn's workers share one listening socket, and whichever is running when a connection
-    arrives takes it, while the others still sleep in epoll: the busiest worker takes most new
-    connections. Sampled every 0.2 s under `benchmarks/survey_load.py` (50 raters, 2 workers,
-    PostgreSQL): splits of 44/6, 7/43 and 0/47 connections for seconds at a time, on average 26
-    apart, so one worker queued most votes while the other idled (p99 114-195 ms). Each worker
-    instead binds its own SO_REUSEPORT socket (`reuse_port_socket`) when it starts.
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-
-    def __reduce__(self) -> tuple:
-        return reuse_port_socket, (self.host, self.port)
-
-
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to (host, port) in the port's SO_REUSEPORT group (not yet listening)."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def app_from_env():  # noqa: ANN201 - Starlette app

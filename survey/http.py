@@ -12,7 +12,6 @@ between its chunks, so each chunk still goes out in its own turn and nothing is 
 from __future__ import annotations
 
 import asyncio
-import random
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -51,24 +50,3 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
-
-
-class SpreadingHttpToolsProtocol(CoalescingHttpToolsProtocol):
-    """For several worker processes: a reply ends its keep-alive connection with probability n / SPREAD,
-    n being this worker's open connections, so the client reconnects and the kernel picks a worker anew.
-
-    Each worker listens on its own SO_REUSEPORT socket (survey.cli), so a new connection goes to a
-    worker at random. That alone does not keep them even: a worker gets a fixed share of the CPU
-    whatever its number of connections, so connections leave every worker at the same rate and the
-    split does a random walk (sampled under `benchmarks/survey_load.py`, 50 raters: 49/1 within 6 s),
-    and the worker holding most of them queues most votes. Ending connections in proportion to
-    their number pulls the split back towards even. A client sees an ordinary `Connection: close`
-    after a complete reply; at 25 connections a worker ends 1 in 32 of them.
-    """
-
-    SPREAD = 800.0  # a reply ends its connection with probability (this worker's open connections) / SPREAD
-
-    def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        if random.random() * self.SPREAD < len(self.connections):
-            self.cycle.keep_alive = False  # uvicorn then answers `connection: close` and closes after the reply

@@ -103,26 +103,3 @@ def test_close_sends_what_is_pending_first():
 
     transport = asyncio.run(run())
     assert transport.writes == [b"headbody"] and transport.closed
-
-
-def test_a_worker_ends_connections_in_proportion_to_how_many_it_holds(monkeypatch):
-    """With several workers a reply ends its keep-alive connection with probability (open connections) / SPREAD:
-    a worker holding SPREAD connections ends every one, an idle one (only this connection) almost none."""
-    import pickle
-    import socket
-
-    from survey.cli import _OwnSocket
-    from survey.http import SpreadingHttpToolsProtocol
-
-    monkeypatch.setattr(SpreadingHttpToolsProtocol, "SPREAD", 1.0)  # any open connection: always
-    ended = b"".join(_serve(SpreadingHttpToolsProtocol, GET % b"vote").writes)
-    assert b"\r\nconnection: close\r\n" in ended.lower() and ended.endswith(b'{"ok": true}')
-    monkeypatch.setattr(SpreadingHttpToolsProtocol, "SPREAD", 1e12)
-    kept = _serve(SpreadingHttpToolsProtocol, GET % b"vote" + GET % b"vote")
-    assert b"".join(kept.writes).count(b"HTTP/1.1 200 OK") == 2 and not kept.closed
-    # each worker unpickles the listening socket as one of its own in the port's SO_REUSEPORT group
-    sock = pickle.loads(pickle.dumps(_OwnSocket("127.0.0.1", 0)))
-    try:
-        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
-    finally:
-        sock.close()
