@@ -203,7 +203,8 @@ class CausalConv3d(nn.Conv3d):
         for xi in x.split(1):  # batch-1 slices of channels-last tensors are dense
             # the unshifted tap reads every output frame's own input frame: its conv (with the bias) is the output
             center = xi[:, :, first:last]
-            yi = self._conv(center, self._packed(center, ((before,), channels), lambda: self._tap_weight((before,), channels)), bias)
+            weight = self._packed(center, ((before,), channels), lambda: self._tap_weight((before,), channels))
+            yi = self._conv(center, weight, bias)
             for d in range(self.kernel_size[0]):
                 shift = before - d
                 lo, hi = max(first, shift), min(last, t + shift)  # output frames the tap reaches unclamped
@@ -232,7 +233,9 @@ class CausalConv3d(nn.Conv3d):
             if high:
                 self._add_tap(x[:, :, -1:], high, y[:, :, out - first : out - first + 1], channels)
 
-    def _add_tap(self, x: torch.Tensor, taps: tuple[int, ...], out: torch.Tensor, channels: tuple[int, ...] | None) -> None:
+    def _add_tap(
+        self, x: torch.Tensor, taps: tuple[int, ...], out: torch.Tensor, channels: tuple[int, ...] | None
+    ) -> None:
         """out += conv(x, sum of the (1, kh, kw) weights of `taps`), the sum inside oneDNN's kernel."""
         weight = self._packed(x, (taps, channels), lambda: self._tap_weight(taps, channels))
         torch.ops.mkldnn._convolution_pointwise_.binary(
@@ -390,10 +393,12 @@ class DepthToSpaceUpsample(nn.Module):
         width = self.conv.out_channels // math.prod(self.stride)  # C/factor
         out = torch.empty((b, width, st * t - st + 1, sh * h, sw * w), dtype=x.dtype)
         skip = x.unflatten(1, (-1, st, sh, sw)) if self.residual else None  # (B, C/prod, st, sh, sw, T, H, W)
-        first = self.conv._forward_taps(x, (0, 1), self.kept_channels).unflatten(1, (width, 1, sh, sw))  # (B, C/f, 1, sh, sw, 1, H, W)
+        first = self.conv._forward_taps(x, (0, 1), self.kept_channels)  # (B, C/f * sh*sw, 1, H, W)
+        first = first.unflatten(1, (width, 1, sh, sw))  # (B, C/f, 1, sh, sw, 1, H, W)
         self._rearrange_into(out[:, :, :1], first, None if skip is None else skip[:, :, -1:, :, :, :1])
         if t > 1:
-            rest = self.conv._forward_taps(x, (1, t)).unflatten(1, (width, st, sh, sw))  # (B, C/f, st, sh, sw, T-1, H, W)
+            rest = self.conv._forward_taps(x, (1, t))  # (B, C/f * st*sh*sw, T-1, H, W)
+            rest = rest.unflatten(1, (width, st, sh, sw))  # (B, C/f, st, sh, sw, T-1, H, W)
             self._rearrange_into(out[:, :, 1:], rest, None if skip is None else skip[:, :, :, :, :, 1:])
         return out
 
