@@ -517,7 +517,11 @@ class Store:
         """
         if writes and writes[-1][0] is _INS_ASSIGNMENT:
             new = writes[-1][1]
-            rows = [*rows, (*rows[0][:4], written[0][0], new["cid"], new["pos"], new["left_is_a"], None, new["now"])]
+            # a rater with no pair yet reads as one row of NULL pair columns: not a pair, so not kept
+            # beside the new one (kept, `_plan_next` read the rows as "no pair served" and the first
+            # vote of every rater wrote position 0 again, failed its unique insert and was retried)
+            kept = rows if rows[0][4] is not None else []
+            rows = [*kept, (*rows[0][:4], written[0][0], new["cid"], new["pos"], new["left_is_a"], None, new["now"])]
         self._known.pop(rid, None)
         if rows and rows[-1][4] is not None:
             self._known[rid] = rows

@@ -249,14 +249,23 @@ def _before_write(steps, action):  # noqa: ANN001, ANN202 - a store operation's 
     """The store operation `steps`, with `action(write)` run as it hands over its first Write (another process racing it)."""
     from survey.store import Write
 
+    def first_write(step) -> None:  # noqa: ANN001
+        nonlocal action
+        if isinstance(step, Write) and action is not None:
+            action, _ = None, action(step)
+
+    return (yield from _observed(steps, first_write))
+
+
+def _observed(steps, on_step):  # noqa: ANN001, ANN202 - a store operation's Read/Write generator
+    """The store operation `steps`, with `on_step(step)` called as it hands over each Read or Write."""
     reply, error = None, None
     while True:
         try:
             step = steps.throw(error) if error is not None else steps.send(reply)
         except StopIteration as done:
             return done.value
-        if isinstance(step, Write) and action is not None:
-            action, _ = None, action(step)
+        on_step(step)
         error = None
         try:
             reply = yield step
@@ -426,4 +435,28 @@ def test_an_operation_its_driver_abandons_takes_its_pick_back_at_once(tmp_path):
     finally:
         gc.enable()
     assert sum(state.coverage.served.values()) == served
+    engine.dispose()
+
+
+def test_a_new_raters_first_vote_is_one_write_on_remembered_pairs(tmp_path):
+    """The pairs a process remembers after serving a new rater's first pair are that pair alone: the
+    first vote writes once, with no read (it wrote position 0 again, failed and was retried)."""
+    from survey.store import Read, Store, Write
+
+    db, summary = _make(tmp_path, require_delivery=False, gold_per_rater=0)
+    engine = t.make_engine(db, create_schema=False)
+    store = Store(engine)
+    state = store.study(summary["public_id"])
+    rid = store.rater_id(state, store.start(state, "pid:P1", "pid")["rater"])
+    pair = store.next_pair(state, rid)
+    steps: list[str] = []
+
+    def count(step) -> None:  # noqa: ANN001
+        steps.append("read" if isinstance(step, Read) else "write" if isinstance(step, Write) else "?")
+
+    body = {"assignment": pair["assignment"], "token": pair["token"], "answers": ["left"]}
+    following = store._run(_observed(store.vote_steps(state, rid, body), count))["next"]
+    assert steps == ["write"] and following["position"] == 2
+    with engine.connect() as conn:
+        assert conn.execute(select(t.votes.c.assignment_id)).scalars().all() == [pair["assignment"]]
     engine.dispose()
