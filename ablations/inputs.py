@@ -60,6 +60,13 @@ def init_fingerprint(path: str, component: str) -> str:
     return stat_fingerprint(source.files)
 
 
+def _once(taken: dict[tuple[str, str], str], kind: str, path: Any, fingerprint: Any) -> str:
+    """`fingerprint(path)`, taken once per plan: `taken` holds it under (kind, path)."""
+    if (kind, str(path)) not in taken:
+        taken[kind, str(path)] = fingerprint(path)
+    return taken[kind, str(path)]
+
+
 _LPIPS_HEADS = {"lpips_alex_head": "lpips_alex", "lpips_vgg_head": "lpips_vgg"}  # a head is loaded with its backbone
 
 
@@ -78,9 +85,7 @@ def weights_fingerprints(config: Any, taken: dict[tuple[str, str], str]) -> dict
     for name, path in found.items():
         if path is None or (name in _LPIPS_HEADS and found[_LPIPS_HEADS[name]] is None):
             continue
-        if ("weights", str(path)) not in taken:
-            taken["weights", str(path)] = path_fingerprint(path)
-        out[f"eval.weights.{name}"] = taken["weights", str(path)]
+        out[f"eval.weights.{name}"] = _once(taken, "weights", path, path_fingerprint)
     return out
 
 
@@ -95,15 +100,11 @@ def input_fingerprints(config: Any, fields: Iterable[str], taken: dict[tuple[str
         value = getattr(config, name, None)
         init = getattr(value, "init", None)
         if name in ("vae", "dit") and init:
-            if (name, str(init)) not in taken:
-                taken[name, str(init)] = init_fingerprint(str(init), name)
-            out[f"{name}.init"] = taken[name, str(init)]
+            out[f"{name}.init"] = _once(taken, name, init, lambda p, name=name: init_fingerprint(str(p), name))
         source = getattr(value, "source", None)
         path = getattr(value, DATA_PATHS[source], None) if name.endswith("_data") and source in DATA_PATHS else None
         if path:
-            if ("data", str(path)) not in taken:
-                taken["data", str(path)] = path_fingerprint(path)
-            out[f"{name}.{DATA_PATHS[source]}"] = taken["data", str(path)]
+            out[f"{name}.{DATA_PATHS[source]}"] = _once(taken, "data", path, path_fingerprint)
         if name == "eval" and hasattr(value, "weights"):
             out.update(weights_fingerprints(value, taken))
     return out
