@@ -492,13 +492,12 @@ class Store:
             return finish(None)
         try:
             written = yield Write(writes)
-        except self.integrity_errors:
+        except BaseException as exc:
             self._unreserve(state, writes)
+            if not isinstance(exc, self.integrity_errors):
+                raise
             self._known.pop(rid, None)
             raise ApiError(409, _FETCHING) from None
-        except BaseException:
-            self._unreserve(state, writes)
-            raise
         self._remember(rid, rows, writes, written)
         return finish(written)
 
