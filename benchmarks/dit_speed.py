@@ -9,8 +9,8 @@
    forwards run back to back, alternating who goes first, at each thread count of
    `--threads`; printed: the median of the paired ratios with quartiles and min-max
    (< 1.0: ours is faster), and the load average (the machine is shared). Outputs are
-   checked equal first, then a PASS/MISS line against TARGET (both the wall and CPU-time
-   medians). `--max-repeats` adds pairs until the ratios' quartile interval is `--tight`
+   checked equal first, then a PASS/UNCLEAR/MISS line against TARGET from the 95% intervals of
+   the wall and CPU-time median ratios (`_paired.Paired.verdict`). `--max-repeats` adds pairs until the ratios' quartile interval is `--tight`
    wide. `--profile` adds the top aten ops of each side per forward.
 """
 

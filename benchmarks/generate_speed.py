@@ -14,8 +14,9 @@ initial noise (drawn from one generator, which then draws the decode noise on bo
 sides), the same decode timestep and noise scale. Outputs are checked first: the videos
 agree within 1/255 (uint8 rounding). Then the two run back to back, alternating who goes
 first, `--repeats` times per thread count; printed: the median paired ratio with its
-quartiles and min-max, the load average, ours' phase split, and a PASS/MISS line against
-TARGET (both the wall and CPU-time medians). `--max-repeats` adds pairs until the ratios'
+quartiles and min-max, the load average, ours' phase split, and a PASS/UNCLEAR/MISS line
+against TARGET from the 95% intervals of the wall and CPU-time median ratios
+(`_paired.Paired.verdict`). `--max-repeats` adds pairs until the ratios'
 quartile interval is `--tight` wide.
 
 --meta. The full LTX-Video config (DiT `full`, 28 layers x 2048 = 1.92B parameters; VAE

@@ -9,7 +9,8 @@ config with the same weights (converted by `models/vae/convert.py`), in one proc
 alternating which model goes first, at each thread count of `--threads`; it prints the
 median wall and CPU time of each, the median of the back-to-back ratios with quartiles and
 min-max (< 1 means ours is faster), and the load average (the machine is shared), then a
-PASS/MISS line against the target ratio (both medians <= TARGET) and whether the outputs
+PASS/UNCLEAR/MISS line against the target ratio from the 95% intervals of the wall and CPU-time
+median ratios (`_paired.Paired.verdict`), and whether the outputs
 agree within 1e-5 (torch.allclose, atol = rtol = 1e-5). `--max-repeats` adds pairs until
 the ratios' quartile interval is `--tight` wide.
 `--profile` adds the top aten ops of each side. Timings are no-grad fp32 encode + decode of the mean, with a
