@@ -1,0 +1,152 @@
+"""Paired A/B of the working tree's models against another git revision's, in one process.
+
+    python benchmarks/ab_models.py --rev HEAD --what dit vae [--threads 1 2] [--repeats 20]
+
+A speed change to `models/` is judged against the code it replaces, not against diffusers
+(whose own time drifts with the machine as much as the change is worth). `--rev`'s
+`models/` package is extracted with `git archive` into a temporary folder as `models_ab`
+(its imports rewritten), both versions are built from the same diffusers weights, and
+their no-grad forwards run back to back, alternating who goes first. Printed per case:
+the median of the paired CPU-time ratios new/old with its distribution-free 95% interval
+(`_paired.median_interval`), and max |new - old| on the outputs.
+
+Cases: `dit` at the generate shape (a CFG batch of 2 x 48 tokens inside
+`reuse_conditioning`, as `models.flow.sample` runs it) and at `dit_speed.py`'s (2 x 320
+tokens, one forward); `vae` encode + decode of a 17x128x128 clip (`vae_speed.py`'s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import re
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO))
+from _paired import median_interval  # noqa: E402
+
+OLD = "models_ab"  # the package name the other revision's models/ is imported under
+
+
+def import_revision(rev: str, into: Path) -> Any:
+    """`rev`'s models/ as the package `models_ab` (imports of `models` rewritten), or one sentence."""
+    try:
+        blob = subprocess.run(["git", "-C", str(REPO), "archive", rev, "models"], check=True, capture_output=True).stdout
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"git archive {rev} models failed: {exc.stderr.decode().strip()}; pass a revision that has models/.")
+    with tarfile.open(fileobj=BytesIO(blob)) as tar:
+        tar.extractall(into, filter="data")
+    (into / "models").rename(into / OLD)
+    pattern = re.compile(r"\b(from|import) models(\.|\b)")
+    for path in (into / OLD).rglob("*.py"):
+        path.write_text(pattern.sub(rf"\1 {OLD}\2", path.read_text()))
+    sys.path.insert(0, str(into))
+    return importlib.import_module(OLD)
+
+
+def compare(label: str, new: Callable[[], torch.Tensor], old: Callable[[], torch.Tensor], repeats: int) -> None:
+    with torch.no_grad():
+        diff = (new() - old()).abs().max().item()
+        new(), old()
+        ratios, times_new, times_old = [], [], []
+        for i in range(repeats):
+            took = {}
+            for fn in (new, old) if i % 2 == 0 else (old, new):
+                start = time.process_time()
+                fn()
+                took[fn] = time.process_time() - start
+            ratios.append(took[new] / took[old])
+            times_new.append(took[new])
+            times_old.append(took[old])
+    low, high, level = median_interval(ratios)
+    print(f"  {label}: new {statistics.median(times_new) * 1e3:.1f} ms, old {statistics.median(times_old) * 1e3:.1f} ms "
+          f"(CPU time); new/old {statistics.median(ratios):.3f} [{low:.3f}, {high:.3f}] ({level:.0%} interval of the "
+          f"median, n={repeats}); max |new - old| {diff:.2e}")
+
+
+def dit_cases(old_pkg: Any, repeats: int) -> None:
+    from diffusers import LTXVideoTransformer3DModel
+
+    import models.dit.convert as new_convert
+
+    old_convert = importlib.import_module(f"{OLD}.dit.convert")
+    torch.manual_seed(0)
+    ref = LTXVideoTransformer3DModel(in_channels=128, out_channels=128, num_attention_heads=8, attention_head_dim=64,
+                                     num_layers=8, cross_attention_dim=512, caption_channels=384).eval()
+    models = []
+    for convert in (new_convert, old_convert):
+        model = convert.config_from_diffusers(ref.config).build().eval()
+        model.load_state_dict(convert.convert_diffusers_ltx(ref.state_dict()))
+        models.append(model)
+    g = torch.Generator().manual_seed(1)
+    text = torch.randn(2, 32, 384, generator=g)
+    mask = torch.ones(2, 32, dtype=torch.bool)
+    mask[0, 16:] = False
+    half = torch.randn(1, 128, 3, 4, 4, generator=g)
+    cfg_batch, times = torch.cat([half, half]), torch.full((2,), 0.7)
+    with contextlib.ExitStack() as stack:
+        for model in models:
+            stack.enter_context(model.reuse_conditioning(times[:1]))
+        new, old = (lambda m=m: m(cfg_batch, times, text, mask, 24.0) for m in models)
+        compare("DiT, generate shape (CFG batch 2 x 48 tokens, reuse_conditioning)", new, old, repeats)
+    latents, times = torch.randn(2, 128, 5, 8, 8, generator=g), torch.tensor([0.3, 0.8])
+    new, old = (lambda m=m: m(latents, times, text, mask, 24.0) for m in models)
+    compare("DiT, dit_speed shape (2 x 320 tokens)", new, old, repeats)
+
+
+def vae_cases(old_pkg: Any, repeats: int) -> None:
+    from diffusers import AutoencoderKLLTXVideo
+
+    import models.vae as new_vae
+    import models.vae.convert as new_convert
+
+    old_vae, old_convert = importlib.import_module(f"{OLD}.vae"), importlib.import_module(f"{OLD}.vae.convert")
+    cfg = new_vae.vae_config("ltx", "small")
+    torch.manual_seed(0)
+    ref = AutoencoderKLLTXVideo(**new_convert.to_diffusers_config(cfg)).eval()
+    models = []
+    for vae, convert in ((new_vae, new_convert), (old_vae, old_convert)):
+        model = vae.vae_config("ltx", "small").build().eval()
+        model.load_state_dict(convert.from_diffusers_state_dict(ref.state_dict()))
+        models.append(model)
+    video, timestep = torch.rand(1, 3, 17, 128, 128) * 2 - 1, torch.tensor([0.05])
+
+    def run(model: torch.nn.Module) -> torch.Tensor:
+        torch.manual_seed(1)
+        return model(video, sample_posterior=False, timestep=timestep)[0]
+
+    new, old = (lambda m=m: run(m) for m in models)
+    compare("VAE encode + decode, small, 17x128x128", new, old, repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rev", default="HEAD", help="the git revision whose models/ is the baseline")
+    parser.add_argument("--what", nargs="+", choices=["dit", "vae"], default=["dit", "vae"])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ab_models_") as tmp:
+        old_pkg = import_revision(args.rev, Path(tmp))
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            print(f"working tree vs {args.rev}, {threads} thread(s), torch {torch.__version__}")
+            for what in args.what:
+                (dit_cases if what == "dit" else vae_cases)(old_pkg, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
