@@ -50,12 +50,16 @@ class Paired:
         """'PASS|UNCLEAR|MISS <what>: ...' against `target` for the ratio ours/theirs, from both the wall and the
         CPU-time ratios (the worse of the two counts). PASS: the 95% interval of the median ratio lies at or
         below the target; UNCLEAR: the median does, its interval does not (more pairs, or a quieter machine,
-        would decide); MISS: the median is above it ('clearly' when the whole interval is)."""
+        would decide), or there are too few pairs (<= 5) for a 95% interval; MISS: the median is above it
+        ('clearly' when the whole interval is)."""
         wall, cpu = statistics.median(self.ratios), statistics.median(self.cpu_ratios)
         (wl, wh, level), (cl, ch, _) = median_interval(self.ratios), median_interval(self.cpu_ratios)
         low, high, median = max(wl, cl), max(wh, ch), max(wall, cpu)
         stats = (f"median ratio wall {wall:.3f} [{wl:.3f}, {wh:.3f}], CPU {cpu:.3f} [{cl:.3f}, {ch:.3f}] "
                  f"({level:.0%} intervals of the median; n={len(self.ratios)})")
+        if level < 0.95:  # too few pairs for a 95% interval (n <= 5): the median alone decides nothing
+            return (f"UNCLEAR {what}: {stats}: {len(self.ratios)} pairs give no 95% interval of the median "
+                    f"(the median is {'<=' if median <= target else '>'} {target})")
         if high <= target:
             return f"PASS {what}: {stats} <= {target}"
         if median <= target:

@@ -11,12 +11,14 @@
    (< 1.0: ours is faster), and the load average (the machine is shared). Outputs are
    checked equal first, then a PASS/UNCLEAR/MISS line against TARGET from the 95% intervals of
    the wall and CPU-time median ratios (`_paired.Paired.verdict`). `--max-repeats` adds pairs until the ratios' quartile interval is `--tight`
-   wide. `--profile` adds the top aten ops of each side per forward.
+   wide. `--profile` adds the top aten ops of each side per forward; `--fp64` each side's max
+   error against diffusers' model run in float64.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -68,8 +70,9 @@ def train_steps_per_second(device: str, reps: int) -> float:
     return 1.0 / statistics.median(times)
 
 
-def forward_pair(name: str, device: str):  # type: ignore[no-untyped-def]
-    """(our forward, diffusers' forward, max |difference|) for one RATIO_CONFIGS entry, same weights and inputs."""
+def forward_models(name: str, device: str):  # type: ignore[no-untyped-def]
+    """(ours, diffusers', our inputs, diffusers' packed latents, diffusers' grid) for one RATIO_CONFIGS entry,
+    the same weights (diffusers' converted into ours)."""
     from diffusers import LTXVideoTransformer3DModel
 
     kwargs, (c, t, h, w), text_tokens = RATIO_CONFIGS[name]
@@ -80,22 +83,44 @@ def forward_pair(name: str, device: str):  # type: ignore[no-untyped-def]
     ours = config_from_diffusers(ref.config).build().to(device).eval()
     ours.load_state_dict(convert_diffusers_ltx(ref.state_dict()))
     latents = torch.randn(2, c, t, h, w, device=device)
-    packed = latents.flatten(2).transpose(1, 2)  # (B, N, C) for diffusers
     text = torch.randn(2, text_tokens, 384, device=device)
     mask = torch.ones(2, text_tokens, dtype=torch.bool, device=device)
     mask[0, text_tokens // 2 :] = False
     timestep = torch.tensor([0.3, 0.8], device=device)
+    packed = latents.flatten(2).transpose(1, 2)  # (B, N, C) for diffusers
+    return ours, ref, (latents, timestep, text, mask), packed, (t, h, w)
+
+
+def diffusers_forward(ref, packed, inputs, grid):  # type: ignore[no-untyped-def]
+    _, timestep, text, mask = inputs
+    return ref(packed, text, timestep * 1000, mask.long(), *grid, (8 / 24.0, 32, 32), return_dict=False)[0]
+
+
+def forward_pair(name: str, device: str):  # type: ignore[no-untyped-def]
+    """(our forward, diffusers' forward, max |difference|) for one RATIO_CONFIGS entry, same weights and inputs."""
+    ours, ref, inputs, packed, grid = forward_models(name, device)
 
     @torch.no_grad()
     def run_ours():
-        return ours(latents, timestep, text, mask, 24.0)
+        return ours(*inputs, 24.0)
 
     @torch.no_grad()
     def run_ref():
-        return ref(packed, text, timestep * 1000, mask.long(), t, h, w, (8 / 24.0, 32, 32), return_dict=False)[0]
+        return diffusers_forward(ref, packed, inputs, grid)
 
     diff = (run_ours().flatten(2).transpose(1, 2) - run_ref()).abs().max().item()
     return run_ours, run_ref, diff
+
+
+@torch.no_grad()
+def float64_errors(name: str, device: str) -> tuple[float, float]:
+    """Max |ours - exact| and max |diffusers - exact|, exact being diffusers' model run in float64."""
+    ours, ref, inputs, packed, grid = forward_models(name, device)
+    mine = ours(*inputs, 24.0).flatten(2).transpose(1, 2).double()
+    theirs = diffusers_forward(ref, packed, inputs, grid).double()
+    exact_inputs = tuple(x.double() if x.is_floating_point() else x for x in inputs)
+    exact = diffusers_forward(copy.deepcopy(ref).double(), packed.double(), exact_inputs, grid)
+    return (mine - exact).abs().max().item(), (theirs - exact).abs().max().item()
 
 
 def forward_ratio(name: str, device: str, args: argparse.Namespace) -> tuple[Paired, float]:
@@ -112,6 +137,7 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["tiny", "small"], help="RATIO_CONFIGS names (their first word)")
     parser.add_argument("--no-train", action="store_true", help="skip the training steps/s figure")
     parser.add_argument("--profile", action="store_true", help="print the top aten ops of each side per forward")
+    parser.add_argument("--fp64", action="store_true", help="also print each side's error against a float64 run")
     args = parser.parse_args()
     names = [n for n in RATIO_CONFIGS if n.split()[0] in args.configs]
     print(f"device={args.device} torch={torch.__version__} repeats={args.repeats} ({load_average()})")
@@ -126,6 +152,9 @@ def main() -> None:
             print(f"  {result.verdict(f'{name.split()[0]} DiT forward, {threads} thread(s)', TARGET)}")
             if args.profile and threads == args.threads[0]:
                 print_profiles(*forward_pair(name, args.device)[:2])
+            if args.fp64 and threads == args.threads[0]:
+                mine, theirs = float64_errors(name, args.device)
+                print(f"  against a float64 run of diffusers' model: ours {mine:.2e}, diffusers {theirs:.2e}")
 
 
 if __name__ == "__main__":

@@ -13,13 +13,15 @@ PASS/UNCLEAR/MISS line against the target ratio from the 95% intervals of the wa
 median ratios (`_paired.Paired.verdict`), and whether the outputs
 agree within 1e-5 (torch.allclose, atol = rtol = 1e-5). `--max-repeats` adds pairs until
 the ratios' quartile interval is `--tight` wide.
-`--profile` adds the top aten ops of each side. Timings are no-grad fp32 encode + decode of the mean, with a
+`--profile` adds the top aten ops of each side; `--fp64` each side's max error against diffusers'
+model run in float64 (how much of the 1e-5 budget is each side's own rounding). Timings are no-grad fp32 encode + decode of the mean, with a
 decode timestep, as a reconstruction pass at evaluation time runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -59,8 +61,8 @@ def frames_per_second(size: str, shape: tuple[int, int, int], repeats: int) -> f
     return shape[0] / seconds
 
 
-def vae_pair(size: str, shape: tuple[int, int, int]):  # type: ignore[no-untyped-def]
-    """(our encode + decode, diffusers' encode + decode, max |difference|) at identical converted weights."""
+def vae_models(size: str, shape: tuple[int, int, int]):  # type: ignore[no-untyped-def]
+    """(ours, diffusers', a video, the decode timestep): the same weights (diffusers' converted into ours)."""
     from diffusers import AutoencoderKLLTXVideo
 
     from models.vae import vae_config
@@ -71,8 +73,12 @@ def vae_pair(size: str, shape: tuple[int, int, int]):  # type: ignore[no-untyped
     theirs = AutoencoderKLLTXVideo(**to_diffusers_config(cfg)).eval()
     ours = cfg.build().eval()
     ours.load_state_dict(from_diffusers_state_dict(theirs.state_dict()))
-    video = torch.rand(1, 3, *shape) * 2 - 1
-    timestep = torch.tensor([0.05])
+    return ours, theirs, torch.rand(1, 3, *shape) * 2 - 1, torch.tensor([0.05])
+
+
+def vae_pair(size: str, shape: tuple[int, int, int]):  # type: ignore[no-untyped-def]
+    """(our encode + decode, diffusers' encode + decode, max |difference|) at identical converted weights."""
+    ours, theirs, video, timestep = vae_models(size, shape)
 
     @torch.no_grad()
     def run_ours() -> torch.Tensor:
@@ -86,6 +92,20 @@ def vae_pair(size: str, shape: tuple[int, int, int]):  # type: ignore[no-untyped
 
     mine, ref = run_ours(), run_theirs()
     return run_ours, run_theirs, (mine - ref).abs().max().item(), torch.allclose(mine, ref, atol=TOLERANCE, rtol=TOLERANCE)
+
+
+@torch.no_grad()
+def float64_errors(size: str, shape: tuple[int, int, int]) -> tuple[float, float]:
+    """Max |ours - exact| and max |diffusers - exact|, exact being diffusers' model run in float64: how much of the
+    1e-5 parity budget is each side's own rounding."""
+    ours, theirs, video, timestep = vae_models(size, shape)
+    torch.manual_seed(1)
+    mine = ours(video, sample_posterior=False, timestep=timestep)[0].double()
+    torch.manual_seed(1)
+    ref = theirs(video, temb=timestep).sample.double()
+    torch.manual_seed(1)
+    exact = copy.deepcopy(theirs).double()(video.double(), temb=timestep.double()).sample
+    return (mine - exact).abs().max().item(), (ref - exact).abs().max().item()
 
 
 def ratio_vs_diffusers(size: str, shape: tuple[int, int, int], args: argparse.Namespace) -> tuple[Paired, float, bool]:
@@ -102,6 +122,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to measure at")
     parser.add_argument("--no-throughput", action="store_true", help="skip the tiny frames/s figure")
     parser.add_argument("--profile", action="store_true", help="print the top aten ops of each side")
+    parser.add_argument("--fp64", action="store_true", help="also print each side's error against a float64 run")
     args = parser.parse_args()
     shape = parse_shape(args.shape)
     print(f"torch {torch.__version__}, fp32, no grad, batch 1, shape {args.shape} ({load_average()})")
@@ -118,6 +139,9 @@ def main() -> None:
                   f"{'yes' if close else 'NO'}")
             if args.profile and threads == args.threads[0]:
                 print_profiles(*vae_pair(size, shape)[:2], repeats=1)
+            if args.fp64 and threads == args.threads[0]:
+                mine, ref = float64_errors(size, shape)
+                print(f"  against a float64 run of diffusers' model: ours {mine:.2e}, diffusers {ref:.2e}")
 
 
 if __name__ == "__main__":

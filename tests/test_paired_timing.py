@@ -52,3 +52,4 @@ def test_verdict_separates_pass_unclear_and_miss(paired_module) -> None:
     assert result([r + 0.2 for r in tight]).verdict("x", 0.85).startswith("MISS x")
     assert "clearly" in result([r + 0.2 for r in tight]).verdict("x", 0.85)
     assert "clearly" not in result([r + 0.04 for r in wide]).verdict("x", 0.85)
+    assert result(tight[:5]).verdict("x", 0.85).startswith("UNCLEAR x")  # 5 pairs: no 95% interval, no verdict
