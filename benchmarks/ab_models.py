@@ -29,7 +29,8 @@ import tempfile
 import time
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Callable
+from types import ModuleType
+from typing import Callable
 
 import torch
 
@@ -41,7 +42,7 @@ from _paired import median_interval  # noqa: E402
 OLD = "models_ab"  # the package name the other revision's models/ is imported under
 
 
-def import_revision(rev: str, into: Path) -> Any:
+def import_revision(rev: str, into: Path) -> ModuleType:
     """`rev`'s models/ as the package `models_ab` (imports of `models` rewritten), or one sentence."""
     try:
         blob = subprocess.run(["git", "-C", str(REPO), "archive", rev, "models"], check=True, capture_output=True).stdout
@@ -77,7 +78,7 @@ def compare(label: str, new: Callable[[], torch.Tensor], old: Callable[[], torch
           f"median, n={repeats}); max |new - old| {diff:.2e}")
 
 
-def dit_cases(old_pkg: Any, repeats: int) -> None:
+def dit_cases(repeats: int) -> None:
     from diffusers import LTXVideoTransformer3DModel
 
     import models.dit.convert as new_convert
@@ -107,7 +108,7 @@ def dit_cases(old_pkg: Any, repeats: int) -> None:
     compare("DiT, dit_speed shape (2 x 320 tokens)", new, old, repeats)
 
 
-def vae_cases(old_pkg: Any, repeats: int) -> None:
+def vae_cases(repeats: int) -> None:
     from diffusers import AutoencoderKLLTXVideo
 
     import models.vae as new_vae
@@ -140,12 +141,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ab_models_") as tmp:
-        old_pkg = import_revision(args.rev, Path(tmp))
+        import_revision(args.rev, Path(tmp))
         for threads in args.threads:
             torch.set_num_threads(threads)
             print(f"working tree vs {args.rev}, {threads} thread(s), torch {torch.__version__}")
             for what in args.what:
-                (dit_cases if what == "dit" else vae_cases)(old_pkg, args.repeats)
+                (dit_cases if what == "dit" else vae_cases)(args.repeats)
 
 
 if __name__ == "__main__":
