@@ -79,57 +79,40 @@ def compare(label: str, new: Callable[[], torch.Tensor], old: Callable[[], torch
 
 
 def dit_cases(repeats: int) -> None:
-    from diffusers import LTXVideoTransformer3DModel
+    """`dit_speed.py`'s `small` models and inputs (its 2 x 320-token forward), plus a generate-shape CFG batch."""
+    from dit_speed import forward_models
 
-    import models.dit.convert as new_convert
-
+    new_model, ref, inputs, _, _ = forward_models("small (8L, 8x64)", "cpu")
     old_convert = importlib.import_module(f"{OLD}.dit.convert")
-    torch.manual_seed(0)
-    ref = LTXVideoTransformer3DModel(in_channels=128, out_channels=128, num_attention_heads=8, attention_head_dim=64,
-                                     num_layers=8, cross_attention_dim=512, caption_channels=384).eval()
-    models = []
-    for convert in (new_convert, old_convert):
-        model = convert.config_from_diffusers(ref.config).build().eval()
-        model.load_state_dict(convert.convert_diffusers_ltx(ref.state_dict()))
-        models.append(model)
-    g = torch.Generator().manual_seed(1)
-    text = torch.randn(2, 32, 384, generator=g)
-    mask = torch.ones(2, 32, dtype=torch.bool)
-    mask[0, 16:] = False
-    half = torch.randn(1, 128, 3, 4, 4, generator=g)
+    old_model = old_convert.config_from_diffusers(ref.config).build().eval()
+    old_model.load_state_dict(old_convert.convert_diffusers_ltx(ref.state_dict()))
+    models = (new_model, old_model)
+    _, _, text, mask = inputs
+    half = torch.randn(1, 128, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     cfg_batch, times = torch.cat([half, half]), torch.full((2,), 0.7)
     with contextlib.ExitStack() as stack:
         for model in models:
             stack.enter_context(model.reuse_conditioning(times[:1]))
         new, old = (lambda m=m: m(cfg_batch, times, text, mask, 24.0) for m in models)
         compare("DiT, generate shape (CFG batch 2 x 48 tokens, reuse_conditioning)", new, old, repeats)
-    latents, times = torch.randn(2, 128, 5, 8, 8, generator=g), torch.tensor([0.3, 0.8])
-    new, old = (lambda m=m: m(latents, times, text, mask, 24.0) for m in models)
+    new, old = (lambda m=m: m(*inputs, 24.0) for m in models)
     compare("DiT, dit_speed shape (2 x 320 tokens)", new, old, repeats)
 
 
 def vae_cases(repeats: int) -> None:
-    from diffusers import AutoencoderKLLTXVideo
+    """`vae_speed.py`'s `small` models and clip (17x128x128)."""
+    from vae_speed import vae_models
 
-    import models.vae as new_vae
-    import models.vae.convert as new_convert
-
+    new_model, ref, video, timestep = vae_models("small", (17, 128, 128))
     old_vae, old_convert = importlib.import_module(f"{OLD}.vae"), importlib.import_module(f"{OLD}.vae.convert")
-    cfg = new_vae.vae_config("ltx", "small")
-    torch.manual_seed(0)
-    ref = AutoencoderKLLTXVideo(**new_convert.to_diffusers_config(cfg)).eval()
-    models = []
-    for vae, convert in ((new_vae, new_convert), (old_vae, old_convert)):
-        model = vae.vae_config("ltx", "small").build().eval()
-        model.load_state_dict(convert.from_diffusers_state_dict(ref.state_dict()))
-        models.append(model)
-    video, timestep = torch.rand(1, 3, 17, 128, 128) * 2 - 1, torch.tensor([0.05])
+    old_model = old_vae.vae_config("ltx", "small").build().eval()
+    old_model.load_state_dict(old_convert.from_diffusers_state_dict(ref.state_dict()))
 
     def run(model: torch.nn.Module) -> torch.Tensor:
         torch.manual_seed(1)
         return model(video, sample_posterior=False, timestep=timestep)[0]
 
-    new, old = (lambda m=m: run(m) for m in models)
+    new, old = (lambda m=m: run(m) for m in (new_model, old_model))
     compare("VAE encode + decode, small, 17x128x128", new, old, repeats)
 
 
