@@ -101,18 +101,13 @@ def dit_cases(repeats: int) -> None:
 
 def vae_cases(repeats: int) -> None:
     """`vae_speed.py`'s `small` models and clip (17x128x128)."""
-    from vae_speed import vae_models
+    from vae_speed import encode_decode, vae_models
 
     new_model, ref, video, timestep = vae_models("small", (17, 128, 128))
     old_vae, old_convert = importlib.import_module(f"{OLD}.vae"), importlib.import_module(f"{OLD}.vae.convert")
     old_model = old_vae.vae_config("ltx", "small").build().eval()
     old_model.load_state_dict(old_convert.from_diffusers_state_dict(ref.state_dict()))
-
-    def run(model: torch.nn.Module) -> torch.Tensor:
-        torch.manual_seed(1)
-        return model(video, sample_posterior=False, timestep=timestep)[0]
-
-    new, old = (lambda m=m: run(m) for m in (new_model, old_model))
+    new, old = (lambda m=m: encode_decode(m, video, timestep) for m in (new_model, old_model))
     compare("VAE encode + decode, small, 17x128x128", new, old, repeats)
 
 

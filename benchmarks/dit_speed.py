@@ -10,8 +10,8 @@
    `--threads`; printed: the median of the paired ratios with quartiles and min-max
    (< 1.0: ours is faster), and the load average (the machine is shared). Outputs are
    checked equal first, then a PASS/UNCLEAR/MISS line against TARGET from the 95% intervals of
-   the wall and CPU-time median ratios (`_paired.Paired.verdict`). `--max-repeats` adds pairs until the ratios' quartile interval is `--tight`
-   wide. `--profile` adds the top aten ops of each side per forward; `--fp64` each side's max
+   the wall and CPU-time median ratios (`_paired.Paired.verdict`). `--max-repeats` adds pairs
+   until the ratios' quartile interval is `--tight` wide. `--profile` adds the top aten ops of each side per forward; `--fp64` each side's max
    error against diffusers' model run in float64.
 """
 

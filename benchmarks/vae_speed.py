@@ -14,8 +14,9 @@ median ratios (`_paired.Paired.verdict`), and whether the outputs
 agree within 1e-5 (torch.allclose, atol = rtol = 1e-5). `--max-repeats` adds pairs until
 the ratios' quartile interval is `--tight` wide.
 `--profile` adds the top aten ops of each side; `--fp64` each side's max error against diffusers'
-model run in float64 (how much of the 1e-5 budget is each side's own rounding). Timings are no-grad fp32 encode + decode of the mean, with a
-decode timestep, as a reconstruction pass at evaluation time runs.
+model run in float64 (how much of the 1e-5 budget is each side's own rounding). Timings are
+no-grad fp32 encode + decode of the mean, with a decode timestep, as a reconstruction pass at
+evaluation time runs.
 """
 
 from __future__ import annotations
@@ -76,35 +77,32 @@ def vae_models(size: str, shape: tuple[int, int, int]):  # type: ignore[no-untyp
     return ours, theirs, torch.rand(1, 3, *shape) * 2 - 1, torch.tensor([0.05])
 
 
+@torch.no_grad()
+def encode_decode(model: torch.nn.Module, video: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+    """One no-grad encode + decode of the posterior mean, ours or diffusers' (by the model's API), with the
+    decoder's noise drawn from seed 1 on both sides."""
+    from diffusers import AutoencoderKLLTXVideo
+
+    torch.manual_seed(1)
+    if isinstance(model, AutoencoderKLLTXVideo):
+        return model(video, temb=timestep).sample
+    return model(video, sample_posterior=False, timestep=timestep)[0]
+
+
 def vae_pair(size: str, shape: tuple[int, int, int]):  # type: ignore[no-untyped-def]
     """(our encode + decode, diffusers' encode + decode, max |difference|) at identical converted weights."""
     ours, theirs, video, timestep = vae_models(size, shape)
-
-    @torch.no_grad()
-    def run_ours() -> torch.Tensor:
-        torch.manual_seed(1)
-        return ours(video, sample_posterior=False, timestep=timestep)[0]
-
-    @torch.no_grad()
-    def run_theirs() -> torch.Tensor:
-        torch.manual_seed(1)
-        return theirs(video, temb=timestep).sample
-
+    run_ours, run_theirs = (lambda m=m: encode_decode(m, video, timestep) for m in (ours, theirs))
     mine, ref = run_ours(), run_theirs()
     return run_ours, run_theirs, (mine - ref).abs().max().item(), torch.allclose(mine, ref, atol=TOLERANCE, rtol=TOLERANCE)
 
 
-@torch.no_grad()
 def float64_errors(size: str, shape: tuple[int, int, int]) -> tuple[float, float]:
     """Max |ours - exact| and max |diffusers - exact|, exact being diffusers' model run in float64: how much of the
     1e-5 parity budget is each side's own rounding."""
     ours, theirs, video, timestep = vae_models(size, shape)
-    torch.manual_seed(1)
-    mine = ours(video, sample_posterior=False, timestep=timestep)[0].double()
-    torch.manual_seed(1)
-    ref = theirs(video, temb=timestep).sample.double()
-    torch.manual_seed(1)
-    exact = copy.deepcopy(theirs).double()(video.double(), temb=timestep.double()).sample
+    mine, ref = (encode_decode(m, video, timestep).double() for m in (ours, theirs))
+    exact = encode_decode(copy.deepcopy(theirs).double(), video.double(), timestep.double())
     return (mine - exact).abs().max().item(), (ref - exact).abs().max().item()
 
 
