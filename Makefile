@@ -13,11 +13,18 @@ RESULTS ?= results
 
 install: $(STAMP)
 
+# --no-compile: pip byte-compiles every file of every package, one at a time (74 of the 140 s
+# these installs took on the 2-core machine); Python compiles a module when it is first imported
+# instead, and caches it, so only what runs is compiled. That cache needs bytecode writing on, so
+# PYTHONDONTWRITEBYTECODE (set in some images) is not passed to the recipes: without the cache
+# every Ray worker process would compile torch and ray again.
+unexport PYTHONDONTWRITEBYTECODE
+
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-compile $(TORCH)
+	$(PY) -m pip install --quiet --no-compile -e '.[test]'
 	# reference wheels for the LPIPS parity test, run in a subprocess (never installed: the
 	# torchvision wheels here are CUDA builds that break transformers beside CPU torch)
 	$(PY) -m pip download --quiet --no-deps --dest $(VENV)/reference-wheels lpips==0.1.4 torchvision==0.28.0

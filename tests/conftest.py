@@ -50,7 +50,7 @@ def postgres_url(postgres_server) -> str:
 def ray_local():
     """An embedded 2-CPU Ray for the module. It is started once per test process and left up for
     the next module (a start is ~10 s, and its worker processes import torch again): a fixture that
-    needs a cluster of its own (test_sweep_cluster's `two_nodes`) shuts it down, and the next module
+    needs a cluster of its own (test_sweep_cluster's module-scoped `two_nodes`) shuts it down, and the next module
     that asks starts it again. Ray's exit hook stops it with the process."""
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
@@ -63,9 +63,9 @@ def ray_local():
 # order: these start first and the short files fill in around them, instead of a long Ray file
 # starting last while the other worker idles. A file missing here only runs later.
 HEAVY_FIRST = (
-    "test_ray_train.py", "test_sweep.py", "test_dashboard_browser.py", "test_sharded_stages.py",
+    "test_ray_train.py", "test_sweep.py", "test_sweep_cluster.py", "test_dashboard_browser.py", "test_sharded_stages.py",
     "test_distributed_training.py", "test_stats.py", "test_sweep_submit.py", "test_aesthetic.py",
-    "test_manifest_data.py", "test_dashboard_data.py", "test_curate_pipeline.py", "test_sweep_cluster.py",
+    "test_manifest_data.py", "test_dashboard_data.py", "test_curate_pipeline.py",
     "test_sweep_hardening.py", "test_dashboard.py", "test_survey_server.py", "test_survey_hardening.py",
     "test_dashboard_real_sweep.py", "test_cli_errors.py", "test_survey_multiproc.py", "test_lpips.py",
 )

@@ -127,15 +127,15 @@ def test_page_renders_in_chromium(dashboard, browser, tmp_path, name):
         errors = page.locator("[data-testid='stException']")
         assert errors.count() == 0, errors.first.inner_text()
         expected = {"runs": 1, "effects": 2, "cost": 1, "compare": 3, "survey": 3 if survey_db_used(dashboard) else 0, "sweeps": 0}
-        # charts appear one by one after the script run ends; a loaded machine (a parallel test
-        # worker) can count the first before the second is attached, so poll up to 30 s
+        tables = 1 if name in ("sweeps", "runs", "cost") else 0
+        # charts and tables are attached one by one after the script run ends; a loaded machine (a
+        # parallel test worker) can count the first before the rest are there, so poll up to 30 s
         deadline = time.monotonic() + 30
-        while (charts := page.locator("[data-testid='stVegaLiteChart']").count()) < expected[name] \
-                and time.monotonic() < deadline:
+        while ((charts := page.locator("[data-testid='stVegaLiteChart']").count()) < expected[name]
+               or page.locator("[data-testid='stDataFrame']").count() < tables) and time.monotonic() < deadline:
             page.wait_for_timeout(250)
         assert charts >= expected[name], (name, charts)
-        if name in ("sweeps", "runs", "cost"):
-            assert page.locator("[data-testid='stDataFrame']").count() >= 1
+        assert page.locator("[data-testid='stDataFrame']").count() >= tables, name
         if name == "compare":
             frame = page.frame_locator("iframe").first
             assert frame.locator("video").count() >= 3  # reference + two runs
