@@ -33,6 +33,7 @@ and the ratio to the FLOP-bound time and the paper's 2 s. The text phase encodes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 from pathlib import Path
@@ -114,6 +115,37 @@ def build(size: str, device: str = "cpu", dtype: torch.dtype = torch.float32) ->
             "text": FixedText(text.to(device), mask.to(device), null.to(device), null_mask.to(device))}
 
 
+def build_ours(size: str, device: torch.device) -> dict[str, Any]:
+    """Ours alone, with random weights made on `device` (no diffusers; `--cuda` needs nothing else
+    on a GPU machine, and a 1.92B DiT is not first built on the host)."""
+    from ablations.stages.train_dit import TrainedDiT
+    from models.dit import dit_config
+    from models.flow import flow_config
+    from models.vae import vae_config
+
+    heads, head_dim, layers, caption, tokens, shape = SIZES[size]
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = dataclasses.replace(dit_config("ltx", "full"), num_heads=heads, head_dim=head_dim, num_layers=layers,
+                                    caption_channels=caption).build()
+        vae = vae_config("ltx", "0.9.1" if size == "full" else size).build()
+        for name, buf in vae.named_buffers():
+            if name.endswith("latents_mean"):
+                buf.normal_(0, 0.2)
+            elif name.endswith("latents_std"):
+                buf.uniform_(0.5, 1.5)
+    flow = flow_config("full" if size == "full" else size)
+    dit = TrainedDiT(model=model.eval(), flow=flow, text=None, vae_dir=Path("."), latent_shape=(128, 1, 1, 1),
+                     video_shape=shape, fps=24.0)
+    g = torch.Generator().manual_seed(1)
+    text, null = torch.randn(1, tokens, caption, generator=g), torch.randn(1, tokens, caption, generator=g)
+    mask, null_mask = torch.ones(1, tokens, dtype=torch.bool), torch.zeros(1, tokens, dtype=torch.bool)
+    mask[:, tokens // 2 :] = False
+    null_mask[:, :2] = True
+    return {"dit": dit, "vae": vae.eval(), "flow": flow, "shape": shape,
+            "text": FixedText(text.to(device), mask.to(device), null.to(device), null_mask.to(device))}
+
+
 def run_ours(parts: dict[str, Any], steps: int, scale: float, seed: int, **kw: Any):  # type: ignore[no-untyped-def]
     from ablations.stages.speed import timed_generate
 
@@ -182,22 +214,26 @@ def meta_report(steps: int, scale: float) -> dict[str, float]:
     return {"flops": float(flops["total"]), "bound_s": bound}
 
 
-def cuda_report(steps: int, scale: float, repeats: int, compile_blocks: bool, decode_chunk: int) -> None:
-    """Full size on the GPU, bf16: wall, phases, peak memory, MFU (needs a CUDA GPU)."""
+def cuda_report(steps: int, scale: float, repeats: int, compile_blocks: bool, decode_chunk: int,
+                dry_run: bool = False) -> None:
+    """Full size on the GPU, bf16: wall, phases, peak memory, MFU (needs a CUDA GPU). `dry_run`
+    takes the same path at `tiny` size on the CPU, to check a device script before device time."""
     from ablations.stages.speed import prepare
 
-    if not torch.cuda.is_available():
-        raise SystemExit("--cuda needs a CUDA GPU; none here, so the GPU figure is missing (run --meta for the FLOP bound).")
+    if not dry_run and not torch.cuda.is_available():
+        raise SystemExit("--cuda needs a CUDA GPU; none here, so the GPU figure is missing (run --meta for the FLOP bound, "
+                         "--cuda --dry-run to check this path on the CPU).")
     meta = meta_report(steps, scale)
-    parts = build("full")  # random weights, built on the CPU in fp32 then moved
-    device = torch.device("cuda")
+    device = torch.device("cpu" if dry_run else "cuda")
+    parts = build_ours("tiny" if dry_run else "full", device)
     prepare(parts["dit"], parts["vae"], device, torch.bfloat16, compile_blocks=compile_blocks)
-    text = parts["text"]
-    parts["text"] = FixedText(*(t.to(device) for t in (text.text, text.mask, text.null_text, text.null_mask)))
     with torch.no_grad():
         run_ours(parts, steps, scale, seed=0, decode_chunk=decode_chunk)  # warm-up (and compile)
         timings = [run_ours(parts, steps, scale, seed=0, decode_chunk=decode_chunk)[1] for _ in range(repeats)]
     wall = statistics.median(t.wall_s for t in timings)
+    if dry_run:
+        print(f"dry run (tiny, CPU, bf16): wall median {wall:.3f} s; the GPU figure is missing")
+        return
     print(f"ours on {torch.cuda.get_device_name()} (bf16{', compiled blocks' if compile_blocks else ''}), "
           f"{repeats} repeats: wall median {wall:.3f} s [min {min(t.wall_s for t in timings):.3f}, "
           f"max {max(t.wall_s for t in timings):.3f}]")
@@ -218,13 +254,14 @@ def main() -> None:
     parser.add_argument("--meta", action="store_true", help="full size on the meta device: FLOPs and the FLOP-bound time")
     parser.add_argument("--cuda", action="store_true", help="full size on the GPU in bf16 (needs CUDA)")
     parser.add_argument("--compile", action="store_true", help="--cuda: torch.compile each DiT block")
+    parser.add_argument("--dry-run", action="store_true", help="--cuda: the same path at tiny size on the CPU")
     parser.add_argument("--decode-chunk", type=int, default=0, help="--cuda: latent frames per decode chunk (0: whole)")
     args = parser.parse_args()
     print(f"torch {torch.__version__} ({load_average()})")
     if args.meta:
         meta_report(args.steps or 20, args.cfg)
     elif args.cuda:
-        cuda_report(args.steps or 20, args.cfg, min(args.repeats, 5), args.compile, args.decode_chunk)
+        cuda_report(args.steps or 20, args.cfg, min(args.repeats, 5), args.compile, args.decode_chunk, args.dry_run)
     else:
         cpu_comparison(args.sizes, args.steps or 8, args.cfg, args)
 

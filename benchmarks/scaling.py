@@ -142,13 +142,18 @@ def cpu(args) -> list[dict]:
 def gpu(args) -> list[dict]:
     from evaluation.memory import TrainingLayout, training_estimate
 
-    world = torch.cuda.device_count()
+    if args.dry_run:  # the same jobs at tiny size on one CPU process: checks a device script before device time
+        world, cases = 1, (("tiny", (9, 64, 64)),)
+    else:
+        world, cases = torch.cuda.device_count(), (("small", (121, 512, 768)), ("full", (121, 512, 768)))
     rows = []
-    for size in ("small", "full"):
-        shape = (121, 512, 768)
+    for size, shape in cases:
         job = dict(stage="dit", size=size, shape=shape, batch=world, steps=args.steps, warmup=3, threads=4,
-                   parallel="fsdp", ac=True, gpu=True, text_len=128)
+                   parallel="fsdp", ac=True, gpu=not args.dry_run, text_len=128)
         result = run(job, world)
+        if args.dry_run:
+            rows.append({"size": size, "dry_run": True, "step_s": result["step_s"]})
+            continue
         cfg, _ = _dit_case(size, shape, world)
         est = training_estimate(cfg, "dit", *shape, TrainingLayout(workers=world, parallel="fsdp", batch=world,
                                                                     activation_checkpointing=True))
@@ -167,9 +172,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="GPU figures on every visible GPU (needs CUDA)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per case (the first 3 are warm-up)")
+    parser.add_argument("--dry-run", action="store_true", help="--gpu: the same jobs at tiny size on the CPU")
     args = parser.parse_args()
-    if args.gpu and not torch.cuda.is_available():
-        raise SystemExit("--gpu needs CUDA; this machine has none (run without --gpu for the CPU figures).")
+    if args.gpu and not args.dry_run and not torch.cuda.is_available():
+        raise SystemExit("--gpu needs CUDA; this machine has none (run without --gpu for the CPU figures, "
+                         "or --gpu --dry-run to check the GPU path on the CPU).")
     rows = gpu(args) if args.gpu else cpu(args)
     for row in rows:
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))

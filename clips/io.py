@@ -15,13 +15,12 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 
 from clips.errors import ClipError
 
-if TYPE_CHECKING:  # torch is imported lazily so CLI --help and the dashboard stay fast
-    import torch
+if TYPE_CHECKING:  # torch is imported lazily so CLI --help and the dashboard stay fast; PyAV only by
+    import torch  # the functions that decode or encode (the tensor conversions run where it is absent)
 
 # Broadcast rates that float round-tripping would otherwise turn into 2997/100 etc.
 _NTSC_RATES = (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001))
@@ -60,6 +59,8 @@ def read_video(
     Raises:
         ClipError: the file is missing, empty, corrupt, has no video stream or no frames.
     """
+    import av
+
     path = Path(path)
     _check_file(path)
     if max_frames is not None and max_frames < 1:
@@ -159,6 +160,8 @@ def write_video(path: str | os.PathLike, frames, fps: float | Fraction, *, crf: 
         The written path. A reader never sees a half-written file: the video is encoded
         to a temporary name in the same folder and moved into place with `os.replace`.
     """
+    import av
+
     path = Path(path)
     frames = _even(_as_uint8(frames))  # (T, H', W', 3) uint8, even H', W'
     if frames.shape[0] == 0:
