@@ -196,8 +196,9 @@ def to_model(frames: np.ndarray) -> "torch.Tensor":
     import torch
 
     frames = _as_uint8(frames)
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (3, T, H, W)
-    return x.float() / 127.5 - 1.0
+    # a float32 copy first: decoded frames can be read-only arrays, which torch.from_numpy warns about
+    x = torch.from_numpy(frames.astype(np.float32)).permute(3, 0, 1, 2)  # (3, T, H, W)
+    return x.div_(127.5).sub_(1.0)
 
 
 def from_model(x: "torch.Tensor") -> np.ndarray:

@@ -108,7 +108,8 @@ def save(out_dir: Path, step: int, models: dict[str, nn.Module],
         tmp.mkdir(parents=True)
     world.barrier()
     with warnings.catch_warnings():  # one process without a group: DCP says so each time
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        # reading in one process is the intent here (torch words it "is disabled" or "is unavailable or uninitialized")
+        warnings.filterwarnings("ignore", message="torch.distributed is (disabled|unavailable)")
         dcp.save(_state(models, optimizers), checkpoint_id=str(tmp))
     world.barrier()
     if world.is_main:
@@ -130,7 +131,8 @@ def load(folder: Path, models: dict[str, nn.Module], optimizers: dict[str, tuple
         raise FileNotFoundError(f"{folder} is not a complete checkpoint (no {DONE} marker); delete it and resume from an older one.")
     state = _state(models, optimizers)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        # reading in one process is the intent here (torch words it "is disabled" or "is unavailable or uninitialized")
+        warnings.filterwarnings("ignore", message="torch.distributed is (disabled|unavailable)")
         dcp.load(state, checkpoint_id=str(folder))
     options = StateDictOptions(strict=True)
     for k, m in models.items():
@@ -156,6 +158,7 @@ def read(folder: Path) -> dict[str, Any]:
     if not (folder / DONE).exists():
         raise FileNotFoundError(f"{folder} is not a complete checkpoint (no {DONE} marker).")
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        # reading in one process is the intent here (torch words it "is disabled" or "is unavailable or uninitialized")
+        warnings.filterwarnings("ignore", message="torch.distributed is (disabled|unavailable)")
         state = _load_state_dict_from_keys(checkpoint_id=str(folder))
     return {**state, "meta": json.loads((folder / META).read_text())}
