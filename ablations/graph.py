@@ -28,6 +28,7 @@ class StageSpec:
     upstream: tuple[str, ...] = ()  # stages whose outputs it reads
     gpu: bool = False  # asks for one GPU on GPU nodes
     cpus: float = 1.0  # CPU slots it occupies
+    alone: bool = False  # a timing stage: without GPUs it holds every CPU of its node, so nothing runs beside it
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ COST_SHOWN = ("cost.params", "cost.dit_params", "cost.tokens", "cost.flops_run",
               "cost.h100_estimate_s", "speed.wall_s", "speed.dit_s", "speed.decode_s", "speed.tflops_achieved",
               "speed.mfu", "cost.rope_max_rad_t", "cost.rope_max_rad_h", "cost.rope_max_rad_w")
 COST_HEADER = ("Cost per variant (estimated: the H100 column is FLOPs / (peak x utilisation); measured: speed.* is the median "
-               "of cost.latency_repeats generations at the run's shape on the machine that ran the stage, and runs that "
-               "shared a machine with other tasks are slower for it, so compare speed.* only between runs timed alone):")
+               "of cost.latency_repeats generations at the run's shape, each speed stage timed alone on its node (without "
+               "GPUs it holds every CPU of the node), so the seeds of one variant show the timing noise between runs):")
 
 
 def build_report(root: str | Path, sweep: str, *, metrics: list[str] | None = None, correction: str = "holm",

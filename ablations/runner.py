@@ -37,7 +37,7 @@ STAGE_SPECS: dict[str, StageSpec] = {
         StageSpec("sample", ("seed", "sample", "dit_data", "eval"), ("train_vae", "train_dit"), gpu=True),
         StageSpec("eval_gen", ("eval",), ("sample",)),
         StageSpec("cost", ("vae", "dit", "vae_data", "dit_data", "cost"), ()),
-        StageSpec("speed", ("sample", "dit_data", "cost"), ("train_vae", "train_dit"), gpu=True),  # ablations/stages/speed.py
+        StageSpec("speed", ("sample", "dit_data", "cost"), ("train_vae", "train_dit"), gpu=True, alone=True),  # stages/speed.py
     )
 }
 # stages that run on the run's `train.workers` workers (Ray Train for training, shards for the rest)
@@ -171,16 +171,20 @@ def _check_same_cluster(address: str | None, connected: str) -> None:
                     f"call ray.shutdown() first, or leave the address out to run there.")
 
 
-def _remote(spec: StageSpec, gpus_available: bool, max_retries: int, workers: int = 1):
+def _remote(spec: StageSpec, gpus_available: bool, max_retries: int, workers: int = 1, node_cpus: float = 0.0):
     """The stage's Ray task. A stage spread over several workers (a Ray Train job, or
     shards) is coordinated by a task that holds no resources, so it can never sit on a CPU
-    its own workers wait for: the workers reserve theirs together (a placement group)."""
+    its own workers wait for: the workers reserve theirs together (a placement group). A
+    stage that times itself (`alone`) holds `node_cpus`, every CPU of the largest node, when
+    the cluster has no GPUs: a CPU neighbour would slow it by an amount that differs from run
+    to run (on a GPU it holds its GPU, which is what it times)."""
     import ray
 
     coordinator = workers > 1 and spec.name in SPREAD_STAGES
+    cpus = max(spec.cpus, node_cpus) if spec.alone and not gpus_available else spec.cpus
     return ray.remote(execute).options(
         name=spec.name,
-        num_cpus=0 if coordinator else spec.cpus,
+        num_cpus=0 if coordinator else cpus,
         num_gpus=1 if (spec.gpu and gpus_available and not coordinator) else 0,
         max_retries=max_retries,  # worker death (killed process, lost node) is retried by Ray
         retry_exceptions=False,  # exceptions are retried by the driver, which can tell which ones are worth it
@@ -317,6 +321,7 @@ def _run_locked(sweep: Any, plan: Plan, store: SweepStore, started: float, previ
 
     gpus = ray.cluster_resources().get("GPU", 0) > 0
     check_cluster(variants, gpus)  # before anything is written or launched
+    node_cpus = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=1.0)
 
     cache_root = store.root / "_cache"
     _write_sweep_json(store, sweep, variants, started, previous)
@@ -349,7 +354,7 @@ def _run_locked(sweep: Any, plan: Plan, store: SweepStore, started: float, previ
                 if _reuse(st, plan, cache_root, full):
                     skipped += 1
                     continue
-                _submit(st, cache_root, gpus, max_retries, threads, states, faults)
+                _submit(st, cache_root, gpus, max_retries, threads, states, faults, node_cpus)
             _finalize_runs(store, plan, states, finished_runs, cache_root, sweep)
             running = {st.ref: st for st in states.values() if st.status == "running"}
             view.show(states, slots, cache_root)
@@ -367,7 +372,7 @@ def _run_locked(sweep: Any, plan: Plan, store: SweepStore, started: float, previ
                 except Exception as exc:  # noqa: BLE001 - every failure is recorded, the sweep goes on
                     name, reason = _exception_reason(exc)
                     if name not in NO_RETRY and st.attempts <= max_retries:
-                        _submit(st, cache_root, gpus, max_retries, threads, states, faults)
+                        _submit(st, cache_root, gpus, max_retries, threads, states, faults, node_cpus)
                     else:
                         st.status, st.reason = "failed", reason
         _finalize_runs(store, plan, states, finished_runs, cache_root, sweep)
@@ -458,10 +463,10 @@ def check_cluster(variants: list, gpus: bool) -> None:
 
 
 def _submit(st: InstanceState, cache_root: Path, gpus: bool, max_retries: int, threads: int,
-            states: dict[str, InstanceState], faults: dict[str, dict[str, Any]] | None) -> None:
+            states: dict[str, InstanceState], faults: dict[str, dict[str, Any]] | None, node_cpus: float = 0.0) -> None:
     inst = st.instance
     upstream = {states[u].instance.stage: str(stage_dir(cache_root, *u.split("/"))) for u in _all_upstream(inst, states)}
-    remote = _remote(STAGE_SPECS[inst.stage], gpus, max_retries, inst.config.train.workers)
+    remote = _remote(STAGE_SPECS[inst.stage], gpus, max_retries, inst.config.train.workers, node_cpus)
     fault = (faults or {}).get(inst.stage)
     if fault and any(_config_value(inst.config, path) != value for path, value in fault.get("only", {}).items()):
         fault = None

@@ -29,10 +29,16 @@ def _sweep(**changes):
     return dataclasses.replace(RECIPES.get("tiny-pair")(), **changes)
 
 
+def _timed_sweep():
+    """tiny-pair with its `speed` stage too (demo's stage list)."""
+    tiny = RECIPES.get("tiny-pair")()
+    return dataclasses.replace(tiny, stages=(*tiny.stages, "speed"))
+
+
 @pytest.fixture(scope="module")
 def clean(ray_local, tmp_path_factory):
     root = tmp_path_factory.mktemp("clean")
-    outcome = run_sweep(_sweep(), root, progress=False)
+    outcome = run_sweep(_timed_sweep(), root, progress=False)
     return root, outcome
 
 
@@ -65,9 +71,26 @@ def test_shared_vae_runs_once_and_everything_is_stored(clean):
     assert any((sweep_dir / "reference").glob("*.mp4"))
 
 
+def test_speed_stages_are_timed_alone(clean):
+    """On the 2-CPU embedded Ray, each `speed` stage holds both CPUs: no other stage ran while it timed."""
+    root, outcome = clean
+    spans = {}  # instance -> (start, end) of its stage body, from its result.json
+    for st in outcome.states.values():
+        result = json.loads((root / "_cache" / st.instance.stage / st.instance.key / "result.json").read_text())
+        spans[(st.instance.stage, st.instance.key)] = (result["started_at"], result["started_at"] + result["compute_s"])
+    speed = {k: v for k, v in spans.items() if k[0] == "speed"}
+    assert len(speed) == 2
+    for (stage, key), (start, end) in spans.items():
+        for (_, speed_key), (s0, s1) in speed.items():
+            if (stage, key) != ("speed", speed_key):
+                assert end <= s0 or start >= s1, f"{stage} {key} ran while speed {speed_key} was timing"
+    runs = pd.read_parquet(root / "tiny-pair" / "runs.parquet")
+    assert runs["speed.wall_s"].gt(0).all()
+
+
 def test_rerun_executes_no_stage(clean):
     root, first = clean
-    again = run_sweep(_sweep(), root, progress=False)
+    again = run_sweep(_timed_sweep(), root, progress=False)
     assert again.executed == 0 and again.skipped == len(first.states)
     assert again.runs_done == 2
     print(f"rerun wall time {again.wall_s:.2f} s")
