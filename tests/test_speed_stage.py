@@ -121,6 +121,9 @@ def test_cost_page_shows_measured_beside_estimated(tmp_path, monkeypatch):
     assert {"H100 estimate at 121x512x768 (s)", "measured at 121x512x768 (s)", "MFU at 121x512x768",
             "measured / estimate"} <= set(table.columns)
     assert (table["measured / estimate"] > 0).all()
+    # each variant's spread over its runs beside the median (make_store's small store: 2 seeds per variant)
+    spread = table["measured range over runs (s)"]
+    assert spread.str.fullmatch(r"[0-9.e+-]+-[0-9.e+-]+ \(\d+ runs\)").all(), spread.tolist()
     # rows are named by the differing axes first (as the bars are); the full variant string comes last
     assert table.columns[0] == "variant" and table.columns[-1] == "full variant"
     assert all("=" in short and len(short) < len(full) for short, full in zip(table["variant"], table["full variant"]))

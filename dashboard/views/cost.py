@@ -32,9 +32,14 @@ def speed_table(runs):  # type: ignore[no-untyped-def]
     if "speed.wall_s" not in present:
         return None
     columns = (["cost.h100_estimate_s"] if "cost.h100_estimate_s" in runs.columns else []) + present
-    table = runs.groupby("variant", sort=False)[columns].median().reset_index()
+    groups = runs.groupby("variant", sort=False)
+    table = groups[columns].median().reset_index()
     if "speed.ref_wall_s" in table and "cost.h100_estimate_s" in table:
         table["measured / estimate"] = table["speed.ref_wall_s"] / table["cost.h100_estimate_s"]
+    # the median hides how much one variant's timings moved between its runs: show that range beside it
+    wall = groups["speed.wall_s"]
+    table["measured range over runs (s)"] = [f"{lo:.3g}-{hi:.3g} ({n} runs)" if n > 1 else f"one run: {lo:.3g}"
+                                            for lo, hi, n in zip(wall.min(), wall.max(), wall.count())]
     return named_by_axes(table).rename(columns={**SPEED_LABELS, **COST_LABELS})
 
 
@@ -56,8 +61,10 @@ def show_speed(runs) -> None:  # type: ignore[no-untyped-def]
     formats = {SPEED_LABELS.get(c, c): SPEED_FORMATS.get(c, "%.3f") for c in SPEED_LABELS}
     st.dataframe(table, hide_index=True,
                  column_config={k: st.column_config.NumberColumn(format=v) for k, v in formats.items() if k in table})
-    st.caption("Measured = median wall time of a whole generation (text, every DiT step with CFG, decode) with the "
-               "trained models at the run's shape, on the worker's hardware. MFU = generation FLOPs / wall / H100 "
+    st.caption("Measured = median over a variant's runs (seeds) of each run's median wall time of a whole generation "
+               "(text, every DiT step with CFG, decode) with its trained models at the run's shape, on the worker's "
+               "hardware, timed alone on its node; the range column is how far the runs of one variant spread, so two "
+               "variants whose ranges overlap are not shown to differ in speed. MFU = generation FLOPs / wall / H100 "
                "peak, shown for CUDA workers only; 121x512x768 is measured on GPU workers only, so without one the "
                "estimate stands alone at that shape.")
 
