@@ -36,7 +36,7 @@ STAGE_SPECS: dict[str, StageSpec] = {
         StageSpec("train_dit", ("seed", "dit", "flow", "text", "dit_train"), ("encode_latents",), gpu=True),
         StageSpec("sample", ("seed", "sample", "dit_data", "eval"), ("train_vae", "train_dit"), gpu=True),
         StageSpec("eval_gen", ("eval",), ("sample",)),
-        StageSpec("cost", ("vae", "dit", "vae_data", "dit_data", "cost"), ()),
+        StageSpec("cost", ("vae", "dit", "vae_data", "dit_data", "cost"), (), alone=True),  # times latency_s
         StageSpec("speed", ("sample", "dit_data", "cost"), ("train_vae", "train_dit"), gpu=True, alone=True),  # stages/speed.py
     )
 }

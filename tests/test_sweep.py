@@ -71,21 +71,22 @@ def test_shared_vae_runs_once_and_everything_is_stored(clean):
     assert any((sweep_dir / "reference").glob("*.mp4"))
 
 
-def test_speed_stages_are_timed_alone(clean):
-    """On the 2-CPU embedded Ray, each `speed` stage holds both CPUs: no other stage ran while it timed."""
+def test_timing_stages_run_alone(clean):
+    """On the 2-CPU embedded Ray, each stage that times itself (`speed`, and `cost` for latency_s) holds
+    both CPUs: no other stage ran while it timed."""
     root, outcome = clean
     spans = {}  # instance -> (start, end) of its stage body, from its result.json
     for st in outcome.states.values():
         result = json.loads((root / "_cache" / st.instance.stage / st.instance.key / "result.json").read_text())
         spans[(st.instance.stage, st.instance.key)] = (result["started_at"], result["started_at"] + result["compute_s"])
-    speed = {k: v for k, v in spans.items() if k[0] == "speed"}
-    assert len(speed) == 2
-    for (stage, key), (start, end) in spans.items():
-        for (_, speed_key), (s0, s1) in speed.items():
-            if (stage, key) != ("speed", speed_key):
-                assert end <= s0 or start >= s1, f"{stage} {key} ran while speed {speed_key} was timing"
+    timing = {k: v for k, v in spans.items() if k[0] in ("speed", "cost")}
+    assert sorted(k[0] for k in timing) == ["cost", "cost", "speed", "speed"]  # one of each per DiT variant
+    for one, (start, end) in spans.items():
+        for other, (s0, s1) in timing.items():
+            if one != other:
+                assert end <= s0 or start >= s1, f"{one} ran while {other} was timing"
     runs = pd.read_parquet(root / "tiny-pair" / "runs.parquet")
-    assert runs["speed.wall_s"].gt(0).all()
+    assert runs["speed.wall_s"].gt(0).all() and runs["cost.latency_s"].gt(0).all()
 
 
 def test_rerun_executes_no_stage(clean):
