@@ -466,7 +466,10 @@ def _submit(st: InstanceState, cache_root: Path, gpus: bool, max_retries: int, t
             states: dict[str, InstanceState], faults: dict[str, dict[str, Any]] | None, node_cpus: float = 0.0) -> None:
     inst = st.instance
     upstream = {states[u].instance.stage: str(stage_dir(cache_root, *u.split("/"))) for u in _all_upstream(inst, states)}
-    remote = _remote(STAGE_SPECS[inst.stage], gpus, max_retries, inst.config.train.workers, node_cpus)
+    spec = STAGE_SPECS[inst.stage]
+    remote = _remote(spec, gpus, max_retries, inst.config.train.workers, node_cpus)
+    if spec.alone and not gpus:  # it holds the whole node: time it on all of the node's cores
+        threads = max(1, int(node_cpus))
     fault = (faults or {}).get(inst.stage)
     if fault and any(_config_value(inst.config, path) != value for path, value in fault.get("only", {}).items()):
         fault = None
