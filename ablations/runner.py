@@ -171,6 +171,11 @@ def _check_same_cluster(address: str | None, connected: str) -> None:
                     f"call ray.shutdown() first, or leave the address out to run there.")
 
 
+def _holds_node(spec: StageSpec, gpus_available: bool) -> bool:
+    """A stage that times itself holds a whole node where there are no GPUs (with GPUs, its GPU)."""
+    return spec.alone and not gpus_available
+
+
 def _remote(spec: StageSpec, gpus_available: bool, max_retries: int, workers: int = 1, node_cpus: float = 0.0):
     """The stage's Ray task. A stage spread over several workers (a Ray Train job, or
     shards) is coordinated by a task that holds no resources, so it can never sit on a CPU
@@ -181,7 +186,7 @@ def _remote(spec: StageSpec, gpus_available: bool, max_retries: int, workers: in
     import ray
 
     coordinator = workers > 1 and spec.name in SPREAD_STAGES
-    cpus = max(spec.cpus, node_cpus) if spec.alone and not gpus_available else spec.cpus
+    cpus = max(spec.cpus, node_cpus) if _holds_node(spec, gpus_available) else spec.cpus
     return ray.remote(execute).options(
         name=spec.name,
         num_cpus=0 if coordinator else cpus,
@@ -468,8 +473,11 @@ def _submit(st: InstanceState, cache_root: Path, gpus: bool, max_retries: int, t
     upstream = {states[u].instance.stage: str(stage_dir(cache_root, *u.split("/"))) for u in _all_upstream(inst, states)}
     spec = STAGE_SPECS[inst.stage]
     remote = _remote(spec, gpus, max_retries, inst.config.train.workers, node_cpus)
-    if spec.alone and not gpus:  # it holds the whole node: time it on all of the node's cores
-        threads = max(1, int(node_cpus))
+    if _holds_node(spec, gpus):
+        # time it on all but one of the node's cores: that one takes the driver, raylet and worker
+        # start-ups, which on every core would stall a thread of each timed op now and then (with
+        # all cores, the demo's speed.wall_s of one variant spread up to 2.7x between its runs)
+        threads = max(1, int(node_cpus) - 1)
     fault = (faults or {}).get(inst.stage)
     if fault and any(_config_value(inst.config, path) != value for path, value in fault.get("only", {}).items()):
         fault = None

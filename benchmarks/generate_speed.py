@@ -72,6 +72,16 @@ class FixedText:
         return self.null_text, self.null_mask
 
 
+def fixed_text(tokens: int, caption: int, device: str | torch.device) -> FixedText:
+    """The benchmark's caption and null-caption embeddings (seeded), half of the caption's tokens masked."""
+    g = torch.Generator().manual_seed(1)
+    text, null = torch.randn(1, tokens, caption, generator=g), torch.randn(1, tokens, caption, generator=g)
+    mask, null_mask = torch.ones(1, tokens, dtype=torch.bool), torch.zeros(1, tokens, dtype=torch.bool)
+    mask[:, tokens // 2 :] = False
+    null_mask[:, :2] = True
+    return FixedText(text.to(device), mask.to(device), null.to(device), null_mask.to(device))
+
+
 def build(size: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> dict[str, Any]:
     """Diffusers' pipeline and ours from the same random weights, and the shared inputs."""
     from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline, LTXVideoTransformer3DModel
@@ -106,13 +116,8 @@ def build(size: str, device: str = "cpu", dtype: torch.dtype = torch.float32) ->
     pipe.set_progress_bar_config(disable=True)
     dit = TrainedDiT(model=ours_dit.eval(), flow=flow, text=None, vae_dir=Path("."), latent_shape=(128, 1, 1, 1),
                      video_shape=shape, fps=24.0)
-    g = torch.Generator().manual_seed(1)
-    text, null = torch.randn(1, tokens, caption, generator=g), torch.randn(1, tokens, caption, generator=g)
-    mask, null_mask = torch.ones(1, tokens, dtype=torch.bool), torch.zeros(1, tokens, dtype=torch.bool)
-    mask[:, tokens // 2 :] = False
-    null_mask[:, :2] = True
     return {"pipe": pipe, "dit": dit, "vae": ours_vae.eval(), "flow": flow, "shape": shape,
-            "text": FixedText(text.to(device), mask.to(device), null.to(device), null_mask.to(device))}
+            "text": fixed_text(tokens, caption, device)}
 
 
 def build_ours(size: str, device: torch.device) -> dict[str, Any]:
@@ -137,13 +142,7 @@ def build_ours(size: str, device: torch.device) -> dict[str, Any]:
     flow = flow_config("full" if size == "full" else size)
     dit = TrainedDiT(model=model.eval(), flow=flow, text=None, vae_dir=Path("."), latent_shape=(128, 1, 1, 1),
                      video_shape=shape, fps=24.0)
-    g = torch.Generator().manual_seed(1)
-    text, null = torch.randn(1, tokens, caption, generator=g), torch.randn(1, tokens, caption, generator=g)
-    mask, null_mask = torch.ones(1, tokens, dtype=torch.bool), torch.zeros(1, tokens, dtype=torch.bool)
-    mask[:, tokens // 2 :] = False
-    null_mask[:, :2] = True
-    return {"dit": dit, "vae": vae.eval(), "flow": flow, "shape": shape,
-            "text": FixedText(text.to(device), mask.to(device), null.to(device), null_mask.to(device))}
+    return {"dit": dit, "vae": vae.eval(), "flow": flow, "shape": shape, "text": fixed_text(tokens, caption, device)}
 
 
 def run_ours(parts: dict[str, Any], steps: int, scale: float, seed: int, **kw: Any):  # type: ignore[no-untyped-def]

@@ -25,13 +25,12 @@ from ablations.recipes.common import smoke
 from ablations.runner import run_sweep
 
 
-def slot_seconds(stage: str, result: dict) -> float:
-    """A stage's compute time x the slots it held: one, or every CPU of its node for a stage that
-    times itself alone (`StageSpec.alone`; it runs torch on all of them: `hardware.torch_threads`)."""
+def slot_seconds(stage: str, result: dict, slots: int) -> float:
+    """A stage's compute time x the slots it held: one, or all `slots` (every CPU of the embedded
+    node) for a stage that times itself alone (`StageSpec.alone`)."""
     from ablations.runner import STAGE_SPECS
 
-    held = max(1, int(result.get("hardware", {}).get("torch_threads", 1))) if STAGE_SPECS[stage].alone else 1
-    return result["compute_s"] * held
+    return result["compute_s"] * (slots if STAGE_SPECS[stage].alone else 1)
 
 
 def from_results(sweep_dir: Path) -> None:
@@ -43,9 +42,9 @@ def from_results(sweep_dir: Path) -> None:
         for stage, info in json.loads(manifest.read_text())["stages"].items():
             if not info.get("reused"):
                 keys.add((stage, info["key"]))
-    compute = sum(slot_seconds(s, json.loads((sweep_dir.parent / "_cache" / s / k / "result.json").read_text()))
-                  for s, k in keys)
     slots = os.cpu_count() or 1
+    compute = sum(slot_seconds(s, json.loads((sweep_dir.parent / "_cache" / s / k / "result.json").read_text()), slots)
+                  for s, k in keys)
     print(f"sweep {meta['sweep']}: {len(keys)} stage instances ran, wall {meta['wall_time_s']:.1f} s, "
           f"summed compute x slots held {compute:.1f} s, {slots} slots")
     print(f"efficiency = slot-seconds held / (wall x slots): {compute / (meta['wall_time_s'] * slots):.3f}  (target >= 0.85)")
@@ -75,7 +74,7 @@ def main() -> None:
     print(f"sweep {sweep.name}: {len(ran)} stage instances on {outcome.slots} slots, {outcome.runs_done} runs done")
     for stage, times in stages.items():
         print(f"  {stage:<15} n={len(times):<2} compute {sum(times):7.1f} s (mean {sum(times) / len(times):.1f} s)")
-    held = sum(slot_seconds(st.instance.stage, st.result) for st in ran)  # slot-seconds the stages held
+    held = sum(slot_seconds(st.instance.stage, st.result, outcome.slots) for st in ran)  # slot-seconds the stages held
     print(f"summed stage compute:               {outcome.compute_s:8.1f} s ({held:.1f} slot-seconds held)")
     print(f"sweep wall time (incl. Ray start):  {total:8.1f} s")
     print(f"wall time from first stage start:   {total - (first - started):8.1f} s")

@@ -73,7 +73,7 @@ def test_shared_vae_runs_once_and_everything_is_stored(clean):
 
 def test_timing_stages_run_alone(clean):
     """On the 2-CPU embedded Ray, each stage that times itself (`speed`, and `cost` for latency_s) holds
-    both CPUs: no other stage ran while it timed, and it timed on both cores."""
+    both CPUs: no other stage ran while it timed (on one core, the other left to the driver and Ray)."""
     root, outcome = clean
     spans = {}  # instance -> (start, end) of its stage body, from its result.json
     for st in outcome.states.values():
@@ -87,9 +87,9 @@ def test_timing_stages_run_alone(clean):
                 assert end <= s0 or start >= s1, f"{one} ran while {other} was timing"
     runs = pd.read_parquet(root / "tiny-pair" / "runs.parquet")
     assert runs["speed.wall_s"].gt(0).all() and runs["cost.latency_s"].gt(0).all()
-    for (stage, key) in timing:  # and it used the cores it held
+    for (stage, key) in timing:  # on all but one of the cores it held (2 - 1 here)
         result = json.loads((root / "_cache" / stage / key / "result.json").read_text())
-        assert result["hardware"]["torch_threads"] == 2, (stage, result["hardware"])
+        assert result["hardware"]["torch_threads"] == 1, (stage, result["hardware"])
 
 
 def test_rerun_executes_no_stage(clean):
