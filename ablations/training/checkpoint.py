@@ -20,6 +20,7 @@ handles FSDP2's DTensors and plain modules alike.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import warnings
@@ -43,6 +44,15 @@ from ablations.training.world import World
 FOLDER = "checkpoints"
 DONE = "DONE"
 META = "meta.json"
+
+
+@contextlib.contextmanager
+def _single_process_quiet():
+    """DCP warns on every call made in one process without a process group, which is intended here
+    (one worker, or `read` for inspection); torch words it "is disabled" or "is unavailable or uninitialized"."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is (disabled|unavailable)")
+        yield
 
 
 def _name(step: int) -> str:
@@ -107,9 +117,7 @@ def save(out_dir: Path, step: int, models: dict[str, nn.Module],
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     world.barrier()
-    with warnings.catch_warnings():  # one process without a group: DCP says so each time
-        # reading in one process is the intent here (torch words it "is disabled" or "is unavailable or uninitialized")
-        warnings.filterwarnings("ignore", message="torch.distributed is (disabled|unavailable)")
+    with _single_process_quiet():
         dcp.save(_state(models, optimizers), checkpoint_id=str(tmp))
     world.barrier()
     if world.is_main:
@@ -130,9 +138,7 @@ def load(folder: Path, models: dict[str, nn.Module], optimizers: dict[str, tuple
     if not (folder / DONE).exists():
         raise FileNotFoundError(f"{folder} is not a complete checkpoint (no {DONE} marker); delete it and resume from an older one.")
     state = _state(models, optimizers)
-    with warnings.catch_warnings():
-        # reading in one process is the intent here (torch words it "is disabled" or "is unavailable or uninitialized")
-        warnings.filterwarnings("ignore", message="torch.distributed is (disabled|unavailable)")
+    with _single_process_quiet():
         dcp.load(state, checkpoint_id=str(folder))
     options = StateDictOptions(strict=True)
     for k, m in models.items():
@@ -157,8 +163,6 @@ def read(folder: Path) -> dict[str, Any]:
     folder = Path(folder)
     if not (folder / DONE).exists():
         raise FileNotFoundError(f"{folder} is not a complete checkpoint (no {DONE} marker).")
-    with warnings.catch_warnings():
-        # reading in one process is the intent here (torch words it "is disabled" or "is unavailable or uninitialized")
-        warnings.filterwarnings("ignore", message="torch.distributed is (disabled|unavailable)")
+    with _single_process_quiet():
         state = _load_state_dict_from_keys(checkpoint_id=str(folder))
     return {**state, "meta": json.loads((folder / META).read_text())}
