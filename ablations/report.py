@@ -15,7 +15,7 @@ COST_SHOWN = ("cost.params", "cost.dit_params", "cost.tokens", "cost.flops_run",
 COST_HEADER = ("Cost per variant (estimated: the H100 column is FLOPs / (peak x utilisation); measured: speed.* is the median "
                "of cost.latency_repeats generations at the run's shape, each speed stage timed alone on its node (without "
                "GPUs it holds every CPU of the node and times on all but one), so the seeds of one variant show the "
-               "timing noise between runs):")
+               "timing noise between runs; cost.latency_s is a rough figure taken beside other stages):")
 
 
 def build_report(root: str | Path, sweep: str, *, metrics: list[str] | None = None, correction: str = "holm",
