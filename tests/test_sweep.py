@@ -146,7 +146,7 @@ def test_nan_loss_fails_without_retry(ray_local, tmp_path):
 def test_interrupted_sweep_resumes_from_checkpoints(ray_local, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "ablations.cli", "sweep", "tiny-pair", "--results", str(tmp_path), "--quiet",
-           "--no-report", "--set", "vae_train.steps=16", "--set", "vae_train.checkpoint_every=2"]
+           "--no-report", "--set", "vae_train.steps=40", "--set", "vae_train.checkpoint_every=2"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 240
     progress_files: list[Path] = []
@@ -166,12 +166,14 @@ def test_interrupted_sweep_resumes_from_checkpoints(ray_local, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     key_dir = progress_files[0].parent
+    # 40 steps, not fewer: the killed driver's Ray worker trains on until the watchdog reaps it, and
+    # at 16 steps it once finished and wrote DONE first (the resume then reused it: resumed_from 0)
     assert not (key_dir / "DONE").exists() and checkpoint.latest(key_dir) is not None
     base = _sweep().base
     # the same config, so the same train_vae key; one DiT variant and the VAE stage alone are enough
     # to see it resume (a sweep of its own name: the shared stage cache is per results root, not per sweep)
     sweep = _sweep(name="tiny-pair-resumed", axes={"dit.text_conditioning": ["cross_attention"]}, stages=("train_vae",),
-                   base=dataclasses.replace(base, vae_train=dataclasses.replace(base.vae_train, steps=16,
+                   base=dataclasses.replace(base, vae_train=dataclasses.replace(base.vae_train, steps=40,
                                                                                 checkpoint_every=2)))
     outcome = run_sweep(sweep, tmp_path, progress=False)
     (vae,) = [st for st in outcome.states.values() if st.instance.stage == "train_vae"]
