@@ -134,11 +134,8 @@ def build_ours(size: str, device: torch.device) -> dict[str, Any]:
         model = dataclasses.replace(dit_config("ltx", "full"), num_heads=heads, head_dim=head_dim, num_layers=layers,
                                     caption_channels=caption).build()
         vae = vae_config("ltx", "0.9.1" if size == "full" else size).build()
-        for name, buf in vae.named_buffers():
-            if name.endswith("latents_mean"):
-                buf.normal_(0, 0.2)
-            elif name.endswith("latents_std"):
-                buf.uniform_(0.5, 1.5)
+        vae.latents_mean.normal_(0, 0.2)  # per-channel latent statistics, as a trained VAE has
+        vae.latents_std.uniform_(0.5, 1.5)
     flow = flow_config("full" if size == "full" else size)
     dit = TrainedDiT(model=model.eval(), flow=flow, text=None, vae_dir=Path("."), latent_shape=(128, 1, 1, 1),
                      video_shape=shape, fps=24.0)
