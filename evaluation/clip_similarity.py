@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from evaluation.metrics import ieee_fp32
 from evaluation.weights import Weights, WeightsInvalid, WeightsMissing
 from models.aesthetic import hf_offline
 
@@ -101,6 +102,7 @@ def _as_uint8(frames: Any) -> np.ndarray:
 
 
 @torch.no_grad()
+@ieee_fp32()
 def image_embeddings(embedder: EmbeddingModel, frames: Any) -> Tensor:
     """(T, H, W, 3) uint8 or [0, 1] frames -> (T, D) unit-norm float32 embeddings (CPU).
 
@@ -121,6 +123,7 @@ def image_embeddings(embedder: EmbeddingModel, frames: Any) -> Tensor:
 
 
 @torch.no_grad()
+@ieee_fp32()
 def text_embeddings(embedder: EmbeddingModel, texts: list[str]) -> Tensor:
     """Captions -> (N, D) unit-norm CLIP text embeddings (truncated to the model's context)."""
     if embedder.tokenizer is None:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from evaluation.frechet import feature_stats, frechet_distance, sample_count_reason
-from evaluation.metrics import to_frames
+from evaluation.metrics import ieee_fp32, to_frames
 from evaluation.weights import Weights, WeightsInvalid, WeightsMissing
 from models.registry import Registry
 
@@ -139,6 +139,7 @@ def preprocess_clip(video: Any, clip_frames: int = 16, device: str | torch.devic
 
 
 @torch.no_grad()
+@ieee_fp32()
 def i3d_features(videos: Iterable[Any], detector: Callable[..., Tensor], clip_frames: int = 16,
                  batch_size: int = 8, device: str | torch.device = "cpu") -> np.ndarray:
     """I3D features of each video's first clip: iterable of (T, H, W, 3) -> (N, 400) float64 (batched)."""
@@ -164,6 +165,13 @@ def long_enough(videos: Sequence[Any], clip_frames: int) -> list[Any]:
     return [v for v in videos if len(v) >= clip_frames]
 
 
+def short_reason(reason: str | None, discarded: int, clip_frames: int) -> str | None:
+    """A sample-count refusal, saying how many videos were too short to count."""
+    if reason is None or not discarded:
+        return reason
+    return f"{reason} ({discarded} videos shorter than {clip_frames} frames were left out)"
+
+
 def protocol(clip_frames: int, detector_sha256: str | None, n_reference: int, n_test: int,
              discarded: int = 0) -> dict[str, Any]:
     """The protocol every FVD value is stated with."""
@@ -175,6 +183,7 @@ def protocol(clip_frames: int, detector_sha256: str | None, n_reference: int, n_
         "clip": f"first {clip_frames} frames of each video (shorter videos left out: {discarded})",
         "resolution": f"{RESOLUTION}x{RESOLUTION}: short side resized bilinear (align_corners=False), centre crop",
         "pixel_range": "[-1, 1]",
+        "precision": "detector in IEEE fp32 (TF32 off on CUDA, as StyleGAN-V's scripts)",
         "statistics": "float64 mean and population covariance; distance with scipy.linalg.sqrtm, real part",
         "n_reference": n_reference,
         "n_test": n_test,
@@ -191,7 +200,7 @@ def fvd_from_features(reference: np.ndarray, test: np.ndarray, *, metric: str = 
     spec = DISTRIBUTION_METRICS.get(metric)
     counts = (len(reference), len(test))
     proto = protocol(clip_frames, detector_sha256, *counts, discarded=discarded)
-    reason = sample_count_reason(metric, counts, min_samples)
+    reason = short_reason(sample_count_reason(metric, counts, min_samples), discarded, clip_frames)
     if reason is not None:
         return DistributionResult(metric, spec.version, None, *counts, proto, reason)
     value = frechet_distance(*feature_stats(reference), *feature_stats(test))
@@ -214,9 +223,7 @@ def fvd(reference_videos: Sequence[Any], test_videos: Sequence[Any], weights: We
     reference, test = long_enough(reference_videos, clip_frames), long_enough(test_videos, clip_frames)
     discarded = len(reference_videos) + len(test_videos) - len(reference) - len(test)
     counts = (len(reference), len(test))
-    reason = sample_count_reason(metric, counts, min_samples)
-    if reason is not None and discarded:
-        reason += f" ({discarded} videos shorter than {clip_frames} frames were left out)"
+    reason = short_reason(sample_count_reason(metric, counts, min_samples), discarded, clip_frames)
     if reason is None:
         try:
             detector, sha = load_detector(weights, device, metric)

@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from evaluation.metrics import check_unit_range
 from models.registry import Registry
 
 WILSON_Z = 1.959963984540054  # two-sided 95% normal quantile
@@ -107,9 +108,15 @@ def psnr(reference: np.ndarray, test: np.ndarray) -> float:
 
 
 def as_unit_float(video: np.ndarray) -> np.ndarray:
-    """uint8 -> float32 / 255; float arrays pass through as float32 (assumed in [0, 1])."""
+    """uint8 -> float32 / 255; float arrays pass through as float32, checked finite and in [0, 1]."""
     arr = np.asarray(video)
-    return arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    out = arr.astype(np.float32)
+    if out.size:
+        finite = bool(np.isfinite(out).all())
+        check_unit_range(float(out.min()) if finite else 0.0, float(out.max()) if finite else 0.0, finite)
+    return out
 
 
 def caption_attributes(text: str) -> dict[str, str] | None:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from evaluation.metrics import ieee_fp32
 from evaluation.weights import Weights, WeightsInvalid
 
 # lpips.ScalingLayer: the package's per-channel shift and scale for [-1, 1] input
@@ -173,6 +174,7 @@ def load_lpips(net: str, weights: Weights, device: str | torch.device = "cpu") -
 
 
 @torch.no_grad()
+@ieee_fp32()
 def lpips_per_frame(model: LPIPS, ref: Tensor, test: Tensor, batch_frames: int = 8) -> Tensor:
     """(T, H, W, 3) x2 in [0, 1] -> (T,) float64 LPIPS per frame, `batch_frames` frames per forward."""
     device = model.shift.device

@@ -13,9 +13,10 @@ a `VideoPair` caches what several metrics share (frame MSE, DWT band MSE).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -80,7 +81,7 @@ def _thwc(frames: Tensor) -> str:
     return "x".join(str(n) for n in frames.shape)
 
 
-def to_frames(video: Any, what: str = "video", device: str | torch.device | None = None) -> Tensor:
+def to_frames(video: Any, what: str = "input", device: str | torch.device | None = None) -> Tensor:
     """(T, H, W, 3) numpy/torch video in [0, 1] (or uint8 / 255) -> (T, H, W, 3) float32 tensor (no copy if already one)."""
     x = torch.as_tensor(np.asarray(video) if not isinstance(video, Tensor) else video)
     if x.ndim != 4 or x.shape[-1] != 3:
@@ -91,9 +92,29 @@ def to_frames(video: Any, what: str = "video", device: str | torch.device | None
         raise ValueError(f"The {what} video must be float in [0, 1] or uint8, got {x.dtype}.")
     x = x.to(device=device, dtype=torch.float32)
     low, high = (v.item() for v in torch.aminmax(x))
+    check_unit_range(low, high, bool(torch.isfinite(x).all()), what)
+    return x
+
+
+@contextmanager
+def ieee_fp32() -> Iterator[None]:
+    """Full fp32 for a metric's network (I3D, LPIPS, CLIP), as StyleGAN-V's metric scripts set it: on
+    CUDA, torch runs fp32 convolutions in TF32 by default, which moves FVD and LPIPS by about 1e-3
+    (relative) against the same weights on a CPU. Usable as a decorator."""
+    conv, matmul = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = conv, matmul
+
+
+def check_unit_range(low: float, high: float, finite: bool, what: str = "input") -> None:
+    """ValueError unless the frames are finite and within [0, 1] (1e-4 of rounding allowed)."""
+    if not finite:  # NaN compares false with every bound below
+        raise ValueError(f"The {what} video has NaN or infinite values; metrics take finite frames in [0, 1].")
     if low < -1e-4 or high > 1 + 1e-4:
         raise ValueError(f"The {what} video has values in [{low:.3g}, {high:.3g}]; metrics take [0, 1] (map [-1, 1] with (x + 1) / 2).")
-    return x
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,7 +187,7 @@ register(MetricSpec(
     name="psnr_y", version="1", color_space="Y (BT.601 full range: 0.299 R + 0.587 G + 0.114 B)",
     fn=_psnr_y, **_PSNR_COMMON,
     aggregation="mean over frames of per-frame luma PSNR (peak 1.0)",
-    description="PSNR of the luma channel only, as video codec comparisons report it.",
+    description="PSNR of full-range BT.601 luma (peak 1); studio-range tools (ffmpeg, BasicSR) report 1.32 dB more.",
 ))  # fmt: skip
 
 # ------------------------------------------------------------------ SSIM family

@@ -67,6 +67,8 @@ class SetEvaluation:
         self.reasons: dict[str, dict[str, str]] = {n: {} for n in names}  # metric -> video name -> why not
         self.features: dict[str, dict[str, np.ndarray]] = {"reference": {}, "test": {}}
         self.set_reasons: dict[str, str] = {}
+        self.short: dict[str, int] = {"reference": 0, "test": 0}  # videos under fvd_frames, left out of FVD
+        self.notes: list[str] = []  # what the report should say about inputs scored in part
         self.detector, self.detector_sha = self._detector(expected)
 
     def _detector(self, expected: tuple[int, int]) -> tuple[Any, str | None]:
@@ -95,7 +97,9 @@ class SetEvaluation:
             self._video(name, test, caption, reference)
         if self.detector is not None:
             for role, video in (("reference", reference), ("test", test)):
-                if video is not None and len(video) >= self.fvd_frames:
+                if video is not None and len(video) < self.fvd_frames:
+                    self.short[role] += 1
+                elif video is not None:
                     self.features[role][name] = i3d_features([video], self.detector, self.fvd_frames,
                                                              device=self.device or "cpu")[0]
 
@@ -109,6 +113,9 @@ class SetEvaluation:
                 self.reasons[metric][name] = why
             return
         frames = min(len(reference), len(test))
+        if len(reference) != len(test):
+            self.notes.append(f"{name}: reference {len(reference)} and test {len(test)} frames; "
+                              f"the pair metrics score the first {frames}.")
         results = evaluate_pair(reference[:frames], test[:frames], self.pair_names, device=self.device,
                                 weights=self.weights)
         for metric, result in results.items():
@@ -162,8 +169,9 @@ class SetEvaluation:
         if metric in self.set_reasons:
             return {**entry, "not_applicable": self.set_reasons[metric]}
         stack = lambda d: np.stack([d[k] for k in sorted(d)]) if d else np.zeros((0, 400))  # noqa: E731
+        short = self.short["reference"] + self.short["test"]
         result = fvd_from_features(stack(ref), stack(test), metric=metric, clip_frames=self.fvd_frames,
-                                   detector_sha256=self.detector_sha, min_samples=self.fvd_min)
+                                   detector_sha256=self.detector_sha, min_samples=self.fvd_min, discarded=short)
         return {**entry, "value": result.value, "not_applicable": result.not_applicable, "protocol": result.protocol}
 
 
@@ -199,4 +207,5 @@ def evaluate_folders(ref_dir: str | Path, test_dir: str | Path, names: list[str]
                          "they count for FVD only.")
     return {"reference": str(ref_dir), "test": str(test_dir), "reference_videos": len(refs), "test_videos": len(tests),
             "pairs": sorted(set(refs) & set(tests)), "unpaired": unpaired,
-            "captioned": sum(1 for n in tests if captions.get(n)), "notes": notes, "metrics": evaluation.report()}
+            "captioned": sum(1 for n in tests if captions.get(n)), "notes": notes + evaluation.notes,
+            "metrics": evaluation.report()}

@@ -242,6 +242,15 @@ def test_input_validation():
     assert r_uint8 == pytest.approx(r_float, abs=1e-5)
     torch_in = evaluate_pair(torch.from_numpy(as_uint8 / 255.0), torch.zeros(2, 8, 8, 3), ["psnr"])["psnr"].value
     assert torch_in == pytest.approx(r_float, abs=1e-5)
+    diverged = video.copy()
+    diverged[1, 2, 3, 0] = np.nan  # one NaN pixel (a diverged decoder): refused, not a NaN row
+    with pytest.raises(ValueError, match="The test video has NaN or infinite values"):
+        evaluate_pair(video, diverged, ["psnr"])
+    from evaluation.generation import as_unit_float
+
+    for bad, message in ((diverged, "NaN or infinite"), (video - 1, r"values in \[-1, -1\]")):
+        with pytest.raises(ValueError, match=message):
+            as_unit_float(bad)
 
 
 def test_metric_rows_are_long_format_and_skip_not_applicable(carphone):

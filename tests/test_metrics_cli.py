@@ -114,6 +114,26 @@ def test_explicit_weights_flag_and_user_errors(folders, capsys, monkeypatch, tmp
     assert ltxlab(["metrics", "--ref", str(ref_dir), "--test", str(test_dir), "--set",
                    f"eval.weights.i3d={tmp_path / 'absent.pt'}", "--metrics", "fvd"]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert ltxlab(["metrics", "--ref", str(ref_dir), "--test", str(test_dir), "--max-frames", "8"]) == 2
+    assert "--max-frames 8 is below --fvd-frames 16, so FVD would see no video" in capsys.readouterr().err
+
+
+def test_short_videos_are_counted_and_trimmed_pairs_noted(folders, capsys, monkeypatch, tmp_path):
+    """A test video shorter than the FVD clip is left out of FVD and counted in its protocol; its pair
+    is scored over the common frames, and the report says so."""
+    ref_dir, test_dir, weights = folders
+    monkeypatch.setenv("LTXLAB_WEIGHTS", str(weights))
+    short = tmp_path / "test"
+    short.mkdir()
+    for name in NAMES:
+        frames = read_video(test_dir / f"{name}.mp4")[0]
+        write_video(short / f"{name}.mp4", frames[:9] if name == "a" else frames, 8)
+    report = _json(capsys, ["metrics", "--ref", str(ref_dir), "--test", str(short), "--json",
+                            "--metrics", "psnr,fvd", "--fvd-min-samples", "2"])
+    fvd = report["metrics"]["fvd"]
+    assert fvd["n"] == 3 and "shorter videos left out: 1" in fvd["protocol"]["clip"]
+    assert "a.mp4: reference 17 and test 9 frames; the pair metrics score the first 9." in report["notes"]
+    assert report["metrics"]["psnr"]["n"] == 4
 
 
 def test_json_piped_into_head_does_not_raise(tmp_path):

@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fvd-frames", type=int, default=16, choices=(16, 128), help="FVD clip length (StyleGAN-V: 16 or 128)")
     p.add_argument("--fvd-min-samples", type=int, default=None,
                    help="refuse FVD below this many videos per set (default 256; small-N FVD is biased upward)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    p.add_argument("--device", default=None, help="torch device for every metric (default: cuda when present, else cpu)")
     p.add_argument("--json", action="store_true", help="print the full results as JSON")
     p.set_defaults(func=run)
 
@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-frames must be at least 1, got {args.max_frames}.")
     if args.fvd_min_samples is not None and args.fvd_min_samples < 2:  # a covariance needs two videos
         raise UserError(f"--fvd-min-samples must be at least 2 (FVD compares covariances), got {args.fvd_min_samples}.")
+    args.device = _device(args.device)
     ref, test = Path(args.ref), Path(args.test)  # `| head` closing the pipe early is ablations.cli.main's to handle
     if ref.is_dir() or test.is_dir():
         if not (ref.is_dir() and test.is_dir()):
@@ -61,6 +62,21 @@ def run(args: argparse.Namespace) -> int:
                             f"{'a folder' if test.is_dir() else 'not a folder'}.")
         return _run_folders(args, ref, test)
     return _run_pair(args)
+
+
+def _device(name: str | None) -> str:
+    """--device, or CUDA when present: every metric (I3D, LPIPS, CLIP) then runs there."""
+    import torch
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a torch device; use cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name} asks for CUDA, which this machine does not have; leave --device out.")
+    return name
 
 
 def parse_weights(overrides: list[str]) -> Any:
@@ -173,6 +189,9 @@ def _run_folders(args: argparse.Namespace, ref_dir: Path, test_dir: Path) -> int
     from evaluation.suite import evaluate_folders, selected_metrics
 
     wanted = selected_metrics(args.metrics.split(",") if args.metrics else None)  # unknown names fail first
+    if args.max_frames is not None and args.max_frames < args.fvd_frames and {"fvd", "rfvd"} & set(wanted):
+        raise UserError(f"--max-frames {args.max_frames} is below --fvd-frames {args.fvd_frames}, so FVD would "
+                        "see no video; raise --max-frames or leave fvd and rfvd out of --metrics.")
     weights = parse_weights(args.overrides)
     report = evaluate_folders(ref_dir, test_dir, wanted, weights, max_frames=args.max_frames,
                               fvd_frames=args.fvd_frames, fvd_min_samples=args.fvd_min_samples, device=args.device)
