@@ -35,7 +35,7 @@ def collect_run(store: Any, variant: Any, needed: list[Any], cache_root: Path, s
     curve: list[dict[str, Any]] = []
     values: dict[str, list[float]] = {}
     cost: dict[str, Any] = {}
-    evaluation: dict[str, Any] = {"not_applicable": {}, "set_metrics": {}}
+    evaluation: dict[str, Any] = {"not_applicable": {}, "set_metrics": {}, "weights": {}}
     stages = {st.instance.stage for st in needed}
     for st in needed:
         if st.status != "done" or not st.result:
@@ -53,7 +53,7 @@ def collect_run(store: Any, variant: Any, needed: list[Any], cache_root: Path, s
                                 "clip_id": clip_id, "source_id": source_id, "metric": row["metric"],
                                 "value": float(row["value"]), "metric_version": str(row.get("metric_version", "1"))})
                 values.setdefault(row["metric"], []).append(float(row["value"]))
-            for part in ("not_applicable", "set_metrics"):
+            for part in ("not_applicable", "set_metrics", "weights"):  # weights: {metric: {file name: sha256}}
                 evaluation[part].update(result.get(part, {}))
         if st.instance.stage == "eval_recon":
             for ref in result.get("references", []):
@@ -86,11 +86,10 @@ def collect_run(store: Any, variant: Any, needed: list[Any], cache_root: Path, s
 
 
 def run_evaluation(manifest: dict[str, Any]) -> dict[str, Any]:
-    """A run manifest's {"not_applicable": {metric: sentence}, "set_metrics": {metric: value, N, protocol}}
-    ({} parts for runs written before it existed)."""
+    """A run manifest's {"not_applicable": {metric: sentence}, "set_metrics": {metric: value, N, protocol},
+    "weights": {metric: {weights name: sha256}}} ({} parts for runs written before they existed)."""
     evaluation = manifest.get("evaluation") or {}
-    return {"not_applicable": dict(evaluation.get("not_applicable") or {}),
-            "set_metrics": dict(evaluation.get("set_metrics") or {})}
+    return {part: dict(evaluation.get(part) or {}) for part in ("not_applicable", "set_metrics", "weights")}
 
 
 def _cost_columns(cost: dict[str, Any], dit_used: bool) -> dict[str, Any]:
