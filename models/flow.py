@@ -10,7 +10,8 @@ Conventions (diffusers' FlowMatchEulerDiscreteScheduler and LTX pipelines):
   counts to each preset's resolutions, keeping the shifts.
 - Sampling: t_k = linspace(1, 1/steps, steps) -> exponential time shift with mu = shift(n)
   (the same line: LTX-Video's scheduler_config uses base/max_shift 0.95/2.05 at
-  1024/4096 tokens) -> stretched so the last value is `shift_terminal` -> then 0.
+  1024/4096 tokens) -> stretched so the last value is `shift_terminal` -> then 0. One step
+  is [1, 0] (nothing to stretch).
 - Classifier-free guidance: captions are dropped with probability `caption_dropout`
   during training and replaced by the *null text*: whatever the caller passes as
   `null_text` (recommended: the text encoder's embedding of the empty caption "" with
@@ -199,11 +200,17 @@ def flow_matching_loss(
 
 def sampling_schedule(steps: int, tokens: int, cfg: FlowConfig) -> torch.Tensor:
     """(steps + 1,) decreasing times from 1 to 0 (diffusers' FlowMatchEulerDiscreteScheduler with
-    use_dynamic_shifting, exponential time shift, shift_terminal; see the module docstring)."""
+    use_dynamic_shifting, exponential time shift, shift_terminal; see the module docstring).
+
+    One step is [1, 0]: its only nonzero time is the first, which the stretch to
+    `shift_terminal` cannot move (it would divide 0 by 0, and diffusers' NaN schedule gives
+    black videos), so that step goes from pure noise to the prediction of the data."""
+    if steps < 1:
+        raise ValueError(f"sampling needs at least 1 step, got {steps}.")
     sigmas = torch.linspace(1.0, 1.0 / steps, steps, dtype=torch.float64)
     mu = token_shift(tokens, cfg)
     sigmas = math.exp(mu) / (math.exp(mu) + (1.0 / sigmas - 1.0))
-    if cfg.shift_terminal:
+    if cfg.shift_terminal and steps > 1:
         one_minus = 1.0 - sigmas
         sigmas = 1.0 - one_minus / (one_minus[-1] / (1.0 - cfg.shift_terminal))
     return torch.cat([sigmas, sigmas.new_zeros(1)]).float()

@@ -66,6 +66,18 @@ def test_euler_with_exact_velocity_transports_noise_to_data() -> None:
     assert len(model.calls) == 5 and model.calls[0]["t"].tolist() == [1.0, 1.0]
 
 
+def test_one_step_goes_from_noise_to_data_without_nan() -> None:
+    # the stretch to shift_terminal would divide 0 by 0 here (diffusers gives [nan, 0] and black videos)
+    assert sampling_schedule(1, 12, flow_config("tiny")).tolist() == [1.0, 0.0]
+    x0 = torch.randn(1, 4, 3, 2, 2, generator=torch.Generator().manual_seed(1))
+    model = Recorder("1x1x1", lambda x, t: (x - x0) / _per_sample(t).view(-1, 1, 1, 1, 1))  # v = (x_t - x0) / t
+    out = sample(model, tuple(x0.shape), torch.zeros(1, 3, 5), torch.ones(1, 3, dtype=torch.bool), None, 24.0, 1, 3.0,
+                 generator=torch.Generator().manual_seed(0), cfg=flow_config("tiny"))
+    torch.testing.assert_close(out, x0)  # one Euler step of the exact velocity lands on the data
+    with pytest.raises(ValueError, match="at least 1 step"):
+        sampling_schedule(0, 12, FlowConfig())
+
+
 @pytest.mark.parametrize("noise_scale", [0.0, 0.15])
 def test_i2v_sampling_holds_conditioning_frame(noise_scale: float) -> None:
     cond = torch.randn(1, 4, 1, 4, 4)
