@@ -101,12 +101,15 @@ def load_votes(db: Engine | str | Path, study: str) -> pd.DataFrame:
 def rater_table(votes: pd.DataFrame, gold_fail_max: float = 0.25) -> pd.DataFrame:
     """Per rater: votes, gold pairs seen/failed, median seconds per vote, flagged.
 
-    A gold pair is failed when the rater preferred the corrupted copy (side b) or called it a tie
-    (question 0 only). Flagged: failed share of gold pairs above `gold_fail_max`.
+    A gold pair is failed unless the rater preferred the clean copy (side a): preferring the
+    corrupted one, a tie and "both bad" all fail (question 0 only). "Both bad" must fail too: the
+    clean side is always acceptable, and a rater who pressed it on every pair would otherwise pass
+    every check while each of their votes entered the report as a tie. Flagged: failed share of
+    gold pairs above `gold_fail_max`.
     """
     q0 = votes[votes["question"] == 0]
     gold = q0[q0["is_gold"]]
-    failed = gold["outcome"].isin(["b", "tie"])
+    failed = gold["outcome"] != "a"
     table = pd.DataFrame({
         "votes": q0.groupby("rater").size(),
         "gold_seen": gold.groupby("rater").size(),

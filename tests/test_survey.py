@@ -327,6 +327,17 @@ def test_gold_failures_flag_raters_and_reports_exclude_them(tmp_path):
     assert rep["agreement"]["items"] > 0  # 20 real votes on 12 pairs: some pairs have 2+ raters
 
 
+def test_every_answer_but_the_clean_side_fails_a_gold_pair():
+    """An always-"both bad" rater fails every gold pair (else they pass and their votes count as ties)."""
+    policies = {"clean": "a", "lazy": "both_bad", "tier": "tie", "wrong": "b"}
+    votes = pd.DataFrame([dict(rater=r, question=0, is_gold=gold, outcome=out if gold else "tie",
+                               server_elapsed_s=1.0, voted_at=float(k))
+                          for r, out in policies.items() for k, gold in enumerate([True, True, False])])
+    table = reports.rater_table(votes, 0.25).set_index("rater")
+    assert table["gold_failed"].to_dict() == {"clean": 0, "lazy": 2, "tier": 2, "wrong": 2}
+    assert table["flagged"].to_dict() == {"clean": False, "lazy": True, "tier": True, "wrong": True}
+
+
 def test_admin_routes_need_the_token(tmp_path):
     engine, summary = _study(tmp_path)
     client = TestClient(create_app(engine, ADMIN))
