@@ -169,7 +169,7 @@ def short_reason(reason: str | None, discarded: int, clip_frames: int) -> str | 
     """A sample-count refusal, saying how many videos were too short to count."""
     if reason is None or not discarded:
         return reason
-    return f"{reason} ({discarded} videos shorter than {clip_frames} frames were left out)"
+    return f"{reason} ({discarded} videos shorter than the {clip_frames}-frame clip (eval.fvd_frames) were left out)"
 
 
 def protocol(clip_frames: int, detector_sha256: str | None, n_reference: int, n_test: int,

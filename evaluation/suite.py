@@ -23,7 +23,7 @@ from evaluation.fvd import DEFAULT_MIN_SAMPLES, DISTRIBUTION_METRICS, fvd_from_f
 from evaluation.frechet import sample_count_reason
 from evaluation.generation import GENERATION_METRICS, GenerationSample, as_unit_float, score_sample
 from evaluation.metrics import METRICS, DEFAULT_ORDER, evaluate_pair
-from evaluation.weights import Weights, WeightsMissing
+from evaluation.weights import Weights, WeightsMissing, weights_record
 
 # why a video metric without a value did not apply, for those whose reason is not in a result
 _VIDEO_REASONS = {
@@ -200,6 +200,7 @@ def evaluate_folders(ref_dir: str | Path, test_dir: str | Path, names: list[str]
             notes.append(f"Skipped {name}: {exc}")
             continue
         evaluation.add(name, ref, test, captions.get(name))
+    report = evaluation.report()
     unpaired = {"reference_only": sorted(set(refs) - set(tests)), "test_only": sorted(set(tests) - set(refs))}
     for role, files in unpaired.items():
         if files:
@@ -208,4 +209,4 @@ def evaluate_folders(ref_dir: str | Path, test_dir: str | Path, names: list[str]
     return {"reference": str(ref_dir), "test": str(test_dir), "reference_videos": len(refs), "test_videos": len(tests),
             "pairs": sorted(set(refs) & set(tests)), "unpaired": unpaired,
             "captioned": sum(1 for n in tests if captions.get(n)), "notes": notes + evaluation.notes,
-            "metrics": evaluation.report()}
+            "metrics": report, "weights": weights_record(weights, [m for m, e in report.items() if e["value"] is not None])}

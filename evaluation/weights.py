@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from models.config import LOCAL_PATH, ConfigError, declare_ranges
 
@@ -150,6 +150,34 @@ def lpips_package_head(file: str) -> Path | None:
         return None
     path = Path(next(iter(spec.submodule_search_locations))) / "weights" / "v0.1" / file
     return path if path.is_file() else None
+
+
+def metric_weights(metric: str, weights: Weights) -> tuple[str, ...]:
+    """The `eval.weights` names whose files `metric` reads ("<task>.<metric>" as eval_gen rows name it); of a
+    spec's alternatives (frame_consistency: dino or clip) the first that resolves, as the metric picks it."""
+    from evaluation.fvd import DISTRIBUTION_METRICS
+    from evaluation.generation import GENERATION_METRICS
+    from evaluation.lpips import NETS
+
+    base = metric.split(".", 1)[-1]
+    if base.startswith("lpips_") and base.removeprefix("lpips_") in NETS:
+        net = NETS[base.removeprefix("lpips_")]
+        return net.backbone_weight, net.head_weight
+    for registry in (GENERATION_METRICS, DISTRIBUTION_METRICS):
+        if base in registry:
+            return next(((name,) for name in registry.get(base).needs if weights.find(name) is not None), ())
+    return ()
+
+
+def weights_record(weights: Weights, metrics: Iterable[str]) -> dict[str, dict[str, str]]:
+    """{metric: {weights name: sha256}} for the given metrics that read network weights: which files made
+    each value (stored beside the values: a replaced file, or DINO instead of CLIP, shows)."""
+    record = {}
+    for metric in metrics:
+        names = [name for name in metric_weights(metric, weights) if weights.find(name) is not None]
+        if names:
+            record[metric] = {name: weights.sha256(name, metric) for name in names}
+    return record
 
 
 @lru_cache(maxsize=32)

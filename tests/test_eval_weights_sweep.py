@@ -91,6 +91,9 @@ def test_weights_sweep_stores_lpips_clip_and_set_metrics_with_protocol(results, 
         assert evaluation["set_metrics"]["t2v.fvd"]["n_test"] == 2
         stored = sets[(sets["run_id"] == manifest["run_id"]) & (sets["metric"] == "rfvd")]["value"].item()
         assert stored == rfvd["value"]
+        used = evaluation["weights"]  # which files made each network metric's values
+        assert used["lpips_alex"] == {n: file_sha256([str(weights[n])]) for n in ("lpips_alex", "lpips_alex_head")}
+        assert set(used["t2v.frame_consistency"]) == {"clip"} and len(used["t2v.clip_similarity"]["clip"]) == 64
     specs = json.loads((results / WITH / "sweep.json").read_text())["metrics"]
     assert all(specs[m]["set_level"] and not specs[m]["higher_is_better"] for m in SET_METRICS)
 

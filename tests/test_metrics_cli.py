@@ -74,6 +74,8 @@ def test_folders_with_weights_report_every_metric(folders, capsys, monkeypatch):
     assert metrics["fvd"]["value"] > 0 and metrics["fvd"]["protocol"]["n_test"] == 5
     assert metrics["rfvd"]["protocol"]["n_test"] == metrics["rfvd"]["protocol"]["n_reference"] == 4
     assert len(metrics["fvd"]["protocol"]["detector_sha256"]) == 64
+    assert set(report["weights"]["lpips_vgg"]) == {"lpips_vgg", "lpips_vgg_head"}  # the files behind each value
+    assert report["weights"]["frame_consistency"].keys() == {"clip"} and "psnr" not in report["weights"]
 
 
 def test_folders_without_weights_say_which_file_is_missing(folders, capsys, monkeypatch):

@@ -129,6 +129,7 @@ def load_pair(ref_path: str, test_path: str, max_frames: int | None) -> tuple[An
 
 def _run_pair(args: argparse.Namespace) -> int:
     from evaluation.metrics import METRICS, evaluate_pair, resolve_names
+    from evaluation.weights import weights_record
 
     names = resolve_names(args.metrics.split(",")) if args.metrics else None  # unknown names fail before decoding
     weights = parse_weights(args.overrides)
@@ -139,6 +140,7 @@ def _run_pair(args: argparse.Namespace) -> int:
             name: {**r.to_dict(), "higher_is_better": METRICS.get(name).higher_is_better, "unit": METRICS.get(name).unit}
             for name, r in results.items()
         }
+        info["weights"] = weights_record(weights, [name for name, r in results.items() if r.value is not None])
         print(json.dumps(info, indent=2))
         return 0
     print(_header(info))

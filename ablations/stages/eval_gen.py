@@ -81,6 +81,7 @@ def eval_gen(
     from clips.io import read_video
     from evaluation.generation import (GENERATION_METRICS, GenerationSample, as_unit_float, missing_weights,
                                        score_sample, summarize)
+    from evaluation.weights import weights_record
 
     samples_dir = Path(samples_dir)
     names = metric_names or GENERATION_METRICS.names()
@@ -117,6 +118,7 @@ def eval_gen(
                          "value": value, "metric_version": GENERATION_METRICS.get(name).version})
     if extras is not None:
         extras["not_applicable"] = reasons
+        extras["weights"] = weights_record(weights, {row["metric"] for row in rows}) if weights is not None else {}
         if i3d.detector is not None:
             extras["i3d"] = i3d.arrays()
     return rows, summarize(rows)
@@ -200,18 +202,20 @@ def merge_gen_parts(folder: Path, world: int, *, fvd_frames: int = 16, fvd_min_s
     each FVD with a value also gets a row with clip_id "__set__"."""
     import json
 
-    from ablations.stages.eval_recon import SET_CLIP_ID
+    from ablations.stages.eval_recon import SET_CLIP_ID, merge_weights
     from ablations.stages.shards import clean_stale, complete_parts
     from evaluation.generation import summarize
 
     rows: list[dict[str, Any]] = []
     reasons: dict[str, str] = {}
+    weights: dict[str, dict[str, str]] = {}
     features: list[tuple[dict[str, Any], Any]] = []
     for path, _ in complete_parts(folder, world):
         rows.extend(json.loads((path / ROWS).read_text()))
         extras = json.loads((path / EXTRAS).read_text()) if (path / EXTRAS).exists() else {}
         for name, why in extras.get("not_applicable", {}).items():
             reasons.setdefault(name, why)
+        merge_weights(weights, extras.get("weights", {}), "eval_gen")
         if "i3d" in extras:
             features.append((extras["i3d"], np.load(path / FEATURES)))
     clean_stale(folder)
@@ -228,7 +232,7 @@ def merge_gen_parts(folder: Path, world: int, *, fvd_frames: int = 16, fvd_min_s
                          "metric": f"{task}.fvd", "base_metric": "fvd", "value": result["value"],
                          "metric_version": result["version"]})
             summary[f"{task}.fvd"] = result["value"]
-    return rows, summary, {"not_applicable": reasons, "set_metrics": sets}
+    return rows, summary, {"not_applicable": reasons, "set_metrics": sets, "weights": weights}
 
 
 def _task_fvd(task: str, parts: list[tuple[dict[str, Any], Any]], clip_frames: int, min_samples: int) -> dict[str, Any]:
@@ -254,5 +258,4 @@ def _task_fvd(task: str, parts: list[tuple[dict[str, Any], Any]], clip_frames: i
                                detector_sha256=shas.pop(), min_samples=min_samples, discarded=discarded)
     if result.not_applicable is None:
         return result.to_dict()
-    short = f" ({discarded} videos shorter than eval.fvd_frames={clip_frames} frames were left out)" if discarded else ""
-    return {**result.to_dict(), "not_applicable": f"{task}.{result.not_applicable}{short}"}
+    return {**result.to_dict(), "not_applicable": f"{task}.{result.not_applicable}"}

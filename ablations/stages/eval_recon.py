@@ -83,6 +83,7 @@ def eval_recon(
     from clips.ids import source_of_clip_id
     from clips.io import from_model, to_model, write_video
     from evaluation.metrics import METRICS, evaluate_pair
+    from evaluation.weights import weights_record
 
     device = next(vae.parameters()).device if any(True for _ in vae.parameters()) else pick_device()
     vae.eval()
@@ -109,6 +110,7 @@ def eval_recon(
             write_video(Path(samples_dir) / f"recon-{safe_name(clip.clip_id)}.mp4", recon, clip.fps)
     if extras is not None:
         extras["not_applicable"] = reasons
+        extras["weights"] = weights_record(weights, {row["metric"] for row in rows}) if weights is not None else {}
         if i3d.detector is not None:
             extras["i3d"] = i3d.arrays()
     return rows, recon_summary(rows, names)
@@ -246,6 +248,7 @@ def merge_recon_parts(
     rows: list[dict[str, Any]] = []
     kept: list[dict[str, Any]] = []
     reasons: dict[str, str] = {}
+    weights: dict[str, dict[str, str]] = {}
     parts: list[tuple[dict[str, Any], Any]] = []
     for path, record in complete_parts(folder, world):
         rows.extend(json.loads((path / ROWS).read_text()))
@@ -253,6 +256,7 @@ def merge_recon_parts(
         extras = json.loads((path / EXTRAS).read_text()) if (path / EXTRAS).exists() else {}
         for name, why in extras.get("not_applicable", {}).items():
             reasons.setdefault(name, why)
+        merge_weights(weights, extras.get("weights", {}), "eval_recon")
         if "i3d" in extras:
             parts.append((extras["i3d"], np.load(path / FEATURES)))
         for sub in ("samples", "reference"):
@@ -267,7 +271,15 @@ def merge_recon_parts(
         rows.append({"clip_id": SET_CLIP_ID, "source_id": SET_CLIP_ID, "variant": "model", "metric": "rfvd",
                      "value": rfvd["value"], "metric_version": rfvd["version"]})
         summary["rfvd"] = rfvd["value"]
-    return rows, summary, kept, {"not_applicable": reasons, "set_metrics": {"rfvd": rfvd}}
+    return rows, summary, kept, {"not_applicable": reasons, "set_metrics": {"rfvd": rfvd}, "weights": weights}
+
+
+def merge_weights(into: dict[str, dict[str, str]], part: dict[str, dict[str, str]], stage: str) -> None:
+    """Add a part's {metric: {weights name: sha256}} record; parts scored with other files must not be mixed."""
+    for metric, files in part.items():
+        if into.setdefault(metric, files) != files:
+            raise ValueError(f"{stage} parts scored {metric} with different weight files ({into[metric]} and {files}); "
+                             "delete the stage folder's parts/ and rerun.")
 
 
 def _rfvd(parts: list[tuple[dict[str, Any], Any]], clip_frames: int, min_samples: int) -> dict[str, Any]:
@@ -286,9 +298,5 @@ def _rfvd(parts: list[tuple[dict[str, Any], Any]], clip_frames: int, min_samples
     original = np.concatenate([features["original"] for _, features in parts])
     reconstruction = np.concatenate([features["reconstruction"] for _, features in parts])
     discarded = sum(info.get("discarded", 0) for info, _ in parts)
-    result = fvd_from_features(original, reconstruction, metric="rfvd", clip_frames=clip_frames,
-                               detector_sha256=shas.pop(), min_samples=min_samples, discarded=discarded)
-    if result.not_applicable and discarded:
-        return {**result.to_dict(), "not_applicable": f"{result.not_applicable} ({discarded} clips shorter than "
-                                                      f"eval.fvd_frames={clip_frames} frames were left out)"}
-    return result.to_dict()
+    return fvd_from_features(original, reconstruction, metric="rfvd", clip_frames=clip_frames,
+                             detector_sha256=shas.pop(), min_samples=min_samples, discarded=discarded).to_dict()
