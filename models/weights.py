@@ -300,9 +300,30 @@ def _vae_to_ours(state: dict[str, torch.Tensor], cfg: Any) -> tuple[dict[str, to
     return ours, names, unplaced, layout
 
 
+def _what(cfg: Any, comp: Component) -> str:
+    return f"our {cfg.kind} {'VAE' if comp.name == 'vae' else 'DiT'} (size {getattr(cfg, 'size', 'custom')})"
+
+
+def _shapes_differ(wrong: list[str], cfg: Any, comp: Component, source: Source) -> WeightsError:
+    """`wrong`: "checkpoint key [its shape] vs [the model's]" entries."""
+    return WeightsError(f"{comp.field}={source.path} has tensors whose shapes differ from {_what(cfg, comp)} "
+                        f"(checkpoint vs model): {_names(wrong)}; start from the config it was saved with.")
+
+
+def _fused_parts_error(exc: Any, expected: dict[str, torch.Tensor], cfg: Any, comp: Component,
+                       source: Source) -> WeightsError:
+    """q, k, v (`models.dit.convert.FusedShapeError`) that cannot be fused: name each part whose shape is
+    not the model's share of the fused tensor (or, for a block the model lacks, not the parts' usual shape)."""
+    whole = expected.get(exc.fused)
+    shapes = list(exc.parts.values())
+    want = (whole.shape[0] // len(shapes), *whole.shape[1:]) if whole is not None else max(shapes, key=shapes.count)
+    return _shapes_differ([f"{k} {list(v)} vs {list(want)}" for k, v in exc.parts.items() if tuple(v) != tuple(want)],
+                          cfg, comp, source)
+
+
 def _check_keys(ours: dict[str, torch.Tensor], names: dict[str, str], unplaced: list[str],
                 expected: dict[str, torch.Tensor], comp: Component, source: Source, cfg: Any) -> None:
-    what = f"our {cfg.kind} {'VAE' if comp.name == 'vae' else 'DiT'} (size {getattr(cfg, 'size', 'custom')})"
+    what = _what(cfg, comp)
     extra = unplaced + [names.get(k, k) for k in ours if k not in expected]
     if extra:
         raise WeightsError(f"{comp.field}={source.path} has tensors with no place in {what}: {_names(extra)}; "
@@ -314,8 +335,7 @@ def _check_keys(ours: dict[str, torch.Tensor], names: dict[str, str], unplaced: 
     wrong = [f"{names.get(k, k)} {list(ours[k].shape)} vs {list(expected[k].shape)}" for k in expected
              if tuple(ours[k].shape) != tuple(expected[k].shape)]
     if wrong:
-        raise WeightsError(f"{comp.field}={source.path} has tensors whose shapes differ from {what} "
-                           f"(checkpoint vs model): {_names(wrong)}; start from the config it was saved with.")
+        raise _shapes_differ(wrong, cfg, comp, source)
 
 
 def _meta_model(cfg: Any) -> nn.Module:
@@ -346,9 +366,15 @@ def check(cfg: Any, component: str, path: str | Path | None = None) -> dict[str,
         _check_cfg(cfg, comp)
     _config_mismatch(cfg, source, comp)
     entries, ignored = _select(_header(source, comp), comp, source)
+    from models.dit.convert import FusedShapeError
+
     meta = {k: torch.empty(e.shape, device="meta") for k, e in entries.items()}
-    ours, names, unplaced, layout = _to_ours(meta, cfg, comp, source=source)
-    _check_keys(ours, names, unplaced, _meta_model(cfg).state_dict(), comp, source, cfg)
+    expected = _meta_model(cfg).state_dict()
+    try:
+        ours, names, unplaced, layout = _to_ours(meta, cfg, comp, source=source)
+    except FusedShapeError as exc:  # before torch.cat, which would fail naming no key
+        raise _fused_parts_error(exc, expected, cfg, comp, source) from None
+    _check_keys(ours, names, unplaced, expected, comp, source, cfg)
     return {"source": source, "entries": entries, "ignored": ignored, "key_layout": layout}
 
 

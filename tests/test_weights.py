@@ -301,6 +301,23 @@ def test_extra_keys_are_named_with_a_count(models, tmp_path) -> None:
         weights.load_dit(dataclasses.replace(models["dit_cfg"], init=str(path)))
 
 
+def test_mis_shaped_q_k_v_are_named_before_they_are_fused(models, tmp_path) -> None:
+    prefix = "model.diffusion_model.transformer_blocks.0."
+    k = models["dit"].state_dict()["transformer_blocks.0.attn1.to_k.weight"]
+    v = models["dit"].state_dict()["transformer_blocks.0.attn2.to_v.bias"]
+    extra = {prefix + "attn1.to_k.weight": torch.zeros(k.shape[0], k.shape[1] + 3)}  # torch.cat's dim 1 would fail
+    path = write_single_file(tmp_path / "qkv.safetensors", models["vae"], models["dit"], extra=extra)
+    with pytest.raises(weights.WeightsError) as exc:
+        weights.check(dataclasses.replace(models["dit_cfg"], init=str(path)), "dit")
+    text = _one_sentence(exc)
+    assert f"transformer_blocks.0.attn1.to_k.weight [{k.shape[0]}, {k.shape[1] + 3}] vs [{k.shape[0]}, {k.shape[1]}]" in text
+    assert "to_q" not in text and "(1 in all)" in text  # only the odd part is named
+    extra = {prefix + "attn2.to_v.bias": torch.zeros(v.shape[0] + 1)}  # torch.cat would succeed: one row too many
+    path = write_single_file(tmp_path / "kv.safetensors", models["vae"], models["dit"], extra=extra)
+    with pytest.raises(weights.WeightsError, match=rf"attn2.to_v.bias \[{v.shape[0] + 1}\] vs \[{v.shape[0]}\] \(1 in all\)"):
+        weights.load_dit(dataclasses.replace(models["dit_cfg"], init=str(path)))
+
+
 def test_a_config_that_differs_is_named_field_by_field(models, checkpoints) -> None:
     wider = dataclasses.replace(models["vae_cfg"], decoder_layers=(2, 1, 1, 1), init=str(checkpoints["folder"]))
     with pytest.raises(weights.WeightsError) as exc:

@@ -49,6 +49,16 @@ _FUSED = {  # our fused name -> diffusers' parts, concatenated along dim 0
 }
 
 
+class FusedShapeError(ValueError):
+    """The q, k, v (or cross-attention k, v) of one attention differ in shape, so they cannot be fused."""
+
+    def __init__(self, fused: str, parts: dict[str, tuple[int, ...]]) -> None:
+        self.fused = fused  # our fused key, e.g. blocks.0.self_attn.to_qkv.weight
+        self.parts = parts  # {diffusers key: shape}, in fusion order
+        shown = ", ".join(f"{k} {list(v)}" for k, v in parts.items())
+        super().__init__(f"{fused} fuses tensors of one shape, but the checkpoint has {shown}.")
+
+
 def original_to_diffusers_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Original LTX-Video transformer keys (without `model.diffusion_model.`) -> diffusers' keys (tensors shared)."""
     out = {}
@@ -67,7 +77,8 @@ def is_original_dit_layout(keys) -> bool:  # type: ignore[no-untyped-def]
 def convert_diffusers_ltx(state: dict[str, torch.Tensor], *, consume: bool = False) -> dict[str, torch.Tensor]:
     """Map a diffusers LTX-Video transformer state dict onto `LTXDiT` (cross-attention) keys.
 
-    Raises ValueError naming any diffusers key that has no destination. A block whose q, k
+    Raises ValueError naming any diffusers key that has no destination, and `FusedShapeError`
+    (a ValueError) naming the parts when q, k, v of one attention differ in shape. A block whose q, k
     or v is absent gets no fused tensor (the model's load then names it as missing).
     `consume=True` deletes each q, k, v from `state` once fused, so converting a full-size
     checkpoint holds one extra block's projections at a time, not a second copy of all.
@@ -109,6 +120,9 @@ def split_diffusers_ltx(
                 present = [n for n in names if n in state]
                 used.update(present)
                 if len(present) == len(names):
+                    shapes = {n: tuple(state[n].shape) for n in names}
+                    if len(set(shapes.values())) > 1:  # LTX's q, k, v are alike; torch.cat would name no key
+                        raise FusedShapeError(f"blocks.{i}.{fused}.{suffix}", shapes)
                     out[f"blocks.{i}.{fused}.{suffix}"] = torch.cat([state[n] for n in names], dim=0)
                     if consume:
                         for n in names:
