@@ -275,14 +275,16 @@ def run_data_warnings(cfg: RunConfig) -> str | None:
 def _check_eval(cfg: EvalConfig) -> None:
     """Metric names and configured weight paths, checked before launch (a missing file is a result, not an error)."""
     from evaluation.metrics import METRICS
-    from evaluation.weights import resolve_weights
+    from evaluation.weights import check_formats, resolve_weights
 
     for name in cfg.recon_metrics:
         METRICS.get(name)  # unknown names fail here with the valid ones
     if cfg.fvd_frames < 1 or cfg.fvd_min_samples < 2:
         raise ConfigError(f"eval.fvd_frames must be >= 1 and eval.fvd_min_samples >= 2 (the Frechet distance needs a "
                           f"covariance), got {cfg.fvd_frames} and {cfg.fvd_min_samples}.")
-    resolve_weights(cfg.weights)  # a configured path that does not exist, or is the wrong kind, fails in one sentence
+    # a configured path that does not exist, is the wrong kind or is not in its metric's format fails in one
+    # sentence now, not in eval_recon / eval_gen after training
+    check_formats(resolve_weights(cfg.weights))
 
 
 def _check_init(cfg: RunConfig, stages: set[str]) -> None:

@@ -70,6 +70,22 @@ def _load(path: str, sha256: str, device: str, text: bool) -> EmbeddingModel:
     return EmbeddingModel(model, processor, tokenizer, path, sha256, torch.device(device))
 
 
+def check_folder(path: str, text: bool) -> None:
+    """WeightsInvalid unless `path` is a local Hugging Face model folder whose config loads (a CLIP model with
+    a text tower when `text`): the pre-launch check, without loading the weights."""
+    hf_offline()
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise WeightsInvalid(f"{path} could not be read as a local Hugging Face model folder "
+                             f"({str(exc).splitlines()[0]}); save it with save_pretrained.") from None
+    if text and not hasattr(config, "text_config"):
+        raise WeightsInvalid(f"{path} holds a {config.model_type} model, not CLIP with a text tower; eval.weights.clip "
+                             "needs a CLIPModel folder.")
+
+
 def load_clip(weights: Weights, device: str | torch.device = "cpu", metric: str = "clip_similarity") -> EmbeddingModel:
     """The CLIP folder of `eval.weights.clip`; WeightsMissing / WeightsInvalid with one sentence."""
     path = weights.path("clip", metric)

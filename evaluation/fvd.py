@@ -108,6 +108,11 @@ def _load_detector(path: str, sha256: str, device: str) -> torch.jit.ScriptModul
     return detector.eval()
 
 
+def check_detector_file(path: str) -> None:
+    """WeightsInvalid unless `path` loads as StyleGAN-V's I3D TorchScript (not kept: a pre-launch check)."""
+    _load_detector.__wrapped__(path, "", "cpu")
+
+
 def load_detector(weights: Weights, device: str | torch.device = "cpu", metric: str = "fvd") -> tuple[Any, str]:
     """(TorchScript I3D detector on `device`, its sha256); WeightsMissing / WeightsInvalid with one sentence."""
     path = weights.path("i3d", metric)

@@ -152,6 +152,34 @@ def lpips_package_head(file: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def check_formats(weights: Weights) -> None:
+    """Open every weight that resolves as the metric that reads it will, before any training: a file in the
+    wrong format is WeightsInvalid (one sentence naming it) now, not after the run has trained for hours.
+    Cached per file (path, size, mtime); the largest, VGG-16, is a 0.5 GB torch.load."""
+    for name in WEIGHT_FILES:
+        path = weights.find(name)
+        if path is not None:
+            stat = path.stat()
+            _check_format(name, str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _check_format(name: str, path: str, size: int, mtime_ns: int) -> None:
+    if name == "i3d":
+        from evaluation.fvd import check_detector_file
+
+        check_detector_file(path)
+    elif name.startswith("lpips_"):
+        from evaluation import lpips
+
+        net = name.removeprefix("lpips_").removesuffix("_head")
+        (lpips.load_head_state if name.endswith("_head") else lpips.load_backbone_state)(path, net)
+    else:  # a Hugging Face folder: its config must load, and CLIP must be a CLIP model
+        from evaluation.clip_similarity import check_folder
+
+        check_folder(path, text=name == "clip")
+
+
 def metric_weights(metric: str, weights: Weights) -> tuple[str, ...]:
     """The `eval.weights` names whose files `metric` reads ("<task>.<metric>" as eval_gen rows name it); of a
     spec's alternatives (frame_consistency: dino or clip) the first that resolves, as the metric picks it."""

@@ -219,3 +219,11 @@ def test_a_configured_weights_path_that_does_not_exist_fails_before_launch(monke
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "eval.weights.i3d" in err and "does not exist" in err and "Traceback" not in err
     assert not (tmp_path / "_cache").exists()
+    # a file that exists but is not in its metric's format is found now too, not after training
+    (tmp_path / "empty.pth").write_bytes(b"")
+    for name, expected in (("lpips_alex", "is not a readable torch state dict"), ("i3d", "is not a TorchScript file")):
+        code = main(["sweep", "tiny-pair", "--results", str(tmp_path), "--set",
+                     f"eval.weights.{name}={tmp_path / 'empty.pth'}"])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and expected in err, err
+    assert not (tmp_path / "_cache").exists()

@@ -81,7 +81,7 @@ def _device(name: str | None) -> str:
 
 def parse_weights(overrides: list[str]) -> Any:
     """`eval.weights.NAME=PATH` strings -> resolved `Weights` (with $LTXLAB_WEIGHTS); a bad one is a UserError."""
-    from evaluation.weights import WEIGHT_FILES, resolve_weights
+    from evaluation.weights import WEIGHT_FILES, check_formats, resolve_weights
 
     given: dict[str, str] = {}
     for item in overrides:
@@ -91,7 +91,9 @@ def parse_weights(overrides: list[str]) -> Any:
             raise UserError(f"--set {item!r}: `ltxlab metrics` takes eval.weights.NAME=PATH with NAME one of "
                             f"{', '.join(WEIGHT_FILES)}.")
         given[name] = value
-    return resolve_weights(given)
+    weights = resolve_weights(given)
+    check_formats(weights)  # a file in the wrong format is one sentence before any video is decoded
+    return weights
 
 
 # ------------------------------------------------------------------ two files
