@@ -164,7 +164,8 @@ def test_progress_lines_every_interval_with_rate_and_eta():
 
 
 def test_train_vae_threads_config_file_and_progress_in_a_log(capsys, tmp_path):
-    """--threads sets torch's pool; --config's fields and --set apply (--set wins); progress lines reach a log."""
+    """--threads sets torch's pool; --config's fields and --set apply (--set wins); progress lines reach a log;
+    the same --out under another config is refused (it resumed the other config's checkpoint)."""
     before = torch.get_num_threads()
     config = tmp_path / "run.toml"
     config.write_text("[vae_train]\nsteps = 3\nbatch_size = 2\n\n[vae_data]\nnum_scenes = 2\nclips_per_video = 1\n")
@@ -179,6 +180,13 @@ def test_train_vae_threads_config_file_and_progress_in_a_log(capsys, tmp_path):
     assert saved["vae_data"]["num_scenes"] == 2
     err = capsys.readouterr().err  # pytest's captured stderr is not a terminal: lines, not a tqdm bar
     assert re.search(r"^train-vae: step 1/2 \(50%\)", err, re.M) and re.search(r"^train-vae: step 2/2 .* done$", err, re.M)
+
+    # the same --out under another seed: refused before any data is read, run_config.json left as it was
+    before = (tmp_path / "v" / "run_config.json").read_bytes()
+    err = _refused(capsys, ["train-vae", "--out", str(tmp_path / "v"), "--data", "synthetic", "--frames", "9",
+                            "--resolution", "32x32", "--config", str(config), "--set", "vae_train.steps=2", "--seed", "1"])
+    assert "holds checkpoints of another config (vae_data.seed 0 -> 1, vae_train.seed 0 -> 1); use a new --out" in err
+    assert (tmp_path / "v" / "run_config.json").read_bytes() == before
 
 
 def test_bad_field_in_a_config_file_names_file_and_line(capsys, tmp_path):

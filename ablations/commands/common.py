@@ -57,6 +57,29 @@ def apply_command_overrides(cfg: Any, args: argparse.Namespace) -> Any:
     return apply_file_overrides(cfg, args.config, args.overrides)
 
 
+def check_resumable(out: Path, config: Any, steps: int) -> None:
+    """Refuse, in one sentence, an --out whose checkpoints were trained with another config (or record
+    none), before any data is read: resuming them would write one run's weights under another's header.
+
+    Unlike a sweep's stage folder, which is keyed by its config, --out can be any folder.
+    """
+    from ablations.cli import UserError
+    from ablations.training.checkpoint import ConfigMismatchError, check_config
+
+    try:
+        check_config(out, config, steps, unrecorded_ok=False)
+    except ConfigMismatchError as exc:
+        raise UserError(str(exc)) from None
+
+
+def write_run_config(out: Path, cfg: Any) -> None:
+    """`out/run_config.json` (`eval-recon` reads the clip shape from it), atomically, once the checks passed."""
+    from ablations.store import atomic_write_bytes
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "run_config.json", cfg.to_json().encode())
+
+
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ablations.commands.common import (add_config_arg, add_threads_arg, apply_command_overrides, apply_threads,
-                                       progress_lines)
+                                       check_resumable, progress_lines, write_run_config)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,7 +63,7 @@ def _data_spec(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ablations.cli import UserError
     from ablations.stages.encode_latents import encode_latents
-    from ablations.stages.train_dit import DiTTrainConfig, train_dit
+    from ablations.stages.train_dit import DiTTrainConfig, checkpoint_config, train_dit
     from models.config import check_ranges, content_hash
     from models.dit import dit_config
     from models.flow import flow_config
@@ -87,11 +87,12 @@ def run(args: argparse.Namespace) -> int:
         data=_data_spec(args),
     )
     run_cfg = apply_command_overrides(run_cfg, args)  # --config FILE, then --set; all range-checked
-    apply_threads(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "run_config.json").write_text(run_cfg.to_json())
     key = content_hash({"vae": str(args.vae.resolve()), "data": run_cfg.data, "text": run_cfg.text})
     latents_dir = args.out / f"latents-{key}"
+    check_resumable(args.out, checkpoint_config(run_cfg.dit, run_cfg.flow, run_cfg.text, run_cfg.train, latents_dir),
+                    run_cfg.train.steps)  # before encoding
+    apply_threads(args)
+    write_run_config(args.out, run_cfg)
     encoded = encode_latents(args.vae, run_cfg.data, latents_dir, text_cfg=run_cfg.text)
     print(f"train-dit: {encoded['clips']} clips -> latents {tuple(encoded['latent_shape'])} in {latents_dir}"
           f"{' (cached)' if encoded['cached'] else ''}")

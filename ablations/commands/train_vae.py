@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ablations.commands.common import (add_config_arg, add_threads_arg, apply_command_overrides, apply_threads,
-                                       progress_lines)
+                                       check_resumable, progress_lines, write_run_config)
 
 
 class _DeprecatedSize(argparse.Action):
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ablations.configs import default_run_config
     from ablations.executor import training_videos
-    from ablations.stages.train_vae import train_vae
+    from ablations.stages.train_vae import checkpoint_config, train_vae
 
     from models.vae import SIZES, vae_config
 
@@ -97,14 +97,15 @@ def run(args: argparse.Namespace) -> int:
         vae_data=data_spec_from_args(args, args.seed, clips_per_video=args.clips_per_video),
     )
     cfg = apply_command_overrides(cfg, args)  # --config FILE, then --set loss.dwt=0.1 ...; all range-checked
+    resumed = checkpoint_config(cfg.vae, cfg.loss, cfg.vae_train, cfg.vae_data)
+    check_resumable(args.out, resumed, cfg.vae_train.steps)
     apply_threads(args)
     videos = training_videos(cfg.vae_data, "train")  # a tensor, or the manifest source streamed
     shapes = tuple(videos.shape[2:]) if isinstance(videos, torch.Tensor) else sorted(set(videos.shapes()))
     start = f", starting from {cfg.vae.init}" if cfg.vae.init else ""
     print(f"train-vae: {cfg.vae.kind} ({args.model_size}) on {len(videos)} clips of {shapes}{start}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "run_config.json").write_text(cfg.to_json())
+    write_run_config(args.out, cfg)
     summary = train_vae(cfg.vae, cfg.loss, cfg.vae_train, videos, args.out, layout=cfg.train,
-                        on_step=progress_lines("train-vae"))
+                        on_step=progress_lines("train-vae"), data=cfg.vae_data)
     print(json.dumps(summary, indent=2))
     return 0

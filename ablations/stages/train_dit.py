@@ -148,6 +148,13 @@ def _text_for(data: dict[str, Any], text_cfg: Any) -> tuple[torch.Tensor, torch.
     return emb.cpu(), mask.cpu(), tuple(t.cpu() for t in encoder.null())
 
 
+def checkpoint_config(dit_cfg: Any, flow_cfg: Any, text_cfg: Any, train: DiTTrainConfig, latents_dir: Path) -> dict[str, Any]:
+    """What decides a `train_dit` checkpoint's weights: recorded in each checkpoint and matched on resume
+    (`training.checkpoint.check_config`). The latents folder's name is keyed by what was encoded (the
+    sweep's stage key; `ltxlab train-dit`'s latents-<hash>), so it stands for the data."""
+    return {"dit": dit_cfg, "flow": flow_cfg, "text": text_cfg, "train": train, "latents": Path(latents_dir).name}
+
+
 def train_dit(
     dit_cfg: Any,
     flow_cfg: Any,
@@ -192,7 +199,8 @@ def train_dit(
     schedule = Schedule(train.steps, train.batch_size, train.seed, train.checkpoint_every, len(latents),
                         buckets=latents.buckets)
     trainer = Trainer("train_dit", schedule, layout, world, out_dir, {"model": state.model, "ema": state.ema},
-                      {"model": (state.model, state.optimizer)})
+                      {"model": (state.model, state.optimizer)},
+                      config=checkpoint_config(dit_cfg, flow_cfg, text_cfg, train, latents_dir))
     trainer.resume()
     state.step = trainer.step
     autocast = autocast_for(layout, world)

@@ -198,6 +198,12 @@ def latent_statistics(vae: nn.Module, videos: Any, batch_size: int = 4,
     return flat.mean(dim=1), flat.std(dim=1).clamp_min(1e-6)
 
 
+def checkpoint_config(vae_cfg: Any, loss_cfg: VAELossConfig, train: VAETrainConfig, data: Any = None) -> dict[str, Any]:
+    """What decides a `train_vae` checkpoint's weights: recorded in each checkpoint and matched on resume
+    (`training.checkpoint.check_config`); sections named as in the run config, as `--set` names them."""
+    return {"vae": vae_cfg, "loss": loss_cfg, "vae_train": train, "vae_data": data}
+
+
 def train_vae(
     vae_cfg: Any,
     loss_cfg: VAELossConfig,
@@ -209,8 +215,11 @@ def train_vae(
     progress: bool = True,
     on_step: Callable[[int, int, dict[str, float]], None] | None = None,
     stop_after: int | None = None,
+    data: Any = None,
 ) -> dict[str, Any]:
-    """Train on `videos` in [-1, 1]; resume from `out_dir/checkpoints/`.
+    """Train on `videos` in [-1, 1]; resume from `out_dir/checkpoints/` (only checkpoints of this
+    `checkpoint_config`; `data` is the DataSpec `videos` came from, when the folder's name does not
+    already stand for it).
 
     `videos` is a tensor (N, 3, T, H, W) held in memory, or a dataset of (3, T, H, W) items
     (`ablations.training.data.ClipVideos` over a manifest) that the training core streams:
@@ -244,7 +253,8 @@ def train_vae(
     streamed = not isinstance(videos, torch.Tensor)
     schedule = Schedule(train.steps, train.batch_size, train.seed, train.checkpoint_every, len(videos),
                         buckets=buckets_of(videos))
-    trainer = Trainer("train_vae", schedule, layout, world, out_dir, models, optimizers)
+    trainer = Trainer("train_vae", schedule, layout, world, out_dir, models, optimizers,
+                      config=checkpoint_config(vae_cfg, loss_cfg, train, data))
     trainer.resume()
     state.step = trainer.step
     autocast = autocast_for(layout, world)

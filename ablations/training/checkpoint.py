@@ -6,7 +6,7 @@ Layout under the stage folder:
     checkpoints/.tmp-step-000300/   being written; never read
 
 Every rank writes its shards into the temporary folder; rank 0 then writes `meta.json`
-(step, loss curve, world size, stage) and `DONE`, and renames the folder into place, so a
+(step, loss curve, world size, stage, and the training config with its hash) and `DONE`, and renames the folder into place, so a
 folder without `DONE` (a crash mid-write) is never mistaken for a checkpoint. `DONE`
 records the size and sha256 of every file; `latest` returns the newest checkpoint whose
 files match it, says which ones it passed over and why, and returns None (a fresh start)
@@ -16,6 +16,12 @@ comes from the page cache). Older complete checkpoints beyond `keep` (2) are rem
 written by N workers (DDP or FSDP2) resumes on M. Model and optimizer states go through
 `torch.distributed.checkpoint.state_dict` (`get_state_dict` / `set_state_dict`), which
 handles FSDP2's DTensors and plain modules alike.
+
+`check_config` refuses to resume checkpoints trained with another config (the hash in
+`meta.json`), before anything is loaded, in one sentence naming the fields that differ.
+The step count, checkpoint interval and latent-statistics sample (`RESUMABLE`) are not
+hashed: the learning rate is warm-up-then-constant, so training on to more steps from a
+checkpoint gives what one longer run gives.
 """
 
 from __future__ import annotations
@@ -40,10 +46,18 @@ from torch.distributed.checkpoint.state_dict import (
 
 from ablations.store import atomic_write_json, check_file_record, file_record
 from ablations.training.world import World
+from models.config import content_hash, to_dict
 
 FOLDER = "checkpoints"
 DONE = "DONE"
 META = "meta.json"
+CONFIG, CONFIG_HASH = "config", "config_hash"  # meta.json keys: the training config, and the hash resume compares
+# config fields a resume may change: none alters any step's update (the statistics are taken after the last step)
+RESUMABLE = frozenset({"steps", "checkpoint_every", "stats_max_clips"})
+
+
+class ConfigMismatchError(ValueError):
+    """A folder's checkpoints were trained with another config than the one asked to resume them."""
 
 
 @contextlib.contextmanager
@@ -98,6 +112,53 @@ def verify(folder: Path) -> str | None:
     return check_file_record(folder, marker["files"], full=True)
 
 
+def config_meta(config: Any) -> dict[str, Any]:
+    """What each checkpoint records of its training config: the config (to name differences) and its hash."""
+    return {CONFIG: to_dict(config), CONFIG_HASH: content_hash(_hashed(to_dict(config)))}
+
+
+def _hashed(config: dict[str, Any]) -> dict[str, Any]:
+    """The config without the `RESUMABLE` fields of its sections."""
+    return {name: {k: v for k, v in section.items() if k not in RESUMABLE} if isinstance(section, dict) else section
+            for name, section in config.items()}
+
+
+def check_config(out_dir: Path, config: Any, steps: int, *, unrecorded_ok: bool = True) -> None:
+    """Refuse, in one sentence, to resume checkpoints in `out_dir` trained with another `config`
+    (or already past `steps`); nothing is loaded. Checkpoints that record no config (written
+    before configs were recorded) pass when `unrecorded_ok`: a sweep's stage folder is keyed by
+    its config, so its checkpoints are this config's; a folder the user names is not."""
+    want = config_meta(config)
+    root = Path(out_dir) / FOLDER
+    redo = f"use a new --out or delete {root} to start over"
+    for folder in complete_checkpoints(out_dir):
+        try:
+            meta = json.loads((folder / META).read_text())
+        except (OSError, ValueError):
+            continue  # `latest` passes over a damaged checkpoint, saying why
+        if CONFIG_HASH not in meta:
+            if unrecorded_ok:
+                continue
+            raise ConfigMismatchError(f"{root} holds checkpoints that do not record the config they were trained with "
+                                      f"(written by an older ltxlab), so resuming them may mix two runs; {redo}.")
+        if meta[CONFIG_HASH] != want[CONFIG_HASH]:
+            raise ConfigMismatchError(f"{root} holds checkpoints of another config "
+                                      f"({_changes(_hashed(meta.get(CONFIG) or {}), _hashed(want[CONFIG]))}); {redo}.")
+        if int(meta.get("step", 0)) > steps:
+            raise ConfigMismatchError(f"{root} holds a checkpoint at step {meta['step']}, past the {steps} steps asked "
+                                      f"for; ask for at least {meta['step']} steps, or {redo}.")
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any], shown: int = 4) -> str:
+    """'vae_train.seed 0 -> 1, loss.mse 1.0 -> 0.0' for the leaves that differ (the first `shown`)."""
+    from ablations.config_file import flatten
+
+    a, b = flatten(old), flatten(new)
+    diff = [f"{k} {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    more = f", and {len(diff) - shown} more" if len(diff) > shown else ""
+    return ", ".join(diff[:shown]) + more if diff else "the recorded config differs"
+
+
 def _state(models: dict[str, nn.Module], optimizers: dict[str, tuple[nn.Module, torch.optim.Optimizer]]) -> dict[str, Any]:
     # a module without state (the loss terms when no GAN is on) has nothing to save
     state: dict[str, Any] = {f"model.{k}": get_model_state_dict(m) for k, m in models.items() if m.state_dict()}
@@ -109,7 +170,8 @@ def _state(models: dict[str, nn.Module], optimizers: dict[str, tuple[nn.Module, 
 def save(out_dir: Path, step: int, models: dict[str, nn.Module],
          optimizers: dict[str, tuple[nn.Module, torch.optim.Optimizer]], meta: dict[str, Any], world: World,
          keep: int = 2) -> Path:
-    """Write checkpoint `step` (every rank calls this); returns its folder."""
+    """Write checkpoint `step` (every rank calls this); returns its folder. `meta` goes into meta.json
+    (with `config_meta(config)` among it, `check_config` can match a resume against it)."""
     root = Path(out_dir) / FOLDER
     final = root / _name(step)
     tmp = root / f".tmp-{_name(step)}"

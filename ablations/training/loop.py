@@ -18,7 +18,9 @@ same for both stages and for any worker count:
   mean over ranks, i.e. over the whole batch;
 - checkpoints (`checkpoint.py`, DCP) every `checkpoint_every` steps and at the end;
   resume from the newest complete one, on any worker count; each start of the worker
-  group is appended to `attempts.json` (restarts = attempts - 1).
+  group is appended to `attempts.json` (restarts = attempts - 1);
+- each checkpoint records the stage's `config` (what decides its weights); resume refuses
+  checkpoints of another config in one sentence, before loading them.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class Trainer:
     out_dir: Path
     models: dict[str, nn.Module]  # checkpointed modules
     optimizers: dict[str, tuple[nn.Module, torch.optim.Optimizer]]  # checkpointed (module, optimizer) pairs
+    config: Any = None  # what decides the weights (configs, data), recorded in and matched against every checkpoint
     step: int = 0
     curve: list[dict[str, Any]] = field(default_factory=list)
     resumed_from: int = 0
@@ -106,6 +109,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def resume(self) -> None:
+        """Load the newest complete checkpoint, if any, after checking it was trained with `config`."""
+        if self.config is not None:  # before loading: another config's tensors need not even fit these models
+            ckpt.check_config(self.out_dir, self.config, self.schedule.steps)
         found = ckpt.latest(self.out_dir)
         if found is not None:
             meta = ckpt.load(found, self.models, self.optimizers, self.world)
@@ -120,7 +126,8 @@ class Trainer:
 
     def save(self) -> None:
         ckpt.save(self.out_dir, self.step, self.models, self.optimizers,
-                  {"stage": self.name, "curve": self.curve}, self.world)
+                  {"stage": self.name, "curve": self.curve,
+                   **(ckpt.config_meta(self.config) if self.config is not None else {})}, self.world)
 
     # ------------------------------------------------------------------ loop
     def run(self, step_fn: Callable[[int, list[MicroBatch]], dict[str, float]], *,
