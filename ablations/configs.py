@@ -131,6 +131,7 @@ def default_run_config(vae_kind: str = "ltx", size: str = "tiny", **sections: An
     from models.vae import vae_config
 
     vae = vae_config(vae_kind, size)
+    dit = dit_config(vae_kind, size, in_channels=vae.latent_channels)
     base = RunConfig(
         vae_data=DataSpec(source="bundled", frames=17, height=64, width=64, clips_per_video=8),
         vae=vae,
@@ -140,9 +141,9 @@ def default_run_config(vae_kind: str = "ltx", size: str = "tiny", **sections: An
         loss=VAELossConfig(mse=1.0, diffusion=1.0),
         vae_train=VAETrainConfig(),
         dit_data=DataSpec(source="synthetic", frames=17, height=64, width=64, num_scenes=256),
-        dit=dit_config(vae_kind, size, in_channels=vae.latent_channels),
+        dit=dit,
         flow=flow_config(size),
-        text=TextEncoderConfig(),
+        text=TextEncoderConfig(max_length=dit.max_text_tokens),  # captions padded to what the DiT takes (LTX: 128)
         dit_train=DiTTrainConfig(),
         sample=SampleConfig(),
     )

@@ -105,3 +105,10 @@ def test_decode_noise_space_is_a_choice():
     assert set_field(cfg, "flow.decode_noise_space", "normalized").flow.decode_noise_space == "normalized"
     with pytest.raises(ConfigError, match="decode_noise_space must be one of 'raw', 'normalized'"):
         set_field(cfg, "flow.decode_noise_space", "latent")
+
+
+@pytest.mark.parametrize("size", ["tiny", "small", "full"])
+def test_captions_are_padded_to_what_the_dit_takes(size):
+    """A full-size sweep pads T5 captions to LTX-Video's 128 tokens, not the tiny preset's 16."""
+    cfg = default_run_config("ltx", size)
+    assert cfg.text.max_length == cfg.dit.max_text_tokens == {"tiny": 16, "small": 32, "full": 128}[size]
