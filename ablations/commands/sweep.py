@@ -10,6 +10,8 @@ import shlex
 import sys
 from pathlib import Path
 
+MAX_RETRIES = 100  # --max-retries: more is a typo's worth of reruns of one failing stage
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from ablations.commands.common import add_config_arg
@@ -29,7 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="also run the baseline variant on seeds shifted by 1000 (A/A): shows the sweep's noise floor")
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS, else an embedded Ray); "
                    "for `submit`, the dashboard URL http://HEAD:8265")
-    p.add_argument("--max-retries", type=int, default=2, help="retries of a failing stage before it is recorded")
+    p.add_argument("--max-retries", type=int, default=2, help="retries of a failing stage before it is recorded "
+                   f"(0 to {MAX_RETRIES})")
     p.add_argument("--verify", choices=("fast", "full"), default="fast",
                    help="how finished stages are checked before reuse: fast (sizes and mtimes against their DONE "
                    "record; files whose mtime moved are hashed) or full (sha256 of every file)")
@@ -41,10 +44,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_sweep(args: argparse.Namespace, recipe: str):
+    from ablations.commands.common import check_flag
     from ablations.config_file import apply_file_overrides
     from ablations.recipes import RECIPES
     from ablations.recipes.common import smoke
+    from models.config import Int
 
+    # Ray reads -1 as "retry for ever" and refuses other negatives only at the first submit, after the store is written
+    check_flag("--max-retries", args.max_retries, Int(0, MAX_RETRIES))
     sweep = RECIPES.get(recipe)()
     base = smoke(sweep.base) if args.smoke else sweep.base
     base = apply_file_overrides(base, args.config, args.overrides)
