@@ -159,15 +159,21 @@ def _blamed_key(message: str, keys: Sequence[str]) -> str | None:
 
 def apply_file_overrides(cfg: Any, path: str | Path | None, overrides: Sequence[str] = ()) -> Any:
     """`cfg` with the file's fields, then `overrides` (`--set`, which win), applied and range-checked
-    together. A ConfigError about one of the file's keys names the file, its line and the key."""
+    together; a `--set vae.kind` swaps the VAE after the file's `vae.*` fields (carrying the switches both
+    kinds share, as on its own). A ConfigError about one of the file's keys names the file, its line and the key."""
     from ablations.overrides import apply_overrides
 
     if path is None:
         return apply_overrides(cfg, overrides)
     values, lines = read_config_file(path)
-    strings = [_encode(Path(path), key, value, lines) for key, value in values.items()]
+    strings = {key: _encode(Path(path), key, value, lines) for key, value in values.items()}
     try:
-        return apply_overrides(cfg, strings + list(overrides))
+        if any(o.partition("=")[0].strip() == "vae.kind" for o in overrides):
+            # `--set vae.kind` swaps in that kind's preset; it must land after the file's vae fields, or a file
+            # holding them all (a `config show` dump) puts the old kind's geometry under the new class name
+            cfg = apply_overrides(cfg, [v for k, v in strings.items() if k.startswith("vae.")])
+            strings = {k: v for k, v in strings.items() if not k.startswith("vae.")}
+        return apply_overrides(cfg, list(strings.values()) + list(overrides))
     except ConfigError as exc:
         on_command_line = {o.partition("=")[0].strip() for o in overrides}
         key = _blamed_key(str(exc), [k for k in values if k not in on_command_line])

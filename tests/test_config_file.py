@@ -49,6 +49,20 @@ def test_yaml_is_read_with_nulls_and_nested_keys(tmp_path):
     assert (cfg.seed, cfg.vae.logvar, cfg.loss.dwt, cfg.vae.encoder_channels) == (4, "per_channel", 0.25, (8, 16, 32, 64))
 
 
+def test_set_vae_kind_wins_over_a_file_holding_every_vae_field(tmp_path):
+    """The file is applied first, then --set: a dump of the ltx recipe plus --set vae.kind=conventional is
+    the conventional VAE (was: the class name conventional with the ltx geometry, 128 channels, patch 4)."""
+    base = BASES["tiny-pair"]
+    path = tmp_path / "run.toml"
+    path.write_text(dump_toml(base).replace('logvar = "uniform"', 'logvar = "per_channel"'))
+    swapped = apply_file_overrides(base, path, ["vae.kind=conventional"])
+    alone = apply_overrides(base, ["vae.logvar=per_channel", "vae.kind=conventional"])
+    assert swapped.vae == alone.vae and swapped.vae.logvar == "per_channel"  # a shared switch from the file carries
+    assert (swapped.vae.latent_channels, swapped.vae.patch_size) != (base.vae.latent_channels, base.vae.patch_size)
+    later = apply_file_overrides(base, path, ["vae.kind=conventional", "vae.latent_channels=32"])
+    assert later.vae.latent_channels == 32  # the command line's other vae fields still land on the swapped VAE
+
+
 def test_string_values_keep_their_type(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text('[vae]\nsize = "0.9"\n')  # a string that looks like a number stays a string
