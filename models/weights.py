@@ -10,6 +10,11 @@ Three layouts, all safetensors, all read from local paths only:
 - ltxlab's own trained model, `vae.safetensors` / `dit.safetensors` (or the stage folder holding
   it): our key names, the config in its header, so a sweep can fine-tune from an earlier run. Its
   kind must be the config's; any VAE or DiT kind works (the official layouts need ltx / cross-attention).
+The checkpoint's own config is compared with the model's, field by field, before any tensor is
+read: diffusers' `config.json`, the single file's header (`metadata["config"]`, its `vae` and
+`transformer` sections, in LTX-Video's names: the fields that change no tensor shape, such as
+`causal_decoder`, the upsamplers' `residual`, `timestep_scale_multiplier` and the RoPE settings),
+or our artifact's header config (every field but the labels in `_LABELS`). Shapes check the rest.
 Key names of the official layouts are mapped by `models/vae/convert.py` and `models/dit/convert.py`.
 
 Memory: the model is built on the meta device, each tensor is read from the file and cast
@@ -56,8 +61,9 @@ COMPONENTS = {
     "vae": Component("vae", "vae.init", "vae.", "vae", "LTX VAE"),
     "dit": Component("dit", "dit.init", "model.diffusion_model.", "transformer", "LTX transformer"),
 }
-# the VAE config fields a diffusers config.json determines (the rest are labels or ours alone)
-_VAE_LABELS = ("size", "init", "kind")
+# config fields that do not describe the weights: names, the start path, and the DiT's caption
+# padding length (describe and cost read it; the weights take any caption length)
+_LABELS = {"vae": ("size", "init", "kind"), "dit": ("size", "init", "kind", "max_text_tokens")}
 
 
 class WeightsError(ConfigError):
@@ -73,6 +79,9 @@ class Source:
     container: str  # "single_file", "diffusers_folder" or OURS
     config: dict[str, Any] | None  # diffusers' config.json of the component
     meta: dict[str, Any] | None = None  # the header JSON of one of our artifacts (OURS)
+    # a single file's own config: the component's section ("vae" / "transformer") of the JSON in
+    # its header's metadata["config"], in LTX-Video's names (what its from_pretrained builds from)
+    header_config: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,25 @@ def _ours(file: Path, comp: Component, path: Path) -> Source | None:
     return Source(path, (file,), OURS, None, meta)
 
 
+def _single_file(file: Path, comp: Component, path: Path) -> Source:
+    """An official single file, with its header's config section for `comp` when it has one."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            text = (f.metadata() or {}).get("config")
+    except Exception:  # not safetensors: _header says so in its sentence
+        text = None
+    if text is None:
+        return Source(path, (file,), "single_file", None)
+    try:
+        section = json.loads(text).get(comp.subfolder)
+    except (ValueError, AttributeError):
+        raise WeightsError(f"{comp.field}={path}: its header's config is not a JSON object; fix or remove that "
+                           "metadata entry.") from None
+    return Source(path, (file,), "single_file", None, header_config=section)
+
+
 def locate(path: str | Path, component: str) -> Source:
     """Resolve a user's path to the safetensors file(s) of `component` ("vae" or "dit")."""
     comp = COMPONENTS[component]
@@ -125,10 +153,9 @@ def locate(path: str | Path, component: str) -> Source:
     if not path.exists():
         raise WeightsError(f"{_need_sentence(comp, path)}, but nothing exists at that path.")
     if path.is_file():
-        return _ours(path, comp, path) or Source(path, (path,), "single_file", None)
+        return _ours(path, comp, path) or _single_file(path, comp, path)
     if (path / ARTIFACTS[component]).is_file():
-        return _ours(path / ARTIFACTS[component], comp, path) or Source(path, (path / ARTIFACTS[component],),
-                                                                          "single_file", None)
+        return _ours(path / ARTIFACTS[component], comp, path) or _single_file(path / ARTIFACTS[component], comp, path)
     for folder in (path / comp.subfolder, path):
         index, weights = folder / INDEX, folder / WEIGHTS
         if not (index.exists() or weights.exists()):
@@ -196,52 +223,88 @@ def _names(keys: list[str]) -> str:
 
 
 def _config_mismatch(cfg: Any, source: Source, comp: Component) -> None:
-    """For diffusers folders: the config.json must describe the model `cfg` builds; ours: the same kind."""
+    """The checkpoint's own config (diffusers' config.json, a single file's header config, or the
+    kind and config in our artifact's header) must describe the model `cfg` builds, field by field."""
     if source.meta is not None and source.meta.get("kind") != cfg.kind:
         raise WeightsError(f"{comp.field}={source.path} holds a trained {source.meta.get('kind')} "
                            f"{'VAE' if comp.name == 'vae' else 'DiT'}, not {cfg.kind}; set the config's kind to "
                            f"{source.meta.get('kind')} or start from a {cfg.kind} one.")
-    if source.config is None:
-        return
+    where = "config.json" if source.container == "diffusers_folder" else "header config"
+    title = comp.title if source.meta is None else f"trained {cfg.kind} {'VAE' if comp.name == 'vae' else 'DiT'}"
     try:
-        _compare_config(cfg, source, comp)
+        stated = _stated_fields(cfg, source, comp)
     except WeightsError:
         raise
-    except (ConfigError, ValueError, KeyError) as exc:
-        raise WeightsError(f"{comp.field}={source.path}: its config.json does not describe an LTX-Video model "
-                           f"we can build ({exc}).") from None
+    except (ConfigError, ValueError, KeyError, TypeError) as exc:
+        reason = f"it has no {exc}" if isinstance(exc, KeyError) else str(exc).rstrip(".")
+        raise WeightsError(f"{comp.field}={source.path}: its {where} does not describe a {title} we can build "
+                           f"({reason}).") from None
+    if stated is None:
+        return
+    theirs_values, theirs = stated
+    ours_values = {f: getattr(cfg, f) for f in theirs_values}
+    if "decoder_inject_noise" in theirs_values:
+        ours_values["decoder_inject_noise"] = cfg.noise_pattern  # a layout name equals its flags
+    differ = [f for f in theirs_values if _plain(ours_values[f]) != _plain(theirs_values[f])]
+    if differ:
+        shown = ", ".join(f"{f}={_plain(theirs_values[f])} (not {_plain(ours_values[f])})" for f in differ[:SHOWN])
+        raise WeightsError(f"{comp.field}={source.path} holds a {title} with {shown}"
+                           f"{', ...' if len(differ) > SHOWN else ''}; {_hint(theirs, source, comp)}.")
 
 
-def _compare_config(cfg: Any, source: Source, comp: Component) -> None:
-    assert source.config is not None
+def _stated_fields(cfg: Any, source: Source, comp: Component) -> tuple[dict[str, Any], Any] | None:
+    """({our field: the checkpoint's value}, its whole config or None) from the config the checkpoint
+    states, or None when it states none (a single file without a header config: shapes alone check it)."""
+    if source.container == OURS:
+        from models.config import from_dict
+
+        assert source.meta is not None
+        theirs = from_dict(type(cfg), source.meta["config"], f"its {comp.name} config")
+        fields = [f.name for f in dataclasses.fields(cfg) if f.name not in _LABELS[comp.name]]
+        values = {f: getattr(theirs, f) for f in fields}
+        if hasattr(theirs, "noise_pattern") and "decoder_inject_noise" in values:
+            values["decoder_inject_noise"] = theirs.noise_pattern
+        return values, theirs
+    if source.container == "single_file":
+        if source.header_config is None:
+            return None
+        if comp.name == "vae":
+            from models.vae.convert import fields_from_original as vae_fields
+
+            return vae_fields(source.header_config), None
+        from models.dit.convert import fields_from_original as dit_fields
+
+        return dit_fields(source.header_config), None
+    if source.config is None:
+        return None
     if comp.name == "vae":
         from models.vae.convert import config_from_diffusers
 
         theirs = config_from_diffusers(source.config)
-        fields = [f.name for f in dataclasses.fields(cfg) if f.name not in _VAE_LABELS]
-        ours_values = {f: getattr(cfg, f) for f in fields}
-        theirs_values = {f: getattr(theirs, f) for f in fields}
-        if isinstance(cfg.decoder_inject_noise, str) or isinstance(theirs.decoder_inject_noise, str):
-            ours_values["decoder_inject_noise"] = cfg.noise_pattern  # a layout name equals its flags
-            theirs_values["decoder_inject_noise"] = theirs.noise_pattern
-    else:
-        from models.dit.convert import config_from_diffusers
+        fields = [f.name for f in dataclasses.fields(cfg) if f.name not in _LABELS["vae"]]
+        values = {f: getattr(theirs, f) for f in fields}
+        values["decoder_inject_noise"] = theirs.noise_pattern
+        return values, theirs
+    from models.dit.convert import config_from_diffusers as dit_from_diffusers
 
-        theirs = config_from_diffusers(source.config, vae_temporal_compression=cfg.vae_temporal_compression,
-                                       vae_spatial_compression=cfg.vae_spatial_compression)
-        fields = ["in_channels", "num_layers", "num_heads", "head_dim", "caption_channels", "norm_eps"]
-        ours_values = {f: getattr(cfg, f) for f in fields}
-        theirs_values = {f: getattr(theirs, f) for f in fields}
-    differ = [f for f in ours_values if ours_values[f] != theirs_values[f]]
-    if differ:
-        shown = ", ".join(f"{f}={_plain(theirs_values[f])} (not {_plain(ours_values[f])})" for f in differ[:SHOWN])
-        hint = _preset_hint(theirs, comp)
-        raise WeightsError(f"{comp.field}={source.path} holds a {comp.title} with {shown}"
-                           f"{', ...' if len(differ) > SHOWN else ''}; {hint}.")
+    theirs = dit_from_diffusers(source.config, vae_temporal_compression=cfg.vae_temporal_compression,
+                                vae_spatial_compression=cfg.vae_spatial_compression)
+    fields = ["in_channels", "num_layers", "num_heads", "head_dim", "caption_channels", "norm_eps"]
+    return {f: getattr(theirs, f) for f in fields}, theirs
 
 
 def _plain(value: Any) -> Any:
     return list(_plain(v) for v in value) if isinstance(value, tuple) else value
+
+
+def _hint(theirs: Any, source: Source, comp: Component) -> str:
+    """How to fix a config that differs from the checkpoint's."""
+    if source.container == OURS:
+        return (f"start from the config it was trained with (its header; `ltxlab inspect {comp.name} --init "
+                f"{source.path}` shows it) or from a checkpoint of this config")
+    if source.container == "single_file":
+        return "set those fields to the checkpoint's (its header config states them)"
+    return _preset_hint(theirs, comp)
 
 
 def _preset_hint(theirs: Any, comp: Component) -> str:

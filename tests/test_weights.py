@@ -120,8 +120,33 @@ def dit_cfg_for(model: Any) -> Any:
     return config_from_diffusers(model.config)
 
 
-def write_single_file(path: Path, vae: Any, dit: Any, *, drop: tuple[str, ...] = (), extra: dict | None = None) -> Path:
-    """ltx-video-2b-v0.9.1.safetensors' layout: both models in one file, original names, prefixed."""
+def original_header(dit: Any) -> dict[str, Any]:
+    """The `config` JSON of ltx-video-2b-v0.9.1.safetensors' header (what LTX-Video's from_pretrained builds
+    from), at the tiny VAE's and `dit`'s sizes: blocks listed pixel side first, the mid-block last."""
+    res = lambda noise: ["res_x", {"num_layers": 1, "inject_noise": noise}]  # noqa: E731
+    up = ["compress_all", {"residual": True, "multiplier": 2}]
+    vae = {"_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128,
+           "encoder_blocks": [["res_x", {"num_layers": 1}], ["compress_all", {}], ["res_x_y", 1]] * 2
+           + [["res_x", {"num_layers": 1}], ["compress_all", {}], ["res_x", {"num_layers": 1}], ["res_x", {"num_layers": 1}]],
+           "decoder_blocks": [res(True), up, res(True), up, res(True), up, res(False)], "scaling_factor": 1.0,
+           "norm_layer": "pixel_norm", "patch_size": 4, "latent_log_var": "uniform", "use_quant_conv": False,
+           "causal_decoder": False, "timestep_conditioning": True}
+    c = dit.config
+    transformer = {"_class_name": "Transformer3DModel", "activation_fn": "gelu-approximate", "attention_bias": True,
+                   "attention_head_dim": c.attention_head_dim, "num_attention_heads": c.num_attention_heads,
+                   "cross_attention_dim": c.cross_attention_dim, "in_channels": c.in_channels, "out_channels": c.in_channels,
+                   "num_layers": c.num_layers, "caption_channels": c.caption_channels, "norm_eps": 1e-6,
+                   "norm_elementwise_affine": False, "adaptive_norm": "single_scale_shift", "standardization_norm": "rms_norm",
+                   "qk_norm": "rms_norm", "positional_embedding_type": "rope", "positional_embedding_theta": 10000.0,
+                   "positional_embedding_max_pos": [20, 2048, 2048], "timestep_scale_multiplier": 1000,
+                   "project_to_2d_pos": True}
+    return {"vae": vae, "transformer": transformer}
+
+
+def write_single_file(path: Path, vae: Any, dit: Any, *, drop: tuple[str, ...] = (), extra: dict | None = None,
+                      header: dict | None = None) -> Path:
+    """ltx-video-2b-v0.9.1.safetensors' layout: both models in one file, original names, prefixed;
+    `header`: the `config` JSON its metadata carries (`original_header`), or none."""
     state: dict[str, torch.Tensor] = {}
     for key, value in vae.state_dict().items():
         state["vae." + original_vae_key(key)] = value.contiguous()
@@ -134,7 +159,7 @@ def write_single_file(path: Path, vae: Any, dit: Any, *, drop: tuple[str, ...] =
     for key in drop:
         del state[key]
     state.update(extra or {})
-    save_file(state, str(path), metadata={"format": "pt"})
+    save_file(state, str(path), metadata={"format": "pt", **({"config": json.dumps(header)} if header else {})})
     return path
 
 
@@ -332,6 +357,42 @@ def test_a_config_that_differs_is_named_field_by_field(models, checkpoints) -> N
     mmdit = dataclasses.replace(models["dit_cfg"], text_conditioning="mmdit", init=str(checkpoints["folder"]))
     with pytest.raises(weights.WeightsError, match="cross-attention transformer"):
         weights.load_dit(mmdit)
+
+
+def test_a_single_files_header_config_is_compared_field_by_field(models, tmp_path) -> None:
+    header = original_header(models["dit"])
+    path = write_single_file(tmp_path / "header.safetensors", models["vae"], models["dit"], header=header)
+    vae_cfg = dataclasses.replace(models["vae_cfg"], init=str(path))
+    dit_cfg = dataclasses.replace(models["dit_cfg"], init=str(path))
+    weights.check(vae_cfg, "vae")  # the header describes these configs
+    weights.check(dit_cfg, "dit")
+    for change, said in (({"decoder_upsample_residual": False}, "decoder_upsample_residual=True (not False)"),
+                         ({"decoder_causal": True}, "decoder_causal=False (not True)")):  # no tensor shape changes
+        with pytest.raises(weights.WeightsError) as exc:
+            weights.check(dataclasses.replace(vae_cfg, **change), "vae")
+        assert said in _one_sentence(exc) and "its header config states them" in str(exc.value)
+    with pytest.raises(weights.WeightsError, match=r"timestep_scale=1000.0 \(not 1.0\), rope_max_positions=\[20.0, 2048.0"):
+        weights.check(dataclasses.replace(dit_cfg, timestep_scale=1.0, rope_max_positions=(1.0, 1.0, 1.0)), "dit")
+    header["transformer"]["causal_temporal_positioning"] = True  # LTX-Video 0.9.5 and later
+    path = write_single_file(tmp_path / "causal.safetensors", models["vae"], models["dit"], header=header)
+    with pytest.raises(weights.WeightsError) as exc:
+        weights.check(dataclasses.replace(dit_cfg, init=str(path)), "dit")
+    assert "causal_temporal_positioning=true" in _one_sentence(exc) and "cannot express" in str(exc.value)
+
+
+def test_our_artifacts_header_config_is_compared_field_by_field(models, tmp_path) -> None:
+    from ablations.artifacts import FORMATS
+    from models import tensor_file
+    from models.config import to_dict
+
+    cfg = dataclasses.replace(models["dit_cfg"], rope_spacing="linear")
+    path = tmp_path / "dit.safetensors"
+    tensor_file.save(path, cfg.build().state_dict(), {"format": FORMATS["dit"], "kind": cfg.kind, "config": to_dict(cfg)})
+    weights.check(dataclasses.replace(cfg, init=str(tmp_path), max_text_tokens=7), "dit")  # a label, not the weights
+    with pytest.raises(weights.WeightsError) as exc:
+        weights.check(dataclasses.replace(models["dit_cfg"], init=str(tmp_path)), "dit")  # the same shapes
+    text = _one_sentence(exc)
+    assert "holds a trained ltx_dit DiT with rope_spacing=linear (not exp)" in text and "ltxlab inspect dit" in text
 
 
 def test_a_file_without_this_component(models, tmp_path) -> None:

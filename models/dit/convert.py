@@ -130,6 +130,41 @@ def split_diffusers_ltx(
     return out, sorted(set(state) - used)
 
 
+_QK_NORMS = {"rms_norm": "rms_across_heads", None: "none"}  # LTX-Video's qk_norm -> ours
+
+
+def fields_from_original(config: dict) -> dict:
+    """The original single file's header `config["transformer"]` (LTX-Video's `Transformer3DModel`
+    arguments, with its defaults) -> {our DiTConfig field: value} for the fields it states.
+
+    Raises ConfigError naming a setting our DiT cannot express: a position scheme other than
+    RoPE, or `causal_temporal_positioning` (LTX-Video 0.9.5 and later: its pipeline shifts every
+    latent frame's time coordinate but the first back by vae_temporal_compression - 1 frames,
+    `prepare_conditioning(causal_fix=...)`; our RoPE places latent frame i at i x that factor).
+    """
+    from models.config import ConfigError
+
+    c = dict(config)
+    if c.get("positional_embedding_type", "rope") != "rope":
+        raise ConfigError(f"header config positional_embedding_type={c['positional_embedding_type']!r}: our DiT "
+                          "has RoPE only.")
+    if c.get("causal_temporal_positioning", False):
+        raise ConfigError("header config causal_temporal_positioning=true (LTX-Video 0.9.5 and later) shifts the "
+                          "frames' RoPE times in a way our DiT cannot express.")
+    if c.get("qk_norm") not in _QK_NORMS:
+        raise ConfigError(f"header config qk_norm={c['qk_norm']!r}: our DiT has rms_norm or none only.")
+    if c.get("adaptive_norm", "single_scale_shift") != "single_scale_shift":
+        raise ConfigError(f"header config adaptive_norm={c['adaptive_norm']!r}: our DiT has single_scale_shift only.")
+    return dict(
+        in_channels=c["in_channels"], num_layers=c.get("num_layers", 1), num_heads=c.get("num_attention_heads", 16),
+        head_dim=c.get("attention_head_dim", 88), caption_channels=c["caption_channels"], norm_eps=c.get("norm_eps", 1e-5),
+        qk_norm=_QK_NORMS[c.get("qk_norm")],
+        timestep_scale=float(c.get("timestep_scale_multiplier") or 1.0),  # None: LTX feeds t unscaled
+        rope_theta=float(c["positional_embedding_theta"]),
+        rope_max_positions=tuple(float(x) for x in c["positional_embedding_max_pos"]),
+    )
+
+
 def config_from_diffusers(
     diffusers_config: dict, *, vae_temporal_compression: int = 8, vae_spatial_compression: int = 32
 ) -> "DiTConfig":

@@ -175,10 +175,10 @@ def is_original_vae_layout(keys: Any) -> bool:
 _DOWNSAMPLE_STRIDES = {"spatial": (1, 2, 2), "temporal": (2, 1, 1), "spatiotemporal": (2, 2, 2)}
 
 
-def _all_same(values: Any, name: str) -> Any:
+def _all_same(values: Any, name: str, where: str = "diffusers config") -> Any:
     values = tuple(values)
     if len(set(values)) != 1:
-        raise ConfigError(f"diffusers config {name}={values} varies per block; our VAE needs one value.")
+        raise ConfigError(f"{where} {name}={values} varies per block; our VAE needs one value.")
     return values[0]
 
 
@@ -266,6 +266,44 @@ def config_from_diffusers(
                        ("temporal_compression_ratio", out.temporal_compression)):
         if cfg.get(name) not in (None, ours):
             raise ConfigError(f"diffusers config {name}={cfg[name]} but its blocks compress by {ours}.")
+    return out
+
+
+# what LTX-Video's CausalVideoAutoencoder.from_config reads that our VAE has one value of: (ours, its default)
+_ORIGINAL_FIXED = {"dims": (3, 3), "norm_layer": ("pixel_norm", "group_norm"), "use_quant_conv": (False, True),
+                   "normalize_latent_channels": (False, False), "spatial_padding_mode": ("zeros", "zeros"),
+                   "scaling_factor": (1.0, 1.0)}
+
+
+def fields_from_original(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The original single file's header `config["vae"]` -> {our field: value} for the fields it states.
+
+    Reads what LTX-Video's `CausalVideoAutoencoder.from_config` reads, with its defaults. The
+    block lists' widths and depths are left to the tensor shapes, which check them; what changes
+    no shape is mapped: `causal_decoder`, `timestep_conditioning`, and the decoder upsamplers'
+    `residual` and `multiplier` (a `compress_all` block's parameters; other upsamplers have
+    neither). Raises ConfigError naming a value our VAE cannot express.
+    """
+    c = dict(config)
+    if c.get("_class_name", "CausalVideoAutoencoder") != "CausalVideoAutoencoder":
+        raise ConfigError(f"header config _class_name={c['_class_name']!r} is not LTX-Video's CausalVideoAutoencoder.")
+    for name, (ours, default) in _ORIGINAL_FIXED.items():
+        value = c.get(name, default)
+        if value != ours and not (name == "dims" and value == [3]):
+            raise ConfigError(f"header config {name}={value!r}: our VAE has {name}={ours!r} only.")
+    logvar = c.get("latent_log_var", "per_channel" if c.get("double_z", True) else "none")
+    if logvar not in ("uniform", "per_channel"):
+        raise ConfigError(f"header config latent_log_var={logvar!r}: our VAE has uniform or per_channel only.")
+    upsamplers = [params if isinstance(params, dict) and name == "compress_all" else {}
+                  for name, params in c.get("decoder_blocks", c.get("blocks", ())) if name.startswith("compress")]
+    out = dict(in_channels=c.get("in_channels", 3), latent_channels=c["latent_channels"], patch_size=c.get("patch_size", 1),
+               logvar=logvar, decoder_causal=bool(c.get("causal_decoder", False)),
+               decoder_timestep_conditioning=bool(c.get("timestep_conditioning", False)))
+    if upsamplers:
+        out["decoder_upsample_residual"] = bool(_all_same((p.get("residual", False) for p in upsamplers),
+                                                          "decoder_blocks residual", "header config"))
+        out["decoder_upsample_factor"] = _all_same((p.get("multiplier", 1) for p in upsamplers),
+                                                   "decoder_blocks multiplier", "header config")
     return out
 
 
