@@ -1,19 +1,29 @@
 """Decode and encode mp4 files with PyAV, and convert frames to and from model tensors.
 
 Conventions (docs/design.md, `clips/`): frames on disk and in `Clip` are uint8 `(T, H, W, 3)` RGB; the
-models take `(C, T, H, W)` floats in [-1, 1]. Written files are H.264 / yuv420p at the
+models take `(C, T, H, W)` floats in [-1, 1].
+
+Every decoder of the house numbers frames the same way (`grid_frames`): frame n of a file is
+the picture shown at `t0 + n / fps`, where `fps` is the stream's average rate and `t0` its start
+time, each grid point taking the decoded frame nearest it (the latest one starting no more
+than half a frame after it), as FFmpeg's `fps` filter does. For a constant-frame-rate file this
+is simply the n-th frame in presentation order; a variable-frame-rate file (phones, screen
+captures) is resampled to its average rate, so frames are evenly spaced in time, a clip's
+`fps` is true, and reading a range after a seek gives the same frames as reading from frame 0.
+Frames are turned upright by the stream's display matrix (`rotation_turns`): a portrait phone
+video, stored landscape with a 90 degree rotation, decodes portrait, as players show it. Written files are H.264 / yuv420p at the
 clip's native frame rate with the moov atom up front (`+faststart`), so a browser can
 start playing them before they are fully downloaded (the survey and dashboard serve them).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from fractions import Fraction
 from pathlib import Path
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -70,17 +80,17 @@ def read_video(
             if not container.streams.video:
                 raise ClipError(f"Video file {path} has no video stream; pass a file with video.")
             stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            rate = stream_rate(stream)
+            if not rate:
+                raise ClipError(f"Video file {path} has no frame rate; re-encode it with a fixed fps.")
             frames = []
-            for frame in container.decode(stream):
+            for _, frame in grid_frames(container, stream, end=max_frames):
+                turns = rotation_turns(frame)
                 if short_side is None:
-                    frames.append(frame.to_ndarray(format="rgb24"))
+                    frames.append(frame_rgb(frame, turns))
                 else:
-                    height, width = resized_hw(frame.height, frame.width, short_side)
-                    frames.append(frame.to_ndarray(
-                        format="rgb24", height=height, width=width, interpolation="AREA"))
-                if max_frames is not None and len(frames) >= max_frames:
-                    break
+                    height, width = resized_hw(*upright_hw(frame, turns), short_side)
+                    frames.append(frame_rgb(frame, turns, width=width, height=height))
     except ClipError:
         raise
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
@@ -90,9 +100,117 @@ def read_video(
         ) from exc
     if not frames:
         raise ClipError(f"Video file {path} contains no decodable frames; replace it with a valid mp4.")
-    if not rate:
-        raise ClipError(f"Video file {path} has no frame rate; re-encode it with a fixed fps.")
     return np.stack(frames), float(rate)  # (T, H, W, 3)
+
+
+def stream_rate(stream) -> Fraction | None:
+    """The frame rate frames are numbered at: the average rate (guessed or base rate without one)."""
+    return stream.average_rate or stream.guessed_rate or stream.base_rate or None
+
+
+def rotation_turns(frame) -> int:
+    """Quarter turns (np.rot90's k, counter-clockwise) that show a decoded frame upright.
+
+    From the frame's display matrix (an mp4 `tkhd` matrix or FFmpeg's display-matrix side
+    data): FFmpeg reports the angle the picture must be turned counter-clockwise, e.g. -90
+    for a phone held upright (the stored landscape frame is shown turned clockwise).
+    """
+    angle = getattr(frame, "rotation", 0) or 0
+    return int(round(float(angle) / 90.0)) % 4
+
+
+def upright_hw(frame, turns: int) -> tuple[int, int]:
+    """(height, width) of a decoded frame as it is shown (after `turns` quarter turns)."""
+    return (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
+
+
+def frame_rgb(frame, turns: int = 0, *, width: int | None = None, height: int | None = None) -> np.ndarray:
+    """uint8 `(H, W, 3)` RGB of a decoded frame, upright; `width` x `height` is the upright output size
+    (None: native), scaled inside swscale (area interpolation) before the turn."""
+    if width is None or height is None:
+        rgb = frame.to_ndarray(format="rgb24")
+    else:
+        coded_w, coded_h = (height, width) if turns % 2 else (width, height)
+        rgb = frame.to_ndarray(format="rgb24", width=coded_w, height=coded_h, interpolation="AREA")
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
+def grid_count(seconds: float, rate: float) -> int:
+    """Grid points (frames) of a stream whose frames end `seconds` after its start."""
+    return max(0, _grid_index(seconds, rate))
+
+
+def _grid_index(seconds: float, rate: float) -> int:
+    """First grid point a frame starting at `seconds` serves: the smallest n with n + 1/2 >= seconds * rate."""
+    return int(math.ceil(seconds * rate - 0.5 - 1e-6))
+
+
+# a seek lands on the keyframe before its target in mp4/mkv; MPEG-TS seeks by byte estimate and
+# can land after it, so a read that starts too late seeks again this many seconds earlier
+_SEEK_BACKOFF_S = (0.0, 1.0, 5.0, 30.0)
+
+
+def grid_frames(container, stream, start: int = 0, end: int | None = None) -> Iterator[tuple[int, Any]]:
+    """(n, decoded frame) for every grid point n in `[start, end)` (see the module docstring).
+
+    `start > 0` seeks to the keyframe before the grid point; when the seek lands after it (an
+    MPEG-TS byte-estimated seek), it seeks again earlier, and finally from the stream's start,
+    so the frames are the same as when decoding from frame 0.
+
+    Raises:
+        ClipError: the stream has no frame rate.
+    """
+    rate_q = stream_rate(stream)
+    if not rate_q:
+        raise ClipError(f"Video file {container.name} has no frame rate; re-encode it with a fixed fps.")
+    rate, tb, t0 = float(rate_q), stream.time_base, stream.start_time or 0
+    backoffs = _SEEK_BACKOFF_S if start > 0 and tb else (None,)
+    for attempt, back in enumerate(backoffs):
+        target = None if back is None else start / rate - back
+        last_try = attempt == len(backoffs) - 1 or (target is not None and target <= 0)
+        if target is not None and not last_try:
+            container.seek(t0 + int(target / float(tb)), stream=stream, backward=True, any_frame=False)
+        elif target is not None:
+            container.seek(0)  # the file's start (a timestamp seek to t0 itself can land late in MPEG-TS)
+        frames = _grid_from(container.decode(stream), rate, tb, t0, start, end, exact_start=not last_try)
+        first = next(frames, None)
+        if first is _LATE or (first is None and not last_try):
+            continue  # the seek overshot (past the target, or past the end): try from earlier
+        if first is not None:
+            yield first
+            yield from frames
+        return
+
+
+_LATE = object()  # _grid_from's first item when the first decoded frame comes after `start`
+
+
+def _grid_from(decoded, rate: float, tb, t0: int, start: int, end: int | None, exact_start: bool):
+    """The grid points `[start, end)` of a decoded-frame iterator (`_LATE` first if it starts too late)."""
+    n, prev, seconds, count = start, None, 0.0, 0
+    for frame in decoded:
+        # a frame without a timestamp (rare raw streams) is taken to follow its predecessor by one frame
+        seconds = float((frame.pts - t0) * tb) if frame.pts is not None and tb else count / rate
+        count += 1
+        claim = _grid_index(seconds, rate)
+        if prev is None:
+            if claim > start and exact_start:
+                yield _LATE
+                return
+            claim = min(claim, start)  # the first frame of the stream also serves the grid points before it
+        while n < claim and (end is None or n < end):
+            yield n, prev
+            n += 1
+        if end is not None and n >= end:
+            return
+        prev = frame
+    if prev is None:
+        return
+    duration = float(prev.duration * tb) if getattr(prev, "duration", None) and tb else 1.0 / rate
+    stop = max(n, _grid_index(seconds + duration, rate))  # grid points the last frame covers
+    while n < stop and (end is None or n < end):
+        yield n, prev
+        n += 1
 
 
 def resized_hw(height: int, width: int, short_side: int) -> tuple[int, int]:

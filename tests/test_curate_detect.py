@@ -25,7 +25,7 @@ from clips.curate.probe import REASONS, ProbeConfig, ProbeError, probe_many, rea
 from clips.curate.shots import (ShotConfig, find_cuts, find_cuts_file, shot_clips_file,
                                 shots_from_cuts, split_shots)
 from clips.errors import ClipError
-from clips.io import read_video
+from clips.io import read_video, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -193,6 +193,83 @@ def test_read_frames_ranges_and_indices_match_a_full_decode(tmp_path):
     assert read_frames(v.path, width=80).shape == (40, 48, 80, 3)
     with pytest.raises(ClipError):
         read_frames(v.path, start=50)
+
+
+def _stamped_video(path: Path, times_ms: list[int], *, fmt: str = "mp4", gop: int = 12, cut: int | None = None,
+                   size: tuple[int, int] = (32, 32)) -> Path:
+    """A tiny H.264 file whose frame i (shown at times_ms[i]) has grey level 4*i on its top half
+    (its number, readable from pixels) and, from frame `cut` on, a white bottom half (a hard cut)."""
+    import av
+    from fractions import Fraction
+
+    h, w = size
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"g": str(gop), "crf": "1"}
+        for i, t in enumerate(times_ms):
+            img = np.zeros((h, w, 3), np.uint8)
+            img[: h // 2] = 4 * i
+            if cut is not None and i >= cut:
+                img[h // 2:] = 255
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def _numbers(frames: np.ndarray) -> list[int]:
+    return [int(round(float(f[2:6, 2:6].mean()) / 4)) for f in frames]
+
+
+def test_variable_frame_rate_is_numbered_alike_by_probe_shots_and_every_read(tmp_path):
+    # 10 fps for 20 frames, then 50 fps: the cut (frame 30) is at 2.2 s of 2.62 s
+    times = [100 * i for i in range(20)] + [2000 + 20 * i for i in range(30)]
+    path = _stamped_video(tmp_path / "vfr.mp4", times, cut=30)
+    full = read_frames(path)
+    info = probe.probe(path)
+    cuts, decoded = find_cuts_file(path, ShotConfig(min_scene_len=3))
+    assert info.frames == decoded == len(full)  # one numbering: probe, the shot scan, a full read
+    first_cut_frame = next(i for i, f in enumerate(full) if f[-4, 4, 0] > 128)
+    assert cuts == [first_cut_frame]  # the cut's number is the frame read_frames gives under it
+    # the grid is the average rate: frame n is the latest source frame starting by (n + 1/2) / fps
+    shown = [max(i for i, t in enumerate(times) if t <= 1000 * (n + 0.5) / info.fps) for n in range(len(full))]
+    assert _numbers(full) == shown
+    for start in range(1, len(full) - 4, 3):  # a seek lands where reading from frame 0 does
+        np.testing.assert_array_equal(read_frames(path, start=start, end=start + 4), full[start:start + 4])
+    np.testing.assert_array_equal(read_frames(path, indices=[33, 5]), full[[5, 33]])
+
+
+def test_mpeg_ts_seeks_that_land_late_are_redone(tmp_path):
+    path = _stamped_video(tmp_path / "cam.ts", [40 * i for i in range(60)], fmt="mpegts", gop=10, size=(64, 64))
+    full = read_frames(path)
+    assert _numbers(full) == list(range(60))
+    for start in range(1, 56, 3):  # MPEG-TS seeks by byte estimate and overshoots some of these
+        assert _numbers(read_frames(path, start=start, end=start + 4)) == list(range(start, start + 4))
+
+
+def test_rotation_metadata_is_honoured(tmp_path):
+    import struct
+
+    frames = np.zeros((6, 32, 64, 3), np.uint8)
+    frames[:, :, :32] = (255, 0, 0)  # the stored (landscape) frame's left half is red
+    path = tmp_path / "phone.mp4"
+    write_video(path, frames, 24.0)
+    data = bytearray(path.read_bytes())
+    tkhd = data.find(b"tkhd")  # version 0: 4 flags, 5 x 4 times/ids, 8 reserved, 4 x 2 layer..volume
+    offset = tkhd + 4 + 4 + 20 + 8 + 8
+    data[offset:offset + 36] = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 32 << 16, 0, 1 << 30)  # 90 deg, as phones write
+    path.write_bytes(bytes(data))
+    info = probe.probe(path)
+    assert (info.width, info.height, info.rotation) == (32, 64, 3)  # portrait, as players show it
+    video, _ = read_video(path)
+    assert video.shape == (6, 64, 32, 3)
+    assert video[0, 8, 16, 0] > 200 and video[0, 56, 16, 0] < 50  # turned clockwise: the red half is on top
+    np.testing.assert_array_equal(read_frames(path, start=2, end=4), video[2:4])
+    assert read_frames(path, start=1, end=2, width=16).shape == (1, 32, 16, 3)
+    assert read_video(path, short_side=16)[0].shape == (6, 32, 16, 3)
 
 
 # ----------------------------------------------------------------------------- shots

@@ -35,6 +35,7 @@ import av
 import numpy as np
 
 from clips.errors import ClipError
+from clips.io import frame_rgb, grid_count, grid_frames, rotation_turns, upright_hw
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,11 @@ class Probe:
     path: Path
     duration_s: float  # the video stream's duration (container duration if the stream has none)
     fps: float  # average frame rate of the video stream
-    frames: int  # frame count from the container index, else round(duration_s * fps)
-    width: int  # coded picture width in pixels
-    height: int  # coded picture height in pixels
+    frames: int  # frames `read_frames` numbers: from the stream's end timestamp at `fps` (the container
+    # index's count for a fixed frame rate), else the index's count, else round(duration_s * fps)
+    width: int  # picture width in pixels as shown (after the display matrix's rotation)
+    height: int  # picture height in pixels as shown
+    rotation: int = 0  # quarter turns (np.rot90's k) applied to decoded frames to show them upright
     codec: str  # FFmpeg codec name, e.g. "h264"
     size_bytes: int  # file size on disk
     container: str  # FFmpeg demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
@@ -170,14 +173,15 @@ def _duration_s(container, stream) -> float:
 
 
 def _tail_is_truncated(container, stream, size_bytes: int, fps: float, duration_s: float,
-                       cfg: ProbeConfig) -> str | None:
-    """Why the end of the video stream is missing, or None when it is complete.
+                       cfg: ProbeConfig) -> tuple[str | None, int | None]:
+    """(why the end of the video stream is missing or None when it is complete, the stream's end
+    timestamp when every tail packet carries a duration, else None).
 
     Seeks to the last keyframe before the stated end and demuxes the rest: in a complete
     file every packet is whole, lies inside the file, and the last one reaches the end.
     """
     if stream.duration is None or not stream.time_base:
-        return None  # nothing to compare against (e.g. a raw stream)
+        return None, None  # nothing to compare against (e.g. a raw stream)
     start = stream.start_time or 0
     try:
         container.seek(start + stream.duration, stream=stream, backward=True, any_frame=False)
@@ -187,13 +191,13 @@ def _tail_is_truncated(container, stream, size_bytes: int, fps: float, duration_
     duration_sum, all_timed = 0, True
     for count, packet in enumerate(container.demux(stream)):
         if count >= cfg.tail_max_packets:
-            return None  # give up rather than read an unbounded tail; assume complete
+            return None, None  # give up rather than read an unbounded tail; assume complete
         if packet.size == 0 and packet.pts is None:
             continue  # the flush packet at EOF
         if packet.is_corrupt:
-            return "ends in a partial packet"
+            return "ends in a partial packet", None
         if packet.pos is not None and packet.pos >= 0 and packet.pos + packet.size > size_bytes:
-            return "has packets past the end of the file"
+            return "has packets past the end of the file", None
         if packet.pts is None:
             all_timed = False
             continue
@@ -203,7 +207,7 @@ def _tail_is_truncated(container, stream, size_bytes: int, fps: float, duration_
         all_timed = all_timed and bool(packet.duration)
         duration_sum += packet.duration or 0
     if last_end is None:
-        return "has no packets at the end of its video stream"
+        return "has no packets at the end of its video stream", None
     stated_end = start + stream.duration
     # Packets from the keyframe on carry durations that add up to the rest of the stream
     # (B-frames reorder timestamps, so the largest pts+duration can hide a missing last
@@ -211,8 +215,8 @@ def _tail_is_truncated(container, stream, size_bytes: int, fps: float, duration_
     covered = first_pts + duration_sum if all_timed else last_end
     missing_s = (stated_end - covered) * float(stream.time_base)
     if missing_s > cfg.end_tolerance_frames / fps:
-        return f"stops {missing_s:.2f} s before its stated duration of {duration_s:.2f} s"
-    return None
+        return f"stops {missing_s:.2f} s before its stated duration of {duration_s:.2f} s", None
+    return None, (covered if all_timed else None)
 
 
 def _probe(path: Path, cfg: ProbeConfig) -> Probe:
@@ -254,15 +258,18 @@ def _probe(path: Path, cfg: ProbeConfig) -> Probe:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
         width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+        rotation = 0  # known once a frame is decoded (the display matrix travels with the frames)
         if not (fps > 0 and math.isfinite(fps)):
             raise _fail(path, "bad_metadata", "has no frame rate; re-encode it with a fixed fps")
         duration_s = _duration_s(container, stream)
         if frames <= 0:
             frames = int(round(duration_s * fps))
         if cfg.check_tail:
-            why = _tail_is_truncated(container, stream, size_bytes, fps, duration_s, cfg)
+            why, stream_end = _tail_is_truncated(container, stream, size_bytes, fps, duration_s, cfg)
             if why:
                 raise _fail(path, "truncated", f"{why}: truncated; re-download or re-encode it")
+            if stream_end is not None:  # the frames `read_frames` numbers (equal to the index for a fixed rate)
+                frames = grid_count(float((stream_end - (stream.start_time or 0)) * stream.time_base), fps)
         if cfg.decode_first_frame:
             container.seek(stream.start_time or 0, stream=stream, backward=True, any_frame=False)
             first = None
@@ -272,14 +279,16 @@ def _probe(path: Path, cfg: ProbeConfig) -> Probe:
             if first is None:
                 raise _fail(path, "undecodable", "has a video stream but no decodable frame; "
                             "replace it with a valid mp4")
-            width, height = int(first.width), int(first.height)
+            rotation = rotation_turns(first)
+            height, width = upright_hw(first, rotation)
         if width <= 0 or height <= 0:
             raise _fail(path, "bad_metadata", f"has an invalid frame size {width}x{height}")
         if frames < cfg.min_frames:
             raise _fail(path, "bad_metadata", f"has {frames} frames, fewer than the "
                         f"{cfg.min_frames} required")
         return Probe(path=path, duration_s=duration_s, fps=fps, frames=frames, width=width,
-                     height=height, codec=codec, size_bytes=size_bytes, container=format_name)
+                     height=height, rotation=rotation, codec=codec, size_bytes=size_bytes,
+                     container=format_name)
 
 
 def probe(path: str | os.PathLike, cfg: ProbeConfig = ProbeConfig()) -> Probe:
@@ -327,15 +336,18 @@ def read_frames(
 ) -> np.ndarray:
     """Decode frames `[start, end)` of the first video stream, or only the given `indices`.
 
-    Frames are numbered from 0 in decode (presentation) order. Decoding starts at the
-    keyframe before `start` (a seek), so reading a clip late in a long file does not decode
-    the whole file; only kept frames are converted to RGB.
+    Frames are numbered as `clips.io.grid_frames` numbers them (presentation order for a
+    constant frame rate; a variable-rate file resampled to its average rate), upright by the
+    stream's display matrix. Decoding starts at the keyframe before `start` (a seek, checked:
+    one that lands late is redone earlier), so reading a clip late in a long file does not
+    decode the whole file and gives the frames reading from 0 would; only kept frames are
+    converted to RGB.
 
     Args:
         indices: if given, keep only these frame numbers (sorted, deduplicated) within
             `[start, end)`; missing numbers past the end are silently absent.
-        width: resize to this width while converting (height keeps the aspect, rounded to
-            even; area interpolation). None keeps the native size.
+        width: resize to this (upright) width while converting (height keeps the aspect,
+            rounded to even; area interpolation). None keeps the native size.
     Returns:
         uint8 `(N, H, W, 3)` RGB.
     Raises:
@@ -355,28 +367,15 @@ def read_frames(
                 raise ClipError(f"Video file {path} has no video stream; pass a file with video.")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            rate = stream.average_rate or stream.guessed_rate
-            tb = stream.time_base
-            t0 = stream.start_time or 0
-            index = 0
-            if start > 0 and rate and tb:
-                target = t0 + int(start / float(rate) / float(tb))
-                container.seek(target, stream=stream, backward=True, any_frame=False)
-                index = None  # recomputed from the first decoded frame's timestamp
-            for frame in container.decode(stream):
-                if index is None:
-                    index = int(round(float((frame.pts - t0) * tb) * float(rate))) if \
-                        frame.pts is not None else 0
-                if end is not None and index >= end:
-                    break
-                if index >= start and (keep is None or index in keep):
+            for index, frame in grid_frames(container, stream, start, end):
+                if keep is None or index in keep:
+                    turns = rotation_turns(frame)
                     if width is None:
-                        out.append(frame.to_ndarray(format="rgb24"))
+                        out.append(frame_rgb(frame, turns))
                     else:
-                        h = max(2, int(round(frame.height * width / frame.width / 2)) * 2)
-                        out.append(frame.to_ndarray(format="rgb24", width=width, height=h,
-                                                    interpolation="AREA"))
-                index += 1
+                        up_h, up_w = upright_hw(frame, turns)
+                        height = max(2, int(round(up_h * width / up_w / 2)) * 2)
+                        out.append(frame_rgb(frame, turns, width=width, height=height))
     except ClipError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:

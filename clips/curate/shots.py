@@ -10,10 +10,12 @@ the maximum is chopped into consecutive pieces of exactly the maximum length, an
 (or shot) shorter than the minimum is dropped. Clips are `(start_frame, end_frame)` with
 `end_frame` exclusive, in the file's frame numbers.
 
-Two entry points share one detector: `find_cuts_file` lets PySceneDetect decode the file
-itself (its PyAV backend and `SceneManager`), `find_cuts` runs the same detector over a
-frame array (tests, or frames already in memory). Both downscale frames wider than
-`detect_width` by the same integer factor before scoring, as `SceneManager` does.
+Two entry points share one detector loop: `find_cuts_file` streams a file's frames through
+it, decoded and numbered as every other reader of the house decodes them
+(`clips.io.grid_frames`: variable-frame-rate files are resampled to their average rate, so a
+cut's frame number is the frame `probe.read_frames` returns under that number); `find_cuts`
+runs it over a frame array (tests, or frames already in memory). Both downscale frames wider
+than `detect_width` by the same integer factor before scoring, as `SceneManager` does.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -77,49 +80,74 @@ def _timecode_arg():
     return lambda index, fps: index
 
 
+def _scan(frames: Iterable[np.ndarray], fps: float, cfg: ShotConfig) -> tuple[list[int], int]:
+    """(cut frames, frames seen) of uint8 RGB `(H, W, 3)` frames, numbered from 0 as they come."""
+    detector = _detector(cfg)
+    stamp = _timecode_arg()
+    cuts: list = []
+    count, factor, size = 0, 1, None
+    for index, rgb in enumerate(frames):
+        if size is None:
+            height, width = rgb.shape[:2]
+            factor = _downscale(width, cfg)
+            size = (max(1, round(width / factor)), max(1, round(height / factor)))
+        bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+        if factor > 1:
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
+        cuts += detector.process_frame(stamp(index, fps), bgr)
+        count = index + 1
+    if count:
+        cuts += detector.post_process(stamp(count - 1, fps))
+    return sorted({int(getattr(c, "frame_num", c)) for c in cuts}), count
+
+
 def find_cuts(frames: np.ndarray, fps: float, cfg: ShotConfig = ShotConfig()) -> list[int]:
     """Cut frames (first frame of each new shot) in uint8 RGB `(T, H, W, 3)` frames."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ClipError(f"find_cuts needs (T, H, W, 3) frames, got shape {frames.shape}.")
-    detector = _detector(cfg)
-    stamp = _timecode_arg()
-    _, height, width, _ = frames.shape
-    factor = _downscale(width, cfg)
-    size = (max(1, round(width / factor)), max(1, round(height / factor)))
-    cuts: list[int] = []
-    for index, rgb in enumerate(frames):
-        bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
-        if factor > 1:
-            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
-        cuts += detector.process_frame(stamp(index, fps), bgr)
-    if len(frames):
-        cuts += detector.post_process(stamp(len(frames) - 1, fps))
-    return sorted({int(getattr(c, "frame_num", c)) for c in cuts})
+    return _scan(frames, fps, cfg)[0]
+
+
+def _file_frames(path: str | os.PathLike) -> tuple[Iterator[np.ndarray], float, object]:
+    """(upright RGB frames of the whole file, numbered as `clips.io.grid_frames` numbers them, fps, container)."""
+    import av
+
+    from clips.io import frame_rgb, grid_frames, rotation_turns, stream_rate
+
+    container = av.open(str(path))
+    if not container.streams.video:
+        container.close()
+        raise ClipError(f"Video file {path} has no video stream; pass a file with video.")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    rate = stream_rate(stream)
+    frames = (frame_rgb(frame, rotation_turns(frame)) for _, frame in grid_frames(container, stream))
+    return frames, float(rate or 0.0), container
 
 
 def find_cuts_file(path: str | os.PathLike, cfg: ShotConfig = ShotConfig()) -> tuple[list[int], int]:
-    """(cut frames, frames decoded) of a video file, decoded by PySceneDetect's PyAV backend.
+    """(cut frames, frames decoded) of a video file.
+
+    The file is decoded with the house's frame numbering (`clips.io.grid_frames`, the one
+    `probe.read_frames` uses), not by PySceneDetect's own decoder, whose frame numbers follow a
+    fixed-rate clock of its own and disagree with ours on variable-frame-rate files; the
+    detector and its downscale are PySceneDetect's (`SceneManager`'s integer factor).
 
     Raises:
         ClipError: the file cannot be opened or decoded (probe files first).
     """
-    from scenedetect import SceneManager, open_video
+    import av
 
     try:
-        # suppress_output: otherwise the backend turns FFmpeg's logging back on process-wide
-        video = open_video(str(path), backend="pyav", suppress_output=True)
-        manager = SceneManager()
-        manager.auto_downscale = False
-        manager.downscale = _downscale(video.frame_size[0], cfg)
-        manager.add_detector(_detector(cfg))
-        decoded = manager.detect_scenes(video=video)
-        scenes = manager.get_scene_list(start_in_scene=True)
-    except Exception as exc:  # noqa: BLE001 - scenedetect raises several types for bad files
+        frames, fps, container = _file_frames(path)
+        with container:
+            return _scan(frames, fps, cfg)
+    except ClipError:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as exc:
         raise ClipError(f"Video file {path} could not be scanned for shots "
                         f"({type(exc).__name__}: {exc}); probe it first and skip bad files.") from None
-    cuts = sorted({int(start.frame_num) for start, _ in scenes[1:]})
-    return cuts, int(decoded)
 
 
 def shots_from_cuts(cuts: list[int], num_frames: int) -> list[tuple[int, int]]:
