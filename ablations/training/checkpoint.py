@@ -6,9 +6,9 @@ Layout under the stage folder:
     checkpoints/.tmp-step-000300/   being written; never read
 
 Every rank writes its shards into the temporary folder; rank 0 then writes `meta.json`
-(step, loss curve, world size, stage, and the training config with its hash) and `DONE`, and renames the folder into place, so a
-folder without `DONE` (a crash mid-write) is never mistaken for a checkpoint. `DONE`
-records the size and sha256 of every file; `latest` returns the newest checkpoint whose
+(step, loss curve, world size, stage, the training config and its hash) and `DONE`, and
+renames the folder into place, so a folder without `DONE` (a crash mid-write) is never
+mistaken for a checkpoint. `DONE` records the size and sha256 of every file; `latest` returns the newest checkpoint whose
 files match it, says which ones it passed over and why, and returns None (a fresh start)
 when none does, so a torn checkpoint costs one checkpoint interval, not every retry.
 Hashing reads the checkpoint once more at save and at resume (the resume's read then
