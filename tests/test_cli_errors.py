@@ -60,7 +60,8 @@ def _refused(capsys, argv: list[str]) -> str:
     (["sweep", "demo", "--results", "{tmp}/r", "--seeds", "a,b"], "--seeds takes comma-separated non-negative integers"),
     (["sweep", "demo", "--results", "{tmp}/r", "--seeds", "0,0"], "--seeds lists a seed twice"),
     (["sweep", "demo", "--results", "{tmp}/r", "--config", "{tmp}/missing.toml"], "missing.toml"),
-    (["sweep", "demo", "--results", "{tmp}/r", "--max-retries", "-1"], "--max-retries must be an integer from 0 to 100"),
+    # via submit, which builds the sweep as a run does, so code without the check fails here without starting Ray
+    (["sweep", "submit", "demo", "--max-retries", "-1"], "--max-retries must be an integer from 0 to 100"),
     (["sweep", "submit", "demo", "--max-retries", "101"], "--max-retries must be an integer from 0 to 100"),
 ])
 def test_bad_flag_is_one_sentence(capsys, tmp_path, argv, says):
