@@ -432,10 +432,25 @@ def test_train_vae_fine_tunes_from_the_checkpoint(models, checkpoints, tmp_path,
 
     tuned, blob = artifacts.load(tmp_path / "tuned", "vae")
     assert blob["init"]["key_layout"] == "original" and blob["config"]["init"] == str(checkpoints["single"])
+    assert blob["latent_stats"] == "checkpoint" and blob["train"]["latent_stats"] == "auto"
+    for key in ("latents_mean", "latents_std"):  # the official DiT was trained on latents normalised by these
+        assert torch.equal(tuned[key], expected[key]) and torch.equal(tuned[key], getattr(models["vae"], key)), key
     moved = sum(float((tuned[k] - v).pow(2).sum()) for k, v in reference.items()) ** 0.5
     fresh = vae_config("ltx", "tiny").build().state_dict()
     apart = sum(float((fresh[k] - v).pow(2).sum()) for k, v in reference.items()) ** 0.5
     assert 0 < moved < 0.01 * apart  # 3 steps moved it a little from the checkpoint; a random init is far away
+
+
+def test_latent_stats_choice(models) -> None:
+    from ablations.stages.train_vae import VAETrainConfig, latent_stats_source
+    from models.config import ConfigError
+
+    init = dataclasses.replace(models["vae_cfg"], init="ltx.safetensors")
+    assert [latent_stats_source(init, VAETrainConfig(latent_stats=c)) for c in ("auto", "checkpoint", "recompute")] == [
+        "checkpoint", "checkpoint", "recompute"]
+    assert latent_stats_source(models["vae_cfg"], VAETrainConfig()) == "recompute"  # a random init has none
+    with pytest.raises(ConfigError, match="latent_stats=checkpoint keeps the statistics of vae.init, which is not set"):
+        latent_stats_source(models["vae_cfg"], VAETrainConfig(latent_stats="checkpoint"))
 
 
 def test_train_dit_state_starts_from_the_checkpoint(models, checkpoints) -> None:

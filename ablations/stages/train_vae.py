@@ -3,7 +3,9 @@ and the per-channel latent statistics used to normalise latents downstream.
 
 With `vae.init` set, training starts from that LTX-Video checkpoint (fine-tuning; loaded
 by `models.weights`, fp32, straight onto the training device) instead of a random init.
-The latent statistics are recomputed from the fine-tuned encoder like any other run's.
+Its per-channel latent statistics are kept by default (`vae_train.latent_stats`): an official
+DiT (`dit.init`) was trained on latents normalised by them. Without `vae.init`, or with
+`latent_stats=recompute`, they are measured on this run's clips after training.
 
 The training step is a plain function (`vae_training_step`) so the per-component tests
 can run one step for every registered switch and loss.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 from torch import nn
@@ -42,7 +44,12 @@ class VAETrainConfig:
     grad_clip: float = 1.0  # max global grad norm
     checkpoint_every: int = 100  # steps between checkpoints (resume point)
     seed: int = 0  # seeds init, data order and posterior noise
-    stats_max_clips: int = 64  # clips encoded for the latent mean/std
+    stats_max_clips: int = 64  # clips encoded for the latent mean/std (when they are recomputed)
+    # the per-channel latent mean/std saved with the VAE, which encode_latents and sample normalise by:
+    # "checkpoint" keeps those vae.init loaded (an official DiT was trained on latents normalised by them),
+    # "recompute" measures them on stats_max_clips of this run's clips, "auto" is "checkpoint" with a
+    # vae.init and "recompute" without; the header's latent_stats records which one was done
+    latent_stats: Literal["auto", "checkpoint", "recompute"] = "auto"
 
 
 declare_ranges(VAETrainConfig, {
@@ -180,6 +187,22 @@ def vae_training_step(state: VAEState, video: torch.Tensor | list[MicroBatchData
     return losses
 
 
+def latent_stats_source(vae_cfg: Any, train: VAETrainConfig) -> str:
+    """"checkpoint" or "recompute": where the saved latent statistics come from (see `latent_stats`).
+
+    Raises ConfigError for "checkpoint" without a `vae.init` to take them from.
+    """
+    from models.config import ConfigError
+
+    init = getattr(vae_cfg, "init", None)
+    if train.latent_stats == "checkpoint" and not init:
+        raise ConfigError("vae_train.latent_stats=checkpoint keeps the statistics of vae.init, which is not set; "
+                          "set vae.init or use vae_train.latent_stats=recompute (or auto).")
+    if train.latent_stats == "auto":
+        return "checkpoint" if init else "recompute"
+    return train.latent_stats
+
+
 @torch.no_grad()
 def latent_statistics(vae: nn.Module, videos: Any, batch_size: int = 4,
                       max_clips: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,6 +263,7 @@ def train_vae(
     from ablations.training.world import current_world
 
     out_dir = Path(out_dir)
+    stats_source = latent_stats_source(vae_cfg, train)  # a bad choice fails before any work
     layout = layout or ParallelConfig()
     world = current_world()
     check_batch_split(min(train.batch_size, len(videos)), layout, "vae_train")
@@ -279,14 +303,15 @@ def train_vae(
     summary["init"] = state.init
     if not summary["finished"]:
         return summary
-    mean, std = latent_statistics(state.vae, videos, max_clips=train.stats_max_clips)
-    state.vae.latents_mean.copy_(mean.to(state.vae.latents_mean.device))
-    state.vae.latents_std.copy_(std.to(state.vae.latents_std.device))
+    if stats_source == "recompute":  # else the buffers still hold vae.init's: no optimizer step changes a buffer
+        mean, std = latent_statistics(state.vae, videos, max_clips=train.stats_max_clips)
+        state.vae.latents_mean.copy_(mean.to(state.vae.latents_mean.device))
+        state.vae.latents_std.copy_(std.to(state.vae.latents_std.device))
     weights = full_state_dict(state.vae)  # every rank takes part (FSDP2 gathers); rank 0 writes
     if world.is_main:
         artifacts.save(out_dir / FINAL, "vae", weights,
                        {"kind": vae_cfg.kind, "config": to_dict(vae_cfg), "loss": to_dict(loss_cfg), "train": to_dict(train),
-                        "init": state.init, "steps": trainer.step,
+                        "init": state.init, "steps": trainer.step, "latent_stats": stats_source,
                         **({"data": to_dict(data)} if data is not None else {})})  # eval-recon scores at its clip shape
         atomic_write_json(out_dir / "curve.json", trainer.curve)
     world.barrier()
