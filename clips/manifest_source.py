@@ -91,6 +91,7 @@ class ManifestItem:
     resized_hw: tuple[int, int] | None  # size the crop box is resized to (None: native pixels)
     corner: tuple[int, int]  # (y, x) of the window in the resized crop
     window: tuple[int, int]  # (start, stop) frames within the manifest clip
+    source_stat: tuple[int, int]  # the source's (size_bytes, mtime_ns) when it was curated (-1, -1: not recorded)
 
 
 # --------------------------------------------------------------------------- rows and shapes
@@ -106,6 +107,20 @@ def _read_rows(spec: "DataSpec") -> Any:
         return read_manifest(spec.path, which=MANIFEST, kept_only=True)
     except ManifestError as exc:
         raise ClipError(str(exc)) from None
+
+
+def _read_sources(spec: "DataSpec") -> dict[str, tuple[int, int]]:
+    """The dataset's recorded source fingerprints ({path: (size_bytes, mtime_ns)}); ClipError if unreadable."""
+    from clips.curate.manifest import ManifestError, read_sources
+
+    try:
+        return read_sources(spec.path)
+    except ManifestError as exc:
+        raise ClipError(str(exc)) from None
+
+
+def _recorded(stat: np.ndarray) -> tuple[int, int] | None:
+    return None if int(stat[0]) < 0 else (int(stat[0]), int(stat[1]))
 
 
 def _crop_boxes(rows: Any) -> np.ndarray:
@@ -236,6 +251,7 @@ class Plan:
     clip_id: np.ndarray  # object (r,): manifest clip ids of the usable rows
     source: np.ndarray  # object (r,): their source files
     source_id: np.ndarray  # object (r,)
+    source_stat: np.ndarray  # int64 (r, 2): the source's (size_bytes, mtime_ns) at curation; -1 = not recorded
     caption: np.ndarray  # object (r,): str or None
     fps: np.ndarray  # float64 (r,)
     start_frame: np.ndarray  # int64 (r,): the clip's first frame in its source
@@ -274,7 +290,8 @@ class Plan:
             shape=shape, crop_box=tuple(int(v) for v in self.crop[r]),  # type: ignore[arg-type]
             frame_hw=(int(self.frame[r, 0]), int(self.frame[r, 1])),
             resized_hw=None if resized[0] < 0 else resized,  # type: ignore[arg-type]
-            corner=(y, x), window=(start, start + t))
+            corner=(y, x), window=(start, start + t),
+            source_stat=(int(self.source_stat[r, 0]), int(self.source_stat[r, 1])))
 
 
 def plan(spec: "DataSpec") -> Plan:
@@ -298,6 +315,7 @@ def plan(spec: "DataSpec") -> Plan:
 def _plan(spec: "DataSpec", where: str, mtime_ns: int, size: int) -> Plan:
     # mtime and size are in the key so a re-curated manifest is planned again, not served stale
     rows = _read_rows(spec)
+    recorded = _read_sources(spec)
     shapes = spec_shapes(spec)
     num_frames = (rows["end_frame"] - rows["start_frame"]).to_numpy(np.int64)
     box = _crop_boxes(rows)
@@ -322,6 +340,8 @@ def _plan(spec: "DataSpec", where: str, mtime_ns: int, size: int) -> Plan:
     return Plan(
         clip_id=clip_id, source=rows["source"].astype(str).to_numpy(object)[used],
         source_id=rows["source_id"].astype(str).to_numpy(object)[used],
+        source_stat=np.array([recorded.get(str(path), (-1, -1)) for path in rows["source"].to_numpy(object)[used]],
+                             np.int64).reshape(-1, 2),
         caption=np.array([c if isinstance(c, str) else None for c in captions], dtype=object),
         fps=rows["fps"].to_numpy(np.float64)[used], start_frame=rows["start_frame"].to_numpy(np.int64)[used],
         crop=box[used], frame=rows[["height", "width"]].to_numpy(np.int64).reshape(-1, 2)[used], resized=resized, shape=which, shapes=tuple(shapes),
@@ -337,6 +357,8 @@ def check_manifest_spec(spec: "DataSpec") -> Plan:
 
     Raises ClipError (one sentence) before anything expensive starts.
     """
+    from clips.curate.manifest import source_change
+
     found = plan(spec)
     shapes = ", ".join(shape_name(s) for s in spec_shapes(spec))
     if not found.kept_rows:
@@ -346,11 +368,18 @@ def check_manifest_spec(spec: "DataSpec") -> Plan:
         raise ClipError(f"None of the {found.kept_rows} kept clips of {found.where} is long and large enough for "
                         f"{shapes} clips in both splits (the longest held-out part has {found.longest_heldout} "
                         f"frames); lower frames, height or width.")
-    sources = sorted(set(found.source))
+    first_row = dict(zip(found.source, range(len(found.source))))
+    sources = sorted(first_row)
     missing = [s for s in sources if not os.path.isfile(s)]
     if missing:
         raise ClipError(f"{len(missing)} source video(s) of {found.where} are missing (first: {missing[0]}); "
                         "restore them or re-run `ltxlab curate` on the moved files.")
+    changed = [(s, why) for s in sources
+               for why in [source_change(s, _recorded(found.source_stat[first_row[s]]))] if why]
+    if changed:
+        raise ClipError(f"{len(changed)} source video(s) of {found.where} changed since it was curated (first: "
+                        f"{changed[0][0]} {changed[0][1]}); re-run `ltxlab curate` so its clips, scores and crops "
+                        "describe the videos as they are now.")
     return found
 
 
@@ -380,7 +409,11 @@ def decode_item(item: ManifestItem) -> np.ndarray:
     """
     from clips.curate.bars import CropBox
     from clips.curate.crop import read_cropped
+    from clips.curate.manifest import source_change
 
+    why = source_change(item.source, None if item.source_stat[0] < 0 else item.source_stat)
+    if why:  # checked at each read too: a source replaced after validate() must not train silently
+        raise ClipError(f"Video file {item.source} {why}; re-run `ltxlab curate` on the changed files.")
     t, h, w = item.shape
     x0, y0, x1, y1 = item.crop_box
     box = CropBox(x0=x0, y0=y0, x1=x1, y1=y1, frame_width=item.frame_hw[1], frame_height=item.frame_hw[0])

@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from clips.curate.manifest import FILTERS, FINETUNE, FORMAT, MANIFEST, REPORT, to_frame
+from clips.curate.manifest import FILTERS, FINETUNE, FORMAT, MANIFEST, REPORT, SOURCES, source_stats, to_frame
 from clips.curate.synthetic import write_bars_video
 
 
@@ -62,9 +62,11 @@ def write_videos(root: Path, videos=VIDEOS) -> dict[str, tuple[Path, Video]]:
 
 
 def write_dataset(root: Path, rows: list[dict]) -> Path:
-    """DATASET/manifest.parquet (+ finetune.parquet, report.json) from contract rows; returns DATASET."""
+    """DATASET/manifest.parquet (+ finetune.parquet, report.json, sources.parquet of the sources as they
+    are now) from contract rows; returns DATASET."""
     root.mkdir(parents=True, exist_ok=True)
     frame = to_frame(rows)
+    source_stats([r["source"] for r in rows]).to_parquet(root / SOURCES, index=False)
     frame.to_parquet(root / MANIFEST, index=False)
     frame[frame["finetune"]].reset_index(drop=True).to_parquet(root / FINETUNE, index=False)
     kept = int(frame["keep"].sum())

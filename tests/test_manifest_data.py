@@ -34,6 +34,7 @@ from _manifest_util import VIDEOS, row, standard_dataset, write_dataset, write_v
 
 from clips.dataset import DataSpec, load_clips, open_clips  # noqa: E402
 from clips.errors import ClipError  # noqa: E402
+from clips.curate.synthetic import write_bars_video  # noqa: E402
 from clips.manifest_source import assign_shape, decode_item, plan  # noqa: E402
 
 
@@ -102,7 +103,8 @@ def test_finetune_subset_reads_finetune_parquet(dataset):
     assert {c.source_id for c in clips} == {"wide", "square"}  # the tall clip is not in the top-k
 
 
-@pytest.mark.parametrize("case", ["no_path", "missing", "torn", "too_short", "no_kept", "source_gone", "buckets_elsewhere"])
+@pytest.mark.parametrize("case", ["no_path", "missing", "torn", "too_short", "no_kept", "source_gone", "source_changed",
+                                  "no_sources", "buckets_elsewhere"])
 def test_bad_manifest_specs_fail_in_one_sentence_before_launch(dataset, tmp_path, case):
     from ablations.configs import check_buildable, default_run_config
 
@@ -130,6 +132,16 @@ def test_bad_manifest_specs_fail_in_one_sentence_before_launch(dataset, tmp_path
         path = str(write_dataset(tmp_path / "d", [row(p, v, 0, 40)]))
         p.unlink()
         match = "source video\\(s\\) .* are missing"
+    elif case in ("source_changed", "no_sources"):
+        videos = write_videos(tmp_path / "v", VIDEOS[:1])
+        p, v = videos["wide"]
+        path = str(write_dataset(tmp_path / "d", [row(p, v, 0, 40)]))
+        if case == "no_sources":
+            (tmp_path / "d" / "sources.parquet").unlink()
+            match = "has no sources.parquet .* re-run `ltxlab curate`"
+        else:  # other footage under the same name: the cached stages and the manifest's crops describe the old
+            write_bars_video(p, bars=(0, 0, 0, 0), height=96, width=192, frames=20, seed=9)
+            match = "1 source video\\(s\\) .* changed since it was curated \\(first: .*wide.mp4 is now"
     spec = _spec(Path(path), frames=33) if case == "too_short" else _spec(Path(path))
     match = match or "None of the 7 kept clips .* long and large enough for 33x32x32"
     cfg = default_run_config("ltx", "tiny", vae_data=spec)
@@ -230,6 +242,28 @@ def test_streaming_holds_batches_not_the_dataset_and_trains_as_the_in_memory_ten
     assert worst == 0.0
     curves = [json.loads((tmp_path / d / "curve.json").read_text()) for d in ("streamed", "memory")]
     assert curves[0] == curves[1]
+
+
+def test_a_source_changed_after_validate_stops_streaming_with_one_sentence_naming_it(tmp_path):
+    import os
+
+    from ablations.training.config import ParallelConfig
+    from ablations.training.data import ClipVideos, step_loader
+    from ablations.training.loop import Schedule, Trainer
+    from ablations.training.world import World
+
+    from _manifest_util import Video
+
+    path, video = write_videos(tmp_path / "v", [Video("small", (0, 0, 0, 0), 32, 32, 40, 4)])["small"]
+    clips = open_clips(_spec(write_dataset(tmp_path / "d", [row(path, video, 0, 40)])), "train")  # validate() passes
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # rewritten in place, same size
+    trainer = Trainer("t", Schedule(1, 2, 7, 10, len(clips)), ParallelConfig(workers=1), World(rank=0, size=1),
+                      tmp_path, {}, {})
+    with pytest.raises(ClipError) as info:  # decoded in a DataLoader worker process
+        next(step_loader(ClipVideos(clips), trainer, 0, 1, workers=1))
+    assert str(info.value) == (f"Video file {path} was modified after curation read it (same size, new mtime); "
+                               "re-run `ltxlab curate` on the changed files.")
 
 
 def test_each_rank_decodes_only_its_slice_of_each_global_batch(dataset, tmp_path):

@@ -18,6 +18,8 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from clips.errors import ClipError
+
 PREFETCH = 2  # batches each DataLoader worker decodes ahead
 
 
@@ -79,13 +81,55 @@ def _one_thread(_: int) -> None:
     torch.set_num_threads(1)  # decoding is the worker's job; the trainer owns the cores' BLAS threads
 
 
+class DecodeFailure:
+    """What a loader worker returns instead of raising a ClipError: its one-sentence message.
+
+    A worker's exception reaches the main process re-raised by PyTorch as a new exception
+    whose message is "Caught ClipError in DataLoader worker process 1" plus the worker's
+    traceback; the user is owed the sentence that names the file instead.
+    """
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+class _Guarded(Dataset):
+    """`dataset`, its ClipErrors returned as `DecodeFailure`s (picklable: DataLoader workers get a copy)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.dataset[index]
+        except ClipError as exc:
+            return DecodeFailure(str(exc))
+
+
+def _collate(items: list[Any]) -> Any:
+    """torch.stack of a batch, or its first DecodeFailure."""
+    return next((item for item in items if isinstance(item, DecodeFailure)), None) or torch.stack(items)
+
+
+def _raising(batches: Iterator[Any]) -> Iterator[torch.Tensor]:
+    while (batch := next(batches, None)) is not None:
+        if isinstance(batch, DecodeFailure):
+            del batches  # the last reference: the workers stop now, not when the traceback is collected
+            raise ClipError(batch.message)  # the worker's sentence, raised here in the trainer's process
+        yield batch
+
+
 def step_loader(dataset: Dataset, trainer: Any, start: int, stop: int, workers: int) -> Iterator[torch.Tensor]:
     """Stacked (b, ...) batches of this rank for steps start..stop-1, decoded by `workers` processes
-    (0: in this process, still one step at a time)."""
-    loader = DataLoader(dataset, batch_sampler=StepSampler(trainer, start, stop), num_workers=workers,
-                        collate_fn=torch.stack, prefetch_factor=PREFETCH if workers else None,
+    (0: in this process, still one step at a time). A clip that fails to decode raises its own
+    one-sentence ClipError here, whichever process decoded it."""
+    loader = DataLoader(_Guarded(dataset), batch_sampler=StepSampler(trainer, start, stop), num_workers=workers,
+                        collate_fn=_collate, prefetch_factor=PREFETCH if workers else None,
                         worker_init_fn=_one_thread if workers else None)
-    return iter(loader)
+    return _raising(iter(loader))
 
 
 def take(videos: Any, indices: Sequence[int]) -> torch.Tensor:

@@ -6,6 +6,7 @@
       manifest.parquet   one row per candidate clip, kept or dropped (and one per unusable file)
       finetune.parquet   the kept clips with the top-k aesthetic scores (same columns)
       report.json        counts per filter, score summaries, thresholds, failures, provenance
+      sources.parquet    each source video's size and mtime as curation found them (`SOURCE_COLUMNS`)
       clips/<clip_id>.mp4  optional re-encoded clips (cropped, H.264)
 
 Three parts of the house read these files and nothing else: the manifest data source
@@ -29,6 +30,7 @@ from typing import Any
 MANIFEST = "manifest.parquet"
 FINETUNE = "finetune.parquet"
 REPORT = "report.json"
+SOURCES = "sources.parquet"
 CLIPS_DIR = "clips"
 FORMAT = "ltxlab-curated/1"
 
@@ -76,6 +78,18 @@ COLUMNS: dict[str, tuple[str, str]] = {
 # + weights hash, or None), captioner (name + weights hash, or None)}.
 REPORT_KEYS: tuple[str, ...] = ("format", "created_at", "source", "config", "counts", "scores",
                                 "failures", "timing", "provenance")
+
+
+# sources.parquet: one row per source video the pipeline read, stat-ed on the driver before any
+# worker opened it. The manifest names its videos by absolute path, outside DATASET, so this is
+# what ties the dataset to their content: the manifest source refuses (and a decode of a window
+# fails on) a source whose size or mtime differs, and re-running `ltxlab curate` rewrites the
+# dataset, which is what a stage key fingerprints (`ablations.inputs`).
+SOURCE_COLUMNS: dict[str, tuple[str, str]] = {
+    "source": ("object", "absolute path of the source video file (as in the manifest's source column)"),
+    "size_bytes": ("int64", "its size when curation began"),
+    "mtime_ns": ("int64", "its modification time (ns since the epoch) when curation began"),
+}
 
 
 class ManifestError(ValueError):
@@ -159,6 +173,56 @@ def read_report(dataset: str | os.PathLike) -> dict[str, Any]:
     if missing:
         raise ManifestError(f"{path} lacks {', '.join(missing)}; re-run `ltxlab curate`.")
     return report
+
+
+def source_stats(paths: list[str]) -> Any:
+    """A sources.parquet frame of `paths` as they are now (files that cannot be stat-ed are left out)."""
+    import pandas as pd
+
+    rows = []
+    for path in sorted(set(paths)):
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue  # gone: it can only be a `probe` row, which training never reads
+        rows.append({"source": path, "size_bytes": int(info.st_size), "mtime_ns": int(info.st_mtime_ns)})
+    frame = pd.DataFrame(rows, columns=list(SOURCE_COLUMNS))
+    return frame.astype({c: t for c, (t, _) in SOURCE_COLUMNS.items()})
+
+
+def read_sources(dataset: str | os.PathLike) -> dict[str, tuple[int, int]]:
+    """{source path: (size_bytes, mtime_ns)} from a curated dataset's sources.parquet."""
+    path = manifest_path(dataset).parent / SOURCES
+    if not path.is_file():
+        raise ManifestError(f"{path.parent} has no {SOURCES} (it was curated before source videos were "
+                            "fingerprinted); re-run `ltxlab curate` so changed videos can be detected.")
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a torn file
+        raise ManifestError(f"{path} is not a readable parquet file ({type(exc).__name__}); "
+                            "re-run `ltxlab curate`.") from None
+    missing = [c for c in SOURCE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ManifestError(f"{path} lacks the column(s) {', '.join(missing)}; re-run `ltxlab curate`.")
+    return {str(a): (int(b), int(c)) for a, b, c in zip(frame["source"], frame["size_bytes"], frame["mtime_ns"])}
+
+
+def source_change(path: str, recorded: tuple[int, int] | None) -> str | None:
+    """How the file at `path` differs from its recorded (size_bytes, mtime_ns), or None when it matches."""
+    if recorded is None:
+        return "is not in the dataset's sources.parquet"
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    size, mtime_ns = recorded
+    if info.st_size != size:
+        return f"is now {info.st_size} bytes, not the {size} curation read"
+    if info.st_mtime_ns != mtime_ns:
+        return "was modified after curation read it (same size, new mtime)"
+    return None
 
 
 def score_summary(values: Any) -> dict[str, float | int]:

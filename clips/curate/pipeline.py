@@ -274,8 +274,10 @@ def _write_atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def write_dataset(folder: Path, frame: Any, report: dict[str, Any]) -> None:
-    """manifest.parquet, finetune.parquet, then report.json (last: its presence marks a complete dataset)."""
+def write_dataset(folder: Path, frame: Any, report: dict[str, Any], sources: Any) -> None:
+    """sources.parquet, manifest.parquet, finetune.parquet, then report.json (last: its presence marks a
+    complete dataset)."""
+    _write_atomic(folder / M.SOURCES, lambda p: sources.to_parquet(p, index=False))
     _write_atomic(folder / M.MANIFEST, lambda p: frame.to_parquet(p, index=False))
     finetune = frame[frame["finetune"]].reset_index(drop=True)
     _write_atomic(folder / M.FINETUNE, lambda p: finetune.to_parquet(p, index=False))
@@ -333,6 +335,7 @@ def curate(src: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig = C
     staging = out_path.with_name(f".{out_path.name}.curate-{uuid.uuid4().hex[:8]}")
     staging.mkdir()
     started_ray = False
+    sources = M.source_stats([f.path for f in todo])  # before any worker reads them: a later change shows
     try:
         if engine == "ray":
             started_ray = start_ray(cfg.worker_count)
@@ -343,7 +346,7 @@ def curate(src: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig = C
         frame = M.to_frame(rows)
         report = build_report(rows, len(files), cfg, str(Path(src).expanduser().resolve()),
                               time.perf_counter() - started, engine, prov)
-        write_dataset(staging, frame, report)
+        write_dataset(staging, frame, report, sources)
         swap_in(staging, out_path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
