@@ -289,7 +289,7 @@ def fields_from_original(config: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"header config _class_name={c['_class_name']!r} is not LTX-Video's CausalVideoAutoencoder.")
     for name, (ours, default) in _ORIGINAL_FIXED.items():
         value = c.get(name, default)
-        if value != ours and not (name == "dims" and value == [3]):
+        if value != ours:
             raise ConfigError(f"header config {name}={value!r}: our VAE has {name}={ours!r} only.")
     logvar = c.get("latent_log_var", "per_channel" if c.get("double_z", True) else "none")
     if logvar not in ("uniform", "per_channel"):
