@@ -3,7 +3,8 @@
 Layout:
     my_videos/
       a.mp4, b.mp4, ...
-      captions.jsonl   optional; one {"file": "a.mp4", "caption": "..."} per line
+      captions.jsonl   optional; one {"file": "a.mp4", "caption": "..."} per line ("file" is the path
+                       relative to the folder; an entry naming a file in a subfolder is not one of these)
 
 One unreadable video should not sink a sweep over a hundred: a missing or corrupt mp4 is
 skipped and reported (returned warnings, also logged). Only a folder with nothing usable
@@ -21,7 +22,7 @@ import logging
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -60,12 +61,21 @@ def list_mp4(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.suffix.lower() == ".mp4" and not p.name.startswith("."))
 
 
+def caption_key(file: str) -> str:
+    """A captions.jsonl "file" as the path relative to the folder it names ('./a/b.mp4' -> 'a/b.mp4')."""
+    return PurePosixPath(file.replace("\\", "/")).as_posix().removeprefix("./")
+
+
 def read_captions(folder: str | os.PathLike) -> dict[str, str]:
-    """file name -> caption from the folder's captions.jsonl ({} if there is none)."""
+    """Path relative to the folder ('a.mp4', 'beach/a.mp4') -> caption, from its captions.jsonl ({} if none).
+
+    A file named twice is refused: which of two captions is right cannot be guessed.
+    """
     path = check_folder(folder) / CAPTIONS_FILE
     if not path.exists():
         return {}
     captions: dict[str, str] = {}
+    lines: dict[str, int] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -78,7 +88,10 @@ def read_captions(folder: str | os.PathLike) -> dict[str, str]:
                 or not isinstance(entry.get("caption"), str):
             raise ClipError(f"{path} line {number} needs string fields \"file\" and \"caption\", "
                             f'e.g. {{"file": "x.mp4", "caption": "a dog runs"}}.')
-        captions[Path(entry["file"]).name] = entry["caption"]
+        key = caption_key(entry["file"])
+        if key in lines:
+            raise ClipError(f"{path} names {key} on lines {lines[key]} and {number}; keep one caption per file.")
+        captions[key], lines[key] = entry["caption"], number
     return captions
 
 

@@ -23,6 +23,7 @@ from clips.curate import synthetic
 from clips.curate.config import config_from_dict
 from clips.curate.manifest import FILTERS, read_manifest, read_report
 from clips.curate.pipeline import curate
+from clips.errors import ClipError
 
 ROOT = Path(__file__).resolve().parents[1]
 BARS = ("letterbox", "letterbox_odd", "pillarbox", "pillarbox_odd", "both", "both_still", "full")
@@ -94,6 +95,31 @@ def test_all_broken_or_empty_input_fails_in_one_sentence_before_ray(videos, tmp_
     assert "None of the 5 files" in errors[0] and "empty" in errors[0] and "truncated" in errors[0]
     assert "holds no video files" in errors[1]
     assert not out.exists()
+
+
+def test_captions_match_by_path_relative_to_src_and_ambiguous_bare_names_are_refused(tmp_path, caplog):
+    from clips.curate.inputs import list_inputs
+
+    for sub in ("beach", "city"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "clip1.mp4").write_bytes(b"x")
+    (tmp_path / "city" / "solo.mp4").write_bytes(b"x")
+
+    def write(*entries):
+        (tmp_path / "captions.jsonl").write_text("".join(json.dumps({"file": f, "caption": c}) + "\n" for f, c in entries))
+
+    write(("beach/clip1.mp4", "waves"), ("./city/clip1.mp4", "cars at night"), ("solo.mp4", "a lone car"),
+          ("gone/clip9.mp4", "nobody"))
+    got = {Path(f.path).relative_to(tmp_path).as_posix(): f.caption for f in list_inputs(tmp_path)}
+    assert got == {"beach/clip1.mp4": "waves", "city/clip1.mp4": "cars at night", "city/solo.mp4": "a lone car"}
+    assert "1 entries name no video" in caplog.text and "gone/clip9.mp4" in caplog.text
+    write(("clip1.mp4", "which one?"))
+    with pytest.raises(ClipError, match="names clip1.mp4 without a folder, and 2 files have that name "
+                                        "\\(beach/clip1.mp4, city/clip1.mp4\\)"):
+        list_inputs(tmp_path)
+    write(("beach/clip1.mp4", "waves"), ("beach/clip1.mp4", "surf"))
+    with pytest.raises(ClipError, match="names beach/clip1.mp4 on lines 1 and 2"):
+        list_inputs(tmp_path)
 
 
 @pytest.mark.parametrize("toml, expected", [

@@ -1,7 +1,8 @@
 """What `ltxlab curate SRC` reads, and the driver's cheap pre-check of it.
 
 SRC is a folder (videos found recursively by extension; an optional `captions.jsonl` at its
-root, read by `clips.folder.read_captions`) or a manifest file (`.parquet` / `.jsonl`) with a
+root, read by `clips.folder.read_captions`, whose entries name files by their path relative
+to SRC, or by a bare name that only one file has: `match_captions`) or a manifest file (`.parquet` / `.jsonl`) with a
 `path` column (relative paths are relative to the manifest's folder) and an optional
 `caption` column.
 
@@ -16,10 +17,11 @@ broken files must not start a cluster to find that out.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 from clips.curate.probe import ProbeConfig, ProbeError, _iso_bmff_cut, _looks_like_iso_bmff, _stat, probe
@@ -30,6 +32,8 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".
 MANIFEST_SUFFIXES: tuple[str, ...] = (".parquet", ".jsonl")
 # files probed on the driver when no file's magic bytes name a video container (an exotic container)
 DRIVER_PROBES = 3
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +109,38 @@ def _listed(root: Path, skip: tuple[Path, ...]) -> list[Path]:
     return sorted(found)
 
 
+def match_captions(captions: dict[str, str], relative: list[str], where: Path) -> list[str | None]:
+    """The caption of each file (paths relative to SRC) from captions.jsonl's entries.
+
+    An entry names a file by its path relative to SRC ('beach/clip1.mp4'); a bare name
+    ('clip1.mp4') also names a file in a subfolder when it is the only file of that name.
+    Entries that name no listed file are logged (a typo would otherwise leave clips uncaptioned).
+
+    Raises:
+        ClipError: a bare name that several files share (which one it captions cannot be known).
+    """
+    from clips.folder import CAPTIONS_FILE
+
+    by_name: dict[str, list[str]] = {}
+    for rel in relative:
+        by_name.setdefault(PurePosixPath(rel).name, []).append(rel)
+    out, used = [], set()
+    for rel in relative:
+        name = PurePosixPath(rel).name
+        key = rel if rel in captions else name if name in captions else None
+        if key == name and key != rel and len(by_name[name]) > 1:
+            shared = ", ".join(by_name[name][:3])
+            raise ClipError(f"{where / CAPTIONS_FILE} names {name} without a folder, and {len(by_name[name])} files "
+                            f"have that name ({shared}); write each entry's path relative to {where}.")
+        used.add(key)
+        out.append(None if key is None else captions[key])
+    unmatched = sorted(set(captions) - used)
+    if unmatched:
+        log.warning("%s: %d entries name no video under %s (first: %s); their captions are not used.",
+                    CAPTIONS_FILE, len(unmatched), where, unmatched[0])
+    return out
+
+
 def _from_folder(root: Path, skip: tuple[Path, ...]) -> list[SourceFile]:
     from clips.folder import read_captions
 
@@ -113,7 +149,8 @@ def _from_folder(root: Path, skip: tuple[Path, ...]) -> list[SourceFile]:
     if not files:
         raise ClipError(f"{root} holds no video files ({', '.join(VIDEO_EXTENSIONS[:6])}, ...); "
                         "point SRC at a folder of videos or a manifest with a path column.")
-    return [SourceFile(path=str(p.resolve()), caption=captions.get(p.name)) for p in files]
+    texts = match_captions(captions, [p.relative_to(root).as_posix() for p in files], root)
+    return [SourceFile(path=str(p.resolve()), caption=text) for p, text in zip(files, texts)]
 
 
 def _manifest_rows(path: Path) -> list[dict[str, Any]]:
