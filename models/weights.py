@@ -243,8 +243,8 @@ def _config_mismatch(cfg: Any, source: Source, comp: Component) -> None:
         return
     theirs_values, theirs = stated
     ours_values = {f: getattr(cfg, f) for f in theirs_values}
-    if "decoder_inject_noise" in theirs_values:
-        ours_values["decoder_inject_noise"] = cfg.noise_pattern  # a layout name equals its flags
+    if "decoder_inject_noise" in theirs_values:  # a layout name equals its flags
+        ours_values["decoder_inject_noise"], theirs_values["decoder_inject_noise"] = cfg.noise_pattern, theirs.noise_pattern
     differ = [f for f in theirs_values if _plain(ours_values[f]) != _plain(theirs_values[f])]
     if differ:
         shown = ", ".join(f"{f}={_plain(theirs_values[f])} (not {_plain(ours_values[f])})" for f in differ[:SHOWN])
@@ -261,10 +261,7 @@ def _stated_fields(cfg: Any, source: Source, comp: Component) -> tuple[dict[str,
         assert source.meta is not None
         theirs = from_dict(type(cfg), source.meta["config"], f"its {comp.name} config")
         fields = [f.name for f in dataclasses.fields(cfg) if f.name not in _LABELS[comp.name]]
-        values = {f: getattr(theirs, f) for f in fields}
-        if hasattr(theirs, "noise_pattern") and "decoder_inject_noise" in values:
-            values["decoder_inject_noise"] = theirs.noise_pattern
-        return values, theirs
+        return {f: getattr(theirs, f) for f in fields}, theirs
     if source.container == "single_file":
         if source.header_config is None:
             return None
@@ -282,9 +279,7 @@ def _stated_fields(cfg: Any, source: Source, comp: Component) -> tuple[dict[str,
 
         theirs = config_from_diffusers(source.config)
         fields = [f.name for f in dataclasses.fields(cfg) if f.name not in _LABELS["vae"]]
-        values = {f: getattr(theirs, f) for f in fields}
-        values["decoder_inject_noise"] = theirs.noise_pattern
-        return values, theirs
+        return {f: getattr(theirs, f) for f in fields}, theirs
     from models.dit.convert import config_from_diffusers as dit_from_diffusers
 
     theirs = dit_from_diffusers(source.config, vae_temporal_compression=cfg.vae_temporal_compression,
