@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ablations.provenance import code_provenance
 from ablations.store import atomic_write_json, check_file_record, file_record
 
 DONE = "DONE"
@@ -152,14 +153,47 @@ def _legacy_check(folder: Path) -> str | None:
     return None
 
 
-def clear_for_rerun(folder: Path) -> None:
+def result_sha256(folder: Path) -> str | None:
+    """The sha256 of a finished stage's result.json, as its DONE record holds it (None without a record)."""
+    try:
+        marker = json.loads((Path(folder) / DONE).read_text() or "null")
+        return str(marker["files"][RESULT]["sha256"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def upstream_lineage(upstream: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """{stage: {key, result_sha256}} of the upstream results a stage reads: its result.json keeps this,
+    so a reuse can tell whether the upstream it was built from is still the one in the cache."""
+    return {name: {"key": Path(folder).name, "result_sha256": result_sha256(Path(folder))}
+            for name, folder in sorted(upstream.items())}
+
+
+def lineage_problem(result: dict[str, Any], upstream: dict[str, str]) -> str | None:
+    """Why a finished result no longer belongs to the upstream results now in the cache (None: it does).
+
+    `upstream`: {stage: folder} of every instance it reads, as the runner passes them to `execute`."""
+    recorded = result.get("upstream")
+    if not upstream:
+        return None
+    if not isinstance(recorded, dict):
+        return "its result.json records no upstream results (written by an older ltxlab)"
+    for name, folder in sorted(upstream.items()):
+        want, have = (recorded.get(name) or {}).get("result_sha256"), result_sha256(Path(folder))
+        if want is None or want != have:
+            return f"it was computed from another {name} result than the one now in the cache"
+    return None
+
+
+def clear_for_rerun(folder: Path, keep: tuple[str, ...] = KEPT_ON_RERUN) -> None:
     """Empty a stage folder whose DONE failed verification, keeping its log and resume checkpoints.
 
     Everything else goes: a sharded stage's parts share files (hard links) with its products,
-    so a damaged product may be a damaged part, and every stage rebuilds what it needs.
+    so a damaged product may be a damaged part, and every stage rebuilds what it needs. A stage
+    whose upstream changed keeps no checkpoints (`keep`): resuming would keep the old upstream's work.
     """
     for path in Path(folder).iterdir():
-        if path.name in KEPT_ON_RERUN:
+        if path.name in keep:
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -287,7 +321,8 @@ def _run_stage(stage: str, key: str, config: dict[str, Any], upstream: dict[str,
         else:
             result = runner(cfg, folder, ups, on_step)
     result = {**result, "stage": stage, "key": key, "started_at": started, "compute_s": time.perf_counter() - clock,
-              "hardware": hardware(), "node_id": _node_id()}
+              "hardware": hardware(), "node_id": _node_id(), "provenance": code_provenance(),
+              "upstream": upstream_lineage(upstream)}
     atomic_write_json(folder / RESULT, result)
     write_done(folder)
     return result

@@ -3,7 +3,10 @@
 A stage's key hashes only the config fields that stage reads plus its upstream keys (and the
 fingerprints of files those fields name, `ablations/inputs.py`), so
 two variants that share a VAE share one `train_vae` instance, and a rerun with the same
-config finds the same folders (and their DONE markers) again.
+config finds the same folders (and their DONE markers) again. Two more things change what a
+stage computes without being one of its fields, so they enter its key too: a training stage's
+numerics (GPU or CPU, bf16 or fp32, compiled or not: `training_numerics`), and the versions of
+the metrics an evaluation stage computes (a version is bumped whenever its numbers change).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ablations.inputs import input_fingerprints
 from ablations.overrides import set_field
@@ -29,6 +32,23 @@ class StageSpec:
     gpu: bool = False  # asks for one GPU on GPU nodes
     cpus: float = 1.0  # CPU slots it occupies
     alone: bool = False  # a timing stage: without GPUs it holds every CPU of its node, so nothing runs beside it
+    numerics: bool = False  # a training stage: `training_numerics` of its layout enters the key
+    # {name: version} of what it computes from a RunConfig (an eval stage's metrics); enters the key
+    versions: Callable[[Any], Mapping[str, str]] | None = None
+
+
+def training_numerics(train: Any, gpus: bool) -> dict[str, Any]:
+    """The fields of the `train` layout that change a training stage's weights, as the stage will run.
+
+    Workers, accumulation, ddp/fsdp and placement leave the result alone (the training core
+    slices one global batch the same way on any layout) and stay out of the key. The device,
+    the compute precision and `torch.compile` do not: bf16 autocast runs only on CUDA, so on
+    a cluster without GPUs every precision is fp32. The device follows the runner's resource
+    request: a one-worker stage takes a GPU whenever the cluster has one, Ray Train workers
+    only when `gpus_per_worker > 0` (`ablations.training.launch.run`)."""
+    cuda = bool(gpus) and (train.workers == 1 or train.gpus_per_worker > 0)
+    return {"device": "cuda" if cuda else "cpu", "precision": train.mixed_precision if cuda else "fp32",
+            "compile": bool(train.compile)}
 
 
 @dataclass(frozen=True)
@@ -162,8 +182,11 @@ def _short(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
-def plan_sweep(variants: Iterable[Variant], specs: Mapping[str, StageSpec], wanted: Sequence[str]) -> Plan:
-    """Stage instances for every variant: the `wanted` stages and everything upstream of them."""
+def plan_sweep(variants: Iterable[Variant], specs: Mapping[str, StageSpec], wanted: Sequence[str], *,
+               gpus: bool = False) -> Plan:
+    """Stage instances for every variant: the `wanted` stages and everything upstream of them.
+
+    `gpus`: whether the cluster the sweep runs on has GPUs (training stages' keys depend on it)."""
     plan = Plan(variants=list(variants))
     taken: dict[tuple[str, str], str] = {}  # each path is fingerprinted once per plan
     for variant in plan.variants:
@@ -182,6 +205,10 @@ def plan_sweep(variants: Iterable[Variant], specs: Mapping[str, StageSpec], want
             inputs = input_fingerprints(variant.config, spec.fields, taken)
             if inputs:  # files named by a path (vae.init, a data folder): changed files are a new key
                 payload["inputs"] = inputs
+            if spec.numerics:
+                payload["numerics"] = training_numerics(variant.config.train, gpus)
+            if spec.versions is not None:
+                payload["versions"] = dict(spec.versions(variant.config))
             key = content_hash(payload, 16)
             keys[stage] = key
             iid = f"{stage}/{key}"

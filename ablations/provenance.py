@@ -38,7 +38,9 @@ def source_commit() -> tuple[str | None, bool | None]:
 
 
 @functools.lru_cache(maxsize=1)
-def provenance() -> dict[str, Any]:
+def code_provenance() -> dict[str, Any]:
+    """The code this process runs: {git_commit, dirty, versions}. Every stage's result.json carries
+    it, so a result reused by a later checkout still names the code that computed it."""
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -46,6 +48,12 @@ def provenance() -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             pass
     commit, dirty = source_commit()
+    return {"git_commit": commit, "dirty": dirty, "versions": versions}
+
+
+@functools.lru_cache(maxsize=1)
+def provenance() -> dict[str, Any]:
+    """`code_provenance` and this machine's hardware: what the driver stamps on sweep.json."""
     gpu = None
     try:
         import torch
@@ -54,8 +62,6 @@ def provenance() -> dict[str, Any]:
     except ImportError:
         pass
     return {
-        "git_commit": commit,
-        "dirty": dirty,
-        "versions": versions,
+        **code_provenance(),
         "hardware": {"host": platform.node(), "platform": platform.platform(), "cpus": os.cpu_count(), "gpu": gpu},
     }

@@ -9,6 +9,7 @@ with its reason while the rest of the sweep goes on.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -20,24 +21,41 @@ from pathlib import Path
 from typing import Any
 
 from ablations import watchdog
-from ablations.executor import PROGRESS, clear_for_rerun, execute, stage_dir, verify_done
+from ablations.executor import (INSTANCE_LOCK, KEPT_ON_RERUN, LOG, PROGRESS, clear_for_rerun, execute,
+                                lineage_problem, stage_dir, verify_done)
 from ablations.graph import Plan, StageInstance, StageSpec, expand_variants, plan_sweep, replicate_summary
 from ablations.provenance import provenance
-from ablations.store import SweepBusyError, SweepStore
+from ablations.store import StoreError, SweepBusyError, SweepStore
 from ablations.threads import threads_per_task
 from models.config import to_dict
 
+
+def _recon_versions(cfg: Any) -> dict[str, str]:
+    from ablations.stages.sharded import recon_metric_versions
+
+    return recon_metric_versions(cfg)
+
+
+def _gen_versions(cfg: Any) -> dict[str, str]:
+    from ablations.stages.sharded import gen_metric_versions
+
+    return gen_metric_versions(cfg)
+
+
+# `fields`: every RunConfig section the stage reads (tests/test_stage_keys.py checks this by running each stage)
 STAGE_SPECS: dict[str, StageSpec] = {
     spec.name: spec
     for spec in (
-        StageSpec("train_vae", ("seed", "vae_data", "vae", "loss", "vae_train"), (), gpu=True),
-        StageSpec("eval_recon", ("vae_data", "eval"), ("train_vae",), gpu=True),
+        StageSpec("train_vae", ("seed", "vae_data", "vae", "loss", "vae_train"), (), gpu=True, numerics=True),
+        StageSpec("eval_recon", ("vae_data", "eval"), ("train_vae",), gpu=True, versions=_recon_versions),
         StageSpec("encode_latents", ("dit_data", "text"), ("train_vae",), gpu=True),
-        StageSpec("train_dit", ("seed", "dit", "flow", "text", "dit_train"), ("encode_latents",), gpu=True),
+        StageSpec("train_dit", ("seed", "dit", "flow", "text", "dit_train"), ("encode_latents",), gpu=True,
+                  numerics=True),
         StageSpec("sample", ("seed", "sample", "dit_data", "eval"), ("train_vae", "train_dit"), gpu=True),
-        StageSpec("eval_gen", ("eval",), ("sample",)),
-        # cost's latency_s is a rough figure taken beside other stages; `speed` is the careful measurement
-        StageSpec("cost", ("vae", "dit", "vae_data", "dit_data", "cost"), ()),
+        StageSpec("eval_gen", ("eval",), ("sample",), versions=_gen_versions),
+        # cost's latency_s is a rough figure taken beside other stages; `speed` is the careful measurement.
+        # `sample`: the DiT forwards it counts follow sample.steps and guidance_scale (evaluation/cost.py)
+        StageSpec("cost", ("vae", "dit", "vae_data", "dit_data", "sample", "cost"), ()),
         StageSpec("speed", ("sample", "dit_data", "cost"), ("train_vae", "train_dit"), gpu=True, alone=True),  # stages/speed.py
     )
 }
@@ -304,7 +322,10 @@ def run_sweep(
     for variant in variants:  # every config is built on the meta device before anything launches
         check_buildable(variant.config, stages_used)
 
-    store = SweepStore(Path(results_root).resolve(), sweep.name)
+    try:  # a bad --name, or a results root that is a file: one sentence
+        store = SweepStore(Path(results_root).resolve(), sweep.name)
+    except StoreError as exc:
+        raise UserError(str(exc)) from None
     try:
         with store.run_lock():
             previous = check_same_runs(store, sweep, variants, extend)  # before Ray starts
@@ -318,9 +339,7 @@ def run_sweep(
 def _run_locked(sweep: Any, plan: Plan, store: SweepStore, started: float, previous: dict[str, str], *,
                 address: str | None, max_retries: int, progress: bool, quiet_ray: bool, poll_s: float,
                 faults: dict[str, dict[str, Any]] | None, full: bool) -> SweepOutcome:
-    """The sweep, once its folder is locked: Ray, the store's first rows, the scheduling loop, the end."""
-    from ablations.configs import run_data_warnings
-
+    """The sweep, once its folder is locked: Ray, sweep.json, the scheduling loop, the final status."""
     variants = plan.variants
     slots = _init_ray(address, quiet_ray)
     import ray
@@ -328,9 +347,44 @@ def _run_locked(sweep: Any, plan: Plan, store: SweepStore, started: float, previ
     gpus = ray.cluster_resources().get("GPU", 0) > 0
     check_cluster(variants, gpus)  # before anything is written or launched
     node_cpus = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=1.0)
+    # training keys hold the numerics the stages will run with, which depend on the cluster's GPUs
+    plan = plan_sweep(variants, STAGE_SPECS, list(sweep.stages), gpus=gpus)
 
-    cache_root = store.root / "_cache"
+    # available cores (CPU affinity, not the machine's count) shared by the concurrent slots
+    threads = threads_per_task(slots) if not (address or os.environ.get("RAY_ADDRESS")) else 1
+
     _write_sweep_json(store, sweep, variants, started, previous)
+    with final_status(store, started):
+        return _schedule(sweep, plan, store, started, slots=slots, threads=threads, gpus=gpus, node_cpus=node_cpus,
+                         max_retries=max_retries, progress=progress, poll_s=poll_s, faults=faults, full=full)
+
+
+@contextlib.contextmanager
+def final_status(store: SweepStore, started: float):
+    """sweep.json's status once the invocation ends, however it ends: "done", "interrupted" (Ctrl-C)
+    or "failed" (an exception). Only a SIGKILLed driver leaves "running" behind: it runs no code."""
+    status = "failed"
+    try:
+        yield
+        status = "done"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        with contextlib.suppress(StoreError, OSError):  # the exception on its way out says what went wrong
+            store.update_sweep_json(status=status, finished_at=_iso(time.time()), wall_time_s=time.time() - started)
+
+
+def _schedule(sweep: Any, plan: Plan, store: SweepStore, started: float, *, slots: int, threads: int, gpus: bool,
+              node_cpus: float, max_retries: int, progress: bool, poll_s: float, faults: dict[str, dict[str, Any]] | None,
+              full: bool) -> SweepOutcome:
+    """The store's first rows, then the scheduling loop until every instance has ended."""
+    from ablations.configs import run_data_warnings
+
+    import ray
+
+    variants = plan.variants
+    cache_root = store.root / "_cache"
     for variant in variants:
         store.upsert_run({"run_id": variant.run_id, "variant": variant.name, "seed": variant.seed,
                           **_replication_columns(variant), **variant.axes, "status": "pending", "failure_reason": None,
@@ -339,8 +393,6 @@ def _run_locked(sweep: Any, plan: Plan, store: SweepStore, started: float, previ
         # where the run's stages work (results/_cache/<stage>/<key>/): the dashboard reads a running run's live curve there
         store.write_run_json(variant.run_id, "stages.json", dict(iid.split("/", 1) for iid in plan.run_stages[variant.run_id]))
 
-    # available cores (CPU affinity, not the machine's count) shared by the concurrent slots
-    threads = threads_per_task(slots) if not (address or os.environ.get("RAY_ADDRESS")) else 1
     states = {iid: InstanceState(inst) for iid, inst in plan.instances.items()}
     view = LiveView(sweep.name, progress)
     executed = skipped = 0
@@ -357,7 +409,7 @@ def _run_locked(sweep: Any, plan: Plan, store: SweepStore, started: float, previ
                     continue
                 if not all(u.status == "done" for u in ups):
                     continue
-                if _reuse(st, plan, cache_root, full):
+                if _reuse(st, plan, cache_root, full, states):
                     skipped += 1
                     continue
                 _submit(st, cache_root, gpus, max_retries, threads, states, faults, node_cpus)
@@ -386,7 +438,6 @@ def _run_locked(sweep: Any, plan: Plan, store: SweepStore, started: float, previ
         view.close()
     wall = time.time() - started
     runs = store_runs_status(plan, states)
-    store.update_sweep_json(status="done", finished_at=_iso(time.time()), wall_time_s=wall)
     compute = sum(float(st.result.get("compute_s", 0)) for st in states.values()
                   if st.status == "done" and not st.skipped and st.result)
     return SweepOutcome(sweep.name, store.path, wall, executed, skipped,
@@ -395,17 +446,23 @@ def _run_locked(sweep: Any, plan: Plan, store: SweepStore, started: float, previ
                         slots, compute, states)
 
 
-def _reuse(st: InstanceState, plan: Plan, cache_root: Path, full: bool) -> bool:
-    """Take a finished instance's result if its DONE record checks out; else clear it for a rerun.
-    Either way a note (legacy record, failed check) is printed in one line and kept for the manifest."""
+def _reuse(st: InstanceState, plan: Plan, cache_root: Path, full: bool, states: dict[str, InstanceState]) -> bool:
+    """Take a finished instance's result if its DONE record checks out and it was built from the
+    upstream results now in the cache; else clear it for a rerun. Either way a note (legacy record,
+    failed check) is printed in one line and kept for the manifest."""
     folder = stage_dir(cache_root, st.instance.stage, st.instance.key)
     result, why = verify_done(folder, full=full)
+    keep = KEPT_ON_RERUN
+    if result is not None:
+        changed = lineage_problem(result, _upstream_dirs(st.instance, states, cache_root))
+        if changed is not None:  # a rebuilt upstream: what this stage made belongs to one that is gone
+            result, why, keep = None, changed, (LOG, INSTANCE_LOCK)
     if why is not None:
         st.note = f"stage {st.instance.stage} of run {_first_run(plan, st)}: {why}" + ("" if result else "; rerunning")
         print(st.note, flush=True)
     if result is None:
         if why is not None:
-            clear_for_rerun(folder)
+            clear_for_rerun(folder, keep)
         return False
     st.status, st.result, st.skipped = "done", result, True
     return True
@@ -425,21 +482,52 @@ def check_same_runs(store: SweepStore, sweep: Any, variants: list, extend: bool)
     """Refuse, in one sentence, a rerun whose runs differ from those the sweep folder already holds
     (another `--set`, `--seeds` or recipe) unless `extend`; returns the runs recorded before ({} if none)."""
     from ablations.cli import UserError
-    from ablations.store import StoreError, read_sweep_json
+    from ablations.store import read_metrics, read_runs, read_sweep_json
 
-    try:
+    try:  # every file the run will rewrite reads back now, before Ray starts and sweep.json says "running"
         before = read_sweep_json(store.root, store.sweep)
+        runs = read_runs(store.root, store.sweep)
+        read_metrics(store.root, store.sweep)
     except StoreError as exc:
-        raise UserError(f"{exc} Delete it, or run under another name with --name NEW.") from None
+        raise UserError(f"{str(exc).rstrip('.')}, or run under another name with --name NEW.") from None
     previous = dict(before.get("variants") or {})
+    if extend:
+        _check_extension(store, runs, variants)
     if not previous or extend or set(previous) == {v.run_id for v in variants}:
         return previous
     changes = _config_changes(before.get("config") or {}, to_dict(sweep.base))
+    # other settings cannot join the runs held (`_check_extension`); new seeds and levels can
+    extend_hint = (" (--force-extend adds only new seeds or axis levels under its own settings)" if changes
+                   else ", or add these runs to it with --force-extend")
     if not changes and list(before.get("seeds") or []) != list(sweep.seeds):
         changes = [f"seeds {before.get('seeds')} -> {list(sweep.seeds)}"]
     what = f"other settings ({'; '.join(changes[:3])})" if changes else "other runs (axes, variants or seeds)"
     raise UserError(f"Sweep '{store.sweep}' in {store.root} holds runs made with {what}; rerun it with its own "
-                    f"settings, start a new sweep with --name NEW, or add these runs to it with --force-extend.")
+                    f"settings or start a new sweep with --name NEW{extend_hint}.")
+
+
+def _check_extension(store: SweepStore, runs: Any, variants: list) -> None:
+    """`--force-extend` adds new seeds or new variants; it refuses (one sentence) runs that would join
+    a variant the folder holds under other settings: the statistics would average two configs as one."""
+    from ablations.cli import UserError
+    from ablations.store import run_json
+
+    held = {} if not len(runs) else {name: group.run_id.tolist() for name, group in runs.groupby("variant")}
+    for variant in variants:
+        for run_id in held.get(variant.name, []):
+            if run_id == variant.run_id:
+                continue
+            try:
+                old = run_json(store.root, store.sweep, run_id, "config.json")
+            except StoreError as exc:
+                raise UserError(f"{str(exc).rstrip('.')}, or run under another name with --name NEW.") from None
+            changes = _config_changes({**old, "seed": None}, {**to_dict(variant.config), "seed": None}) if old else []
+            if changes:
+                raise UserError(f"--force-extend would add runs of variant '{variant.name}' made with other settings "
+                                f"({'; '.join(changes[:3])}) to sweep '{store.sweep}', which would average two "
+                                f"configs as one; extend it only with new seeds or axis levels under its own "
+                                f"settings, or start a new sweep with --name NEW.")
+            break  # one stored run of the variant is its settings (they all share them)
 
 
 def _config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -471,7 +559,7 @@ def check_cluster(variants: list, gpus: bool) -> None:
 def _submit(st: InstanceState, cache_root: Path, gpus: bool, max_retries: int, threads: int,
             states: dict[str, InstanceState], faults: dict[str, dict[str, Any]] | None, node_cpus: float = 0.0) -> None:
     inst = st.instance
-    upstream = {states[u].instance.stage: str(stage_dir(cache_root, *u.split("/"))) for u in _all_upstream(inst, states)}
+    upstream = _upstream_dirs(inst, states, cache_root)
     spec = STAGE_SPECS[inst.stage]
     remote = _remote(spec, gpus, max_retries, inst.config.train.workers, node_cpus)
     if _holds_node(spec, gpus):
@@ -490,6 +578,11 @@ def _config_value(cfg: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         cfg = getattr(cfg, part)
     return cfg
+
+
+def _upstream_dirs(inst: StageInstance, states: dict[str, InstanceState], cache_root: Path) -> dict[str, str]:
+    """{stage: folder} of every instance `inst` reads, direct and transitive."""
+    return {states[u].instance.stage: str(stage_dir(cache_root, *u.split("/"))) for u in _all_upstream(inst, states)}
 
 
 def _all_upstream(inst: StageInstance, states: dict[str, InstanceState]) -> list[str]:
@@ -527,9 +620,18 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+def _merged(first: list, then: list) -> list:
+    """`first`, then the items of `then` it lacks, in order."""
+    return list(first) + [item for item in then if item not in first]
+
+
 def _write_sweep_json(store: SweepStore, sweep: Any, variants: list, started: float,
                       previous: dict[str, str] | None = None) -> None:
+    """sweep.json at the start of an invocation. A sweep extended by later invocations (`--force-extend`)
+    keeps its first `config`, the union of the axes' levels and seeds, and one `invocations` entry each
+    (when, which code, which seeds and runs, which settings differed from `config`)."""
     from ablations.metric_specs import metric_specs
+    from ablations.store import read_sweep_json
 
     axes = {name: list(levels) for name, levels in sweep.axes.items()}
     if sweep.variants:  # explicit lists: levels as they appear
@@ -539,17 +641,26 @@ def _write_sweep_json(store: SweepStore, sweep: Any, variants: list, started: fl
                 axes.setdefault(name, [])
                 if value not in axes[name]:
                     axes[name].append(value)
-    if len(sweep.seeds) > 1:
-        axes["seed"] = list(sweep.seeds)
+    before = read_sweep_json(store.root, store.sweep) if previous else {}  # read back whole before Ray started
+    seeds = _merged(before.get("seeds") or [], list(sweep.seeds))
+    axes = {name: _merged((before.get("axes") or {}).get(name) or [], levels) for name, levels in axes.items()}
+    axes |= {name: levels for name, levels in (before.get("axes") or {}).items() if name not in axes and name != "seed"}
+    if len(seeds) > 1:
+        axes["seed"] = seeds
+    config = before.get("config") or to_dict(sweep.base)
+    invocation = {"started_at": _iso(started), **{k: provenance()[k] for k in ("git_commit", "dirty")},
+                  "seeds": list(sweep.seeds), "runs": [v.run_id for v in variants],
+                  "config_changes": _config_changes(config, to_dict(sweep.base))}
     store.write_sweep_json({
         "sweep": sweep.name, "recipe": sweep.recipe, "description": sweep.description, "axes": axes,
-        "seeds": list(sweep.seeds), "stages": list(sweep.stages), "headline_metrics": list(sweep.headline_metrics),
+        "seeds": seeds, "stages": list(sweep.stages), "headline_metrics": list(sweep.headline_metrics),
         "metrics": metric_specs(), "status": "running", "started_at": _iso(started),
         # runs an earlier `--force-extend`ed invocation added stay listed
         "variants": {**(previous or {}), **{v.run_id: v.name for v in variants}},
         # the A/A copy of the baseline (`--replicate-baseline`): not an axis, so not in `axes`
         "replicate": replicate_summary(variants),
-        "config": to_dict(sweep.base),
+        "config": config,  # the first invocation's base config; later ones differ by their `config_changes`
+        "invocations": [*(before.get("invocations") or []), invocation],
         "cost_assumptions": {"reference_shape": list(sweep.base.cost.reference_shape),
                              "h100_peak_tflops_bf16": sweep.base.cost.h100_peak_tflops,
                              "utilisation": sweep.base.cost.h100_utilisation,
@@ -576,6 +687,23 @@ def _finalize_runs(store: SweepStore, plan: Plan, states: dict[str, InstanceStat
         finished.add(run_id)
         needed = [states[i] for i in plan.run_stages[run_id]]
         _write_run(store, by_id[run_id], needed, status, cache_root, sweep)
+
+
+def run_provenance(needed: list[InstanceState]) -> dict[str, Any]:
+    """A run's {git_commit, dirty, versions}, from the results of its finished stages, not the driver's:
+    a commit or versions only where every stage records the same ones (None otherwise: `commits`
+    says which stage each commit computed, "unrecorded" for results from before it was recorded)."""
+    records = [(st.instance.stage, (st.result or {}).get("provenance")) for st in needed if st.status == "done"]
+    commits: dict[str, list[str]] = {}
+    for stage, record in records:
+        commits.setdefault(str(record.get("git_commit")) if record else "unrecorded", []).append(stage)
+    known = [record for _, record in records if record]
+    whole = bool(known) and len(known) == len(records)
+    versions = [record.get("versions") for record in known]
+    return {"git_commit": known[0].get("git_commit") if whole and len(commits) == 1 else None,
+            "dirty": True if any(record.get("dirty") for record in known) else (False if whole else None),
+            "versions": versions[0] if whole and all(v == versions[0] for v in versions) else None,
+            "commits": commits}
 
 
 def _write_run(store: SweepStore, variant: Any, needed: list[InstanceState], status: str, cache_root: Path,
@@ -608,9 +736,13 @@ def _write_run(store: SweepStore, variant: Any, needed: list[InstanceState], sta
         "stages": {st.instance.stage: {"key": st.instance.key, "status": st.status, "attempts": st.attempts,
                                        "reused": st.skipped, "reason": st.reason, "verification": st.note,
                                        "compute_s": (st.result or {}).get("compute_s"),
-                                       "hardware": (st.result or {}).get("hardware")} for st in needed},
+                                       "hardware": (st.result or {}).get("hardware"),
+                                       # the code that computed it (None: a result from before this was recorded)
+                                       "provenance": (st.result or {}).get("provenance"),
+                                       "upstream": (st.result or {}).get("upstream")} for st in needed},
         "evaluation": collected["evaluation"],  # set-level metrics' protocol; why a metric has no value
-        **provenance(),
+        **run_provenance(needed),
+        "written_by": provenance(),  # the driver that assembled this manifest (not necessarily the code that computed it)
     })
     store.upsert_run(row)
 

@@ -178,7 +178,11 @@ class SweepStore:
         self.root = Path(root)
         self.sweep = sweep
         self.path = self.root / sweep
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # the results root is a file, read-only, or on a full disk
+            raise StoreError(f"Cannot create the sweep folder {self.path} ({exc.strerror or type(exc).__name__}); "
+                             f"give a results root that is a writable folder.") from None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -65,14 +65,15 @@ def test_a_changed_video_folder_is_a_new_key(tmp_path):
 
 
 def test_configs_without_paths_keep_their_keys():
-    """No path in the fields: the payload is what it was before fingerprints, so existing caches stay valid."""
+    """No path in the fields: the payload holds no fingerprints (only the fields and the training numerics)."""
+    from ablations.graph import training_numerics
     from models.config import content_hash, to_dict
 
     cfg = default_run_config("ltx", "tiny")
     spec = STAGE_SPECS["train_vae"]
     variant = expand_variants(cfg, {}, [0])[0]
     payload = {"stage": "train_vae", "fields": {f: to_dict(getattr(variant.config, f)) for f in spec.fields},
-               "upstream": ()}
+               "upstream": (), "numerics": training_numerics(variant.config.train, gpus=False)}
     assert _keys(cfg)["train_vae"] == content_hash(payload, 16)
 
 

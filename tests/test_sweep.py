@@ -64,6 +64,11 @@ def test_shared_vae_runs_once_and_everything_is_stored(clean):
         run_dir = sweep_dir / "runs" / run_id
         manifest = json.loads((run_dir / "manifest.json").read_text())
         assert manifest["stages"]["train_vae"]["compute_s"] > 0 and manifest["git_commit"]
+        # each stage names the code that computed it and the upstream result it was built from
+        stages = manifest["stages"]
+        assert {s["provenance"]["git_commit"] for s in stages.values()} == {manifest["git_commit"]}
+        assert list(manifest["commits"]) == [manifest["git_commit"]]
+        assert stages["sample"]["upstream"]["train_dit"]["key"] == stages["train_dit"]["key"]
         index = [json.loads(line) for line in (run_dir / "samples" / "index.jsonl").read_text().splitlines()]
         assert {"t2v", "i2v", "recon"} <= {row["task"] for row in index}
         assert all((run_dir / "samples" / row["file"]).stat().st_size > 0 for row in index)
@@ -97,6 +102,10 @@ def test_rerun_executes_no_stage(clean):
     again = run_sweep(_timed_sweep(), root, progress=False)
     assert again.executed == 0 and again.skipped == len(first.states)
     assert again.runs_done == 2
+    meta = json.loads((root / "tiny-pair" / "sweep.json").read_text())
+    assert meta["status"] == "done" and len(meta["invocations"]) == 2
+    manifest = json.loads(next((root / "tiny-pair" / "runs").glob("*/manifest.json")).read_text())
+    assert all(stage["reused"] and stage["provenance"]["git_commit"] for stage in manifest["stages"].values())
     print(f"rerun wall time {again.wall_s:.2f} s")
 
 

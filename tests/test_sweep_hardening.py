@@ -104,10 +104,13 @@ def test_truncated_vae_is_found_said_and_rerun(swept, capsys):
     root, outcome, clean = swept
     size, kept = _truncate(_folder(root, outcome, "train_vae") / "vae.safetensors")
     again, lines = _rerun_heals(root, clean, capsys)
-    assert _ran(again) == ["train_vae"], "only the damaged stage runs again; eval_recon's own DONE still holds"
+    # eval_recon's own DONE still holds, but it was computed from the VAE that is gone: it runs again too
+    assert _ran(again) == ["eval_recon", "train_vae"]
     (note,) = [line for line in lines if "vae.safetensors" in line]
     assert note.startswith("stage train_vae of run ") and note.endswith(
         f"vae.safetensors is {kept} bytes, DONE recorded {size}; rerunning")
+    assert any(line.startswith("stage eval_recon of run ") and line.endswith(
+        "it was computed from another train_vae result than the one now in the cache; rerunning") for line in lines)
     (vae,) = [st for st in again.states.values() if st.instance.stage == "train_vae"]
     assert vae.result["summary"]["resumed_from"] == 4, "the rerun resumes from the final checkpoint, not step 0"
     manifest = json.loads(next((root / NAME / "runs").glob("*/manifest.json")).read_text())
@@ -142,7 +145,7 @@ def test_same_size_rewrite_is_caught_by_its_sha256(swept, capsys):
     data[len(data) // 2] ^= 0xFF
     vae.write_bytes(bytes(data))
     again, lines = _rerun_heals(root, clean, capsys)
-    assert _ran(again) == ["train_vae"]
+    assert _ran(again) == ["eval_recon", "train_vae"]  # eval_recon follows its rebuilt VAE
     assert any("the sha256 of vae.safetensors differs from the one DONE recorded; rerunning" in line for line in lines), lines
 
 
@@ -191,7 +194,7 @@ def test_old_done_without_record_is_checked_then_accepted_or_rerun(swept, capsys
     (_folder(root, outcome, "train_vae") / DONE).write_text("")
     _truncate(_folder(root, outcome, "train_vae") / "vae.safetensors")
     again, lines = _rerun_heals(root, clean, capsys)
-    assert _ran(again) == ["train_vae"]
+    assert _ran(again) == ["eval_recon", "train_vae"]  # eval_recon follows its rebuilt VAE
     assert any("vae.safetensors" in line and line.endswith("rerunning") for line in lines), lines
 
 
@@ -210,7 +213,7 @@ def test_pickle_artifact_from_an_older_ltxlab_is_rerun_not_loaded(swept, capsys)
     (folder / "vae.safetensors").unlink()
     write_done(folder)  # as the older ltxlab recorded it
     again, lines = _rerun_heals(root, clean, capsys)
-    assert _ran(again) == ["train_vae"]
+    assert _ran(again) == ["eval_recon", "train_vae"]  # eval_recon follows its rebuilt VAE
     assert any(line.endswith("vae.pt is in the old pickle format (ltxlab now writes safetensors); rerunning")
                for line in lines), lines
     (vae,) = [st for st in again.states.values() if st.instance.stage == "train_vae"]
@@ -289,12 +292,17 @@ def test_rerun_with_other_settings_is_refused_not_merged(swept, monkeypatch):
     assert "vae_train.lr" in message and "--name NEW" in message and "--force-extend" in message
     assert len(message.splitlines()) == 1
     pd.testing.assert_frame_equal(pd.read_parquet(root / NAME / "runs.parquet"), runs_before)
-    # asked for, the same change extends the sweep (checked here without running it)
+    # --force-extend does not pool the changed runs into the same variant cells (tests/test_sweep_refusals.py);
+    # new seeds under the sweep's own settings it adds (checked here without running them)
     from ablations.graph import expand_variants
     from ablations.store import SweepStore
 
-    sweep = _sweep(lr=7e-4)
-    variants = expand_variants(sweep.base, sweep.axes, sweep.seeds, sweep.variants)
+    with pytest.raises(UserError, match="would average two configs as one"):
+        sweep = _sweep(lr=7e-4)
+        runner.check_same_runs(SweepStore(root, NAME), sweep, expand_variants(sweep.base, sweep.axes, sweep.seeds),
+                               extend=True)
+    sweep = _sweep()
+    variants = expand_variants(sweep.base, sweep.axes, [7])
     assert set(runner.check_same_runs(SweepStore(root, NAME), sweep, variants, extend=True)) == set(runs_before.run_id)
 
 

@@ -102,6 +102,24 @@ def _recon_metric_names(cfg) -> list[str]:
     return list(cfg.eval.recon_metrics) + ([f"dwt_psnr_{b.lower()}" for b in BAND_NAMES] if cfg.eval.dwt_bands else [])
 
 
+def recon_metric_versions(cfg) -> dict[str, str]:
+    """{metric: version} of what `eval_recon` computes for `cfg` (its per-clip metrics and rFVD): in its key."""
+    from evaluation.fvd import DISTRIBUTION_METRICS
+    from evaluation.metrics import METRICS
+
+    versions = {name: str(METRICS.get(name).version) for name in _recon_metric_names(cfg)}
+    return {**versions, "rfvd": str(DISTRIBUTION_METRICS.get("rfvd").version)}
+
+
+def gen_metric_versions(cfg) -> dict[str, str]:
+    """{metric: version} of what `eval_gen` computes (every generation metric and FVD): in its key."""
+    from evaluation.fvd import DISTRIBUTION_METRICS
+    from evaluation.generation import GENERATION_METRICS
+
+    versions = {name: str(spec.version) for name, spec in GENERATION_METRICS.items()}
+    return {**versions, "fvd": str(DISTRIBUTION_METRICS.get("fvd").version)}
+
+
 def _recon_shard(rank: int, world: int, vae_dir: str, data_spec: Any, names: list[str], max_samples: int,
                  seed: int, folder: str, eval_cfg: Any) -> dict[str, Any]:
     from ablations.stages.eval_recon import eval_recon_part
