@@ -221,6 +221,9 @@ def check_buildable(cfg: RunConfig, stages: set[str]) -> None:
         _check_eval(cfg.eval)
     if "train_vae" in stages:
         check_batch_split(cfg.vae_train.batch_size, cfg.train, "vae_train")
+        from ablations.stages.train_vae import latent_stats_source
+
+        latent_stats_source(cfg.vae, cfg.vae_train)  # latent_stats=checkpoint needs a vae.init to keep them from
     if "train_dit" in stages:
         check_batch_split(cfg.dit_train.batch_size, cfg.train, "dit_train")
     _check_init(cfg, stages)
