@@ -42,7 +42,7 @@ def _gen_versions(cfg: Any) -> dict[str, str]:
     return gen_metric_versions(cfg)
 
 
-# `fields`: every RunConfig section the stage reads (tests/test_stage_keys.py checks this by running each stage)
+# `fields`: every RunConfig section the stage reads (tests/test_graph_keys.py runs `cost` on a config that records its reads)
 STAGE_SPECS: dict[str, StageSpec] = {
     spec.name: spec
     for spec in (
