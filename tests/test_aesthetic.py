@@ -322,6 +322,24 @@ def image_pairs(tmp_path_factory):
     return root, names, hidden
 
 
+def test_heldout_accuracy_interval_clusters_votes_by_comparison_and_covers_the_truth():
+    """Known answer: 60 comparisons x 3 raters' votes; a comparison's votes share the scorer's one
+    prediction, so agreement is correlated within it (per-comparison rate ~ Beta(0.7, 0.3), mean 0.7)."""
+    from ablations.commands.aesthetic import accuracy_interval
+    from evaluation.bradley_terry import wilson_interval
+
+    rng = np.random.default_rng(0)
+    sims, comparisons, votes, truth = 1000, 60, 3, 0.7
+    rate = rng.beta(0.7, 0.3, size=(sims, comparisons))
+    agree = (rng.random((sims, comparisons, votes)) < rate[..., None]).astype(float).reshape(sims, -1)
+    ids = np.repeat(np.arange(comparisons), votes)
+    clustered = np.mean([(lambda r: r.ci_low <= truth <= r.ci_high)(accuracy_interval(x, ids)) for x in agree])
+    per_vote = np.mean([(lambda lh: lh[0] <= truth <= lh[1])(wilson_interval(x.mean(), x.size)) for x in agree])
+    print(f"coverage of a nominal 95% interval: clustered {clustered:.3f}, votes as independent {per_vote:.3f}")
+    assert 0.93 <= clustered <= 0.975  # measured 0.957 (seed 0)
+    assert per_vote < 0.88  # the old interval: measured 0.833, so this check can fail
+
+
 def test_cli_trains_on_a_pairs_file_and_scores_files(image_pairs, tmp_path, capsys):
     root, names, hidden = image_pairs
     out = tmp_path / "scorer"
@@ -336,6 +354,8 @@ def test_cli_trains_on_a_pairs_file_and_scores_files(image_pairs, tmp_path, caps
     held = report["heldout"]
     lo, hi = held["ci95"]
     assert lo <= held["accuracy"] <= hi and lo > 0.5  # better than chance on pairs with unseen items
+    assert 0 < held["comparisons"] <= held["decided"] and "clustered by comparison" in held["interval"]
+    assert split["unit"] == "item" and 0 < split["heldout_pairs_vs_a_training_item"] <= split["heldout_pairs"]
     assert report["provenance"]["git_commit"] and report["provenance"]["versions"]["torch"]
     assert json.loads((out / "config.json").read_text())["format"] == SCORER_FORMAT
     capsys.readouterr()

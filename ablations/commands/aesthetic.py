@@ -11,15 +11,18 @@
   and by default it is `<db stem>-media` beside `--db`, as `survey create` lays it out; or
 - a pairs file of your own (csv, jsonl or parquet) with columns `a`, `b` (image or video paths,
   relative to the file's folder or `--media-root`) and either `winner` (a, b or tie) or `target`
-  (P(a preferred) in [0, 1]).
+  (P(a preferred) in [0, 1]), and optionally `group` (the prompt or scene both sides render).
 
 The whole file is checked first (columns, values, media files); the first bad row is named in one
 sentence before anything is decoded. Items are images (one frame) or videos (`--frames` frames
 spread evenly, the frames the curation pipeline scores). A fraction `--holdout` of the pairs is held
 out by item: whole items are set aside until the pairs that touch them reach that fraction, so no
-held-out item is seen in training. The scorer folder (`save_scorer`) gets `report.json`: held-out
-pairwise accuracy with its 95% Wilson interval, the train and held-out loss per epoch, the split,
-and provenance (pairs file sha256, backbone weights hash, config, seed, commit, versions).
+held-out item is seen in training (a held-out pair may still set a held-out item against a training
+item, of a prompt training also saw: `report.json["split"]` counts both, so the accuracy is what it is,
+ranking new renderings, not generalising to new content). The scorer folder (`save_scorer`) gets
+`report.json`: held-out pairwise accuracy with a 95% Wilson interval on the effective sample size of
+votes clustered by comparison and, where known (a survey's prompt id, a pairs file's `group`
+column), by prompt (`INTERVAL`), the train and held-out loss per epoch, the split, and provenance (pairs file sha256, backbone weights hash, config, seed, commit, versions).
 
 `score --scorer DIR FILE...` prints each file's score (higher is better).
 """
@@ -90,6 +93,7 @@ class Pairs:
     target: list[float]  # P(a preferred): 1, 0 or 0.5 for a tie (or any value in [0, 1] from a pairs file)
     source: str  # 'survey' or 'pairs'
     counts: dict[str, int]  # rows read and dropped (flagged raters, gold pairs, other questions)
+    group: list[str] | None = None  # the prompt (scene) each pair renders: survey task/prompt_id, a pairs file's `group`
 
 
 def read_table(path: Path) -> Any:
@@ -170,7 +174,11 @@ def _survey_pairs(frame: Any, args: argparse.Namespace) -> Pairs:
         a.append(index[str(row.media_a)])
         b.append(index[str(row.media_b)])
         target.append(OUTCOME_TARGET[outcome])
-    return Pairs(a=a, b=b, target=target, source="survey", counts=counts)
+    group = None
+    if "prompt_id" in frame.columns:
+        task = frame["task"].astype(str) if "task" in frame.columns else ""
+        group = (task + "/" + frame["prompt_id"].astype(str))[keep].tolist()
+    return Pairs(a=a, b=b, target=target, source="survey", counts=counts, group=group)
 
 
 def _target(row: Any, row_no: int, path: Path) -> float:
@@ -210,7 +218,8 @@ def _user_pairs(frame: Any, args: argparse.Namespace) -> Pairs:
             if not file.is_file():
                 raise UserError(f"Row {i} of {path}: {file} does not exist; paths are relative to {root}.")
             (a if side == "a" else b).append(file.resolve())
-    return Pairs(a=a, b=b, target=target, source="pairs", counts={"rows": len(frame)})
+    group = frame["group"].astype(str).tolist() if "group" in frame.columns else None
+    return Pairs(a=a, b=b, target=target, source="pairs", counts={"rows": len(frame)}, group=group)
 
 
 def read_pairs(args: argparse.Namespace) -> Pairs:
@@ -228,6 +237,10 @@ def read_pairs(args: argparse.Namespace) -> Pairs:
 
 
 # ---- split, media, evaluation -----------------------------------------------------------------------
+
+def _at(values: list[Any] | None, indices: list[int]) -> list[Any] | None:
+    return None if values is None else [values[i] for i in indices]
+
 
 def split_by_item(a: list[int], b: list[int], holdout: float, seed: int) -> tuple[list[int], list[int], set[int]]:
     """(train pair indices, held-out pair indices, held-out items).
@@ -292,23 +305,59 @@ def load_items(paths: list[Path], frames: int, size: int) -> tuple[Any, Any]:
     return out, mask
 
 
-def pair_metrics(scores: Any, a: Any, b: Any, target: Any) -> dict[str, Any]:
-    """Pairwise accuracy (decided pairs; an exact score tie counts half) with its 95% Wilson interval, and the loss."""
+INTERVAL = ("95% Wilson interval on the Kish effective sample size, votes clustered by comparison (the unordered "
+            "item pair: raters' votes on one comparison share one prediction) and, with prompts, by prompt "
+            "(evaluation.bradley_terry.win_rate_test); it covers the sampling of comparisons and prompts, not "
+            "training-seed variation (one trained scorer)")
+
+
+def accuracy_interval(agree: Any, comparisons: Any, groups: Any = None) -> Any:
+    """`win_rate_test` of per-vote agreement (1, 0, or 0.5 for a score tie), clustered by comparison and group."""
+    from evaluation.bradley_terry import win_rate_test
+
+    return win_rate_test(agree, clusters=comparisons, prompt_clusters=groups)
+
+
+def pair_metrics(scores: Any, a: Any, b: Any, target: Any, groups: list[str] | None = None) -> dict[str, Any]:
+    """Pairwise accuracy over decided votes (an exact score tie counts half) with its clustered 95% interval
+    (`INTERVAL`), and the loss."""
+    import numpy as np
     import torch
 
-    from evaluation.bradley_terry import wilson_interval
     from models.aesthetic import pairwise_loss
 
     if len(a) == 0:
-        return {"pairs": 0, "decided": 0, "accuracy": None, "ci95": None, "loss": None}
+        return {"pairs": 0, "decided": 0, "comparisons": 0, "groups": None, "accuracy": None, "ci95": None,
+                "n_eff": None, "interval": INTERVAL, "loss": None}
     diff = scores[a] - scores[b]
-    decided = target != 0.5
-    agree = torch.where(diff == 0, 0.5, ((diff > 0) == (target > 0.5)).float())[decided]
+    decided = (target != 0.5).numpy()
+    agree = torch.where(diff == 0, 0.5, ((diff > 0) == (target > 0.5)).float()).numpy()[decided]
+    pair = np.array([f"{min(x, y)}-{max(x, y)}" for x, y in zip(a.tolist(), b.tolist())], dtype=object)[decided]
+    group = None if groups is None else np.asarray(groups, dtype=object)[decided]
     n = int(decided.sum())
-    accuracy = float(agree.mean()) if n else None
-    lo, hi = wilson_interval(accuracy, n) if n else (None, None)
+    found = accuracy_interval(agree, pair, group) if n else None
     loss = float(pairwise_loss(scores[a], scores[b], target))
-    return {"pairs": int(len(a)), "decided": n, "accuracy": accuracy, "ci95": [lo, hi], "loss": loss}
+    return {"pairs": int(len(a)), "decided": n, "comparisons": int(len(set(pair))),
+            "groups": None if group is None else int(len(set(group))),
+            "accuracy": None if found is None else found.rate,
+            "ci95": [None, None] if found is None else [found.ci_low, found.ci_high],
+            "n_eff": None if found is None else found.n_eff, "interval": INTERVAL, "loss": loss}
+
+
+def split_facts(a: list[int], b: list[int], train: list[int], test: list[int], held: set[int],
+                groups: list[str] | None) -> dict[str, Any]:
+    """What the held-out pairs measure: how many set a new item against a trained one, and prompts shared."""
+    facts: dict[str, Any] = {
+        "unit": "item",
+        "meaning": "no held-out item is trained on; a held-out pair may set a held-out item against a training item "
+                   "and may render a prompt that training pairs also render, so the accuracy is ranking new "
+                   "renderings, mostly of seen prompts, not generalisation to new content",
+        "heldout_pairs_vs_a_training_item": sum(1 for i in test if (a[i] in held) != (b[i] in held)),
+    }
+    if groups is not None:
+        trained = {groups[i] for i in train}
+        facts["heldout_pairs_of_prompts_also_trained_on"] = sum(1 for i in test if groups[i] in trained)
+    return facts
 
 
 # ---- train ------------------------------------------------------------------------------------------
@@ -382,7 +431,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     def on_epoch(epoch: int, loss: float) -> None:
         curve["train_loss"].append(loss)
-        held_out = pair_metrics(score_items(scorer, frames, mask), a[test], b[test], target[test]) if test else {}
+        held_out = pair_metrics(score_items(scorer, frames, mask), a[test], b[test], target[test], _at(pairs.group, test)) \
+            if test else {}
         curve["heldout_loss"].append(held_out.get("loss"))
         acc = held_out.get("accuracy")
         print(f"epoch {epoch}/{args.epochs}  train loss {loss:.4f}"
@@ -398,9 +448,10 @@ def run_train(args: argparse.Namespace) -> int:
                   "sha256": file_sha256([str(args.pairs.expanduser())]),
                   "source": pairs.source, "used": len(pairs.a), "items": len(files), **pairs.counts},
         "split": {"holdout": args.holdout, "seed": args.seed, "train_pairs": len(train), "heldout_pairs": len(test),
-                  "heldout_items": len(held), "train_items": len(files) - len(held)},
-        "heldout": pair_metrics(scores, a[test], b[test], target[test]),
-        "train": pair_metrics(scores, a[train], b[train], target[train]),
+                  "heldout_items": len(held), "train_items": len(files) - len(held),
+                  **split_facts(a.tolist(), b.tolist(), train, test, held, pairs.group)},
+        "heldout": pair_metrics(scores, a[test], b[test], target[test], _at(pairs.group, test)),
+        "train": pair_metrics(scores, a[train], b[train], target[train], _at(pairs.group, train)),
         "curve": curve,
         "config": to_dict(cfg),
         "training": {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
@@ -420,9 +471,13 @@ def summary(report: dict[str, Any], out: Path) -> str:
         lines.append("No held-out pairs (--holdout 0 or no decided votes among them): no accuracy to report.")
     else:
         lo, hi = held["ci95"]
-        lines.append(f"Held-out pairwise accuracy {held['accuracy']:.3f} (95% Wilson CI {lo:.3f}-{hi:.3f}, "
-                     f"{held['decided']} decided pairs of {held['pairs']}; pairs share items, so the interval is "
-                     f"optimistic); held-out loss {held['loss']:.4f}.")
+        by = "comparison and prompt" if held.get("groups") else "comparison"
+        lines.append(f"Held-out pairwise accuracy {held['accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f}, votes clustered "
+                     f"by {by}: {held['decided']} decided votes on {held['comparisons']} comparisons, effective n "
+                     f"{held['n_eff']:.0f}; one trained scorer, so training-seed variation is not in it); held-out "
+                     f"loss {held['loss']:.4f}. Held-out pairs hold out items, not prompts: "
+                     f"{report['split']['heldout_pairs_vs_a_training_item']} of {held['pairs']} set a new item "
+                     "against a trained one.")
     return "\n".join(lines)
 
 
