@@ -692,11 +692,12 @@ def _finalize_runs(store: SweepStore, plan: Plan, states: dict[str, InstanceStat
 def run_provenance(needed: list[InstanceState]) -> dict[str, Any]:
     """A run's {git_commit, dirty, versions}, from the results of its finished stages, not the driver's:
     a commit or versions only where every stage records the same ones (None otherwise: `commits`
-    says which stage each commit computed, "unrecorded" for results from before it was recorded)."""
+    says which stage each commit computed: "unknown" outside a git checkout, "unrecorded" for results
+    from before stages recorded it)."""
     records = [(st.instance.stage, (st.result or {}).get("provenance")) for st in needed if st.status == "done"]
     commits: dict[str, list[str]] = {}
     for stage, record in records:
-        commits.setdefault(str(record.get("git_commit")) if record else "unrecorded", []).append(stage)
+        commits.setdefault((record.get("git_commit") or "unknown") if record else "unrecorded", []).append(stage)
     known = [record for _, record in records if record]
     whole = bool(known) and len(known) == len(records)
     versions = [record.get("versions") for record in known]
