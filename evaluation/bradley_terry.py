@@ -13,10 +13,18 @@ samples of the populations a claim is about, so both enter the uncertainty.
 - Variance: the multiway cluster-robust (sandwich) variance of Cameron, Gelbach & Miller (2011,
   "Robust inference with multiway clustering", J. Bus. Econ. Stat. 29:238), two-way case:
   V = V_rater + V_prompt - V_rater∩prompt, each term the one-way clustered variance of the mean,
-  G/(G-1) * sum_g (sum of residuals in cluster g)^2 / n^2. When the combination is not positive
+  G/(G-1) * sum_g (sum of residuals in cluster g)^2 / n^2; three-way (rater, prompt, seed block)
+  by the same inclusion-exclusion over every intersection. When the combination is not positive
   the larger one-way term is used (the conservative fix). A dimension with fewer than two
   clusters says nothing about its own variance and is left out (the claim is then about that one
   rater or prompt); with no clustering at all the votes are treated as independent.
+- Training seeds: when the systems are training configurations (variants of a sweep), each video
+  comes from one trained model, and two seeds of one config differ. Votes then carry a seed-block
+  id (pairs compare variants within one block, i.e. models trained from the same seed), the seed
+  block is a third clustering dimension, and with few blocks df = min(G) - 1 makes the interval
+  honestly wide. A pair or system whose votes come from a single seed block gets no test and no
+  verdict: its rate compares two trained models, and nothing measures how far another seed
+  would move it ("one seed is never a verdict").
 - CI: a Wilson score interval on the design-effect (Kish) sample size n_eff = p(1-p) / V, so it
   stays inside [0, 1] and is right both for ties (which shrink the per-vote variance) and for
   correlated votes. The critical value is Student's t with df = min(G_rater, G_prompt) - 1, not z:
@@ -47,6 +55,7 @@ samples of the populations a claim is about, so both enter the uncertainty.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -98,7 +107,7 @@ class WinRate:
     df: float  # degrees of freedom of the t reference: min(G) - 1 over clustering dimensions; inf if none
     p_value: float  # two-sided, H0: rate = 0.5 (the score test the Wilson interval inverts)
     votes: int
-    clusters: tuple[int, ...]  # clusters in each dimension that was used (rater, prompt)
+    clusters: tuple[int, ...]  # clusters in each dimension that was used (rater, prompt, seed block)
 
 
 def _codes(labels: Sequence | np.ndarray, n: int) -> np.ndarray:
@@ -116,7 +125,12 @@ def _one_way_var(resid: np.ndarray, codes: np.ndarray) -> float:
 
 
 def _clustered_var(resid: np.ndarray, dims: list[np.ndarray]) -> tuple[float, float, tuple[int, ...]]:
-    """(V, df, clusters per dimension) by Cameron-Gelbach-Miller over the dimensions in `dims`."""
+    """(V, df, clusters per dimension) by Cameron-Gelbach-Miller over the dimensions in `dims`.
+
+    V is the inclusion-exclusion sum over every non-empty subset S of the dimensions of
+    (-1)^(|S|+1) times the one-way variance clustered on the intersection of S (for two dimensions
+    V_1 + V_2 - V_1∩2). An intersection with a single cell adds nothing.
+    """
     n = resid.size
     dims = [d for d in dims if d.max() >= 1]  # a single cluster says nothing about its variance
     sizes = tuple(int(d.max()) + 1 for d in dims)
@@ -125,8 +139,14 @@ def _clustered_var(resid: np.ndarray, dims: list[np.ndarray]) -> tuple[float, fl
     if len(dims) == 1:
         return (_one_way_var(resid, dims[0]), sizes[0] - 1.0, sizes)
     one_way = [_one_way_var(resid, d) for d in dims]
-    both = pd.factorize(dims[0] * sizes[1] + dims[1])[0]  # rater∩prompt cells
-    var = one_way[0] + one_way[1] - (_one_way_var(resid, both) if both.max() >= 1 else 0.0)
+    var = sum(one_way)
+    for r in range(2, len(dims) + 1):
+        for subset in itertools.combinations(range(len(dims)), r):
+            cells = np.zeros(n, dtype=np.int64)
+            for k in subset:  # the intersection's cell id, built one dimension at a time
+                cells = pd.factorize(cells * sizes[k] + dims[k])[0]
+            if cells.max() >= 1:
+                var += (-1) ** (r + 1) * _one_way_var(resid, cells)
     if var <= 0.0:
         var = max(one_way)
     return (var, min(sizes) - 1.0, sizes)
@@ -137,18 +157,20 @@ def win_rate_test(
     clusters: Sequence | np.ndarray | None = None,
     confidence: float = 0.95,
     prompt_clusters: Sequence | np.ndarray | None = None,
+    seed_clusters: Sequence | np.ndarray | None = None,
 ) -> WinRate:
-    """Mean score (ties as 0.5) with a two-way (rater, prompt) clustered Wilson CI and a test of 50%.
+    """Mean score (ties as 0.5) with a multiway (rater, prompt, seed block) clustered Wilson CI and a test of 50%.
 
     scores: (n,) values in [0, 1]; clusters: (n,) rater ids or None; prompt_clusters: (n,) prompt
-    (item) ids or None. With neither, votes are independent. Empty input gives rate nan, CI (0, 1).
+    (item) ids or None; seed_clusters: (n,) training seed-block ids or None. With none, votes are
+    independent. Empty input gives rate nan, CI (0, 1).
     """
     s = np.asarray(scores, dtype=np.float64)
     n = s.size
     if n == 0:
         return WinRate(float("nan"), 0.0, 1.0, 0.0, float("nan"), math.inf, float("nan"), 0, ())
     p = float(s.mean())
-    dims = [_codes(c, n) for c in (clusters, prompt_clusters) if c is not None]
+    dims = [_codes(c, n) for c in (clusters, prompt_clusters, seed_clusters) if c is not None]
     var, df, sizes = _clustered_var(s - p, dims)
     # A degenerate sample (all wins, all losses, one voter) has no variance estimate: fall back
     # to the raw count, which is what plain Wilson would do.
@@ -228,11 +250,15 @@ def bt_ratings(
     l2: float = 1e-3,
     seed: int = 0,
     prompt_clusters: np.ndarray | None = None,
+    seed_clusters: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Bradley-Terry ratings with bootstrap CIs and rank bounds, clustered by rater and, if given, prompt.
 
     a, b: (n,) system indices into `names`; score_a: (n,) in {0, 0.5, 1}; clusters: (n,) rater ids;
-    prompt_clusters: (n,) prompt (item) ids or None.
+    prompt_clusters: (n,) prompt (item) ids or None; seed_clusters: (n,) training seed-block ids or
+    None: a third pigeonhole dimension (needs prompt_clusters). A bootstrap over G seed blocks
+    shrinks their variance by (G-1)/G and has only G distinct draws, so with 2-3 blocks these
+    intervals are narrower than the win-rate tests' (t with min(G) - 1 df), which make the verdicts.
     Without `prompt_clusters`: bootstrap over raters (whole raters resampled with replacement).
     With them: the pigeonhole bootstrap for crossed data (Owen 2007, "The pigeonhole bootstrap",
     Ann. Appl. Stat. 1:386): each replicate draws multinomial weights for the raters and,
@@ -269,21 +295,27 @@ def bt_ratings(
         # (200 raters x 100 prompts x 10 systems: C <= 20,000 cells, 16 MB of cell matrices).
         prompts = _codes(prompt_clusters, a.size)
         n_prompts = int(prompts.max()) + 1 if prompts.size else 0
+        blocks = _codes(seed_clusters, a.size) if seed_clusters is not None else np.zeros(a.size, dtype=np.int64)
+        n_blocks = int(blocks.max()) + 1 if blocks.size else 1
         if (n_raters >= 2 or n_prompts >= 2) and n_boot > 0:
-            keys, cell = np.unique(codes * n_prompts + prompts, return_inverse=True)  # (C,), (n,)
-            cell_rater, cell_prompt = keys // n_prompts, keys % n_prompts  # (C,) each
+            keys, cell = np.unique((codes * n_prompts + prompts) * n_blocks + blocks, return_inverse=True)  # (C,), (n,)
+            cell_block = keys % n_blocks
+            cell_rater, cell_prompt = keys // n_blocks // n_prompts, keys // n_blocks % n_prompts  # (C,) each
             per_cell = np.zeros((keys.size, k, k))  # (C, K, K) each observed cell's win matrix
             np.add.at(per_cell, (cell, a, b), score_a)
             np.add.at(per_cell, (cell, b, a), 1.0 - score_a)
             rng = np.random.default_rng(seed)
             w_rater = rng.multinomial(n_raters, np.full(n_raters, 1.0 / n_raters), size=n_boot).astype(np.float64)
             w_prompt = rng.multinomial(n_prompts, np.full(n_prompts, 1.0 / n_prompts), size=n_boot).astype(np.float64)
+            w_block = (rng.multinomial(n_blocks, np.full(n_blocks, 1.0 / n_blocks), size=n_boot).astype(np.float64)
+                       if n_blocks >= 2 else np.ones((n_boot, 1)))  # no draw without seed blocks: same replicates
             step = max(1, (1 << 20) // keys.size)
             boot_wins = np.empty((n_boot, k, k))
             for start in range(0, n_boot, step):
                 sl = slice(start, start + step)
                 weights = w_rater[sl][:, cell_rater]  # (b, C)
-                weights *= w_prompt[sl][:, cell_prompt]  # the product of the two draws
+                weights *= w_prompt[sl][:, cell_prompt]  # the product of the draws
+                weights *= w_block[sl][:, cell_block]
                 boot_wins[sl] = np.einsum("bc,cij->bij", weights, per_cell, optimize=True)  # (b, K, K)
             boot = bt_fit(boot_wins, l2=l2)  # (B, K)
     elif n_raters >= 2 and n_boot > 0:
@@ -369,6 +401,20 @@ def overall_verdict(system: str, row: dict, method: str, family: int, confidence
             f"{_pct(row['ci_low'])}-{_pct(row['ci_high'])} includes 50%.")
 
 
+def one_block_verdict(system: str, opponent: str | None, row: dict, block: object, confidence: float = 0.95) -> str:
+    """The sentence for a rate whose votes all come from one training seed block: a measurement, no verdict."""
+    ci = f"{confidence:.0%} CI {_pct(row['ci_low'])}-{_pct(row['ci_high'])}"
+    who = f"{system} against {opponent}" if opponent is not None else f"{system} against all others"
+    return (f"No verdict on {who}: every vote compares the seed-{block} models only, so training noise is not "
+            f"included ({system} wins {_pct(row['win_rate'])}, {ci} over raters and prompts); survey a second "
+            f"seed to compare the variants.")
+
+
+def _blocks(seeds: np.ndarray | None) -> list | None:
+    """Sorted distinct seed-block ids of some votes, or None when votes carry no seed block."""
+    return None if seeds is None else sorted(pd.unique(seeds).tolist(), key=str)
+
+
 def _check_method(correction: str) -> None:
     if correction not in METHODS:
         raise ValueError(f"Unknown multiple-comparison correction {correction!r}; use one of {', '.join(METHODS)}.")
@@ -380,7 +426,7 @@ def _stat_row(r: WinRate) -> dict:
 
 
 PAIRWISE_COLUMNS = ["system", "opponent", "win_rate", "ci_low", "ci_high", "se", "df", "votes", "wins", "ties",
-                    "losses", "p_value", "p_adjusted", "significant", "verdict"]
+                    "losses", "seed_blocks", "p_value", "p_adjusted", "significant", "verdict"]
 
 
 def pairwise_win_rates(
@@ -392,11 +438,15 @@ def pairwise_win_rates(
     confidence: float = 0.95,
     prompt_clusters: np.ndarray | None = None,
     correction: str = "holm",
+    seed_clusters: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Win rate of every system against every other it met (ties as half), with CIs and tests.
 
-    clusters: (n,) rater ids or None; prompt_clusters: (n,) prompt ids or None (see `win_rate_test`).
-    p_adjusted: `correction` ("holm", "bh", "none") over the unordered pairs that have votes (both
+    clusters: (n,) rater ids or None; prompt_clusters: (n,) prompt ids or None; seed_clusters: (n,)
+    training seed-block ids or None (see `win_rate_test`). With seed blocks, a pair whose votes
+    come from one block is not tested (p-values NaN, `one_block_verdict`) and stays out of the
+    family. seed_blocks: distinct blocks behind the pair's votes (0 without seed_clusters).
+    p_adjusted: `correction` ("holm", "bh", "none") over the unordered pairs tested (both
     ordered rows of a pair share it); significant: p_adjusted < 1 - confidence.
     Returns long format, one row per ordered pair with at least one vote: PAIRWISE_COLUMNS.
     """
@@ -404,8 +454,7 @@ def pairwise_win_rates(
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     score_a = np.asarray(score_a, dtype=np.float64)
-    raters = np.asarray(clusters) if clusters is not None else None
-    prompts = np.asarray(prompt_clusters) if prompt_clusters is not None else None
+    dims = [None if c is None else np.asarray(c) for c in (clusters, prompt_clusters, seed_clusters)]
     pairs = []
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
@@ -414,23 +463,33 @@ def pairwise_win_rates(
             s = np.concatenate([score_a[as_a], 1.0 - score_a[as_b]])  # (n_ij,) from i's side
             if s.size == 0:
                 continue
-            r = win_rate_test(s, None if raters is None else np.concatenate([raters[as_a], raters[as_b]]), confidence,
-                              None if prompts is None else np.concatenate([prompts[as_a], prompts[as_b]]))
+            raters, prompts, seeds = (None if c is None else np.concatenate([c[as_a], c[as_b]]) for c in dims)
+            r = win_rate_test(s, raters, confidence, prompts, seeds)
             counts = dict(wins=int((s == 1).sum()), ties=int((s == 0.5).sum()), losses=int((s == 0).sum()))
-            pairs.append((i, j, r, counts))
-    p_adjusted = adjust(np.array([r.p_value for *_, r, _ in pairs], dtype=float), correction)
+            pairs.append((i, j, r, counts, _blocks(seeds)))
+    tested = np.array([blocks is None or len(blocks) >= 2 for *_, blocks in pairs], dtype=bool)
+    p_raw = np.array([r.p_value for _, _, r, _, _ in pairs], dtype=float)
+    p_adjusted = np.full(len(pairs), np.nan)
+    p_adjusted[tested] = adjust(p_raw[tested], correction)
     alpha = 1.0 - confidence
-    ordered = {}
-    for (i, j, r, counts), p_adj in zip(pairs, p_adjusted):
-        row = dict(system=names[i], opponent=names[j], **_stat_row(r), **counts, p_adjusted=float(p_adj),
+    ordered, block_of = {}, {}
+    for (i, j, r, counts, blocks), p_adj, test in zip(pairs, p_adjusted, tested):
+        row = dict(system=names[i], opponent=names[j], **_stat_row(r), **counts,
+                   seed_blocks=0 if blocks is None else len(blocks), p_adjusted=float(p_adj),
                    significant=bool(p_adj < alpha))
+        if not test:
+            row["p_value"] = float("nan")  # one trained model per side: no test of the variants
+            block_of[i, j] = block_of[j, i] = blocks[0]
         ordered[i, j] = row
         ordered[j, i] = dict(row, system=names[j], opponent=names[i], win_rate=1.0 - r.rate, ci_low=1.0 - r.ci_high,
                              ci_high=1.0 - r.ci_low, wins=counts["losses"], losses=counts["wins"])
-    rows = [ordered[key] for key in sorted(ordered)]
-    for row in rows:
-        row["verdict"] = pair_verdict(row["system"], row["opponent"], row, correction, len(pairs), confidence)
-    return pd.DataFrame(rows, columns=PAIRWISE_COLUMNS)
+    family = int(tested.sum())
+    for key in sorted(ordered):
+        row = ordered[key]
+        row["verdict"] = (one_block_verdict(row["system"], row["opponent"], row, block_of[key], confidence)
+                          if key in block_of else
+                          pair_verdict(row["system"], row["opponent"], row, correction, family, confidence))
+    return pd.DataFrame([ordered[key] for key in sorted(ordered)], columns=PAIRWISE_COLUMNS)
 
 
 def pair_rows(pairwise: pd.DataFrame) -> pd.DataFrame:
@@ -460,31 +519,40 @@ def overall_win_rates(
     confidence: float = 0.95,
     prompt_clusters: np.ndarray | None = None,
     correction: str = "holm",
+    seed_clusters: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Each system's share of won comparisons against all others (the paper's table), with CIs.
 
     Tests each rate against 50% and adjusts over the systems with votes (their own family, apart
-    from the pairwise matrix). Columns: system, win_rate, ci_low, ci_high, se, df, votes, p_value,
-    p_adjusted, significant, verdict; best first.
+    from the pairwise matrix); clustering as in `pairwise_win_rates`, and a system whose votes
+    come from one seed block is not tested. Columns: system, win_rate, ci_low, ci_high, se, df,
+    votes, seed_blocks, p_value, p_adjusted, significant, verdict; best first.
     """
     _check_method(correction)
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     score_a = np.asarray(score_a, dtype=np.float64)
-    raters = np.asarray(clusters) if clusters is not None else None
-    prompts = np.asarray(prompt_clusters) if prompt_clusters is not None else None
-    rows = []
+    dims = [None if c is None else np.asarray(c) for c in (clusters, prompt_clusters, seed_clusters)]
+    rows, block_of = [], {}
     for i, name in enumerate(names):
         s = np.concatenate([score_a[a == i], 1.0 - score_a[b == i]])
-        join = lambda c: None if c is None else np.concatenate([c[a == i], c[b == i]])  # noqa: E731
-        rows.append(dict(system=name, **_stat_row(win_rate_test(s, join(raters), confidence, join(prompts)))))
-    cols = ["system", "win_rate", "ci_low", "ci_high", "se", "df", "votes", "p_value"]
+        raters, prompts, seeds = (None if c is None else np.concatenate([c[a == i], c[b == i]]) for c in dims)
+        row = dict(system=name, **_stat_row(win_rate_test(s, raters, confidence, prompts, seeds)))
+        blocks = _blocks(seeds)
+        row["seed_blocks"] = 0 if blocks is None else len(blocks)
+        if blocks is not None and len(blocks) == 1:
+            row["p_value"] = float("nan")  # one trained model: no test of the variant
+            block_of[name] = blocks[0]
+        rows.append(row)
+    cols = ["system", "win_rate", "ci_low", "ci_high", "se", "df", "votes", "seed_blocks", "p_value"]
     frame = pd.DataFrame(rows, columns=cols)
     frame["p_adjusted"] = adjust(frame["p_value"].to_numpy(dtype=float), correction)
     frame["significant"] = frame["p_adjusted"] < 1.0 - confidence
     family = int(frame["p_value"].notna().sum())
-    frame["verdict"] = [overall_verdict(row["system"], row, correction, family, confidence)
-                        for row in frame.to_dict("records")]
+    frame["verdict"] = [
+        one_block_verdict(row["system"], None, row, block_of[row["system"]], confidence) if row["system"] in block_of
+        else overall_verdict(row["system"], row, correction, family, confidence)
+        for row in frame.to_dict("records")]
     return frame.sort_values("win_rate", ascending=False, na_position="last").reset_index(drop=True)
 
 

@@ -32,12 +32,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--question", action="append", dest="questions",
                         help="question to ask per pair (repeat for several; default 'Which video is better overall?')")
     create.add_argument("--pairs-per-rater", type=int, default=10)
-    create.add_argument("--gold-per-rater", type=int, default=2, help="gold pairs mixed in per rater (0: none)")
-    create.add_argument("--gold-fail-max", type=float, default=0.25, help="flag raters failing more than this share")
+    create.add_argument("--gold-per-rater", type=int, default=2,
+                        help=f"gold pairs mixed in per rater (0: none; at most {GOLD_ITEMS}, the gold items made)")
+    create.add_argument("--gold-fail-max", type=float, default=0.25,
+                        help="flag raters failing more than this share of their gold pairs (0 to 1)")
     create.add_argument("--adaptive", action="store_true", help="favour system pairs with the most uncertain outcome")
     create.add_argument("--min-watch-fraction", type=float, default=0.9,
-                        help="refuse votes faster than this x the longer clip's duration (0 disables)")
-    create.add_argument("--max-raters", type=int, help="admit at most this many raters (those who voted)")
+                        help="refuse votes faster than this x the longer clip's duration (0 to 1; 0 disables)")
+    create.add_argument("--max-raters", type=int, help="admit at most this many raters (those who voted; 1 or more)")
     create.add_argument("--no-require-delivery", dest="require_delivery", action="store_false",
                         help="accept votes without checking that both videos were delivered to the rater")
     create.add_argument("--max-raters-per-client", type=int, default=3,
@@ -62,6 +64,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="SQLite fsync policy: NORMAL survives a killed server, FULL also a power cut")
     serve.add_argument("--workers", type=int, default=1,
                        help="server processes (uvicorn workers sharing the port; the database keeps them consistent)")
+    serve.add_argument("--forwarded-allow-ips", metavar="IP[,IP...]",
+                       help="behind a reverse proxy: trust X-Forwarded-For from these proxy addresses or networks "
+                            "only (e.g. 127.0.0.1 for nginx on this machine), so the per-address rater cap and start "
+                            "limit count each rater's own address; default: no proxy is trusted")
     serve.add_argument("--log-level", default="warning")
     serve.set_defaults(func=run_serve)
 
@@ -72,7 +78,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--include-flagged", action="store_true", help="keep raters who failed gold pairs")
     report.add_argument("--question", type=int, default=0, help="question index (default 0)")
     report.add_argument("--both-bad", choices=["tie", "drop"], default="tie")
-    report.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples over raters")
+    report.add_argument("--n-boot", type=int, default=1000,
+                        help=f"Bradley-Terry pigeonhole bootstrap resamples over raters, prompts and seed blocks "
+                             f"(at least {MIN_BOOT}; default 1000)")
     report.add_argument("--correction", choices=["holm", "bh", "none"], default="holm",
                         help="multiple-comparison adjustment over the matrix's pairs: holm (family-wise error, "
                              "default), bh (false-discovery rate) or none")
@@ -88,6 +96,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=lambda args: parser.print_help() or 0)
 
 
+GOLD_ITEMS = 4  # survey.build.StudyOptions.gold_items (not imported: `ltxlab --help` stays light)
+MIN_BOOT = 50  # with fewer, a 95% percentile interval rests on its one or two most extreme resamples
+
+
 def _user_error(message: str) -> Exception:
     from ablations.cli import UserError
 
@@ -101,6 +113,20 @@ def _default_media_dir(db: str) -> Path:
     return path.with_name(path.stem + "-media")
 
 
+def _check_study_flags(args: argparse.Namespace) -> None:
+    """One sentence for a study option that cannot work, before any source is read or encoded."""
+    if args.gold_per_rater > GOLD_ITEMS:
+        raise _user_error(f"--gold-per-rater must be at most {GOLD_ITEMS} (the gold items a study makes; a rater sees "
+                          f"each gold pair once), got {args.gold_per_rater}.")
+    if not 0.0 <= args.gold_fail_max <= 1.0:
+        raise _user_error(f"--gold-fail-max is a share of gold pairs, between 0 and 1, got {args.gold_fail_max}.")
+    if not 0.0 <= args.min_watch_fraction <= 1.0:
+        raise _user_error(f"--min-watch-fraction is a fraction of the clip's duration, between 0 and 1, got "
+                          f"{args.min_watch_fraction}.")
+    if args.max_raters is not None and args.max_raters < 1:
+        raise _user_error(f"--max-raters must be 1 or more (leave it out for no cap), got {args.max_raters}.")
+
+
 def run_create(args: argparse.Namespace) -> int:
     from survey import build
     from survey.db import make_engine
@@ -112,6 +138,7 @@ def run_create(args: argparse.Namespace) -> int:
             raise _user_error(f"{flag} must be {'positive' if low else 'zero or more'}, got {value}.")
     if not args.start_refill_s > 0:
         raise _user_error(f"--start-refill-s must be a positive number of seconds, got {args.start_refill_s}.")
+    _check_study_flags(args)
     try:
         if args.sweep:
             sources = build.collect_from_sweep(args.results, args.sweep, args.variants)
@@ -131,6 +158,8 @@ def run_create(args: argparse.Namespace) -> int:
     except build.StudyError as exc:
         raise _user_error(str(exc)) from None
     print(json.dumps(summary, indent=2))
+    if "note" in summary:
+        print(f"Note: {summary['note']}")
     print(f"Serve it with: ltxlab survey serve --db {args.db}   then open http://127.0.0.1:8000/s/{summary['public_id']}"
           f"  (crowd platforms: append ?pid=<participant id>)")
     return 0
@@ -185,21 +214,56 @@ def _print_urls(engine, args: argparse.Namespace, token: str) -> None:  # noqa: 
     print(f"Admin page: {base}/admin  (token: {shown}; {args.workers} worker process(es))", flush=True)
 
 
+def _trusted_proxies(value: str | None) -> list[str] | None:
+    """--forwarded-allow-ips as a list of addresses or networks, or one sentence saying which entry is wrong."""
+    import ipaddress
+
+    if value is None:
+        return None
+    entries = [e.strip() for e in value.split(",") if e.strip()]
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise _user_error(f"--forwarded-allow-ips takes IP addresses or networks separated by commas (the proxy's "
+                              f"address as the server sees it, e.g. 127.0.0.1); {entry!r} is neither.") from None
+    if not entries:
+        raise _user_error("--forwarded-allow-ips is empty; name the proxy's address, e.g. 127.0.0.1.")
+    return entries
+
+
+def serve_options(args: argparse.Namespace) -> dict:
+    """uvicorn's settings for `serve`.
+
+    X-Forwarded-For is honoured only from the proxies named by --forwarded-allow-ips (uvicorn then
+    takes the last address in the header that is not a trusted proxy): trusted from anyone, it
+    would let a client claim any address and spoof the per-address rater cap and start limit.
+    """
+    from survey.http import CoalescingHttpToolsProtocol
+
+    proxies = _trusted_proxies(args.forwarded_allow_ips)
+    return dict(host=args.host, port=args.port, log_level=args.log_level, access_log=False,
+                proxy_headers=proxies is not None, forwarded_allow_ips=proxies, server_header=False,
+                date_header=False, http=CoalescingHttpToolsProtocol)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from survey.app import create_app
+    from survey.store import MediaMismatch, check_media
 
     if not 1 <= args.workers <= MAX_WORKERS:
         raise _user_error(f"--workers must be between 1 and {MAX_WORKERS}, got {args.workers}.")
+    options = serve_options(args)
     token = args.admin_token or secrets.token_urlsafe(18)
     engine = _open_database(args.db, args.synchronous)  # also creates the schema once, before any worker
+    try:
+        n_media = check_media(engine)  # once, here: the workers serve what the parent checked
+    except MediaMismatch as exc:
+        raise _user_error(str(exc)) from None
     _print_urls(engine, args, token)
-    # proxy_headers off: X-Forwarded-For from a loopback client would spoof the per-address rater cap
-    from survey.http import CoalescingHttpToolsProtocol
-
-    options = dict(host=args.host, port=args.port, log_level=args.log_level, access_log=False, proxy_headers=False,
-                   server_header=False, date_header=False, http=CoalescingHttpToolsProtocol)
+    print(f"Media: {n_media} file(s) checked against the sizes and hashes recorded at create.", flush=True)
     if args.workers == 1:
         uvicorn.run(create_app(engine, token), **options)
         return 0
@@ -235,16 +299,25 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _report_or_error(args: argparse.Namespace) -> dict:
+    from sqlalchemy.exc import OperationalError
+
     from survey import reports
 
+    if args.n_boot < MIN_BOOT:
+        raise _user_error(f"--n-boot must be at least {MIN_BOOT} (fewer leave a 95% percentile interval resting on "
+                          f"one or two extreme resamples), got {args.n_boot}.")
     if "://" not in args.db and not Path(args.db).exists():
         raise _user_error(f"No survey database at {args.db}; create a study first with `ltxlab survey create`.")
     try:
         return reports.study_report(args.db, args.name, include_flagged=args.include_flagged,
                                     question=args.question, both_bad=args.both_bad, n_boot=args.n_boot,
                                     correction=args.correction)
-    except reports.UnknownStudyError as exc:
+    except (reports.UnknownStudyError, reports.ReportOptionError) as exc:
         raise _user_error(str(exc)) from None
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0].rstrip(".") if exc.orig else str(exc)
+        raise _user_error(f"Cannot read the survey database {args.db} ({reason}); a database made by an older "
+                          f"ltxlab needs its study rebuilt with `ltxlab survey create`.") from None
 
 
 def _correction_line(rep: dict) -> str:
@@ -253,9 +326,22 @@ def _correction_line(rep: dict) -> str:
     how = ("no multiple-comparison correction" if c["method"] == "none"
            else f"{c['name']} correction over {c['pairs']} pair(s) of the matrix (and separately over the "
                 f"{c['systems']} systems' overall rates)")
-    return (f"Win rates: ties as half; {confidence} CIs and tests against 50% clustered by rater and by prompt "
-            f"({counts['raters_used']} raters, {counts['prompts_used']} prompts; t with min(raters, prompts) - 1 df); "
-            f"{how}; significant = adjusted p < {c['alpha']:g}.")
+    blocks = counts["seed_blocks_used"]
+    if blocks is None:
+        seeds = ("Systems are the given videos' models (a folder study): the claims are about these models, "
+                 "not about how they were trained.")
+    elif len(blocks) < 2:
+        seeds = (f"Every vote compares seed-{blocks[0] if blocks else '?'} models only: training noise is not "
+                 f"included, so no pair or system gets a verdict (one seed is never a verdict; survey a second seed).")
+    else:
+        seeds = (f"Pairs compare variants trained from the same seed, over {len(blocks)} seed blocks {blocks}: "
+                 f"training noise is included.")
+    clusters = "rater, prompt and seed block" if blocks else "rater and by prompt"
+    dims = "raters, prompts, seed blocks" if blocks else "raters, prompts"
+    sizes = f"{counts['raters_used']} raters, {counts['prompts_used']} prompts" + (
+        f", {len(blocks)} seed blocks" if blocks else "")
+    return (f"Win rates: ties as half; {confidence} CIs and tests against 50% clustered by {clusters} "
+            f"({sizes}; t with min({dims}) - 1 df); {how}; significant = adjusted p < {c['alpha']:g}. {seeds}")
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -289,7 +375,10 @@ def run_report(args: argparse.Namespace) -> int:
             print(f"  - {verdict}")
         if not len(rep["pair_verdicts"]):
             print("  - no pair has votes yet.")
-        print("\nBradley-Terry (bootstrap over raters, 95% CI, rank bounds):\n"
+        blocks = rep["counts"]["seed_blocks_used"]
+        over = "raters, prompts and seed blocks" if blocks and len(blocks) > 1 else "raters and prompts"
+        print(f"\nBradley-Terry (pigeonhole bootstrap over {over}, {1 - rep['correction']['alpha']:.0%} CI, rank "
+              f"bounds; descriptive, the verdicts above make the claims):\n"
               + rep["bradley_terry"].to_string(index=False))
     a = rep["agreement"]
     print(f"\nAgreement on {a['items']} pairs with 2+ raters ({a['ratings']} ratings): "

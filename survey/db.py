@@ -62,6 +62,9 @@ media = Table(
     Column("duration_s", Float, nullable=True),  # None for images
     # bytes before the size-matching padding (survey.media.pad_to): delivery must cover these
     Column("payload_bytes", Integer, nullable=True),
+    # the file as written by `create`: `serve` refuses to start when it is missing or differs
+    Column("file_bytes", Integer, nullable=True),
+    Column("sha256", String(64), nullable=True),
 )
 
 items = Table(
@@ -73,7 +76,10 @@ items = Table(
     Column("prompt_id", String(200), nullable=False),
     Column("text", Text, nullable=False),
     Column("image_media", ForeignKey("media.id"), nullable=True),  # conditioning frame for i2v
-    UniqueConstraint("study_id", "task", "prompt_id"),
+    # training seed block of the models behind this item's videos (sweep studies: every seed is
+    # surveyed and pairs compare variants within one block); None for a folder of fixed models
+    Column("seed_block", Integer, nullable=True),
+    UniqueConstraint("study_id", "task", "prompt_id", "seed_block"),
 )
 
 comparisons = Table(

@@ -60,33 +60,39 @@ def write_example_dir(folder: str | Path, systems: list[str], n_prompts: int = 3
 
 
 def write_example_sweep(results: str | Path, sweep: str, variants: list[str], n_prompts: int = 2,
-                        failed: list[str] = (), frames: int = 9, size: int = 64) -> Path:
-    """Write `RESULTS/<sweep>/runs.parquet` and each run's samples (t2v and i2v per prompt)."""
+                        failed: list[str] = (), frames: int = 9, size: int = 64, seeds: tuple[int, ...] = (0,)) -> Path:
+    """Write `RESULTS/<sweep>/runs.parquet` and each run's samples (t2v and i2v per prompt), one run per seed.
+
+    Run ids are content-hash-like, as in a real store, so their order says nothing about the seed.
+    """
+    import hashlib
+
     import pandas as pd
 
     root = Path(results) / sweep
     rows = []
-    for v, variant in enumerate(list(variants) + list(failed)):
-        run_id = f"run{v:02d}"
-        status = "failed" if variant in failed else "done"
-        rows.append({"run_id": run_id, "variant": variant, "seed": 0, "status": status,
-                     "failure_reason": "boom" if status == "failed" else None})
-        samples = root / "runs" / run_id / "samples"
-        samples.mkdir(parents=True, exist_ok=True)
-        index = []
-        for p in range(n_prompts):
-            pid = f"p{p:03d}"
-            write_video(example_frames(10 * p + v, frames, size), samples / f"t2v-{pid}.mp4", Fraction(24))
-            index.append({"file": f"t2v-{pid}.mp4", "task": "t2v", "prompt_id": pid, "text": f"prompt {p}",
-                          "image": None, "clip_id": None, "fps": 24.0})
-            image = example_frames(500 + p, 1, size)[0]
-            _write_png(image, samples / f"i2v-{pid}.png")
-            write_video(example_frames(20 * p + v, frames, size), samples / f"i2v-{pid}.mp4", Fraction(24))
-            index.append({"file": f"i2v-{pid}.mp4", "task": "i2v", "prompt_id": pid, "text": f"image prompt {p}",
-                          "image": f"i2v-{pid}.png", "clip_id": None, "fps": 24.0})
-            index.append({"file": f"recon-{pid}.mp4", "task": "recon", "prompt_id": pid, "text": "",
-                          "image": None, "clip_id": f"bikes:heldout:{p}", "fps": 24.0})
-        (samples / "index.jsonl").write_text("\n".join(json.dumps(r) for r in index) + "\n")
+    for seed in seeds:
+        for v, variant in enumerate(list(variants) + list(failed)):
+            run_id = hashlib.sha256(f"{sweep}/{variant}/{seed}".encode()).hexdigest()[:10]
+            status = "failed" if variant in failed else "done"
+            rows.append({"run_id": run_id, "variant": variant, "seed": seed, "block": seed, "status": status,
+                         "failure_reason": "boom" if status == "failed" else None})
+            samples = root / "runs" / run_id / "samples"
+            samples.mkdir(parents=True, exist_ok=True)
+            index = []
+            for p in range(n_prompts):
+                pid = f"p{p:03d}"
+                look = 10 * p + v + 1000 * seed  # each seed's model draws differently
+                write_video(example_frames(look, frames, size), samples / f"t2v-{pid}.mp4", Fraction(24))
+                index.append({"file": f"t2v-{pid}.mp4", "task": "t2v", "prompt_id": pid, "text": f"prompt {p}",
+                              "image": None, "clip_id": None, "fps": 24.0})
+                _write_png(example_frames(500 + p, 1, size)[0], samples / f"i2v-{pid}.png")
+                write_video(example_frames(look + 5, frames, size), samples / f"i2v-{pid}.mp4", Fraction(24))
+                index.append({"file": f"i2v-{pid}.mp4", "task": "i2v", "prompt_id": pid, "text": f"image prompt {p}",
+                              "image": f"i2v-{pid}.png", "clip_id": None, "fps": 24.0})
+                index.append({"file": f"recon-{pid}.mp4", "task": "recon", "prompt_id": pid, "text": "",
+                              "image": None, "clip_id": f"bikes:heldout:{p}", "fps": 24.0})
+            (samples / "index.jsonl").write_text("\n".join(json.dumps(r) for r in index) + "\n")
     pd.DataFrame(rows).to_parquet(root / "runs.parquet", index=False)
     return root
 

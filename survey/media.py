@@ -43,6 +43,50 @@ def read_video(path: str | Path) -> tuple[np.ndarray, Fraction]:
     return np.stack(frames), Fraction(rate)
 
 
+def probe_video(path: str | Path) -> tuple[int, Fraction]:
+    """(frames, frame rate) of a video, decoding every frame without keeping it.
+
+    Raises ValueError naming the file when it cannot be read (missing, truncated, not a video) or has
+    no frames: `create` checks every source with this before it writes anything.
+    """
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{path} has no video stream.")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or Fraction(24)
+            n = sum(1 for _ in container.decode(stream))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise ValueError(f"{path} cannot be read as a video ({type(exc).__name__}: {exc}).") from None
+    if n == 0:
+        raise ValueError(f"{path} has no video frames.")
+    return n, Fraction(rate)
+
+
+def probe_image(path: str | Path) -> None:
+    """Raise ValueError naming the file unless it is a readable image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except (OSError, UnidentifiedImageError) as exc:
+        raise ValueError(f"{path} cannot be read as an image ({type(exc).__name__}: {exc}).") from None
+
+
+def file_digest(path: str | Path) -> tuple[int, str]:
+    """(size in bytes, sha256 hex) of a file: recorded by `create`, checked by `serve`."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return os.path.getsize(path), digest.hexdigest()
+
+
 def cbr_bitrate(height: int, width: int, fps: Fraction) -> int:
     """Constant bitrate (bits/s) for a clip of this size: BITS_PER_PIXEL x pixels per second."""
     return max(16_000, int(BITS_PER_PIXEL * height * width * float(fps)))

@@ -29,6 +29,10 @@ class UnknownStudyError(LookupError):
     """No study of that name in the database."""
 
 
+class ReportOptionError(ValueError):
+    """A report option that does not fit the study (e.g. a question it does not ask)."""
+
+
 def _engine(db: Engine | str | Path) -> Engine:
     return db if isinstance(db, Engine) else t.make_engine(db)
 
@@ -67,7 +71,7 @@ def load_votes(db: Engine | str | Path, study: str) -> pd.DataFrame:
             select(v.c.id.label("vote_id"), v.c.question, v.c.choice, v.c.created_at.label("voted_at"),
                    v.c.client_elapsed_ms, v.c.server_elapsed_s, a.c.id.label("assignment_id"), a.c.position,
                    a.c.left_is_a, a.c.served_at, c.c.id.label("comparison_id"), c.c.system_a, c.c.system_b,
-                   c.c.media_a, c.c.media_b, c.c.is_gold, i.c.task, i.c.prompt_id, r.c.id.label("rater_id"),
+                   c.c.media_a, c.c.media_b, c.c.is_gold, i.c.task, i.c.prompt_id, i.c.seed_block, r.c.id.label("rater_id"),
                    r.c.external_id.label("rater"), r.c.source.label("rater_source"))
             .select_from(v.join(a, a.c.id == v.c.assignment_id).join(c, c.c.id == a.c.comparison_id)
                          .join(i, i.c.id == c.c.item_id).join(r, r.c.id == a.c.rater_id))
@@ -76,7 +80,7 @@ def load_votes(db: Engine | str | Path, study: str) -> pd.DataFrame:
         frame = pd.DataFrame(conn.execute(query).mappings().all())
     cols = ["vote_id", "question", "choice", "voted_at", "client_elapsed_ms", "server_elapsed_s", "assignment_id",
             "position", "left_is_a", "served_at", "comparison_id", "system_a", "system_b", "media_a", "media_b",
-            "is_gold", "task", "prompt_id", "rater_id", "rater", "rater_source"]
+            "is_gold", "task", "prompt_id", "seed_block", "rater_id", "rater", "rater_source"]
     if frame.empty:
         frame = pd.DataFrame(columns=cols)
     frame["left_is_a"] = frame["left_is_a"].astype(bool)
@@ -156,6 +160,12 @@ def _prompt_keys(frame: pd.DataFrame) -> np.ndarray:
     return (frame["task"].astype(str) + ":" + frame["prompt_id"].astype(str)).to_numpy()
 
 
+def _seed_blocks(frame: pd.DataFrame) -> np.ndarray | None:
+    """Each vote's training seed block, or None for a study of fixed models (built from a folder)."""
+    blocks = frame["seed_block"]
+    return blocks.to_numpy() if blocks.notna().any() else None
+
+
 def study_report(db: Engine | str | Path, study: str, include_flagged: bool = False, question: int = 0,
                  both_bad: str = "tie", n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
                  correction: str = "holm") -> dict:
@@ -169,14 +179,18 @@ def study_report(db: Engine | str | Path, study: str, include_flagged: bool = Fa
     rating, ci_low, ci_high, rank, rank_low, rank_high, p_beats_average, votes), agreement (dict),
     raters (DataFrame from `rater_table`), votes_over_time (DataFrame: hour, votes, cumulative).
     Ties count as half a win; both_bad counts as a tie unless both_bad="drop". Win-rate CIs and
-    tests are clustered by rater and by prompt (task + prompt_id); p-values are adjusted by
-    `correction` ("holm", "bh" or "none") over the matrix's unordered pairs, and separately over
-    the systems' overall rates.
+    tests are clustered by rater, by prompt (task + prompt_id) and, in a study built from a sweep,
+    by training seed block: there a pair or system whose votes come from one seed block gets a rate
+    but no test and no verdict. p-values are adjusted by `correction` ("holm", "bh" or "none") over
+    the matrix's tested pairs, and separately over the systems' overall rates.
     """
     if correction not in METHOD_NAMES:
         raise ValueError(f"correction must be one of {', '.join(METHOD_NAMES)}, got {correction!r}.")
     votes = load_votes(db, study)
     config = votes.attrs["config"]
+    if not 0 <= question < len(config["questions"]):
+        raise ReportOptionError(f"Study '{study}' asks {len(config['questions'])} question(s), numbered 0 to "
+                                f"{len(config['questions']) - 1}; got question {question}.")
     names = votes.attrs["systems"]
     raters = rater_table(votes, config.get("gold_fail_max", 0.25))
     flagged = set(raters.loc[raters["flagged"], "rater"])
@@ -190,34 +204,39 @@ def study_report(db: Engine | str | Path, study: str, include_flagged: bool = Fa
                 part["score_a"].to_numpy(dtype=np.float64))
 
     ia, ib, sa = systems(scored)
-    cl, prompts = scored["rater"].to_numpy(), _prompt_keys(scored)
-    stats = dict(confidence=confidence, prompt_clusters=prompts, correction=correction)
+    cl, prompts, blocks = scored["rater"].to_numpy(), _prompt_keys(scored), _seed_blocks(scored)
+    stats = dict(confidence=confidence, prompt_clusters=prompts, correction=correction, seed_clusters=blocks)
     pairwise = bt.pairwise_win_rates(ia, ib, sa, cl, names, **stats)
     overall = bt.overall_win_rates(ia, ib, sa, cl, names, **stats)
     by_task = []
     for task, part in scored.groupby("task"):
         o = bt.overall_win_rates(*systems(part), part["rater"].to_numpy(), names, confidence,
-                                 prompt_clusters=_prompt_keys(part), correction=correction)
+                                 prompt_clusters=_prompt_keys(part), correction=correction,
+                                 seed_clusters=_seed_blocks(part))
         by_task.append(o[o["votes"] > 0].assign(task=task))
     q_votes = votes[votes["question"] == question]
     hourly = (pd.to_datetime(q_votes["voted_at"], unit="s").dt.floor("h").value_counts().sort_index()
               .rename_axis("hour").reset_index(name="votes"))
     hourly["cumulative"] = hourly["votes"].cumsum()
     counts = {
-        "study": study, "question": config["questions"][question] if question < len(config["questions"]) else None,
+        "study": study, "question": config["questions"][question],
         "systems": len(names), "votes_total": int(len(q_votes)), "votes_gold": int(q_votes["is_gold"].sum()),
         "votes_real": int(len(real)), "votes_used": int(len(scored)),
         "votes_excluded_flagged": int(len(real) - len(used)),
         "raters_total": int(len(raters)), "raters_flagged": int(len(flagged)),
         "raters_used": int(scored["rater"].nunique()), "prompts_used": int(len(set(prompts))),
+        # seed blocks behind the used votes; None: the systems are fixed models (a folder study)
+        "seed_blocks_used": None if blocks is None else sorted(int(b) for b in pd.unique(blocks)),
         "include_flagged": include_flagged, "both_bad": both_bad,
     }
     pair_verdicts = bt.pair_rows(pairwise)
+    tested_pairs = int(pair_verdicts["p_adjusted"].notna().sum()) if len(pair_verdicts) else 0
     return {
         "counts": counts,
-        "correction": {"method": correction, "name": METHOD_NAMES[correction], "pairs": int(len(pair_verdicts)),
-                       "systems": int((overall["votes"] > 0).sum()), "alpha": round(1.0 - confidence, 10),
-                       "clustered_by": ["rater", "prompt (task + prompt_id)"]},
+        "correction": {"method": correction, "name": METHOD_NAMES[correction], "pairs": tested_pairs,
+                       "systems": int(overall["p_value"].notna().sum()), "alpha": round(1.0 - confidence, 10),
+                       "clustered_by": ["rater", "prompt (task + prompt_id)"]
+                       + ([] if blocks is None else ["training seed block"])},
         "overall": overall,
         "overall_by_task": pd.concat(by_task, ignore_index=True) if by_task else pd.DataFrame(),
         "pairwise": pairwise,
@@ -225,7 +244,7 @@ def study_report(db: Engine | str | Path, study: str, include_flagged: bool = Fa
         "win_matrix": bt.win_rate_matrix(pairwise, names),
         "win_matrix_ci": ci_matrix(pairwise, names),
         "bradley_terry": bt.bt_ratings(ia, ib, sa, cl, names, n_boot=n_boot, confidence=confidence, seed=seed,
-                                       prompt_clusters=prompts),
+                                       prompt_clusters=prompts, seed_clusters=blocks),
         "agreement": _agreement(scored),
         "raters": raters,
         "votes_over_time": hourly,

@@ -756,3 +756,42 @@ def refusal_summary(engine: Engine, study_id: int) -> dict[str, dict]:
             entry["refused"] += n
             entry[reason] = n
     return out
+
+
+class MediaMismatch(ValueError):
+    """A study's media file is missing or differs from what `create` wrote; the message names it."""
+
+
+def check_media(engine: Engine) -> int:
+    """Check every media file of every study against its size and sha256 recorded at create; returns the count.
+
+    Raises MediaMismatch (one sentence naming the file) on the first file that is missing, of
+    another size or with another hash. Served as it was, such a file could never count as
+    delivered, so every rater given its pair would be refused by the watch gate forever (and
+    listed as a likely cheat), and a truncated copy would also differ in size from its pair.
+    Files recorded without a size or hash fall back to: present and at least their payload long.
+    """
+    from survey.media import file_digest
+
+    m, s = t.media, t.studies
+    with engine.connect() as conn:
+        rows = conn.execute(select(s.c.name, s.c.media_root, m.c.file, m.c.file_bytes, m.c.sha256, m.c.payload_bytes)
+                            .join(s, s.c.id == m.c.study_id).order_by(s.c.id, m.c.file)).all()
+    for row in rows:
+        path = f"{row.media_root}/{row.file}"
+        where = f"Study '{row.name}' cannot be served: its media file {path}"
+        fix = (f"copy the study's media folder whole to {row.media_root} (the path recorded at create) "
+               f"and start again.")
+        if not os.path.isfile(path):
+            raise MediaMismatch(f"{where} is missing; {fix}")
+        if row.sha256 is None:
+            if row.payload_bytes is not None and _file_size(path) < row.payload_bytes:
+                raise MediaMismatch(f"{where} is shorter than its {row.payload_bytes} bytes of video; {fix}")
+            continue
+        size, digest = file_digest(path)
+        if size != row.file_bytes:
+            raise MediaMismatch(f"{where} is {size} bytes, not the {row.file_bytes} written at create (an interrupted "
+                                f"copy?); {fix}")
+        if digest != row.sha256:
+            raise MediaMismatch(f"{where} has changed since create (its sha256 differs); {fix}")
+    return len(rows)

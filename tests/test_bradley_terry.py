@@ -441,6 +441,70 @@ def test_verdict_says_when_only_the_uncorrected_test_is_significant():
     assert "(p < 0.001, no correction over 6 pairs)" in bt.pair_verdict("A", "B", raw, "none", 6)
 
 
+def _seeded_aa_study(rng: np.random.Generator, model_sd: float, n_blocks: int, n_raters: int = 30, n_prompts: int = 16,
+                     per_rater: int = 16) -> tuple[np.ndarray, ...]:
+    """Two identical configs surveyed over `n_blocks` training seeds: every (block, config) model has its own
+    quality offset ~ N(0, model_sd^2) (the known answer: the configs are equal), plus RATER_SD / PROMPT_SD
+    effects. Each rater judges `per_rater` distinct (prompt, block) cells. Returns (score from config 0's
+    side, raters, prompts, blocks), each (n_raters * per_rater,)."""
+    offset = rng.normal(0.0, model_sd, (n_blocks, 2))
+    cells = np.argsort(rng.random((n_raters, n_prompts * n_blocks)), axis=1)[:, :per_rater].ravel()
+    raters, prompts, blocks = np.repeat(np.arange(n_raters), per_rater), cells % n_prompts, cells // n_prompts
+    u = rng.normal(0.0, RATER_SD / np.sqrt(2.0), n_raters) - rng.normal(0.0, RATER_SD / np.sqrt(2.0), n_raters)
+    v = rng.normal(0.0, PROMPT_SD / np.sqrt(2.0), n_prompts) - rng.normal(0.0, PROMPT_SD / np.sqrt(2.0), n_prompts)
+    logit = offset[blocks, 0] - offset[blocks, 1] + u[raters] + v[prompts]
+    won = (rng.random(cells.size) < 1.0 / (1.0 + np.exp(-logit))).astype(float)
+    return np.where(rng.random(cells.size) < 0.1, 0.5, won), raters, prompts, blocks
+
+
+def test_seed_block_clustering_keeps_equal_configs_from_beating_each_other():
+    """A/A survey with seed-to-seed model differences (logit sd 0.5): one model per config, clustered by rater
+    and prompt only, says "A beats B" in ~44% of studies; surveying 3 seeds and clustering on the seed block
+    keeps false claims at or under 5% (t with min(G) - 1 = 2 df)."""
+    rng = np.random.default_rng(31)
+    one_model = seeded = 0
+    n = 150
+    for _ in range(n):
+        score, raters, prompts, _ = _seeded_aa_study(rng, 0.5, 1)
+        one_model += bt.win_rate_test(score, raters, prompt_clusters=prompts).p_value < 0.05
+        score, raters, prompts, blocks = _seeded_aa_study(rng, 0.5, 3)
+        seeded += bt.win_rate_test(score, raters, prompt_clusters=prompts, seed_clusters=blocks).p_value < 0.05
+    assert one_model / n > 0.25  # the defect this guards against (measured 0.44 at 600 studies)
+    assert seeded / n <= 0.06
+
+
+def test_one_seed_block_gives_a_rate_but_no_verdict():
+    rng = np.random.default_rng(32)
+    score, raters, prompts, _ = _seeded_aa_study(rng, 0.0, 1, n_raters=40)
+    score = np.where(rng.random(score.size) < 0.5, 1.0, score)  # a large preference for config 0
+    a, b = np.zeros(score.size, dtype=int), np.ones(score.size, dtype=int)
+    blocks = np.full(score.size, 7)
+    pw = bt.pairwise_win_rates(a, b, score, raters, ["A", "B"], prompt_clusters=prompts, seed_clusters=blocks)
+    row = pw.set_index("system").loc["A"]
+    assert row["win_rate"] > 0.7 and row["seed_blocks"] == 1 and not row["significant"]
+    assert np.isnan(row["p_value"]) and np.isnan(row["p_adjusted"])
+    assert row["verdict"].startswith("No verdict on A against B: every vote compares the seed-7 models only")
+    assert "beats" not in " ".join(pw["verdict"])
+    overall = bt.overall_win_rates(a, b, score, raters, ["A", "B"], prompt_clusters=prompts, seed_clusters=blocks)
+    assert not overall["significant"].any() and overall["verdict"].str.startswith("No verdict").all()
+    two = np.where(raters % 2 == 0, 0, 1)  # the same votes as two seed blocks: tested, and the preference shows
+    pw2 = bt.pairwise_win_rates(a, b, score, raters, ["A", "B"], prompt_clusters=prompts, seed_clusters=two)
+    assert (pw2["seed_blocks"] == 2).all() and np.isfinite(pw2["p_value"]).all()
+
+
+def test_three_way_variance_is_the_inclusion_exclusion_of_one_way_terms():
+    rng = np.random.default_rng(33)
+    score, raters, prompts, blocks = _seeded_aa_study(rng, 0.5, 3, n_raters=12, n_prompts=5, per_rater=9)
+    resid = score - score.mean()
+    dims = [pd.factorize(x)[0] for x in (raters, prompts, blocks)]
+    one = lambda *ks: bt._one_way_var(resid, pd.factorize(  # noqa: E731
+        np.array([str(tuple(d[i] for d in (dims[k] for k in ks))) for i in range(score.size)]))[0])
+    expected = (one(0) + one(1) + one(2) - one(0, 1) - one(0, 2) - one(1, 2) + one(0, 1, 2))
+    r = bt.win_rate_test(score, raters, prompt_clusters=prompts, seed_clusters=blocks)
+    assert r.se**2 == pytest.approx(expected if expected > 0 else max(one(0), one(1), one(2)))
+    assert r.clusters == (12, 5, 3) and r.df == 2
+
+
 def test_module_does_not_import_torch():
     code = "import sys, evaluation.bradley_terry, survey.reports, survey.app, survey.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from collections import Counter
 from fractions import Fraction
@@ -95,12 +96,17 @@ def test_gold_copy_is_heavily_corrupted(tmp_path):
     assert max(diffs) > 20
 
 
-def test_build_from_sweep_uses_done_runs_and_shared_items(tmp_path):
-    write_example_sweep(tmp_path / "results", "sw", ["vae.kind=ltx", "vae.kind=conventional"], failed=["broken"])
+def test_build_from_sweep_surveys_every_seed_and_clusters_on_the_seed_block(tmp_path):
+    """Each variant's video is one trained model: every seed is surveyed, pairs stay within a seed block,
+    and the report clusters on the block (a single block would give rates but no verdict)."""
+    write_example_sweep(tmp_path / "results", "sw", ["vae.kind=ltx", "vae.kind=conventional"], failed=["broken"],
+                        n_prompts=1, seeds=(0, 1))
     sources = build.collect_from_sweep(tmp_path / "results", "sw")
     assert {s.system for s in sources} == {"vae.kind=ltx", "vae.kind=conventional"}  # failed run left out
     assert {s.task for s in sources} == {"t2v", "i2v"}  # recon samples are not surveyed
     assert all(s.image is not None for s in sources if s.task == "i2v")
+    variants = ("vae.kind=ltx", "vae.kind=conventional")
+    assert Counter((s.system, s.block) for s in sources) == {(v, b): 2 for v in variants for b in (0, 1)}  # every seed
     with pytest.raises(build.StudyError, match="no finished run"):
         build.collect_from_sweep(tmp_path / "results", "sw", ["broken"])
     code = ltxlab(["survey", "create", "s1", "--sweep", "sw", "--results", str(tmp_path / "results"),
@@ -110,12 +116,75 @@ def test_build_from_sweep_uses_done_runs_and_shared_items(tmp_path):
                    "--db", str(tmp_path / "x.db")]) == 2
     assert ltxlab(["survey", "create", "s1", "--sweep", "sw", "--results", str(tmp_path / "results"),
                    "--db", str(tmp_path / "x.db"), "--question", "Which looks more real?",
-                   "--question", "Which follows the text better?"]) == 0
+                   "--question", "Which follows the text better?", "--pairs-per-rater", "4",
+                   "--min-watch-fraction", "0", "--max-raters-per-client", "0", "--start-burst", "0"]) == 0
     engine = t.make_engine(tmp_path / "x.db")
     with engine.connect() as conn:
         config = json.loads(conn.execute(select(t.studies.c.config)).scalar_one())
         assert config["questions"] == ["Which looks more real?", "Which follows the text better?"]
-        assert conn.execute(select(func.count()).select_from(t.items)).scalar_one() == 4  # 2 t2v + 2 i2v
+        items = conn.execute(select(t.items.c.task, t.items.c.prompt_id, t.items.c.seed_block)).all()
+        assert sorted(items) == [(task, "p000", b) for task in ("i2v", "t2v") for b in (0, 1)]
+    client = TestClient(create_app(engine, ADMIN))
+    public_id = reports.list_studies(engine)[0]["url"].rsplit("/", 1)[1]
+    for r in range(3):
+        rater = client.post(f"/api/s/{public_id}/start", json={"pid": f"r{r}"}).json()["rater"]
+        pair = client.post(f"/api/s/{public_id}/next", json={"rater": rater}).json()
+        while not pair["done"]:
+            for side in ("left", "right"):
+                client.get(pair[side])
+            pair = client.post(f"/api/s/{public_id}/vote", json={
+                "rater": rater, "assignment": pair["assignment"], "token": pair["token"],
+                "answers": ["left", "tie"]}).json()["next"]
+    rep = reports.study_report(engine, "s1", include_flagged=True, n_boot=50)
+    assert rep["counts"]["seed_blocks_used"] == [0, 1]
+    assert rep["correction"]["clustered_by"][-1] == "training seed block"
+    assert (rep["pairwise"]["seed_blocks"] == 2).all() and rep["pairwise"]["p_value"].notna().all()
+    assert (rep["overall"]["seed_blocks"] == 2).all()
+
+
+def test_create_refuses_bad_sources_and_options_in_one_sentence_and_leaves_nothing(tmp_path, capsys):
+    """Unreadable videos, unmatched files, bad image fields and impossible options are refused before any
+    encoding, naming what to fix; a failed create leaves no study and no media behind."""
+    src = write_example_dir(tmp_path / "src", SYSTEMS[:2], n_prompts=2, i2v_prompts=1)
+    db, media = str(tmp_path / "x.db"), tmp_path / "media"
+
+    def create(*flags: str) -> str:
+        assert ltxlab(["survey", "create", "st", "--from-dir", str(src), "--db", db, "--media-dir", str(media),
+                       *flags]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.count("\n") == 1
+        return err
+
+    for flags, says in ((["--gold-fail-max", "-0.5"], "--gold-fail-max is a share of gold pairs, between 0 and 1"),
+                        (["--max-raters", "0"], "--max-raters must be 1 or more"),
+                        (["--min-watch-fraction", "-3"], "--min-watch-fraction is a fraction"),
+                        (["--gold-per-rater", "50"], "--gold-per-rater must be at most 4")):
+        assert says in create(*flags)
+    (src / "gammasys" / "unused").mkdir(parents=True)
+    (src / "gammasys" / "P000.mp4").write_bytes((src / SYSTEMS[0] / "p000.mp4").read_bytes())
+    (src / "gammasys" / "p001.webm").write_bytes(b"x")
+    assert "2 file(s) in" in create() and "gammasys/P000.mp4, gammasys/p001.webm" in create()
+    shutil.rmtree(src / "gammasys")
+    good = (src / SYSTEMS[0] / "p001.mp4").read_bytes()
+    (src / SYSTEMS[0] / "p001.mp4").write_bytes(good[: len(good) // 2])  # an interrupted copy
+    assert f"{SYSTEMS[0]}/p001.mp4 cannot be read as a video" in create()
+    (src / SYSTEMS[0] / "p001.mp4").write_bytes(good)
+    (src / "p001.png").unlink()  # the i2v prompt's image
+    assert "p001.png cannot be read as an image" in create()
+    prompts = (src / "prompts.jsonl").read_text()
+    (src / "prompts.jsonl").write_text(prompts.replace('"p001.png"', "5"))
+    assert "line 2 is not a JSON object with an 'id' and an optional 'image' path" in create()
+    assert not media.exists() or not any(media.iterdir())
+    engine = t.make_engine(db)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(t.studies)).scalar_one() == 0
+    # a failure while writing (here: the database refuses an insert) removes the half-written media folder
+    (src / "prompts.jsonl").write_text(prompts.replace('"image": "p001.png"', '"image": null'))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TRIGGER no_media BEFORE INSERT ON media BEGIN SELECT RAISE(ABORT, 'x'); END")
+    with pytest.raises(Exception, match="x"):
+        build.create_study(engine, "st", build.collect_from_dir(src), media)
+    assert not any(media.iterdir())
 
 
 def test_media_names_and_bytes_carry_no_system_name(tmp_path):
@@ -368,13 +437,15 @@ def test_cli_report_and_export(tmp_path, capsys):
     assert {"p_value", "p_adjusted", "significant", "verdict"} <= set(out["pairwise"][0]) <= set(out["pairwise"][-1])
     assert {"p_value", "p_adjusted", "significant", "verdict"} <= set(out["overall"][0])
     assert len(out["win_matrix_ci"]["data"]) == 3
-    assert ltxlab(["survey", "report", "st", "--db", db, "--json", "--n-boot", "20", "--correction", "none"]) == 0
+    assert ltxlab(["survey", "report", "st", "--db", db, "--json", "--n-boot", "50", "--correction", "none"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["correction"]["method"] == "none"
     assert all(r["p_adjusted"] == r["p_value"] for r in out["pairwise"])
-    assert ltxlab(["survey", "report", "st", "--db", db, "--n-boot", "20", "--correction", "bh"]) == 0
+    assert ltxlab(["survey", "report", "st", "--db", db, "--n-boot", "50", "--correction", "bh"]) == 0
     text = capsys.readouterr().out
-    assert "Bradley-Terry" in text and "Benjamini-Hochberg (false-discovery rate) correction over 3 pair(s)" in text
+    assert "Benjamini-Hochberg (false-discovery rate) correction over 3 pair(s)" in text
+    assert "Bradley-Terry (pigeonhole bootstrap over raters and prompts, 95% CI" in text
+    assert "the claims are about these models, not about how they were trained" in text  # a folder study
     assert "clustered by rater and by prompt" in text and "Win-rate matrix (row beats column, 95% CI" in text
     verdicts = text.split("Verdicts, one per pair:\n")[1].split("\n\n")[0].splitlines()
     assert len(verdicts) == 3 and all(v.startswith("  - ") for v in verdicts)
@@ -389,6 +460,11 @@ def test_cli_report_and_export(tmp_path, capsys):
         assert {"rater", "system_left", "system_right", "choice", "served_at", "voted_at", "prompt_id"} <= set(frame)
     assert ltxlab(["survey", "report", "nope", "--db", db]) == 2
     assert ltxlab(["survey", "export", "st", "--db", str(tmp_path / "missing.db")]) == 2
+    capsys.readouterr()
+    for flags, says in ((["--question", "3"], "asks 1 question(s), numbered 0 to 0; got question 3"),
+                        (["--n-boot", "0"], "--n-boot must be at least 50")):
+        assert ltxlab(["survey", "report", "st", "--db", db, *flags]) == 2
+        assert says in capsys.readouterr().err
 
 
 def test_indexed_choice_is_the_lowest_key_of_all_comparisons():

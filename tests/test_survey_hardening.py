@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import random
@@ -218,6 +219,10 @@ def test_votes_need_both_videos_delivered_and_watched_across_two_servers(tmp_pat
 
 # ---- 3. rater minting and lock-out -----------------------------------------------------------
 def test_one_client_cannot_mint_raters_or_lock_out_a_capped_study(tmp_path):
+    import uvicorn
+
+    from survey.cli import serve_options
+
     engine, summary = _study(tmp_path, require_delivery=False, min_watch_fraction=0.0)  # default caps
     app = create_app(engine, ADMIN)
     sid = summary["public_id"]
@@ -237,6 +242,21 @@ def test_one_client_cannot_mint_raters_or_lock_out_a_capped_study(tmp_path):
     first = other.post(f"/api/s/{sid}/start", json={"pid": "REAL_1\n"}).json()["rater"]
     for variant in (" REAL_1 ", "ＲＥＡＬ＿１", "REAL_1\r\n"):
         assert other.post(f"/api/s/{sid}/start", json={"pid": variant}).json()["rater"] == first
+    # `serve --forwarded-allow-ips`: behind the named proxy each rater counts from their own address
+    # (X-Forwarded-For); from anyone else the header is ignored, so it cannot spoof the cap
+    args = argparse.Namespace(host="127.0.0.1", port=0, log_level="warning", forwarded_allow_ips="127.0.0.1")
+    config = uvicorn.Config(app, **serve_options(args))
+    config.load()
+    for client, expected in ((("127.0.0.1", 40000), [200] * 5), (("198.51.100.9", 40000), [200] * 3 + [429] * 2)):
+        behind = TestClient(config.loaded_app, client=client)
+        codes = []
+        for k in range(5):
+            behind.cookies.clear()
+            codes.append(behind.post(f"/api/s/{sid}/start", json={"pid": f"PROXIED{client[0]}-{k}"},
+                                     headers={"X-Forwarded-For": f"192.0.2.{k + 1}"}).status_code)
+        assert codes == expected, (client, codes)
+    assert serve_options(argparse.Namespace(host="h", port=1, log_level="warning",
+                                            forwarded_allow_ips=None))["proxy_headers"] is False
 
 
 def test_capped_study_counts_voters_and_needs_a_participant_id(tmp_path):
@@ -383,8 +403,11 @@ def _read_only_url(path: Path) -> str:
     return f"sqlite:///file:{path}?mode=ro&uri=true"
 
 
-def test_unwritable_database_is_refused_at_start(tmp_path, postgres_url):
-    engine, _ = _study(tmp_path, n_prompts=2)
+def test_unwritable_database_is_refused_at_start(tmp_path, postgres_url, capsys):
+    from ablations.cli import main as ltxlab
+    from survey.store import check_media
+
+    engine, summary = _study(tmp_path, n_prompts=2)
     engine.dispose()
     db = tmp_path / "survey.db"
     # `ltxlab survey serve` exits 2 with that one sentence instead of serving 500s
@@ -409,3 +432,23 @@ def test_unwritable_database_is_refused_at_start(tmp_path, postgres_url):
         conn.execute(text("ALTER TABLE raters DROP COLUMN client_addr"))
     with pytest.raises(t.DatabaseNotWritable, match="older"):
         t.check_writable(t.make_engine(old, create_schema=False))
+    # a missing, truncated or altered media file would leave every rater of its pair refused forever:
+    # `serve` checks every file against the size and sha256 recorded at create and names the first bad one
+    assert check_media(engine) == len(list(Path(summary["media_dir"]).iterdir()))
+    video = sorted(Path(summary["media_dir"]).glob("*.mp4"))[0]
+    good = video.read_bytes()
+
+    def serve() -> str:
+        assert ltxlab(["survey", "serve", "--db", str(db), "--port", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(video) in err
+        return err
+
+    video.write_bytes(good[:2000])  # an interrupted copy
+    assert f"is 2000 bytes, not the {len(good)} written at create" in serve()
+    video.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # same size, other bytes
+    assert "has changed since create" in serve()
+    video.unlink()
+    assert "is missing; copy the study's media folder whole to" in serve()
+    assert ltxlab(["survey", "serve", "--db", str(db), "--forwarded-allow-ips", "nginx"]) == 2
+    assert "'nginx' is neither" in capsys.readouterr().err
