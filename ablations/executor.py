@@ -35,8 +35,10 @@ DONE_FORMAT = 1  # DONE is JSON {"format", "files": file_record}; an empty DONE 
 # kept when a stage whose DONE failed verification is run again: its history (log) and the resume state
 # (training checkpoints verify themselves, ablations.training.checkpoint); Ray Train's own storage is not a product
 INSTANCE_LOCK = ".lock"
-KEPT_ON_RERUN = (LOG, "checkpoints", INSTANCE_LOCK)
-NOT_RECORDED = (DONE, LOG, PROGRESS, LIVE_CURVE, "checkpoints", "ray_train")
+# the upstream results an attempt started from ({stage: {key, result_sha256}}): partial work resumes only from the same
+LINEAGE = "lineage.json"
+KEPT_ON_RERUN = (LOG, "checkpoints", INSTANCE_LOCK, LINEAGE)
+NOT_RECORDED = (DONE, LOG, PROGRESS, LIVE_CURVE, "checkpoints", "ray_train", LINEAGE)
 
 
 class StageInterrupted(RuntimeError):
@@ -282,7 +284,24 @@ def execute(stage: str, key: str, config: dict[str, Any], upstream: dict[str, st
             clear_for_rerun(folder)
             with open(folder / LOG, "a") as log:
                 print(f"{stage} {key}: {why}; rerunning", file=log)
+        _start_lineage(stage, key, folder, upstream)
         return _run_stage(stage, key, config, upstream, folder, threads, fault)
+
+
+def _start_lineage(stage: str, key: str, folder: Path, upstream: dict[str, str]) -> None:
+    """Record the upstream results this attempt builds from (`LINEAGE`) before any work. Partial work
+    an interrupted attempt left (checkpoints, finished shards) is resumed only if it was built from
+    the same ones; otherwise it goes, and the log says why."""
+    lineage = upstream_lineage(upstream)
+    try:
+        earlier = json.loads((folder / LINEAGE).read_text())
+    except (OSError, ValueError):
+        earlier = None  # a first attempt (or one from before lineage was recorded): nothing to compare
+    if earlier is not None and earlier != lineage:
+        clear_for_rerun(folder, keep=(LOG, INSTANCE_LOCK))
+        with open(folder / LOG, "a") as log:
+            print(f"{stage} {key}: an upstream result changed since the last attempt; starting afresh", file=log)
+    atomic_write_json(folder / LINEAGE, lineage)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import pytest
 
 import ablations.runner as runner
 from ablations.cli import UserError, main
-from ablations.executor import DONE, RESULT, execute, lineage_problem, result_sha256
+from ablations.executor import DONE, LINEAGE, execute, lineage_problem, result_sha256, upstream_lineage
 from ablations.graph import StageInstance, expand_variants
 from ablations.recipes import RECIPES
 from ablations.recipes.common import smoke
@@ -140,6 +140,14 @@ def test_results_record_their_code_and_upstream_and_a_rebuilt_upstream_reruns_th
     assert not runner._reuse(st, plan, cache, False, states)
     assert "computed from another cost result" in st.note
     assert not (down / DONE).exists() and not (down / "checkpoints").exists() and (down / LOG).exists()
+    # an attempt interrupted before the rebuild left partial work: it is not resumed; the same upstream's is
+    for lineage, kept in (({"cost": {"key": "k1", "result_sha256": "0" * 64}}, False), (None, True)):
+        (down / "checkpoints").mkdir(exist_ok=True)
+        (down / LINEAGE).write_text(json.dumps(lineage or upstream_lineage({"cost": str(up)})))
+        execute("eval_gen", "k2", config, {"cost": str(up)}, str(cache))
+        assert (down / "checkpoints").exists() == kept
+        (down / DONE).unlink()
+    assert "an upstream result changed since the last attempt; starting afresh" in (down / LOG).read_text()
 
 
 def test_a_run_manifest_names_the_commits_that_computed_it_not_the_driver(sweep):
