@@ -194,7 +194,8 @@ def _check_sources(shared: dict[ItemKey, dict[str, SourceVideo]]) -> None:
                 try:
                     probed[src.video] = probe_video(src.video)[1]
                 except ValueError as exc:
-                    raise StudyError(f"{exc} Re-export it, or remove it from the study's sources.") from None
+                    raise StudyError(f"{str(exc).rstrip('.')}; re-export it or remove it from the study's "
+                                     "sources.") from None
         rates = {probed[src.video] for src in per.values()}
         if len(rates) > 1:
             raise StudyError(f"{_item_name(key)} has videos at different frame rates {sorted(map(str, rates))}; "
