@@ -365,6 +365,22 @@ def test_exact_box_on_pristine_frames_and_bars_property():
     assert box.bars == (13, 22, 19, 24)
 
 
+def test_subtitles_and_logos_in_a_bar_keep_it_and_a_dark_sky_is_not_a_bar():
+    rng = np.random.default_rng(0)
+    letterbox = rng.integers(60, 200, (16, 96, 128, 3), dtype=np.uint8)
+    letterbox[:, :16] = letterbox[:, -16:] = 0
+    subtitles = letterbox.copy()
+    subtitles[::4, -12:-4, 30:98] = 235  # burned into the bottom bar in 4 of 16 frames
+    logo = letterbox.copy()
+    logo[:, 2:12, 110:124] = 200  # a channel logo in the top bar, every frame
+    for frames in (letterbox, subtitles, logo):
+        assert detect_bars(frames).bars == (16, 16, 0, 0)
+    night = rng.integers(0, 60, (16, 96, 128, 3), dtype=np.uint8)
+    night[:, :34] = rng.integers(0, 6, (16, 34, 128, 3))  # a black sky over the top third, no bars
+    assert not detect_bars(night).cropped
+    assert detect_bars(night, BarsConfig(max_asymmetry=1.0)).bars[0] >= 32  # the symmetry rule is what keeps it
+
+
 def test_all_black_and_the_min_content_guard():
     black = np.zeros((4, 96, 160, 3), np.uint8)
     box = detect_bars(black)

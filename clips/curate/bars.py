@@ -1,14 +1,22 @@
 """Black-bar detection: the crop box that covers a video's picture, without its letterbox
 (bars above and below), pillarbox (left and right) or both.
 
-A row (column) is a bar when, in every sampled frame, the row is black: its mean luma is at
-most `black_mean` and its `peak_quantile` luma (a near-maximum that ignores a few codec
-ringing pixels) is at most `black_peak`. Bars are the runs of such rows that touch the
-frame's border; a black row in the middle of the picture never counts. Taking the maximum
-over frames sampled across the whole clip is what keeps a dark scene whole: a dim row is
-black in some frames, but not in all of them, while a real bar is black in every frame.
-As a last guard, a crop that would keep less than `min_content_fraction` of a side is not
-made on that axis (a mostly black clip is `all_black`, not a sliver of picture).
+A row (column) is black in a frame when its median luma is at most `black_median` and its
+`peak_quantile` luma is at most `black_peak`: at least that share of its pixels is black, so
+a channel logo or codec ringing over the rest does not make a bar row bright. It is a bar
+row when it is black in at least `frame_fraction` of the frames sampled across the clip, so
+burned-in subtitles shown in fewer frames than that do not break the bar either. Bars are the
+runs of bar rows that touch the frame's border; a black row in the middle never counts.
+
+A dark scene is the detector's other failure: a night sky or a dark floor is black too, in
+every frame. Real letterbox and pillarbox bars come in pairs of nearly equal size (the
+picture is centred), so an axis is cropped as measured only when both of its sides have bars
+within `max_asymmetry` of the side's length of each other; otherwise each side is cropped only
+as far as both are black (a dark band on one side is picture, and stays). As a last guard, a
+crop that would keep less than `min_content_fraction` of a side is not made on that axis (a
+mostly black clip is `all_black`, not a sliver of picture). `all_black` means the mean luma of
+every sampled frame is at most `black_median`. Columns are judged across the picture rows only
+(rows first), since across a tall letterbox a column is mostly bar.
 
 Luma is BT.601 on full-range RGB (0-255): what `clips.io.read_video` returns.
 """
@@ -29,9 +37,11 @@ class BarsConfig:
     """Thresholds of the black-bar detector (luma on a 0-255 scale)."""
 
     samples: int = 16  # frames sampled evenly over the clip
-    black_mean: float = 8.0  # a bar row's mean luma is at most this in every sampled frame
-    black_peak: float = 20.0  # ... and its peak_quantile luma is at most this in every frame
-    peak_quantile: float = 0.95  # near-maximum of a row: ignores the brightest 5% (ringing)
+    black_median: float = 8.0  # a row is black in a frame when its median luma is at most this ...
+    black_peak: float = 20.0  # ... and its peak_quantile luma is at most this
+    peak_quantile: float = 0.8  # share of a black row's pixels that must be dark: a logo or ringing may fill the rest
+    frame_fraction: float = 0.5  # a bar row is black in at least this share of the sampled frames (subtitles come and go)
+    max_asymmetry: float = 0.1  # the two bars of an axis differ by at most this fraction of its length (else: dark scene)
     min_bar: int = 2  # bars thinner than this many pixels are ignored (codec edge noise)
     min_content_fraction: float = 0.25  # never crop a side to less than this fraction
     round_to: int = 2  # round the box inward to multiples of this (even sizes for yuv420p)
@@ -77,11 +87,10 @@ def luma(frames: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
-def _black_lines(y: np.ndarray, axis: int, cfg: BarsConfig) -> np.ndarray:
-    """bool per row (axis=1) or column (axis=2) of `(T, H, W)` luma: black in every frame."""
-    mean = y.mean(axis=axis).max(axis=0)  # (lines,) worst (brightest) frame
-    peak = np.quantile(y, cfg.peak_quantile, axis=axis).max(axis=0)
-    return (mean <= cfg.black_mean) & (peak <= cfg.black_peak)
+def _black_in_frames(y: np.ndarray, axis: int, cfg: BarsConfig) -> np.ndarray:
+    """bool `(T, lines)`: each row (axis=2) or column (axis=1) of `(T, H, W)` luma, black in each frame."""
+    median, peak = np.quantile(y, [0.5, cfg.peak_quantile], axis=axis)  # (T, lines) each
+    return (median <= cfg.black_median) & (peak <= cfg.black_peak)
 
 
 def _border_run(black: np.ndarray) -> tuple[int, int]:
@@ -92,10 +101,13 @@ def _border_run(black: np.ndarray) -> tuple[int, int]:
     return head, tail
 
 
-def _axis_bounds(black: np.ndarray, size: int, cfg: BarsConfig) -> tuple[int, int]:
-    head, tail = _border_run(black)
+def _axis_bounds(bar_lines: np.ndarray, size: int, cfg: BarsConfig) -> tuple[int, int]:
+    """(start, end) of the picture along one axis from its bar lines (see the module docstring)."""
+    head, tail = _border_run(bar_lines)
     head = head if head >= cfg.min_bar else 0
     tail = tail if tail >= cfg.min_bar else 0
+    if abs(head - tail) > cfg.max_asymmetry * size:
+        head = tail = min(head, tail)  # one-sided darkness is picture: crop only what both sides share
     lo, hi = head, size - tail
     r = max(1, cfg.round_to)
     lo, hi = -(-lo // r) * r, (hi // r) * r  # inward: ceil the start, floor the end
@@ -111,13 +123,14 @@ def detect_bars(frames: np.ndarray, cfg: BarsConfig = BarsConfig()) -> CropBox:
         raise ClipError(f"detect_bars needs (T, H, W, 3) frames with T >= 1, got {frames.shape}.")
     _, height, width, _ = frames.shape
     y = luma(frames)  # (T, H, W)
-    black_rows = _black_lines(y, 2, cfg)  # (H,)
-    black_cols = _black_lines(y, 1, cfg)  # (W,)
-    if black_rows.all() or black_cols.all():
+    if (y.mean(axis=(1, 2)) <= cfg.black_median).all():
         return CropBox(x0=0, y0=0, x1=width, y1=height, frame_width=width, frame_height=height,
                        all_black=True)
-    y0, y1 = _axis_bounds(black_rows, height, cfg)
-    x0, x1 = _axis_bounds(black_cols, width, cfg)
+    black_rows = _black_in_frames(y, 2, cfg)  # (T, H)
+    y0, y1 = _axis_bounds(black_rows.mean(axis=0) >= cfg.frame_fraction, height, cfg)
+    # columns across the picture rows only: across a tall letterbox a column is mostly bar
+    black_cols = _black_in_frames(y[:, y0:y1], 1, cfg)  # (T, W)
+    x0, x1 = _axis_bounds(black_cols.mean(axis=0) >= cfg.frame_fraction, width, cfg)
     return CropBox(x0=x0, y0=y0, x1=x1, y1=y1, frame_width=width, frame_height=height)
 
 
