@@ -325,7 +325,7 @@ def _correction_line(rep: dict) -> str:
     confidence = f"{1 - c['alpha']:.0%}"
     how = ("no multiple-comparison correction" if c["method"] == "none"
            else f"{c['name']} correction over {c['pairs']} pair(s) of the matrix (and separately over the "
-                f"{c['systems']} systems' overall rates)")
+                f"{c['systems']} systems' overall rates, and within each task for the by-task rates)")
     blocks = counts["seed_blocks_used"]
     if blocks is None:
         seeds = ("Systems are the given videos' models (a folder study): the claims are about these models, "

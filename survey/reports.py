@@ -284,7 +284,7 @@ def study_status(db: Engine | str | Path, study: str) -> dict:
 
 
 def export_votes(db: Engine | str | Path, study: str) -> pd.DataFrame:
-    """Every vote: rater, flagged, item, systems on each side, choice, chosen system, timestamps."""
+    """Every vote: rater, flagged, item (with its seed block), systems on each side, choice, chosen system, timestamps."""
     votes = load_votes(db, study)
     raters = rater_table(votes, votes.attrs["config"].get("gold_fail_max", 0.25))
     flagged = set(raters.loc[raters["flagged"], "rater"])
@@ -299,7 +299,7 @@ def export_votes(db: Engine | str | Path, study: str) -> pd.DataFrame:
         voted_at=pd.to_datetime(votes["voted_at"], unit="s", utc=True),
     )
     cols = ["study", "vote_id", "rater", "rater_source", "rater_flagged", "assignment_id", "position",
-            "comparison_id", "task", "prompt_id", "is_gold", "system_left", "system_right", "system_a", "system_b",
+            "comparison_id", "task", "prompt_id", "seed_block", "is_gold", "system_left", "system_right", "system_a", "system_b",
             "media_a", "media_b", "question", "choice", "outcome", "chosen_system", "served_at", "voted_at",
             "server_elapsed_s", "client_elapsed_ms", "rater_refused_votes"]
     return out[cols].reset_index(drop=True)

@@ -457,7 +457,7 @@ def test_cli_report_and_export(tmp_path, capsys):
         assert ltxlab(["survey", "export", "st", "--db", db, "--format", fmt, "--out", str(path)]) == 0
         frame = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
         assert len(frame) == 21 and frame["vote_id"].is_unique
-        assert {"rater", "system_left", "system_right", "choice", "served_at", "voted_at", "prompt_id"} <= set(frame)
+        assert {"rater", "system_left", "system_right", "choice", "served_at", "voted_at", "prompt_id", "seed_block"} <= set(frame)
     assert ltxlab(["survey", "report", "nope", "--db", db]) == 2
     assert ltxlab(["survey", "export", "st", "--db", str(tmp_path / "missing.db")]) == 2
     capsys.readouterr()
