@@ -313,6 +313,10 @@ def run_sweep(
 
     if verify not in VERIFY_MODES:
         raise UserError(f"verify must be one of {', '.join(VERIFY_MODES)}, not '{verify}'.")
+    try:  # a bad --name, or a results root that is a file: one sentence before any config is built
+        SweepStore.check_location(Path(results_root).resolve(), sweep.name)
+    except StoreError as exc:
+        raise UserError(str(exc)) from None
     started = time.time()
     variants = expand_variants(sweep.base, sweep.axes, sweep.seeds, sweep.variants,
                                replicate_baseline=getattr(sweep, "replicate_baseline", False))
@@ -322,7 +326,7 @@ def run_sweep(
     for variant in variants:  # every config is built on the meta device before anything launches
         check_buildable(variant.config, stages_used)
 
-    try:  # a bad --name, or a results root that is a file: one sentence
+    try:  # a folder that cannot be made (read-only, full disk): one sentence
         store = SweepStore(Path(results_root).resolve(), sweep.name)
     except StoreError as exc:
         raise UserError(str(exc)) from None

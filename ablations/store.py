@@ -173,8 +173,7 @@ class SweepStore:
     """Writer for one sweep folder `root/sweep/`. All methods are atomic; see module docstring."""
 
     def __init__(self, root: str | os.PathLike, sweep: str) -> None:
-        if not sweep or "/" in sweep or sweep.startswith((".", "_")):
-            raise StoreError(f"Sweep name '{sweep}' is not usable as a folder name; use letters, digits, '-' or '_'.")
+        self.check_location(root, sweep)
         self.root = Path(root)
         self.sweep = sweep
         self.path = self.root / sweep
@@ -183,6 +182,17 @@ class SweepStore:
         except OSError as exc:  # the results root is a file, read-only, or on a full disk
             raise StoreError(f"Cannot create the sweep folder {self.path} ({exc.strerror or type(exc).__name__}); "
                              f"give a results root that is a writable folder.") from None
+
+    @staticmethod
+    def check_location(root: str | os.PathLike, sweep: str) -> None:
+        """StoreError (one sentence) for a sweep name that is no folder name, or a results root that is a
+        file; writes nothing, so a caller can check before any expensive work."""
+        if not sweep or "/" in sweep or sweep.startswith((".", "_")):
+            raise StoreError(f"Sweep name '{sweep}' is not usable as a folder name; use letters, digits, '-' or '_'.")
+        for folder in (Path(root), *Path(root).parents):
+            if folder.exists() and not folder.is_dir():
+                raise StoreError(f"The results root {root} is not a folder ({folder} is a file); "
+                                 f"give a results root that is a writable folder.")
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

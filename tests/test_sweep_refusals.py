@@ -35,14 +35,20 @@ def sweep():
 @pytest.mark.parametrize("flags,says", [
     (["--name", "a/b"], "Sweep name 'a/b' is not usable as a folder name"),
     (["--name", "_x"], "Sweep name '_x' is not usable as a folder name"),
-    (["--results", "{file}"], "(Not a directory); give a results root that is a writable folder."),
+    (["--results", "{file}"], "afile is a file); give a results root that is a writable folder."),
+    (["--results", "{file}/below"], "afile is a file); give a results root that is a writable folder."),
 ])
-def test_a_bad_name_or_results_root_is_one_sentence_before_ray(no_ray, tmp_path, capsys, flags, says):
+def test_a_bad_name_or_results_root_is_one_sentence_before_any_config_is_built(tmp_path, capsys, monkeypatch,
+                                                                               flags, says):
+    import ablations.configs
+
+    monkeypatch.setattr(ablations.configs, "check_buildable", lambda *a: pytest.fail("configs were built"))
     (tmp_path / "afile").write_text("x")
     flags = [f.format(file=tmp_path / "afile") for f in flags]
     results = [] if "--results" in flags else ["--results", str(tmp_path)]
     code = main(["sweep", "tiny-pair", "--smoke", *results, *flags])
     assert says in one_sentence(capsys, code)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # nothing written
 
 
 @pytest.mark.parametrize("damaged", ["runs.parquet", "metrics.parquet"])
