@@ -661,8 +661,9 @@ def _write_sweep_json(store: SweepStore, sweep: Any, variants: list, started: fl
         "metrics": metric_specs(), "status": "running", "started_at": _iso(started),
         # runs an earlier `--force-extend`ed invocation added stay listed
         "variants": {**(previous or {}), **{v.run_id: v.name for v in variants}},
-        # the A/A copy of the baseline (`--replicate-baseline`): not an axis, so not in `axes`
-        "replicate": replicate_summary(variants),
+        # the A/A copy of the baseline (`--replicate-baseline`): not an axis, so not in `axes`; an extension
+        # without copies keeps the earlier invocation's
+        "replicate": replicate_summary(variants) or before.get("replicate"),
         "config": config,  # the first invocation's base config; later ones differ by their `config_changes`
         "invocations": [*(before.get("invocations") or []), invocation],
         "cost_assumptions": {"reference_shape": list(sweep.base.cost.reference_shape),
