@@ -73,7 +73,7 @@ class RunConfig:
     sample: Any  # ablations.stages.sample.SampleConfig
     eval: EvalConfig = field(default_factory=EvalConfig)
     cost: CostConfig = field(default_factory=CostConfig)
-    train: ParallelConfig = field(default_factory=ParallelConfig)  # workers, ddp/fsdp, accumulation: how, not what (not in stage keys)
+    train: ParallelConfig = field(default_factory=ParallelConfig)  # workers, ddp/fsdp, accumulation: how, not what (keys hold only its numerics: device, bf16, compile)
 
     def to_json(self) -> str:
         return to_json(self)

@@ -37,7 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="how finished stages are checked before reuse: fast (sizes and mtimes against their DONE "
                    "record; files whose mtime moved are hashed) or full (sha256 of every file)")
     p.add_argument("--force-extend", action="store_true",
-                   help="add this invocation's runs to a sweep folder that holds runs of other settings")
+                   help="add new seeds or axis levels to a sweep folder whose runs were made with other settings "
+                        "(runs that would join a variant it holds under other settings are refused)")
     p.add_argument("--no-report", action="store_true", help="skip the effects table at the end")
     p.add_argument("--quiet", action="store_true", help="no live progress line")
     p.set_defaults(func=run)

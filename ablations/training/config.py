@@ -2,7 +2,10 @@
 
 The layout is an execution detail, like the Ray address: results must not depend on it
 (the global batch, its order and every random draw are fixed by the stage's own config and
-seed), so the stage cache keys leave it out and a run can resume on another worker count.
+seed), so the stage cache keys leave workers, accumulation, parallelism and placement out and
+a run can resume on another worker count. The fields that do change the numbers (bf16 mixed
+precision on CUDA, GPU or CPU, `compile`) are in the training stages' keys
+(`ablations.graph.training_numerics`).
 """
 
 from __future__ import annotations
