@@ -336,10 +336,11 @@ def _correction_line(rep: dict) -> str:
     else:
         seeds = (f"Pairs compare variants trained from the same seed, over {len(blocks)} seed blocks {blocks}: "
                  f"training noise is included.")
-    clusters = "rater, prompt and seed block" if blocks else "rater and by prompt"
-    dims = "raters, prompts, seed blocks" if blocks else "raters, prompts"
+    seeded = blocks is not None and len(blocks) >= 2  # one block is no clustering dimension (and no verdict)
+    clusters = "rater, prompt and seed block" if seeded else "rater and by prompt"
+    dims = "raters, prompts, seed blocks" if seeded else "raters, prompts"
     sizes = f"{counts['raters_used']} raters, {counts['prompts_used']} prompts" + (
-        f", {len(blocks)} seed blocks" if blocks else "")
+        f", {len(blocks)} seed blocks" if seeded else "")
     return (f"Win rates: ties as half; {confidence} CIs and tests against 50% clustered by {clusters} "
             f"({sizes}; t with min({dims}) - 1 df); {how}; significant = adjusted p < {c['alpha']:g}. {seeds}")
 

@@ -407,6 +407,21 @@ def test_every_answer_but_the_clean_side_fails_a_gold_pair():
     assert table["flagged"].to_dict() == {"clean": False, "lazy": True, "tier": True, "wrong": True}
 
 
+def test_report_header_says_whether_training_noise_is_included():
+    from survey.cli import _correction_line
+
+    def line(blocks: list[int] | None) -> str:
+        return _correction_line({"correction": {"method": "holm", "name": "Holm (family-wise error)", "pairs": 1,
+                                                "systems": 2, "alpha": 0.05},
+                                 "counts": {"raters_used": 9, "prompts_used": 4, "seed_blocks_used": blocks}})
+
+    assert "clustered by rater and by prompt" in line([3]) and "compares seed-3 models only" in line([3])
+    assert "no pair or system gets a verdict" in line([3])
+    assert "clustered by rater, prompt and seed block (9 raters, 4 prompts, 2 seed blocks" in line([0, 1])
+    assert "training noise is included" in line([0, 1])
+    assert "the claims are about these models" in line(None)
+
+
 def test_admin_routes_need_the_token(tmp_path):
     engine, summary = _study(tmp_path)
     client = TestClient(create_app(engine, ADMIN))
