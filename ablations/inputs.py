@@ -107,4 +107,8 @@ def input_fingerprints(config: Any, fields: Iterable[str], taken: dict[tuple[str
             out[f"{name}.{DATA_PATHS[source]}"] = _once(taken, "data", path, path_fingerprint)
         if name == "eval" and hasattr(value, "weights"):
             out.update(weights_fingerprints(value, taken))
+        kind = getattr(value, "kind", None) if name == "text" else None
+        if isinstance(kind, str) and kind.startswith("hf:") and Path(kind[3:]).expanduser().exists():
+            # a local encoder folder replaced at the same path must not reuse the old caption embeddings
+            out["text.kind"] = _once(taken, "text", kind[3:], path_fingerprint)
     return out

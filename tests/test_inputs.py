@@ -99,3 +99,20 @@ def test_evaluation_keys_see_the_networks_they_would_load(tmp_path, monkeypatch)
     first = _keys(named)["eval_recon"]
     i3d.write_bytes(b"z" * 12)
     assert _keys(named)["eval_recon"] != first
+
+
+def test_a_replaced_local_text_encoder_is_a_new_key(tmp_path):
+    """text.kind=hf:<folder>: caption embeddings from a replaced encoder folder are not reused."""
+    folder = tmp_path / "t5"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"x" * 10)
+    cfg = apply_overrides(default_run_config("ltx", "tiny"), [f"text.kind=hf:{folder}"])
+
+    def latents_key() -> str:
+        plan = plan_sweep(expand_variants(cfg, {}, [0]), STAGE_SPECS, ["encode_latents"])
+        return next(i.key for i in plan.instances.values() if i.stage == "encode_latents")
+
+    before = latents_key()
+    assert latents_key() == before
+    (folder / "model.safetensors").write_bytes(b"y" * 11)  # other weights at the same path
+    assert latents_key() != before
