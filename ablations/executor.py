@@ -385,7 +385,7 @@ def train_vae_entry(config: dict[str, Any], folder: str, *, layout: Any, on_step
     cfg = run_config_from_dict(config)
     videos = training_videos(cfg.vae_data, "train")
     return train_vae(cfg.vae, cfg.loss, _seeded(cfg.vae_train, cfg.seed), videos, Path(folder), layout=layout,
-                     progress=False, on_step=on_step)
+                     progress=False, on_step=on_step, data=cfg.vae_data)  # the header records the clip shape
 
 
 def train_dit_entry(config: dict[str, Any], folder: str, latents_dir: str, *, layout: Any, on_step=None) -> dict[str, Any]:
