@@ -37,7 +37,7 @@ SCORES: dict[str, tuple[str, str, str]] = {
     "aesthetic": ("aesthetic", "aesthetic.threshold", "lower is dropped"),
 }
 SCORE_LABELS = {"duration_s": "clip duration (s)", "crop_fraction": "share of the frame the black-bar crop keeps",
-                "motion_flow": "mean Farneback flow (px/frame)", "motion_diff": "mean frame difference (grey levels)",
+                "motion_flow": "mean Farneback flow (px/s)", "motion_diff": "mean frame difference (grey levels)",
                 "aesthetic": "aesthetic score"}  # fmt: skip
 
 def data_paths() -> list[Path]:

@@ -410,30 +410,42 @@ def test_static_and_moving_separated_with_a_margin(motion_videos):
         assert is_static(s, cfg) == (not v.moving), (v.path.name, v.speed, s)
     assert max(static) < cfg.static_flow < min(moving)
     assert min(moving) / max(static) > 3.0  # a real margin, not a lucky threshold
-    # flow is calibrated: px/frame at cfg.width, i.e. speed * width / 160, within -50% / +20%
+    # flow is calibrated: px/s at cfg.width, i.e. speed (px/frame) * fps * width / 160, within -50% / +20%
     for v, s in scores:
         if v.moving:
-            expected = v.speed * cfg.width / v.width
+            expected = v.speed * v.fps * cfg.width / v.width
             assert 0.5 * expected <= s.flow <= 1.2 * expected, (v.path.name, s.flow, expected)
 
 
 def test_motion_file_variant_matches_array_variant_and_clip_ranges(motion_videos):
     v = next(v for v in motion_videos if v.moving and v.speed > 2)
-    frames, _ = read_video(v.path)
+    frames, fps = read_video(v.path)
     whole = motion_scores_file(v.path)
-    assert whole.flow == pytest.approx(motion_scores(frames).flow, rel=0.05)
+    assert whole.flow == pytest.approx(motion_scores(frames, fps).flow, rel=0.05)
     part = motion_scores_file(v.path, start=5, end=17)
-    assert part.pairs == 10  # starts 0..9 with stride 2 inside a 12-frame clip
-    assert part.flow == pytest.approx(motion_scores(frames[5:17]).flow, rel=0.05)
+    assert part.pairs == 10  # starts 0..9 with stride 2 (1/12 s at 24 fps) inside a 12-frame clip
+    assert part.flow == pytest.approx(motion_scores(frames[5:17], fps).flow, rel=0.05)
     with pytest.raises(ClipError):
-        motion_scores(frames[:2])  # stride 2 needs at least 3 frames
+        motion_scores(frames[:2], fps)  # stride 2 needs at least 3 frames
+
+
+def test_the_same_motion_scores_the_same_at_any_frame_rate():
+    rng = np.random.default_rng(3)
+    scene = synthetic.texture(rng, 96, 600)  # a camera pan at 20 source px/s over a textured scene
+    def pan(fps):
+        shifts = [int(round(20 * i / fps)) for i in range(int(2 * fps))]
+        return np.stack([scene[:, x:x + 160] for x in shifts]).astype(np.uint8)
+    cfg = MotionConfig()
+    at24, at60 = motion_scores(pan(24.0), 24.0, cfg), motion_scores(pan(60.0), 60.0, cfg)
+    assert at24.flow == pytest.approx(at60.flow, rel=0.25)  # px/frame differ 2.5x; px/s agree
+    assert is_static(at24, cfg) == is_static(at60, cfg) is False
 
 
 def test_frozen_frames_are_static_by_difference():
     rng = np.random.default_rng(0)
     frame = synthetic.moving_frames(rng, 1, 96, 160, speed=0.0)
-    scores = motion_scores(np.repeat(frame, 10, axis=0))
-    assert scores.diff == 0.0 and scores.flow < 1e-3 and is_static(scores)
+    scores = motion_scores(np.repeat(frame, 10, axis=0), 24.0)
+    assert scores.diff == 0.0 and scores.flow < 0.012 and is_static(scores)  # 0.001 px/frame at 24 fps
 
 
 # ----------------------------------------------------------------------------- generators and configs

@@ -4,7 +4,7 @@ The tree mirrors the pipeline's filters in `clips.curate.manifest.FILTERS` order
 `shots` (the `duration` filter is `shots.min_duration_s`), `bars`, `motion`, `aesthetic`,
 `captions`; then `output` (re-encoded clips) and the execution fields `workers`,
 `files_per_block`, `seed`. Because each threshold is a field, a curation choice can be an
-ablation axis (`--set motion.static_flow=0.5`).
+ablation axis (`--set motion.static_flow=8`).
 
 A config comes from TOML (`load_config`; sections are the field names, e.g. `[motion]`),
 then `--set a.b=value` overrides (`ablations.overrides.apply_overrides`), then

@@ -57,7 +57,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "crop_y0": ("int64", ""),
     "crop_x1": ("int64", ""),
     "crop_y1": ("int64", ""),
-    "motion_flow": ("float64", "mean Farneback flow magnitude, px/frame at motion.width (NaN = not computed)"),
+    "motion_flow": ("float64", "mean Farneback flow magnitude, px per second at motion.width (NaN = not computed)"),
     "motion_diff": ("float64", "mean absolute grey-level frame difference, 0-255 (NaN = not computed)"),
     "aesthetic": ("float64", "Siamese aesthetic score, higher is better (NaN = not computed)"),
     "caption": ("object", "the clip's caption, or None"),

@@ -1,10 +1,12 @@
 """Motion scores of a clip: mean Farneback optical-flow magnitude and mean absolute frame
 difference, on greyscale frames downscaled to `MotionConfig.width`.
 
-Frames `stride` apart are compared (at most `max_pairs` pairs, spread over the clip). The
-flow is in pixels per frame at the scaled width (divided by `stride`), so one threshold
-holds for any source resolution and frame spacing; the difference is in grey levels (0-255)
-per frame pair. `is_static` flags a clip whose content barely moves (flow below
+Frames about `pair_interval_s` apart are compared (`stride_for`: a whole number of frames at
+the clip's rate; at most `max_pairs` pairs, spread over the clip). The flow is in pixels per
+second at the scaled width (displacement / (stride / fps)), so one threshold holds for any
+source resolution and frame rate: the same pan scores the same at 24 and at 60 fps. The
+difference is in grey levels (0-255) per compared pair, pairs being the same time apart at any
+rate. `is_static` flags a clip whose content barely moves (flow below
 `static_flow`) or whose frames barely change at all (difference below `static_diff`, e.g.
 a frozen or duplicated picture): a still image with sensor noise has a sizeable frame
 difference but almost no coherent flow, which is why flow is the main criterion.
@@ -31,9 +33,9 @@ class MotionConfig:
     """Motion scoring and the static-clip thresholds."""
 
     width: int = 128  # frames are resized to this width (aspect kept) before scoring
-    stride: int = 2  # compare frames this many frames apart
+    pair_interval_s: float = 1 / 12  # compare frames about this far apart in time (2 frames at 24 fps, 5 at 60)
     max_pairs: int = 16  # at most this many frame pairs per clip, spread evenly
-    static_flow: float = 0.2  # mean flow below this (px/frame at `width`) is static
+    static_flow: float = 4.8  # mean flow below this (px per second at `width`; 0.2 px/frame at 24 fps) is static
     static_diff: float = 0.5  # mean |frame difference| below this (grey levels) is static
     # Farneback parameters (cv2.calcOpticalFlowFarneback)
     pyr_scale: float = 0.5  # image scale between pyramid levels
@@ -44,15 +46,15 @@ class MotionConfig:
     poly_sigma: float = 1.2  # Gaussian std of that expansion
 
     def __post_init__(self):
-        if self.width < 8 or self.stride < 1 or self.max_pairs < 1:
-            raise ClipError("MotionConfig needs width >= 8, stride >= 1 and max_pairs >= 1.")
+        if self.width < 8 or not self.pair_interval_s > 0 or self.max_pairs < 1:
+            raise ClipError("MotionConfig needs width >= 8, pair_interval_s > 0 and max_pairs >= 1.")
 
 
 @dataclass(frozen=True, kw_only=True)
 class MotionScores:
     """Motion of one clip."""
 
-    flow: float  # mean optical-flow magnitude, px per frame at MotionConfig.width
+    flow: float  # mean optical-flow magnitude, px per second at MotionConfig.width
     flow_p90: float  # 90th percentile of the per-pair mean magnitudes (bursts of motion)
     diff: float  # mean absolute grey-level difference per compared pair (0-255)
     pairs: int  # frame pairs compared
@@ -73,9 +75,16 @@ def _grey(rgb: np.ndarray, width: int) -> np.ndarray:
     return grey
 
 
-def pair_starts(num_frames: int, cfg: MotionConfig) -> list[int]:
+def stride_for(fps: float, cfg: MotionConfig) -> int:
+    """Frames between the two frames of a pair: `pair_interval_s` at `fps`, at least 1."""
+    if not (fps > 0 and np.isfinite(fps)):
+        raise ClipError(f"Motion scores need the clip's frame rate, got {fps}.")
+    return max(1, int(round(fps * cfg.pair_interval_s)))
+
+
+def pair_starts(num_frames: int, stride: int, cfg: MotionConfig) -> list[int]:
     """First frame of each compared pair `(i, i + stride)` in a clip of `num_frames`."""
-    last = num_frames - 1 - cfg.stride
+    last = num_frames - 1 - stride
     if last < 0:
         return []
     starts = range(0, last + 1)
@@ -84,28 +93,29 @@ def pair_starts(num_frames: int, cfg: MotionConfig) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, last, cfg.max_pairs)})
 
 
-def motion_scores(frames: np.ndarray, cfg: MotionConfig = MotionConfig()) -> MotionScores:
-    """Scores of uint8 RGB `(T, H, W, 3)` frames (consecutive frames of one clip)."""
+def motion_scores(frames: np.ndarray, fps: float, cfg: MotionConfig = MotionConfig()) -> MotionScores:
+    """Scores of uint8 RGB `(T, H, W, 3)` frames (consecutive frames of one clip at `fps`)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ClipError(f"motion_scores needs (T, H, W, 3) frames, got shape {frames.shape}.")
-    starts = pair_starts(len(frames), cfg)
+    stride = stride_for(fps, cfg)
+    starts = pair_starts(len(frames), stride, cfg)
     if not starts:
-        raise ClipError(f"motion_scores needs more than stride={cfg.stride} frames, "
-                        f"got {len(frames)}.")
-    needed = {i for start in starts for i in (start, start + cfg.stride)}
-    return _score({i: _grey(frames[i], cfg.width) for i in needed}, starts, cfg)
+        raise ClipError(f"motion_scores needs more than {stride} frames at {fps:g} fps, got {len(frames)}.")
+    needed = {i for start in starts for i in (start, start + stride)}
+    return _score({i: _grey(frames[i], cfg.width) for i in needed}, starts, stride, fps, cfg)
 
 
-def _score(grey: dict[int, np.ndarray], starts: list[int], cfg: MotionConfig) -> MotionScores:
+def _score(grey: dict[int, np.ndarray], starts: list[int], stride: int, fps: float,
+           cfg: MotionConfig) -> MotionScores:
     flows, diffs = [], []
     for s in starts:
-        a, b = grey[s], grey[s + cfg.stride]
+        a, b = grey[s], grey[s + stride]
         flow = cv2.calcOpticalFlowFarneback(
             a, b, None, cfg.pyr_scale, cfg.levels, cfg.winsize, cfg.iterations, cfg.poly_n,
             cfg.poly_sigma, 0)  # (h, w, 2) displacement in pixels
         magnitude = np.sqrt((flow.astype(np.float64) ** 2).sum(axis=-1))
-        flows.append(float(magnitude.mean()) / cfg.stride)
+        flows.append(float(magnitude.mean()) * fps / stride)  # px per second
         diffs.append(float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()))
     return MotionScores(flow=float(np.mean(flows)), flow_p90=float(np.quantile(flows, 0.9)),
                         diff=float(np.mean(diffs)), pairs=len(starts))
@@ -118,19 +128,23 @@ def motion_scores_file(
     start: int = 0,
     end: int | None = None,
     crop: CropBox | None = None,
+    fps: float | None = None,
 ) -> MotionScores:
     """`motion_scores` of frames `[start, end)` of a file, decoding only the frames it compares.
 
-    Frames are resized to `cfg.width` while decoding. `end=None` means the end of the file.
+    Frames are resized to `cfg.width` while decoding. `end=None` means the end of the file;
+    `fps` (the file's rate, from its Probe) is probed when not given.
     `crop` (a `bars.CropBox`) scores the picture inside the black bars only, the crop resized
     to `cfg.width` (bars never move, so they would only dilute the mean flow).
     """
-    if end is None:
-        end = probe(path).frames
-    rel = pair_starts(end - start, cfg)
+    if end is None or fps is None:
+        info = probe(path)
+        end, fps = (info.frames if end is None else end), (info.fps if fps is None else fps)
+    stride = stride_for(fps, cfg)
+    rel = pair_starts(end - start, stride, cfg)
     if not rel:
-        raise ClipError(f"Clip [{start}, {end}) of {path} is too short for stride {cfg.stride}.")
-    wanted = sorted({start + i for s in rel for i in (s, s + cfg.stride)})
+        raise ClipError(f"Clip [{start}, {end}) of {path} is too short for frames {stride} apart.")
+    wanted = sorted({start + i for s in rel for i in (s, s + stride)})
     if crop is None:
         frames = read_frames(path, indices=wanted, width=cfg.width)  # resized while decoding
     else:
@@ -141,7 +155,7 @@ def motion_scores_file(
         raise ClipError(f"Video file {path} ended early: {len(frames)} of {len(wanted)} frames "
                         f"in [{start}, {end}) decoded.")
     grey = {f - start: _grey(rgb, cfg.width) for f, rgb in zip(wanted, frames)}
-    return _score(grey, rel, cfg)
+    return _score(grey, rel, stride, fps, cfg)
 
 
 def is_static(scores: MotionScores, cfg: MotionConfig = MotionConfig()) -> bool:

@@ -140,12 +140,12 @@ def measure_clip(row: dict[str, Any], cfg: CurateConfig) -> dict[str, Any]:
         return drop(row, "bars", f"The crop inside the black bars keeps {area:.0%} of the frame, "
                                  f"less than bars.min_area_fraction = {cfg.bars.min_area_fraction}.")
     try:
-        scores = motion_scores_file(path, cfg.motion, start=start, end=end, crop=box)
+        scores = motion_scores_file(path, cfg.motion, start=start, end=end, crop=box, fps=float(row["fps"]))
     except (ClipError, OSError) as exc:
         return _undecodable(row, exc)
     row.update(motion_flow=scores.flow, motion_diff=scores.diff)
     if cfg.motion.drop_static and is_static(scores, cfg.motion):
-        return drop(row, "motion", f"Static: flow {scores.flow:.3f} px/frame (motion.static_flow = "
+        return drop(row, "motion", f"Static: flow {scores.flow:.3f} px/s (motion.static_flow = "
                                    f"{cfg.motion.static_flow}), frame difference {scores.diff:.2f} "
                                    f"(motion.static_diff = {cfg.motion.static_diff}).")
     return row
