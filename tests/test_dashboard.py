@@ -257,6 +257,8 @@ def test_survey_page_with_votes(app, survey_db):
     assert raters["flagged"].sum() == 1
     # pairwise verdicts are corrected over the matrix and said in words
     assert any("correction over the 3 pair(s)" in c for c in _texts(at.caption))
+    # a folder study's systems are fixed models: the caption says its claims are about them, not their configs
+    assert any("clustered by rater, prompt" in c and "fixed models" in c for c in _texts(at.caption))
     assert any("significant difference" in m or " beats " in m for m in _texts(at.markdown))
     used_before = " ".join(_texts(at.caption))
     at.checkbox(key="survey-flagged").check().run()

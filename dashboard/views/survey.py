@@ -1,7 +1,7 @@
 """Survey: win-rate matrix with CIs and verdicts, Bradley-Terry ratings, votes over time, raters, agreement.
 
 Reads the survey database through `survey.reports` (pure pandas over SQLAlchemy; no torch). Win-rate
-CIs and tests are clustered by rater and by prompt; p-values are adjusted over the matrix's pairs
+CIs and tests are clustered by rater, prompt and (sweep studies) seed block; p-values are adjusted over the matrix's pairs
 by the correction chosen on the page (Holm by default), as in `ltxlab survey report`.
 """
 
@@ -52,8 +52,14 @@ def _correction_caption(report: dict) -> str:
     c, counts = report["correction"], report["counts"]
     how = ("No multiple-comparison correction" if c["method"] == "none"
            else f"{c['name']} correction over the {c['pairs']} pair(s) of the matrix (separately over the {c['systems']} overall rates)")
-    return (f"{1 - c['alpha']:.0%} CIs and tests against 50% are clustered by rater and by prompt ({counts['raters_used']} raters, "
-            f"{counts['prompts_used']} prompts; t with min(raters, prompts) - 1 df). {how}; significant means adjusted p < {c['alpha']:g}. "
+    blocks = counts.get("seed_blocks_used")
+    by = ", ".join(c.get("clustered_by", ["rater", "prompt"]))
+    sizes = f"{counts['raters_used']} raters, {counts['prompts_used']} prompts" + (
+        f", {len(blocks)} seed block(s)" if blocks is not None else "")
+    noise = ("training noise is included through the seed blocks; one seed block gives no verdict" if blocks is not None
+             else "the systems are fixed models, so the claims are about those models, not their configs")
+    return (f"{1 - c['alpha']:.0%} CIs and tests against 50% are clustered by {by} ({sizes}; t with the smallest "
+            f"cluster count - 1 df); {noise}. {how}; significant means adjusted p < {c['alpha']:g}. "
             "\"No significant difference\" means the data cannot tell the two apart at this size, not that they are equal.")
 
 
