@@ -205,11 +205,11 @@ def test_counts_funnel_and_reasons(dataset, data_page):
 def test_thresholds_drawn_from_the_config(dataset, data_page):
     at = data_page(dataset)
     captions = " ".join(_texts(at.caption))
-    for path, value in (("shots.min_duration_s", 0.75), ("bars.min_area_fraction", 0.3), ("motion.static_flow", 0.2),
+    for path, value in (("shots.min_duration_s", 0.75), ("bars.min_area_fraction", 0.3), ("motion.static_flow", 4.8),
                         ("motion.static_diff", 0.5), ("aesthetic.threshold", AESTHETIC_THRESHOLD)):  # fmt: skip
         assert f"`{path}` = {value:g}" in captions, path
     rules = {r["label"] for r in _chart_rows(at) if "label" in r and "value" in r}
-    assert {"motion.static_flow = 0.2", "aesthetic.threshold = 3", "bars.min_area_fraction = 0.3",
+    assert {"motion.static_flow = 4.8", "aesthetic.threshold = 3", "bars.min_area_fraction = 0.3",
             "finetune ≥ 5.2"} <= rules  # fmt: skip
     assert len(at.get("vega_lite_chart")) == 2 + 5  # funnel, reasons, five score histograms
 
