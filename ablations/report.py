@@ -95,6 +95,11 @@ INTERACTION_SHOWN = ["metric", "axis_a", "axis_b", "estimate", "ci_low", "ci_hig
 REPLICATE_SHOWN = ["metric", "estimate", "ci_low", "ci_high", "p_value", "mde80", "n_seeds", "n_sources", "status"]
 
 
+def _method_name(method: str) -> str:
+    """'Holm' for 'holm': the correction's name as the verdicts say it."""
+    return {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no"}[method]
+
+
 def _verdict_lines(effects: pd.DataFrame, interactions: pd.DataFrame, method: str, family: int) -> list[str]:
     """Every verdict, grouped: effects found, found only before correction, no difference, untested."""
     rows = pd.concat([effects.assign(what=effects["axis"]) if len(effects) else effects,
@@ -106,7 +111,7 @@ def _verdict_lines(effects: pd.DataFrame, interactions: pd.DataFrame, method: st
     raw = rows["significant_raw"].astype(bool) & ~sig
     tested = rows["status"] == "estimated"
     below = tested & ~sig & (rows["estimate"].abs() < rows["mde80"])
-    name = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no"}[method]
+    name = _method_name(method)
     out = ["", f"Verdicts ({name} correction over {family} tests; a verdict needs the adjusted p < 0.05):"]
     out.append(f"  {int(sig.sum())} significant, {int(raw.sum())} significant only before correction, "
                f"{int((tested & ~sig & ~raw).sum())} with no significant difference, {int((~tested).sum())} not tested.")
@@ -140,7 +145,9 @@ def format_report(report: dict[str, Any], metrics: list[str] | None = None) -> s
         out += ["", f"A/A check: the baseline ({aa['variant'].iloc[0]}) against its replicate with disjoint seeds; "
                     "identical configs, so any difference is noise:", table(aa, REPLICATE_SHOWN)]
         out += [f"  {r.metric}: {r.verdict}" for r in aa.itertuples()]
-    out += ["", f"Best variant per metric (each of {', '.join(report['metrics'])}; named only where it beats every other):"]
+    adjusted = "uncorrected" if corr["method"] == "none" else f"after {_method_name(corr['method'])} correction over the metrics"
+    out += ["", f"Best variant per metric (each of {', '.join(report['metrics'])}; named only where it beats every other "
+                f"variant, {adjusted}, and the main effects above agree):"]
     out += [f"  {r.metric}: {r.verdict}" for r in report["best"].itertuples()] if len(report["best"]) else ["  (none)"]
     out.append(f"  (metrics: {', '.join(report['metrics'])}; `ltxlab report {report['sweep']} --metrics a,b` or --json for others)")
     out += _evaluation_lines(report)

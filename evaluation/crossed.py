@@ -15,16 +15,27 @@ two-way crossed random-effects model without replication,
 so Var(mean of D) = var_seed / S + var_source / G + var_resid / (S G). The variance
 components come from the ANOVA mean squares (Searle, Casella & McCulloch, "Variance
 Components", 1992, ch. 4): E[MS_seed] = var_resid + G var_seed, E[MS_source] = var_resid +
-S var_source, E[MS_resid] = var_resid. A component whose mean square falls below MS_resid
-is set to zero. The standard error is the square root of the estimated variance; its
-degrees of freedom are Satterthwaite's (1946) for that linear combination of mean squares,
-and the interval is theta_hat +- t(df) * SE. This is the treatment of "stimuli as a random
-factor" of Judd, Westfall & Kenny (2012, J. Pers. Soc. Psychol. 103:54) with seeds in the
-role of participants. A bootstrap over seeds was not used: with 3 seeds there are 10
-distinct resamples, the percentile interval's variance is (S-1)/S of the truth and it has
-no t correction, and resampling both factors of a crossed design is biased either way
-(Owen 2007, "The pigeonhole bootstrap", Ann. Appl. Stat. 1:386). The known-answer tests in
-tests/test_stats.py check the coverage of this interval.
+S var_source, E[MS_resid] = var_resid, so S G Var(mean of D) is estimated by
+
+    MS_seed + max(MS_source - MS_resid, 0).
+
+The seed term is always kept: MS_seed has only S - 1 degrees of freedom (1 or 2 in a
+typical sweep), so it falls below MS_resid by chance in many sweeps, and dropping it then
+(the usual pretest) removes training noise exactly when the seeds happened to agree; that
+made p < 0.001 up to 26 times too frequent at 3 seeds x 256 sources. The degrees of freedom
+are Satterthwaite's (1946) for this combination, but never more than the same formula gives
+with MS_seed at its one-sided 95% upper confidence limit (S - 1) MS_seed / chi2_{0.05, S-1}:
+Satterthwaite's df estimated from the same mean squares grows toward G - 1 when MS_seed is
+small by chance, which again pairs small SEs with small t quantiles. The cap keeps the tail
+calibrated (P(p < 0.005) at most nominal on the grid of docs/statistics.md) and, unlike a
+flat S - 1, keeps the extra df when the source term really dominates. The interval is
+theta_hat +- t(df) * SE. This is the treatment of "stimuli as a random factor" of Judd,
+Westfall & Kenny (2012, J. Pers. Soc. Psychol. 103:54) with seeds in the role of
+participants. A bootstrap over seeds was not used: with 3 seeds there are 10 distinct
+resamples, the percentile interval's variance is (S-1)/S of the truth and it has no t
+correction, and resampling both factors of a crossed design is biased either way (Owen
+2007, "The pigeonhole bootstrap", Ann. Appl. Stat. 1:386). The known-answer tests in
+tests/test_stats.py check the coverage and the tail of this interval.
 
 With one seed block, var_seed is not estimable: the only interval left is the clip-level
 one (sources as the units, training noise ignored), which `crossed_contrasts` returns as
@@ -36,7 +47,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import stdtr, stdtrit
+from scipy.special import chdtri, stdtr, stdtrit
+
+SEED_DF_CAP_LEVEL = 0.95  # the df cap puts MS_seed at this one-sided upper confidence limit
+PLAN_SEED_LEVEL = 0.8  # `ltxlab plan` sizes with var_seed's upper confidence limit at this level (Browne 1995)
 
 
 @dataclass(frozen=True)
@@ -45,16 +59,18 @@ class Crossed:
 
     estimate: np.ndarray  # mean of D over the kept seed blocks and sources
     se: np.ndarray  # standard error with all three components (NaN with one seed block)
-    df: np.ndarray  # Satterthwaite degrees of freedom of `se`
+    df: np.ndarray  # Satterthwaite degrees of freedom of `se`, capped as in the module docstring
     clip_se: np.ndarray  # standard error over sources only (the one-seed fallback; ignores training noise)
     clip_df: np.ndarray  # G - 1
     var_seed: np.ndarray  # variance components (per-block contrast values' scale)
     var_source: np.ndarray
     var_resid: np.ndarray
+    var_seed_upper: np.ndarray  # var_seed's one-sided 80% upper confidence limit, for `ltxlab plan`
     n_seeds: np.ndarray  # seed blocks kept (blocks with no value at all are dropped)
     n_sources: np.ndarray  # sources kept (a source missing in a kept block is dropped)
     n_seeds_missing: np.ndarray  # blocks of the table with no value for this contrast
-    exactly_zero: np.ndarray  # every value is exactly 0: the contrast cannot depend on its factor
+    exactly_zero: np.ndarray  # every value is exactly 0: the two sides scored the same everywhere
+    no_spread: np.ndarray  # every value is the same number: no variance to build an interval from
 
 
 def crossed_contrasts(values: np.ndarray) -> Crossed:
@@ -89,32 +105,49 @@ def crossed_contrasts(values: np.ndarray) -> Crossed:
     one_source = g < 2
     ms_resid = np.where(one_source | (s < 2), 0.0, ms_resid)  # no residual term to separate
     ms_source = np.where(one_source, 0.0, ms_source)
-    seed_on = ms_seed > ms_resid
-    source_on = ms_source > ms_resid
-    # V * S * G = k_seed MS_seed + k_source MS_source + k_resid MS_resid, from the clamped components
-    k_seed, k_source = seed_on.astype(float), source_on.astype(float)
-    k_resid = 1.0 - k_seed - k_source
-    terms = np.stack([k_seed * ms_seed, k_source * ms_source, k_resid * ms_resid], axis=1)  # (E, 3)
-    dfs = np.stack([s - 1, g - 1, df_resid], axis=1)
+    source_on = ms_source > ms_resid  # only the source component is clamped at 0; the seed term stays
     with np.errstate(invalid="ignore", divide="ignore"):
-        total = np.nan_to_num(terms).sum(axis=1)
+        total = ms_seed + np.where(source_on, ms_source - ms_resid, 0.0)  # S G Var(theta_hat)
         var = total / (s * g)
-        contrib = np.where(terms != 0, np.nan_to_num(terms) ** 2 / dfs, 0.0).sum(axis=1)
-        df = np.where(contrib > 0, total**2 / contrib, np.inf)
+        df = combined_df(ms_seed, ms_source, ms_resid, s, g)
         se = np.sqrt(np.maximum(var, 0.0))
         clip_se = np.where(g >= 2, np.sqrt(np.nan_to_num(ms_source) / (s * g)), np.nan)
-        var_seed = np.where(seed_on, (ms_seed - ms_resid) / g, 0.0)
+        var_seed = np.maximum(ms_seed - ms_resid, 0.0) / g  # reported clamped; the SE uses MS_seed itself
         var_source = np.where(source_on, (ms_source - ms_resid) / s, 0.0)
     estimable = s >= 2
     se = np.where(estimable, se, np.nan)
     df = np.where(estimable, df, np.nan)
-    exactly_zero = (np.where(mask, np.abs(d0), 0.0).max(axis=(1, 2), initial=0.0) == 0.0) & (mask.any(axis=(1, 2)))
+    kept = mask.any(axis=(1, 2))
+    exactly_zero = (np.where(mask, np.abs(d0), 0.0).max(axis=(1, 2), initial=0.0) == 0.0) & kept
+    spread = np.where(mask, d0, -np.inf).max(axis=(1, 2), initial=-np.inf) - np.where(mask, d0, np.inf).min(axis=(1, 2), initial=np.inf)
     return Crossed(
         estimate=np.where(s * g > 0, grand, np.nan), se=se, df=df, clip_se=clip_se, clip_df=np.where(g >= 2, g - 1, np.nan),
         var_seed=np.where(estimable, var_seed, np.nan), var_source=var_source, var_resid=np.where(estimable, ms_resid, np.nan),
+        var_seed_upper=seed_variance_upper(ms_seed, ms_resid, s, g),
         n_seeds=s.astype(int), n_sources=g.astype(int), n_seeds_missing=(d.shape[1] - s).astype(int),
-        exactly_zero=exactly_zero,
+        exactly_zero=exactly_zero, no_spread=kept & (spread == 0.0),
     )  # fmt: skip
+
+
+def combined_df(ms_seed: np.ndarray, ms_source: np.ndarray, ms_resid: np.ndarray, s: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Degrees of freedom of MS_seed + max(MS_source - MS_resid, 0): Satterthwaite's, capped.
+
+    The cap is Satterthwaite's df with MS_seed at its one-sided `SEED_DF_CAP_LEVEL` upper
+    confidence limit: a seed mean square that is small by chance must not buy the interval
+    the source term's many degrees of freedom (module docstring). NaN where S < 2.
+    """
+    s, g = np.asarray(s, dtype=float), np.asarray(g, dtype=float)
+    source_on = (g >= 2) & (ms_source > ms_resid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        source_contrib = np.where(source_on, ms_source**2 / (g - 1) + ms_resid**2 / ((s - 1) * (g - 1)), 0.0)
+        source_term = np.where(source_on, ms_source - ms_resid, 0.0)
+
+        def satterthwaite(seed_ms: np.ndarray) -> np.ndarray:
+            contrib = seed_ms**2 / (s - 1) + source_contrib
+            return np.where(contrib > 0, (seed_ms + source_term) ** 2 / contrib, s - 1)
+
+        upper = ms_seed * (s - 1) / chdtri(np.maximum(s - 1, 1), SEED_DF_CAP_LEVEL)
+        return np.where(s >= 2, np.minimum(satterthwaite(ms_seed), satterthwaite(upper)), np.nan)
 
 
 def t_quantile(df: np.ndarray, q: float) -> np.ndarray:
@@ -145,25 +178,34 @@ def min_detectable(se: np.ndarray, df: np.ndarray, confidence: float = 0.95, pow
 
 
 def plan_variance(var_seed: float, var_source: float, var_resid: float, seeds: int, sources: int) -> tuple[float, float]:
-    """SE and Satterthwaite df of a contrast measured on `seeds` blocks x `sources` videos.
+    """SE and degrees of freedom of a contrast measured on `seeds` blocks x `sources` videos.
 
     The expected mean squares of the model above at that design, combined as
-    `crossed_contrasts` combines them; `ltxlab plan` sizes the next sweep with it.
+    `crossed_contrasts` combines them (seed term always in, `combined_df`); `ltxlab plan`
+    sizes the next sweep with it.
     """
     s, g = float(seeds), float(sources)
-    ms = np.array([var_resid + g * var_seed, var_resid + s * var_source, var_resid])
-    dfs = np.array([s - 1, g - 1, (s - 1) * (g - 1)])
-    if g < 2:  # one source: only the seed term is left, as in the estimator
-        k = np.array([1.0, 0.0, 0.0])
-    else:
-        k = np.array([float(var_seed > 0), float(var_source > 0), 0.0])
-        k[2] = 1.0 - k[0] - k[1]
-    terms = k * ms
-    total = float(terms.sum())
-    used = (terms != 0) & (dfs > 0)
-    contrib = float((terms[used] ** 2 / dfs[used]).sum())
-    df = total * total / contrib if contrib > 0 else float("inf")
-    return float(np.sqrt(max(total / (s * g), 0.0))), float(df)
+    ms_seed, ms_resid = var_resid + g * var_seed, var_resid
+    ms_source = var_resid + s * var_source if g >= 2 else 0.0  # one source: only the seed term, as in the estimator
+    total = ms_seed + max(ms_source - ms_resid, 0.0)
+    df = float(combined_df(np.array(ms_seed), np.array(ms_source), np.array(ms_resid), np.array(s), np.array(g)))
+    return float(np.sqrt(max(total / (s * g), 0.0))), df
+
+
+def seed_variance_upper(ms_seed: np.ndarray, ms_resid: np.ndarray, seeds: np.ndarray, sources: np.ndarray,
+                        level: float = PLAN_SEED_LEVEL) -> np.ndarray:
+    """The seed variance a sweep cannot rule out: the one-sided `level` upper confidence limit of var_seed.
+
+    var_seed = (E[MS_seed] - var_resid) / G rests on MS_seed's S - 1 degrees of freedom (1 or 2
+    in a typical sweep), so a plan from the point estimate is underpowered about half the
+    time and, where the estimate clamps to 0, promises that more sources alone will do.
+    Sizing from the upper confidence limit of a pilot's variance is Browne's (1995, Stat.
+    Med. 14:1933) remedy; `level` 0.8 is his choice. NaN where S < 2.
+    """
+    s = np.asarray(seeds, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        upper = (s - 1) * ms_seed / chdtri(np.maximum(s - 1, 1), level)  # of E[MS_seed] = var_resid + G var_seed
+        return np.where(s >= 2, np.maximum(upper - ms_resid, 0.0) / sources, np.nan)
 
 
 def power_at(effect: float, se: float, df: float, confidence: float = 0.95) -> float:

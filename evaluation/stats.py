@@ -12,8 +12,8 @@ source video share its content, so neither a clip nor a (clip, seed) pair is an
 independent unit. The units are the *seed block* (the runs of one seed across all
 variants; a replicate-baseline copy belongs to the block of the seed it replicates) and
 the *source video* (`source_id` in metrics.parquet). For an effect, each (block, clip)
-gets the factorial contrast (mean over the block's runs with A=a minus the same for A=b,
-averaging over the other axes; an interaction is (m11 - m01) - (m10 - m00) of cell means),
+gets the factorial contrast (within each stratum of the other axes, the run with A=a minus
+the run with A=b, averaged over the strata; an interaction is (m11 - m01) - (m10 - m00) the same way),
 clips are averaged within their source, and the resulting blocks x sources table goes to
 the crossed random-effects model of `evaluation.crossed`: a Satterthwaite t interval that
 includes training noise, source-to-source variation and clip noise.
@@ -23,14 +23,22 @@ Verdicts. Each estimated effect has a two-sided p-value; all the effects of one 
 Holm (default) or Benjamini-Hochberg (`evaluation.multiplicity`). A "better" verdict needs
 the adjusted p below alpha; the raw verdict is shown beside it. With one seed block no
 verdict is given at all (training noise is not estimable); the clip-level interval is kept,
-labelled as such. A contrast that is exactly 0 on every unit (a DiT axis on a VAE metric)
-is "not applicable", not an effect of 0. Every estimated effect carries its noise floor
-`mde80`: the smallest true effect its test would find with 80% power.
+labelled as such. A contrast that is exactly 0 on every unit while the scores vary (a DiT
+axis on a VAE metric) is "not applicable", not an effect of 0; one whose every unit shows
+the same value (a 0/1 metric at its floor, or a perfect separation) has no spread to build
+an interval from and is not tested. Main effects and interactions are contrasts within
+strata of the other axes, averaged in each block over the strata that have every side, so a
+failed variant cannot mix another axis in; a contrast that no stratum has is "not
+estimable", and one that some strata lack in every block says which variant is missing. Every estimated
+effect carries its noise floor `mde80`: the smallest true effect its test would find with
+80% power. The best variant per metric is named only when it survives the same correction
+and the report's main effects agree.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,11 +51,13 @@ NO_EFFECT = "no significant difference"
 NO_INTERACTION = "no significant interaction"
 ONE_SEED = "one seed per variant: training noise cannot be estimated, so no verdict"
 NOT_APPLICABLE = "not applicable"
+NOT_TESTED = "not tested"
+NOT_ESTIMABLE = "not estimable"
 SET_SOURCE = "__set__"  # clip_id and source_id of a set-level metric's row (rfvd, fvd): one value per run, not a video
 REPLICATE_AXIS = "replicate"  # runs.parquet column of the replicate-baseline copies ("b")
 _STAT_COLUMNS = (
     "estimate", "ci_low", "ci_high", "se", "df", "p_value", "p_adjusted", "significant_raw", "significant", "mde80",
-    "n_seeds", "n_sources", "n_seeds_missing", "var_seed", "var_source", "var_resid", "clip_ci_low", "clip_ci_high",
+    "n_seeds", "n_sources", "n_seeds_missing", "var_seed", "var_source", "var_resid", "var_seed_upper", "clip_ci_low", "clip_ci_high",
     "status", "higher_is_better", "ci_includes_zero",
 )  # fmt: skip
 EFFECT_COLUMNS = ("metric", "axis", "level_a", "level_b", *_STAT_COLUMNS, "n_runs_a", "n_runs_b", "better", "verdict")
@@ -203,17 +213,24 @@ def _crossed(by_source: np.ndarray) -> tuple[Crossed, tuple[int, int]]:
 # ----------------------------------------------------------------------------- statistics of one contrast
 
 
-def _stat_fields(c: Crossed, i: int, confidence: float, higher_is_better: bool) -> dict:
-    """Interval, test and noise floor of contrast `i` (before the family correction)."""
+def _stat_fields(c: Crossed, i: int, confidence: float, higher_is_better: bool, constant: float = np.nan) -> dict:
+    """Interval, test and noise floor of contrast `i` (before the family correction).
+
+    `constant` is the one score every run on both sides has (NaN where the scores vary): an
+    exactly-zero contrast between sides that all sit at one value is a measured floor or
+    ceiling, not a factor that cannot reach the metric.
+    """
     est, se, df = float(c.estimate[i]), float(c.se[i]), float(c.df[i])
     half = float(t_quantile(np.array(df), 0.5 + confidence / 2.0)) * se if np.isfinite(se) else np.nan
     clip_half = float(t_quantile(np.array(c.clip_df[i]), 0.5 + confidence / 2.0)) * float(c.clip_se[i])
     if bool(c.exactly_zero[i]):
-        status = "not_applicable"
+        status = "no_spread" if np.isfinite(constant) else "not_applicable"
     elif not np.isfinite(est) or c.n_sources[i] < 1:
         status = "insufficient"
     elif c.n_seeds[i] < 2:
         status = "one_seed"
+    elif bool(c.no_spread[i]):  # every unit shows the same difference: a zero-width interval would claim certainty
+        status = "no_spread"
     else:
         status = "estimated"
     estimated = status == "estimated"
@@ -225,9 +242,24 @@ def _stat_fields(c: Crossed, i: int, confidence: float, higher_is_better: bool) 
         "mde80": float(min_detectable(np.array(se), np.array(df), confidence)) if estimated else np.nan,
         "n_seeds": int(c.n_seeds[i]), "n_sources": int(c.n_sources[i]), "n_seeds_missing": int(c.n_seeds_missing[i]),
         "var_seed": float(c.var_seed[i]), "var_source": float(c.var_source[i]), "var_resid": float(c.var_resid[i]),
+        "var_seed_upper": float(c.var_seed_upper[i]),
         "clip_ci_low": est - clip_half, "clip_ci_high": est + clip_half, "status": status,
         "higher_is_better": higher_is_better, "ci_includes_zero": not (estimated and (low > 0 or high < 0)),
+        "constant": constant,  # not a column: read by the verdict of a "no_spread" contrast
     }  # fmt: skip
+
+
+def _constant_value(sides: np.ndarray) -> np.ndarray:
+    """`(M, ..., n_sides)` -> `(M,)`: the one value every score of a metric shares; NaN where they differ.
+
+    NaN too where a side has fewer than 2 scores (one seed of a set-level metric): one value
+    per side cannot tell a floor from two variants that share the computation.
+    """
+    flat = sides.reshape(len(sides), -1, sides.shape[-1])
+    finite = np.isfinite(flat)
+    low = np.where(finite, flat, np.inf).min(axis=(1, 2), initial=np.inf)
+    high = np.where(finite, flat, -np.inf).max(axis=(1, 2), initial=-np.inf)
+    return np.where((finite.sum(axis=1) >= 2).all(axis=1) & (low == high), low, np.nan)
 
 
 def _fmt(x: float) -> str:
@@ -246,7 +278,19 @@ def _evidence(row: dict, confidence: float) -> str:
 def _status_verdict(row: dict, what: str) -> str | None:
     """The verdict of a contrast that was not tested, or None."""
     if row["status"] == "not_applicable":
-        return f"{NOT_APPLICABLE}: {what} cannot change this metric (the scores are identical in every pair)"
+        return (f"{NOT_APPLICABLE}: both sides of {what} score the same on every clip and seed while the scores vary, "
+                "so they share what this metric measures (e.g. a DiT axis on a VAE metric)")  # fmt: skip
+    if row["status"] == "no_spread" and row["estimate"] == 0:
+        return (f"{NOT_TESTED}: every run on both sides of {what} scores {_fmt(row['constant'])} on every clip and seed "
+                "(this metric's floor or ceiling here), so this sweep measures no difference and could not measure one")  # fmt: skip
+    if row["status"] == "no_spread":
+        sign_p = 2.0 ** (1 - row["n_seeds"])  # all blocks on one side: the exact two-sided sign test over seed blocks
+        return (f"{NOT_TESTED}: the difference is exactly {_fmt(row['estimate'])} in every seed block and source, so its "
+                f"spread measures 0 and no t interval exists; an exact sign test over the {row['n_seeds']} seed blocks "
+                f"gives p = {sign_p:.2g} (uncorrected)")  # fmt: skip
+    if row["status"] == "not_estimable":
+        return (f"{NOT_ESTIMABLE}: no finished run of {row['missing_variant']} has a score for this metric, so the "
+                f"effect of {what} would be confounded with the other axes")  # fmt: skip
     if row["status"] == "insufficient":
         return "not enough seeds and sources with scores on both sides to estimate"
     if row["status"] == "one_seed":
@@ -376,8 +420,11 @@ def factorial_effects(
         row["better"], row["verdict"] = effect_verdict(row, correction, family, confidence)
     for row in inter_rows:
         row["verdict"] = interaction_verdict(row, correction, family, confidence)
+    for row in main_rows + inter_rows:  # a contrast over fewer strata than the design has says which
+        if row.get("partial") and row["status"] != "not_estimable":
+            row["verdict"] += f" ({row['partial']})"
     aa = replicate_check(metrics, scored, axes, replicate_baseline, hib, names, confidence) if replicate.any() else _empty(REPLICATE_COLUMNS)
-    best = best_variants(design, hib, confidence)
+    best = best_variants(design, hib, confidence, correction, main_rows)
     blocks = run_blocks(factorial).nunique()
     notes = _design_notes(design, factorial, axes, blocks)
     return EffectReport(
@@ -392,7 +439,9 @@ def _design_notes(design: _Design, runs: pd.DataFrame, axes: list[str], blocks: 
         notes.append("Every variant has one seed, so the variance between trained models is not estimable and this "
                      "report gives no verdicts; rerun with --seeds 0,1,2 (three or more).")  # fmt: skip
     elif blocks < 3:
-        notes.append(f"Only {blocks} seed blocks: intervals are wide (few degrees of freedom); 3 or more seeds are advised.")
+        notes.append(f"Only {blocks} seed blocks: training noise is estimated from one degree of freedom, so intervals are "
+                     "wide (the 95% t quantile is up to 12.7) and only large effects can be significant; 3 or more seeds "
+                     "are advised.")  # fmt: skip
     if design.n_video_sources == 1:
         notes.append("Every held-out clip comes from one source video: the intervals hold for that video only.")
     elif design.n_video_clips > design.n_video_sources:
@@ -420,36 +469,106 @@ def _adjust_family(rows: list[dict], correction: str, confidence: float) -> int:
     return int(np.isfinite(p).sum())
 
 
+def _stratified_cells(design: _Design, focus: list[str]) -> tuple[np.ndarray, np.ndarray, Callable[[int, int], str]]:
+    """Cell means of the `focus` axes' level combinations within each stratum of the other axes.
+
+    A main effect or interaction is a contrast within each stratum (one combination of the
+    other axes' levels), averaged over the strata, so a variant missing from a block, or
+    from every block, cannot tilt it toward another axis: averaging whatever variants are
+    present turned A's contrast into A + B/2 when A=1,B=y had failed on every seed.
+
+    Returns:
+        cells `(M, B, C, K, F)` (K = every combination of the other axes' levels, F = the
+        focus combinations, first focus axis slowest; NaN = no score), present `(M, K, F)`
+        (a score in some block), and name(k, f) -> "A=1,B=y,C=False".
+    """
+    others = [a for a in design.axis_codes if a not in focus]
+    n_v = design.values.shape[-1]
+
+    def radix(axes: list[str]) -> tuple[np.ndarray, list[int]]:  # (V,) mixed-radix code of each variant's levels
+        sizes = [len(design.axis_levels[a]) for a in axes]
+        code = np.zeros(n_v, dtype=int)
+        for axis, size in zip(axes, sizes):
+            code = code * size + design.axis_codes[axis]
+        return code, sizes
+
+    (k_code, k_sizes), (f_code, f_sizes) = radix(others), radix(focus)
+    n_k, n_f = int(np.prod(k_sizes)), int(np.prod(f_sizes))
+    cells = _cell_means(design.values, np.eye(n_k * n_f)[k_code * n_f + f_code])  # (M, B, C, K*F)
+    cells = cells.reshape(*cells.shape[:3], n_k, n_f)
+
+    def name(k: int, f: int) -> str:
+        codes = {}
+        for axes, sizes, code in ((focus, f_sizes, f), (others, k_sizes, k)):
+            for axis, size in reversed(list(zip(axes, sizes))):
+                codes[axis], code = code % size, code // size
+        return ",".join(f"{a}={design.axis_levels[a][codes[a]]}" for a in design.axis_codes)
+
+    return cells, np.isfinite(cells).any(axis=(1, 2)), name
+
+
+def _over_strata(per_stratum: np.ndarray) -> np.ndarray:
+    """`(..., K)` -> `(...)`: the mean over the strata that have the whole contrast; NaN where none has."""
+    ok = np.isfinite(per_stratum)
+    n = ok.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.where(ok, per_stratum, 0.0).sum(axis=-1) / n, np.nan)
+
+
+def _coverage(present: np.ndarray, sides: list[int], name: Callable[[int, int], str]) -> list[tuple[int, int, str | None]]:
+    """Per metric: (strata with every side scored, strata in all, the first missing cell named or None)."""
+    sub = present[:, :, sides]  # (M, K, F')
+    out = []
+    for m in range(len(sub)):
+        gaps = np.argwhere(~sub[m])
+        missing = name(int(gaps[0][0]), sides[int(gaps[0][1])]) if len(gaps) and sub[m].any() else None
+        out.append((int(sub[m].all(axis=1).sum()), sub.shape[1], missing))
+    return out
+
+
+def _contrast_row(crossed: Crossed, index: int, coverage: tuple[int, int, str | None], confidence: float, hib: bool,
+                  constant: float) -> dict:
+    """`_stat_fields`, and what the strata left out: "not_estimable" where no stratum has every side."""
+    row = _stat_fields(crossed, index, confidence, hib, constant)
+    used, total, missing = coverage
+    if missing is not None and used == 0:
+        row.update(status="not_estimable", missing_variant=missing, estimate=np.nan, clip_ci_low=np.nan, clip_ci_high=np.nan)
+    elif missing is not None:
+        row["partial"] = f"within {used} of {total} combinations of the other axes: {missing} has no finished run with a score"
+    return row
+
+
 def _main_rows(design: _Design, axis: str, hib: dict[str, bool], confidence: float) -> list[dict]:
-    codes, levels = design.axis_codes[axis], design.axis_levels[axis]
+    levels = design.axis_levels[axis]
     if len(levels) < 2:
         return []
-    means = _cell_means(design.values, np.eye(len(levels))[codes])  # (M, B, C, L)
+    cells, present, name = _stratified_cells(design, [axis])  # (M, B, C, K, L)
     pairs = list(itertools.combinations(range(len(levels)), 2))
     # effect = later level minus earlier one, so a 2-level axis reads "switching to level 1"
-    diffs = np.stack([means[..., j] - means[..., i] for i, j in pairs], axis=-1)  # (M, B, C, P)
+    diffs = np.stack([_over_strata(cells[..., j] - cells[..., i]) for i, j in pairs], axis=-1)  # (M, B, C, P)
     crossed, (_, n_pairs) = _crossed(_by_source(diffs, design))
+    coverage = [_coverage(present, [i, j], name) for i, j in pairs]  # (P, M)
+    constant = [_constant_value(cells[..., [i, j]]) for i, j in pairs]  # (P, M)
     rows = []
     for k, metric in enumerate(design.metric_names):
-        h = hib.get(metric, True)
         for p, (i, j) in enumerate(pairs):
             row = {"metric": metric, "axis": axis, "level_a": levels[j], "level_b": levels[i]}
-            row.update(_stat_fields(crossed, k * n_pairs + p, confidence, h))
+            row.update(_contrast_row(crossed, k * n_pairs + p, coverage[p][k], confidence, hib.get(metric, True), constant[p][k]))
             row.update({"n_runs_a": int(design.n_runs[axis][j]), "n_runs_b": int(design.n_runs[axis][i])})
             rows.append(row)
     return rows
 
 
 def _interaction_rows(design: _Design, axis_a: str, axis_b: str, hib: dict[str, bool], confidence: float) -> list[dict]:
-    cell = design.axis_codes[axis_a] * 2 + design.axis_codes[axis_b]  # (V,) 0=a0b0 1=a0b1 2=a1b0 3=a1b1
-    means = _cell_means(design.values, np.eye(4)[cell])  # (M, B, C, 4)
-    inter = ((means[..., 3] - means[..., 1]) - (means[..., 2] - means[..., 0]))[..., None]  # (M, B, C, 1)
+    cells, present, name = _stratified_cells(design, [axis_a, axis_b])  # (M, B, C, K, 4): a0b0 a0b1 a1b0 a1b1
+    inter = _over_strata((cells[..., 3] - cells[..., 1]) - (cells[..., 2] - cells[..., 0]))[..., None]  # (M, B, C, 1)
     crossed, _ = _crossed(_by_source(inter, design))
+    coverage, constant = _coverage(present, [0, 1, 2, 3], name), _constant_value(cells)
     (a0, a1), (b0, b1) = design.axis_levels[axis_a], design.axis_levels[axis_b]
     rows = []
     for k, metric in enumerate(design.metric_names):
         row = {"metric": metric, "axis_a": axis_a, "axis_b": axis_b, "a0": a0, "a1": a1, "b0": b0, "b1": b1}
-        row.update(_stat_fields(crossed, k, confidence, hib.get(metric, True)))
+        row.update(_contrast_row(crossed, k, coverage[k], confidence, hib.get(metric, True), constant[k]))
         rows.append(row)
     return rows
 
@@ -483,10 +602,11 @@ def replicate_check(
         return _empty(REPLICATE_COLUMNS)
     means = _cell_means(design.values, np.eye(2)[design.axis_codes[REPLICATE_AXIS]])
     crossed, _ = _crossed(_by_source((means[..., 1] - means[..., 0])[..., None], design))
+    constant = _constant_value(means)
     name = str(runs.loc[original, "variant"].iloc[0]) if "variant" in runs.columns and original.any() else "baseline"
     rows = []
     for k, metric in enumerate(design.metric_names):
-        row = {"metric": metric, "variant": name, **_stat_fields(crossed, k, confidence, hib.get(metric, True))}
+        row = {"metric": metric, "variant": name, **_stat_fields(crossed, k, confidence, hib.get(metric, True), constant[k])}
         row["p_adjusted"], row["significant"] = row["p_value"], row["significant_raw"]
         early = _status_verdict(row, "the replicate")
         if early:
@@ -503,53 +623,99 @@ def replicate_check(
     return pd.DataFrame(rows, columns=list(REPLICATE_COLUMNS))
 
 
-def best_variants(design: _Design, hib: dict[str, bool], confidence: float = 0.95) -> pd.DataFrame:
+def best_variants(design: _Design, hib: dict[str, bool], confidence: float = 0.95, correction: str = "none",
+                  main_rows: list[dict] | None = None) -> pd.DataFrame:
     """Per metric, the best variant if it is significantly better than every other, else the tied top set.
 
     "Better than every other" is an intersection-union test (Berger 1982, Technometrics
-    24:295): each pairwise t test at level alpha, no correction needed for the conjunction.
+    24:295): each pairwise t test at level alpha, so its p-value is the largest pairwise
+    one. The report makes one such claim per metric, so those p-values are adjusted over
+    the metrics by `correction`, and with `main_rows` (the report's corrected main effects)
+    "best" also needs every main effect that compares the best variant's level of an axis
+    with another level to be significant in its favour: a report never names a best
+    variant where its own corrected effects say the axis made no significant difference.
     """
     n_v = design.values.shape[-1]
-    rows = []
     if n_v < 2:
         return _empty(BEST_COLUMNS)
     means = _by_source(design.values, design)  # (M, B, G, V)
     with np.errstate(invalid="ignore"):
         overall = np.nanmean(means, axis=(1, 2))  # (M, V)
+    rows = []
     for k, metric in enumerate(design.metric_names):
         h = hib.get(metric, True)
         score = overall[k] if h else -overall[k]
-        if not np.isfinite(score).any():
+        if np.isfinite(score).any():
+            rows.append(_best_of_metric(design, means[k], overall[k], score, metric, h, confidence))
+    iut = adjust(np.array([r["p_iut"] for r in rows], dtype=float), correction)  # one claim per metric: one family
+    for row, q in zip(rows, iut):
+        if row["status"] == "best":
+            _confirm_best(row, q, design, correction, main_rows, confidence, sum(np.isfinite(iut)))
+    return pd.DataFrame([{k: r[k] for k in BEST_COLUMNS} for r in rows], columns=list(BEST_COLUMNS))
+
+
+def _best_of_metric(design: _Design, means: np.ndarray, overall: np.ndarray, score: np.ndarray, metric: str, h: bool,
+                    confidence: float) -> dict:
+    """The uncorrected intersection-union test of the top variant of one metric; `means` is `(B, G, V)`."""
+    order = np.argsort(-np.where(np.isfinite(score), score, -np.inf), kind="stable")
+    top, others = order[0], order[1:]
+    diffs = (means[:, :, top, None] - means[:, :, others])[None]  # (1, B, G, V-1) top minus each other
+    c, _ = _crossed(diffs)
+    sides = np.stack([np.broadcast_to(means[:, :, top, None], diffs.shape[1:]), means[:, :, others]])  # (2, B, G, V-1)
+    constant = [float(_constant_value(np.moveaxis(sides[..., i], 0, -1)[None])[0]) for i in range(len(others))]
+    stats = [_stat_fields(c, i, confidence, h, constant[i]) for i in range(len(others))]
+    # variants with the very same scores (they differ only in an axis this metric cannot see) share the top place
+    same = [design.variant_names[o] for o, st in zip(others, stats) if st["status"] == "not_applicable"]
+    rest = [(o, st) for o, st in zip(others, stats) if st["status"] != "not_applicable"]
+    top_name = design.variant_names[top] + (f" (identical on this metric: {', '.join(same)})" if same else "")
+    tied = [design.variant_names[o] for o, st in rest
+            if not (st["status"] == "estimated" and st["significant_raw"] and (st["estimate"] > 0) == h)]  # fmt: skip
+    first = rest[0][1] if rest else stats[0]
+    tested = bool(rest) and all(st["status"] == "estimated" for _, st in rest)
+    p_iut = max(st["p_value"] for _, st in rest) if tested else np.nan  # the intersection-union test's p
+    if not rest:
+        status, verdict = "not_applicable", f"{NOT_APPLICABLE}: every variant scores identically on this metric"
+    elif first["status"] != "estimated":
+        status, verdict = first["status"], _status_verdict(first, "the top two variants") or ""
+    elif not tied:
+        status = "best"
+        verdict = f"{top_name} is significantly better than every other variant (largest pairwise p = {_fmt_p(p_iut)})"
+    else:
+        status = "tied"
+        verdict = f"no single best variant: {top_name} is indistinguishable from {', '.join(tied)}"
+    return {
+        "metric": metric, "best_variant": design.variant_names[top], "value": float(overall[top]),
+        "runner_up": design.variant_names[rest[0][0]] if rest else None, "margin": abs(first["estimate"]),
+        "p_value": p_iut if status == "best" else first["p_value"], "n_seeds": first["n_seeds"], "status": status,
+        "tied_with": ", ".join(tied), "verdict": verdict, "top": int(top), "top_name": top_name, "p_iut": p_iut,
+    }  # fmt: skip
+
+
+def _confirm_best(row: dict, p_adjusted: float, design: _Design, correction: str, main_rows: list[dict] | None,
+                  confidence: float, family: int) -> None:
+    """Downgrade a raw "best" to "tied" unless it survives the correction and the main effects agree (in place)."""
+    alpha = 1.0 - confidence
+    method = METHOD_NAMES[correction].split(" (")[0]
+    if not p_adjusted < alpha:
+        row["status"] = "tied"
+        row["verdict"] = (f"no single best variant after {method} correction over {family} metrics: {row['top_name']} "
+                          f"beats every other variant only before it (largest pairwise p = {_fmt_p(row['p_value'])}, "
+                          f"adjusted {_fmt_p(p_adjusted)})")  # fmt: skip
+        return
+    for effect in main_rows or []:
+        if effect["metric"] != row["metric"] or effect["status"] == "not_applicable":
             continue
-        order = np.argsort(-np.where(np.isfinite(score), score, -np.inf), kind="stable")
-        top, others = order[0], order[1:]
-        diffs = (means[k][:, :, top, None] - means[k][:, :, others])[None]  # (1, B, G, V-1) top minus each other
-        c, _ = _crossed(diffs)
-        stats = [_stat_fields(c, i, confidence, h) for i in range(len(others))]
-        # variants with the very same scores (they differ only in an axis this metric cannot see) share the top place
-        same = [design.variant_names[o] for o, st in zip(others, stats) if st["status"] == "not_applicable"]
-        rest = [(o, st) for o, st in zip(others, stats) if st["status"] != "not_applicable"]
-        top_name = design.variant_names[top] + (f" (identical on this metric: {', '.join(same)})" if same else "")
-        tied = [design.variant_names[o] for o, st in rest
-                if not (st["status"] == "estimated" and st["significant_raw"] and (st["estimate"] > 0) == h)]  # fmt: skip
-        first = rest[0][1] if rest else stats[0]
-        if not rest:
-            status, verdict = "not_applicable", f"{NOT_APPLICABLE}: every variant scores identically on this metric"
-        elif first["status"] != "estimated":
-            status, verdict = first["status"], _status_verdict(first, "the variant") or ""
-        elif not tied:
-            status = "best"
-            verdict = f"{top_name} is significantly better than every other variant (each p < {1 - confidence:.2g})"
-        else:
-            status = "tied"
-            verdict = f"no single best variant: {top_name} is indistinguishable from {', '.join(tied)}"
-        rows.append({
-            "metric": metric, "best_variant": design.variant_names[top], "value": float(overall[k][top]),
-            "runner_up": design.variant_names[rest[0][0]] if rest else None, "margin": abs(first["estimate"]),
-            "p_value": first["p_value"], "n_seeds": first["n_seeds"], "status": status, "tied_with": ", ".join(tied),
-            "verdict": verdict,
-        })  # fmt: skip
-    return pd.DataFrame(rows, columns=list(BEST_COLUMNS))
+        level = design.axis_levels[effect["axis"]][design.axis_codes[effect["axis"]][row["top"]]]
+        if _level_key(level) not in (_level_key(effect["level_a"]), _level_key(effect["level_b"])):
+            continue
+        if not (effect["significant"] and _level_key(effect.get("better")) == _level_key(level)):
+            row["status"] = "tied"
+            row["verdict"] = (f"no single best variant: {row['top_name']} beats every other variant pairwise, but the "
+                              f"main effect of {effect['axis']} ({effect['level_a']} vs {effect['level_b']}) does not "
+                              f"favour it significantly after {method} correction")  # fmt: skip
+            return
+    if correction != "none":
+        row["verdict"] += f"; {method}-adjusted over {family} metrics: {_fmt_p(p_adjusted)}"
 
 
 def variant_differences(

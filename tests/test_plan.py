@@ -47,11 +47,27 @@ def test_training_noise_can_make_more_sources_useless():
     assert plan["sources_needed"] is not None and plan["sources_needed"] > 3
 
 
+def test_seed_variance_upper_limit_covers_the_truth_at_its_level():
+    # 3 seeds x 8 sources: var_seed rests on 2 df and estimates 0 in many sweeps, which made
+    # `ltxlab plan` promise that sources alone would do; its 80% upper limit, which the plan
+    # uses, must lie above the true value in 80% of sweeps
+    rng = np.random.default_rng(1)
+    var_seed, seeds, sources = 0.05, 3, 8
+    c = crossed_contrasts(rng.normal(0, np.sqrt(var_seed), (20000, seeds, 1)) + rng.normal(0, 1.0, (20000, seeds, sources)))
+    assert 0.77 <= np.mean(c.var_seed_upper >= var_seed) <= 0.83, np.mean(c.var_seed_upper >= var_seed)
+    clamped = c.var_seed == 0
+    assert np.mean(clamped) > 0.2 and np.median(c.var_seed_upper[clamped]) > 0.05
+    # at the clamped estimate, power from sources alone; at the upper limit, none
+    assert plan_sizes(0.3, 0.0, 0.0, 1.0, seeds=3, sources=8)["sources_needed"] is not None
+    assert plan_sizes(0.3, float(np.median(c.var_seed_upper[clamped])), 0.0, 1.0, seeds=3, sources=8)["sources_needed"] is None
+
+
 def test_plan_command_reads_an_aa_sweep(tmp_path, capsys):
     _make_store().make_store(tmp_path, "aa", "small", videos=False, replicate=True)
     assert main(["plan", "aa", "--results", str(tmp_path), "--effect", "psnr=0.5,lpips=0.01"]) == 0
     out = capsys.readouterr().out
     assert "variances from the A/A check" in out and "psnr: detect 0.5" in out and "lpips: detect 0.01" in out
+    assert "80% upper confidence limit from 2 seeds" in out
     assert main(["plan", "aa", "--results", str(tmp_path), "--effect", "psnr=0.5", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)["plans"][0]
     assert plan["metric"] == "psnr" and plan["seeds"] == 2 and 0 <= plan["power_now"] <= 1 and plan["grid"]

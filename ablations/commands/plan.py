@@ -3,8 +3,11 @@
 The variance components (training noise between seeds, effect variation between source
 videos, residual clip noise) are measured on an earlier sweep: from its A/A check when it
 has one (a variant against an identical copy: the cleanest measurement), else the largest
-of each component over its main effects (conservative). `evaluation.crossed.plan_sizes`
-turns them into power at other designs with the same estimator the report uses.
+of each component over its main effects (conservative). The seed variance rests on S - 1
+degrees of freedom and often estimates 0 at 3 seeds, which would promise that more sources
+alone will do; the plan sizes with its 80% upper confidence limit instead
+(the report's `var_seed_upper`, Browne 1995). `evaluation.crossed.plan_sizes`
+turns the components into power at other designs with the same estimator the report uses.
 """
 
 from __future__ import annotations
@@ -49,12 +52,12 @@ def components(report, metric: str) -> tuple[dict, str] | None:
     aa = report.replicate[report.replicate["metric"] == metric] if len(report.replicate) else report.replicate
     if len(aa) and aa.iloc[0]["status"] == "estimated":
         row = aa.iloc[0]
-        return ({k: float(row[k]) for k in ("var_seed", "var_source", "var_resid")} | {"seeds": int(row["n_seeds"]), "sources": int(row["n_sources"])},
+        return ({k: float(row[k]) for k in ("var_seed", "var_seed_upper", "var_source", "var_resid")} | {"seeds": int(row["n_seeds"]), "sources": int(row["n_sources"])},
                 "the A/A check (baseline vs its replicate)")  # fmt: skip
     rows = report.main[(report.main["metric"] == metric) & (report.main["status"] == "estimated")]
     if not len(rows):
         return None
-    comp = {k: float(rows[k].max()) for k in ("var_seed", "var_source", "var_resid")}
+    comp = {k: float(rows[k].max()) for k in ("var_seed", "var_seed_upper", "var_source", "var_resid")}
     return comp | {"seeds": int(rows["n_seeds"].max()), "sources": int(rows["n_sources"].max())}, \
         f"the largest of each component over {len(rows)} main effects (no A/A check in this sweep)"
 
@@ -62,7 +65,7 @@ def components(report, metric: str) -> tuple[dict, str] | None:
 def run(args: argparse.Namespace) -> int:
     from ablations.cli import UserError
     from ablations.store import StoreError, load_sweep
-    from evaluation.crossed import plan_sizes
+    from evaluation.crossed import PLAN_SEED_LEVEL, plan_sizes
     from evaluation.stats import factorial_effects
 
     targets = parse_effects(args.effect)
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             plans.append({"metric": metric, "effect": size, "error": "no estimable variance: the sweep needs 2 or more seeds"})
             continue
         comp, source = found
-        plan = plan_sizes(size, comp["var_seed"], comp["var_source"], comp["var_resid"], comp["seeds"], comp["sources"], power=args.power)
+        plan = plan_sizes(size, comp["var_seed_upper"], comp["var_source"], comp["var_resid"], comp["seeds"], comp["sources"], power=args.power)
         plans.append({"metric": metric, "effect": size, "from": source, **comp, **plan})
     if args.json:
         print(json.dumps({"sweep": args.sweep, "power": args.power, "plans": plans}, indent=2, default=str))
@@ -96,8 +99,9 @@ def run(args: argparse.Namespace) -> int:
         if "error" in p:
             print(f"  {p['metric']} = {p['effect']:g}: {p['error']}.")
             continue
-        print(f"\n  {p['metric']}: detect {p['effect']:g}; variances from {p['from']}: seed {p['var_seed']:.3g}, "
-              f"source {p['var_source']:.3g}, residual {p['var_resid']:.3g}")
+        print(f"\n  {p['metric']}: detect {p['effect']:g}; variances from {p['from']}: seed {p['var_seed']:.3g} "
+              f"(planned with {p['var_seed_upper']:.3g}, its {PLAN_SEED_LEVEL:.0%} upper confidence limit from {p['seeds']} "
+              f"seeds), source {p['var_source']:.3g}, residual {p['var_resid']:.3g}")
         print(f"    now ({p['seeds']} seeds x {p['sources']} sources): power {p['power_now']:.0%}")
         seeds = f"{p['seeds_needed']} seeds at {p['sources']} sources" if p["seeds_needed"] else f"more than 64 seeds at {p['sources']} sources"
         sources = (f"{p['sources_needed']} sources at {p['seeds']} seeds" if p["sources_needed"]
