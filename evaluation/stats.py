@@ -252,16 +252,19 @@ def _stat_fields(c: Crossed, i: int, confidence: float, higher_is_better: bool, 
 
 
 def _constant_value(sides: np.ndarray) -> np.ndarray:
-    """`(M, ..., n_sides)` -> `(M,)`: the one value every score of a metric shares; NaN where they differ.
+    """`(M, B, C, ..., n_sides)` -> `(M,)`: the one value every score of a metric shares; NaN where they differ.
 
-    NaN too where a side has fewer than 2 scores (one seed of a set-level metric): one value
-    per side cannot tell a floor from two variants that share the computation.
+    NaN too where a side has scores on fewer than 2 (block, clip) units (one seed of a
+    set-level metric): one value per side cannot tell a floor from two variants that share
+    the computation.
     """
-    flat = sides.reshape(len(sides), -1, sides.shape[-1])
+    n_m, n_b, n_c = sides.shape[:3]
+    flat = sides.reshape(n_m, n_b * n_c, -1, sides.shape[-1])  # (M, units, strata, sides)
     finite = np.isfinite(flat)
-    low = np.where(finite, flat, np.inf).min(axis=(1, 2), initial=np.inf)
-    high = np.where(finite, flat, -np.inf).max(axis=(1, 2), initial=-np.inf)
-    return np.where((finite.sum(axis=1) >= 2).all(axis=1) & (low == high), low, np.nan)
+    low = np.where(finite, flat, np.inf).min(axis=(1, 2, 3), initial=np.inf)
+    high = np.where(finite, flat, -np.inf).max(axis=(1, 2, 3), initial=-np.inf)
+    units = finite.any(axis=2).sum(axis=1)  # (M, sides)
+    return np.where((units >= 2).all(axis=1) & (low == high), low, np.nan)
 
 
 def _fmt(x: float) -> str:
@@ -609,7 +612,7 @@ def replicate_check(
         return _empty(REPLICATE_COLUMNS)
     means = _cell_means(design.values, np.eye(2)[design.axis_codes[REPLICATE_AXIS]])
     crossed, _ = _crossed(_by_source((means[..., 1] - means[..., 0])[..., None], design))
-    constant = _constant_value(means)
+    constant = _constant_value(means[..., None, :])  # one stratum
     name = str(runs.loc[original, "variant"].iloc[0]) if "variant" in runs.columns and original.any() else "baseline"
     rows = []
     for k, metric in enumerate(design.metric_names):

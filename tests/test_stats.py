@@ -426,6 +426,10 @@ def test_zero_variance_contrasts_are_not_turned_into_certainty():
     assert split.status == "no_spread" and np.isnan(split.p_value) and np.isnan(split.ci_low)
     assert "sign test over the 3 seed blocks gives p = 0.25" in split.verdict and "CI" not in split.verdict
     assert rep.family_size == 0 and (rep.best.status != "best").all()
+    # one value per side (one seed of a set-level metric such as rfvd): a floor cannot be told
+    # from a shared computation, so it stays "not applicable" as before
+    metrics, runs = _two_variant_sweep({"rfvd": np.full((2, 1, 1), 7.0)})
+    assert _row(factorial_effects(metrics, runs, ["A"], axis_levels={"A": [0, 1]}), metric="rfvd").status == "not_applicable"
 
 
 def test_a_variant_missing_from_every_block_does_not_bias_another_axis():
