@@ -28,7 +28,8 @@ with MS_seed at its one-sided 95% upper confidence limit (S - 1) MS_seed / chi2_
 Satterthwaite's df estimated from the same mean squares grows toward G - 1 when MS_seed is
 small by chance, which again pairs small SEs with small t quantiles. The cap keeps the tail
 calibrated (P(p < 0.005) at most nominal on the grid of docs/statistics.md) and, unlike a
-flat S - 1, keeps the extra df when the source term really dominates. The interval is
+flat S - 1, keeps the extra df when the source term really dominates. The df is floored at
+min(S - 1, G - 1): the - MS_resid term can push Satterthwaite's df far below 1. The interval is
 theta_hat +- t(df) * SE. This is the treatment of "stimuli as a random factor" of Judd,
 Westfall & Kenny (2012, J. Pers. Soc. Psychol. 103:54) with seeds in the role of
 participants. A bootstrap over seeds was not used: with 3 seeds there are 10 distinct
@@ -130,7 +131,7 @@ def crossed_contrasts(values: np.ndarray) -> Crossed:
 
 
 def combined_df(ms_seed: np.ndarray, ms_source: np.ndarray, ms_resid: np.ndarray, s: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Degrees of freedom of MS_seed + max(MS_source - MS_resid, 0): Satterthwaite's, capped.
+    """Degrees of freedom of MS_seed + max(MS_source - MS_resid, 0): Satterthwaite's, capped and floored.
 
     The cap is Satterthwaite's df with MS_seed at its one-sided `SEED_DF_CAP_LEVEL` upper
     confidence limit: a seed mean square that is small by chance must not buy the interval
@@ -147,7 +148,11 @@ def combined_df(ms_seed: np.ndarray, ms_source: np.ndarray, ms_resid: np.ndarray
             return np.where(contrib > 0, (seed_ms + source_term) ** 2 / contrib, s - 1)
 
         upper = ms_seed * (s - 1) / chdtri(np.maximum(s - 1, 1), SEED_DF_CAP_LEVEL)
-        return np.where(s >= 2, np.minimum(satterthwaite(ms_seed), satterthwaite(upper)), np.nan)
+        df = np.minimum(satterthwaite(ms_seed), satterthwaite(upper))
+        # MS_source - MS_resid can make Satterthwaite's df far below 1 (a t quantile in the
+        # thousands); no mean square in the sum has fewer than min(S - 1, G - 1) df
+        floor = np.where(source_on, np.minimum(s - 1, g - 1), s - 1)
+        return np.where(s >= 2, np.maximum(df, floor), np.nan)
 
 
 def t_quantile(df: np.ndarray, q: float) -> np.ndarray:
