@@ -130,6 +130,11 @@ def crossed_contrasts(values: np.ndarray) -> Crossed:
     )  # fmt: skip
 
 
+def _ms_seed_upper(ms_seed: np.ndarray, s: np.ndarray, level: float) -> np.ndarray:
+    """The one-sided `level` upper confidence limit of E[MS_seed]: (S - 1) MS_seed / chi2_{1-level, S-1}."""
+    return (s - 1) * ms_seed / chdtri(np.maximum(s - 1, 1), level)
+
+
 def combined_df(ms_seed: np.ndarray, ms_source: np.ndarray, ms_resid: np.ndarray, s: np.ndarray, g: np.ndarray) -> np.ndarray:
     """Degrees of freedom of MS_seed + max(MS_source - MS_resid, 0): Satterthwaite's, capped and floored.
 
@@ -147,7 +152,7 @@ def combined_df(ms_seed: np.ndarray, ms_source: np.ndarray, ms_resid: np.ndarray
             contrib = seed_ms**2 / (s - 1) + source_contrib
             return np.where(contrib > 0, (seed_ms + source_term) ** 2 / contrib, s - 1)
 
-        upper = ms_seed * (s - 1) / chdtri(np.maximum(s - 1, 1), SEED_DF_CAP_LEVEL)
+        upper = _ms_seed_upper(ms_seed, s, SEED_DF_CAP_LEVEL)
         df = np.minimum(satterthwaite(ms_seed), satterthwaite(upper))
         # MS_source - MS_resid can make Satterthwaite's df far below 1 (a t quantile in the
         # thousands); no mean square in the sum has fewer than min(S - 1, G - 1) df
@@ -209,7 +214,7 @@ def seed_variance_upper(ms_seed: np.ndarray, ms_resid: np.ndarray, seeds: np.nda
     """
     s = np.asarray(seeds, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        upper = (s - 1) * ms_seed / chdtri(np.maximum(s - 1, 1), level)  # of E[MS_seed] = var_resid + G var_seed
+        upper = _ms_seed_upper(ms_seed, s, level)  # of E[MS_seed] = var_resid + G var_seed
         return np.where(s >= 2, np.maximum(upper - ms_resid, 0.0) / sources, np.nan)
 
 
