@@ -35,7 +35,7 @@ import av
 import numpy as np
 
 from clips.errors import ClipError
-from clips.io import frame_rgb, grid_count, grid_frames, rotation_turns, upright_hw
+from clips.io import frame_rgb, grid_count, grid_frames, rotation_turns, stream_rate, upright_hw
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ def _probe(path: Path, cfg: ProbeConfig) -> Probe:
                 codec in _IMAGE_CODECS and frames <= 1):
             raise _fail(path, "image", f"is a still image ({codec} in {format_name}), "
                         "not a video; remove it or convert it to a clip")
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        rate = stream_rate(stream)
         fps = float(rate) if rate else 0.0
         width, height = int(stream.codec_context.width), int(stream.codec_context.height)
         rotation = 0  # known once a frame is decoded (the display matrix travels with the frames)
