@@ -119,7 +119,8 @@ def _read_sources(spec: "DataSpec") -> dict[str, tuple[int, int]]:
         raise ClipError(str(exc)) from None
 
 
-def _recorded(stat: np.ndarray) -> tuple[int, int] | None:
+def _recorded(stat: Sequence[int] | np.ndarray) -> tuple[int, int] | None:
+    """A recorded (size_bytes, mtime_ns), or None where it was not recorded (-1)."""
     return None if int(stat[0]) < 0 else (int(stat[0]), int(stat[1]))
 
 
@@ -411,7 +412,7 @@ def decode_item(item: ManifestItem) -> np.ndarray:
     from clips.curate.crop import read_cropped
     from clips.curate.manifest import source_change
 
-    why = source_change(item.source, None if item.source_stat[0] < 0 else item.source_stat)
+    why = source_change(item.source, _recorded(item.source_stat))
     if why:  # checked at each read too: a source replaced after validate() must not train silently
         raise ClipError(f"Video file {item.source} {why}; re-run `ltxlab curate` on the changed files.")
     t, h, w = item.shape
