@@ -126,6 +126,18 @@ def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """'path old -> new' for every leaf that differs between two config dicts."""
+    out = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_changes(a, b, f"{prefix}{name}.")
+        elif a != b:
+            out.append(f"{prefix}{name} {a} -> {b}")
+    return out
+
+
 def _encode(path: Path, key: str, value: Any, lines: dict[str, int]) -> str:
     """One `--set` string; JSON keeps every value's type through `parse_value`."""
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ablations import watchdog
+from ablations.config_file import config_changes
 from ablations.executor import (INSTANCE_LOCK, KEPT_ON_RERUN, LOG, PROGRESS, clear_for_rerun, execute,
                                 lineage_problem, stage_dir, verify_done)
 from ablations.graph import Plan, StageInstance, StageSpec, expand_variants, plan_sweep, replicate_summary
@@ -499,7 +500,7 @@ def check_same_runs(store: SweepStore, sweep: Any, variants: list, extend: bool)
         _check_extension(store, runs, variants)
     if not previous or extend or set(previous) == {v.run_id for v in variants}:
         return previous
-    changes = _config_changes(before.get("config") or {}, to_dict(sweep.base))
+    changes = config_changes(before.get("config") or {}, to_dict(sweep.base))
     # other settings cannot join the runs held (`_check_extension`); new seeds and levels can
     extend_hint = (" (--force-extend adds only new seeds or axis levels under its own settings)" if changes
                    else ", or add these runs to it with --force-extend")
@@ -525,25 +526,13 @@ def _check_extension(store: SweepStore, runs: Any, variants: list) -> None:
                 old = run_json(store.root, store.sweep, run_id, "config.json")
             except StoreError as exc:
                 raise UserError(f"{str(exc).rstrip('.')}, or run under another name with --name NEW.") from None
-            changes = _config_changes({**old, "seed": None}, {**to_dict(variant.config), "seed": None}) if old else []
+            changes = config_changes({**old, "seed": None}, {**to_dict(variant.config), "seed": None}) if old else []
             if changes:
                 raise UserError(f"--force-extend would add runs of variant '{variant.name}' made with other settings "
                                 f"({'; '.join(changes[:3])}) to sweep '{store.sweep}', which would average two "
                                 f"configs as one; extend it only with new seeds or axis levels under its own "
                                 f"settings, or start a new sweep with --name NEW.")
             break  # one stored run of the variant is its settings (they all share them)
-
-
-def _config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """'path old -> new' for every leaf that differs between two config dicts."""
-    out = []
-    for name in sorted(set(old) | set(new)):
-        a, b = old.get(name), new.get(name)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _config_changes(a, b, f"{prefix}{name}.")
-        elif a != b:
-            out.append(f"{prefix}{name} {a} -> {b}")
-    return out
 
 
 def check_cluster(variants: list, gpus: bool) -> None:
@@ -654,7 +643,7 @@ def _write_sweep_json(store: SweepStore, sweep: Any, variants: list, started: fl
     config = before.get("config") or to_dict(sweep.base)
     invocation = {"started_at": _iso(started), **{k: provenance()[k] for k in ("git_commit", "dirty")},
                   "seeds": list(sweep.seeds), "runs": [v.run_id for v in variants],
-                  "config_changes": _config_changes(config, to_dict(sweep.base))}
+                  "config_changes": config_changes(config, to_dict(sweep.base))}
     store.write_sweep_json({
         "sweep": sweep.name, "recipe": sweep.recipe, "description": sweep.description, "axes": axes,
         "seeds": seeds, "stages": list(sweep.stages), "headline_metrics": list(sweep.headline_metrics),

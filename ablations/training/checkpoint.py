@@ -151,10 +151,9 @@ def check_config(out_dir: Path, config: Any, steps: int, *, unrecorded_ok: bool 
 
 def _changes(old: dict[str, Any], new: dict[str, Any], shown: int = 4) -> str:
     """'vae_train.seed 0 -> 1, loss.mse 1.0 -> 0.0' for the leaves that differ (the first `shown`)."""
-    from ablations.config_file import flatten
+    from ablations.config_file import config_changes, flatten
 
-    a, b = flatten(old), flatten(new)
-    diff = [f"{k} {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    diff = config_changes(flatten(old), flatten(new))  # flat: a missing section's leaves are listed one by one
     more = f", and {len(diff) - shown} more" if len(diff) > shown else ""
     return ", ".join(diff[:shown]) + more if diff else "the recorded config differs"
 
