@@ -80,6 +80,8 @@ def collect_from_sweep(results: str | Path, sweep: str, variants: list[str] | No
     """
     import pandas as pd
 
+    from evaluation.stats import run_blocks
+
     root = Path(results) / sweep
     runs_path = root / "runs.parquet"
     if not runs_path.exists():
@@ -92,7 +94,7 @@ def collect_from_sweep(results: str | Path, sweep: str, variants: list[str] | No
             raise StudyError(f"Variants {unknown} have no finished run in sweep '{sweep}'; "
                              f"finished: {sorted(set(runs['variant']))}.")
         runs = runs[runs["variant"].isin(variants)]
-    runs = runs.assign(block=runs["block"] if "block" in runs else runs["seed"])
+    runs = runs.assign(block=run_blocks(runs))
     sources: list[SourceVideo] = []
     seen: set[tuple] = set()
     for run in runs.sort_values(["block", "variant", "seed"]).itertuples(index=False):
