@@ -93,16 +93,19 @@ def load_clip(weights: Weights, device: str | torch.device = "cpu", metric: str 
 
 
 def load_consistency_model(weights: Weights, device: str | torch.device = "cpu") -> EmbeddingModel:
-    """DINO/ViT of `eval.weights.dino` when set, else the CLIP folder's image tower."""
-    if weights.find("dino") is not None:
+    """DINO/ViT of `eval.weights.dino` when set, else the CLIP folder's image tower: the choice
+    `weights.metric_weights` makes (and records beside the values) from the metric's `needs` order."""
+    from evaluation.weights import metric_weights
+
+    chosen = metric_weights("frame_consistency", weights)
+    if chosen == ("dino",):
         path = weights.path("dino", "frame_consistency")
         return _load(str(path), weights.sha256("dino", "frame_consistency"), str(torch.device(device)), False)
-    try:
-        return load_clip(weights, device, "frame_consistency")
-    except WeightsMissing:
+    if not chosen:
         raise WeightsMissing("frame_consistency needs a DINO/ViT folder (eval.weights.dino) or a CLIP folder "
                              "(eval.weights.clip); set one to a local save_pretrained folder or put 'dino' or "
-                             "'clip' in $LTXLAB_WEIGHTS") from None
+                             "'clip' in $LTXLAB_WEIGHTS")
+    return load_clip(weights, device, "frame_consistency")
 
 
 def _features(output: Any) -> Tensor:
