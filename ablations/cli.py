@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        _check_environment()
         result = args.func(args)
         sys.stdout.flush()  # inside the try: a closed pipe shows up here, not in the interpreter's exit flush
     except BrokenPipeError:
@@ -147,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         print("ltxlab: interrupted; finished stages are kept and a rerun resumes.", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+def _check_environment() -> None:
+    """Settings read from the environment, checked before any work (one sentence each when wrong)."""
+    if "LTXLAB_CPU_LINEAR" in os.environ:  # (models.layers imports torch: only when the setting is there to check)
+        from models.layers import cpu_linear_backend
+
+        cpu_linear_backend()
 
 
 def _quiet_stdout() -> None:

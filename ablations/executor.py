@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ablations.provenance import code_provenance
+from ablations.provenance import code_provenance, cpu_hardware
 from ablations.store import atomic_write_json, check_file_record, file_record
 
 DONE = "DONE"
@@ -204,7 +204,7 @@ def clear_for_rerun(folder: Path, keep: tuple[str, ...] = KEPT_ON_RERUN) -> None
 
 
 def hardware() -> dict[str, Any]:
-    info = {"host": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()}
+    info = {"host": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count(), **cpu_hardware()}
     try:
         import torch
 

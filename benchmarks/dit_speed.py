@@ -1,6 +1,7 @@
 """DiT speed: tiny training steps/s, and our forward time vs diffusers' at identical weights.
 
     python benchmarks/dit_speed.py [--device cpu|cuda] [--repeats 30] [--max-repeats 80] [--threads 1 2] [--configs small] [--profile]
+    python benchmarks/dit_speed.py --kernels [--threads 1 2]
 
 1. Training: `dit_config("ltx", "tiny")`, batch 4, latents (4, 128, 5, 4, 4) (a 33x128x128
    video, 80 tokens), 16 MiniLM-width text tokens, `flow_matching_loss` + AdamW step.
@@ -13,6 +14,10 @@
    the wall and CPU-time median ratios (`_paired.Paired.verdict`). `--max-repeats` adds pairs
    until the ratios' quartile interval is `--tight` wide. `--profile` adds the top aten ops of each side per forward; `--fp64` each side's max
    error against diffusers' model run in float64.
+3. `--kernels`: GFLOP/s of one projection at the `small` DiT's shapes through each CPU route
+   `models.layers.WorkspaceLinear` can take (addmm, MKL's packed sgemm, oneDNN's reordered
+   linear), median of 30 calls each, and oneDNN's max difference from addmm: what
+   `models.layers.cpu_linear_backend`'s choice rests on, for the machine at hand.
 """
 
 from __future__ import annotations
@@ -129,6 +134,43 @@ def forward_ratio(name: str, device: str, args: argparse.Namespace) -> tuple[Pai
                   tight=args.tight), diff
 
 
+KERNEL_SHAPES = [(96, 512, 1536), (96, 2048, 512), (640, 512, 2048), (640, 2048, 512)]  # rows, in, out
+
+
+def linear_kernels(threads: list[int]) -> None:
+    """Per projection shape and thread count: GFLOP/s of addmm, MKL packed sgemm and oneDNN's linear."""
+    from models.layers import cpu_linear_backend
+
+    def median_s(fn) -> float:  # type: ignore[no-untyped-def]
+        for _ in range(3):
+            fn()
+        times = []
+        for _ in range(30):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    print(f"projection kernels (CPU capability {torch.backends.cpu.get_cpu_capability()}; "
+          f"models.layers.cpu_linear_backend() = {cpu_linear_backend()}):")
+    torch.manual_seed(0)
+    for n in threads:
+        torch.set_num_threads(n)
+        for rows, k, out in KERNEL_SHAPES:
+            x, w, b = torch.randn(rows, k), torch.randn(out, k) / k**0.5, torch.randn(out)
+            routes = {"addmm": lambda: torch.addmm(b, x, w.t())}
+            if hasattr(torch.ops.mkl, "_mkl_linear") and torch.backends.mkl.is_available():
+                mkl = torch.ops.mkl._mkl_reorder_linear_weight(w, rows)
+                routes["MKL packed"] = lambda: torch.ops.mkl._mkl_linear(x, mkl, w, b, rows)
+            if hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.backends.mkldnn.is_available():
+                dnn = torch.ops.mkldnn._reorder_linear_weight(w, None)
+                routes["oneDNN"] = lambda: torch.ops.mkldnn._linear_pointwise(x, dnn, b, "none", [], "")
+            flops = 2 * rows * k * out
+            rates = ", ".join(f"{name} {flops / median_s(fn) / 1e9:.0f}" for name, fn in routes.items())
+            diff = (routes["oneDNN"]() - routes["addmm"]()).abs().max().item() if "oneDNN" in routes else float("nan")
+            print(f"  {n} thread(s), {rows} x {k} -> {out}: {rates} GFLOP/s; |oneDNN - addmm| {diff:.1e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -138,7 +180,11 @@ def main() -> None:
     parser.add_argument("--no-train", action="store_true", help="skip the training steps/s figure")
     parser.add_argument("--profile", action="store_true", help="print the top aten ops of each side per forward")
     parser.add_argument("--fp64", action="store_true", help="also print each side's error against a float64 run")
+    parser.add_argument("--kernels", action="store_true", help="only the projection kernels' GFLOP/s at the small shapes")
     args = parser.parse_args()
+    if args.kernels:
+        linear_kernels(args.threads)
+        return
     names = [n for n in RATIO_CONFIGS if n.split()[0] in args.configs]
     print(f"device={args.device} torch={torch.__version__} repeats={args.repeats} ({load_average()})")
     if not args.no_train:

@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from models.config import ConfigError
+
 
 def timestep_embedding(
     timesteps: torch.Tensor,
@@ -126,14 +128,14 @@ def cpu_linear_backend() -> str:
     seeded sample is bit-reproducible on one machine kind, not across kinds, as with MKL alone."""
     choice = os.environ.get(CPU_LINEAR_ENV, "auto").strip().lower()
     if choice not in ("auto", "onednn", "mkl"):
-        raise ValueError(f"{CPU_LINEAR_ENV}={choice!r}: set it to auto, onednn or mkl (or unset it).")
+        raise ConfigError(f"{CPU_LINEAR_ENV}={choice!r}: set it to auto, onednn or mkl (or unset it).")
     onednn = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise") \
         and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
     if choice == "onednn" or (choice == "auto" and torch.backends.cpu.get_cpu_capability().startswith("AVX512")):
         if onednn:
             return "onednn"
         if choice == "onednn":
-            raise ValueError(f"{CPU_LINEAR_ENV}=onednn: this torch build has no oneDNN packed linear; unset it or set mkl.")
+            raise ConfigError(f"{CPU_LINEAR_ENV}=onednn: this torch build has no oneDNN packed linear; unset it or set mkl.")
     return "mkl"
 
 

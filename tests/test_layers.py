@@ -75,3 +75,15 @@ def test_auto_follows_the_cpu_and_a_bad_setting_is_one_sentence(monkeypatch) -> 
             cpu_linear_backend()
     finally:
         cpu_linear_backend.cache_clear()
+
+
+def test_the_cli_refuses_a_bad_setting_before_any_work(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from ablations.cli import main
+
+    monkeypatch.setenv(CPU_LINEAR_ENV, "blas")
+    cpu_linear_backend.cache_clear()
+    try:
+        assert main(["results", "no-such-sweep"]) == 2
+    finally:
+        cpu_linear_backend.cache_clear()
+    assert capsys.readouterr().err == "ltxlab results: LTXLAB_CPU_LINEAR='blas': set it to auto, onednn or mkl (or unset it).\n"
