@@ -65,11 +65,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _device(name: str | None) -> str:
-    """--device, or CUDA when present: every metric (I3D, LPIPS, CLIP) then runs there."""
+    """--device, or CUDA when present (the stages' `pick_device`): every metric (I3D, LPIPS, CLIP) then runs there."""
     import torch
 
+    from ablations.stages.common import pick_device
+
     if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return str(pick_device())
     try:
         device = torch.device(name)
     except RuntimeError:
