@@ -21,7 +21,7 @@ from torch import nn
 from models.dit.rope import rotate
 from models.layers import WorkspaceLinear, workspace
 
-Rope = torch.Tensor  # (B|1, N, inner/2) complex rotations, `models.dit.rope.rope_rotation`
+Rope = torch.Tensor  # (B|1, N, inner/2, 2) rotations as (cos, sin), `models.dit.rope.rope_rotation`
 TextKV = tuple[torch.Tensor, torch.Tensor]  # cross-attention keys (normed) and values of the text, (B, L, inner) each
 
 QK_NORM_EPS = 1e-5  # diffusers' LTXAttention hard-codes this for norm_q / norm_k
@@ -160,7 +160,7 @@ class SelfAttention(nn.Module):
         weight = torch.stack([self.norm_q.weight, self.norm_k.weight])  # (2, inner)
         rms_norm(qkv[..., : 2 * inner].unflatten(-1, (2, inner)), self.norm_q.eps, weight, out=qk)
         if rope is not None:
-            rotate(qk, rope.unsqueeze(-2), inplace=True)  # (B|1, N, 1, inner/2): the same turn for q and k
+            rotate(qk, rope.unsqueeze(-3), inplace=True)  # (B|1, N, 1, inner/2, 2): the same turn for q and k
         return qk[:, :, 0], qk[:, :, 1]
 
 
@@ -205,8 +205,8 @@ class FeedForward(nn.Module):
         h = self.fc_in(x)  # (B, N, hidden): a fresh buffer, so without autograd GELU overwrites it
         if torch.is_grad_enabled():
             h = F.gelu(h, approximate="tanh")
-        else:  # h is a fresh buffer: overwritten in place (on CPU without the slow tanh kernel)
-            h = gelu_tanh_(h) if h.device.type == "cpu" else torch._C._nn.gelu_(h, approximate="tanh")
+        else:  # h is a fresh buffer: overwritten in place (on the CPU fast path without the slow tanh kernel)
+            h = gelu_tanh_(h) if _fast_path(h) else torch._C._nn.gelu_(h, approximate="tanh")
         return self.fc_out(h)
 
 

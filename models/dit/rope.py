@@ -117,30 +117,34 @@ def rope_frequencies(
 
 
 def rope_rotation(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """cos, sin tables (B|1, N, dim) -> one unit complex number per channel pair (B|1, N, dim/2).
+    """cos, sin tables (B|1, N, dim) -> one rotation per channel pair, (B|1, N, dim/2, 2) as (cos, sin).
 
     The tables repeat each angle for both channels of a pair, so the even entries hold them all.
+    Real, not complex: eager code views it as complex for free (`torch.view_as_complex`), and a
+    compiled block reads cos and sin without a complex op (inductor has no complex codegen and
+    falls back to eager on any, reading `.real` of a complex input included).
     """
-    return torch.complex(cos[..., ::2].contiguous(), sin[..., ::2].contiguous())
+    return torch.stack([cos[..., ::2], sin[..., ::2]], dim=-1)
 
 
 def rotate(x: torch.Tensor, rotation: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
-    """Rotate interleaved channel pairs of x (B, N, dim) by `rotation` (B|1, N, dim/2), complex.
+    """Rotate interleaved channel pairs of x (B, N, dim) by `rotation` (B|1, N, dim/2, 2), `rope_rotation`'s.
 
     Pair (a, b) becomes (a cos - b sin, b cos + a sin): one complex multiply, the same
     arithmetic as diffusers' `x * cos + stack([-b, a]) * sin` without its four temporaries
     (profiled in benchmarks/dit_speed.py). fp32 (or fp64) math, as diffusers. `inplace`
     (without autograd, for an x the caller owns) writes the result into x's buffer.
     """
-    work = torch.promote_types(x.dtype, rotation.real.dtype)  # fp32 for fp32/bf16 activations
+    work = torch.promote_types(x.dtype, rotation.dtype)  # fp32 for fp32/bf16 activations
     if torch.compiler.is_compiling():  # inductor generates no complex code; this real form fuses into one kernel
         a, b = x.to(work).unflatten(-1, (-1, 2)).unbind(-1)  # (B, N, dim/2) each
-        cos, sin = rotation.real, rotation.imag
+        cos, sin = rotation.unbind(-1)
         return torch.stack([a * cos - b * sin, b * cos + a * sin], dim=-1).flatten(-2).to(x.dtype)
+    turn = torch.view_as_complex(rotation if rotation.stride(-1) == 1 else rotation.contiguous())
     pairs = torch.view_as_complex(x.to(work).unflatten(-1, (-1, 2)))  # (B, N, dim/2), a view when x is fp32
     if inplace and not torch.is_grad_enabled():
-        return torch.view_as_real(pairs.mul_(rotation)).flatten(-2).to(x.dtype)
-    return torch.view_as_real(pairs * rotation).flatten(-2).to(x.dtype)
+        return torch.view_as_real(pairs.mul_(turn)).flatten(-2).to(x.dtype)
+    return torch.view_as_real(pairs * turn).flatten(-2).to(x.dtype)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
