@@ -78,6 +78,36 @@ def node_capacity() -> list[dict[str, float]]:
     return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
 
 
+def check_device(expect_cuda: bool, what: str) -> None:
+    """The device this process trains on must be the one Ray gave it, which is what the stage's key records
+    (`ablations.graph.training_numerics`: CUDA and bf16 when the cluster has GPUs, else CPU and fp32). A GPU
+    task whose torch sees no GPU (a CPU-only torch build on a GPU node, a broken driver) would otherwise
+    train in fp32 on the CPU under a CUDA key, and a CPU task that sees one would train on it."""
+    import torch
+
+    have = torch.cuda.is_available()
+    if expect_cuda and not have:
+        build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise RuntimeError(f"{what}: Ray gave this worker a GPU, but torch {torch.__version__} ({build}) sees no CUDA "
+                           "device; install a CUDA build of torch on the GPU nodes (and check nvidia-smi there), or "
+                           "run the sweep on nodes without GPUs.")
+    if have and not expect_cuda:
+        raise RuntimeError(f"{what}: Ray gave this worker no GPU, but torch sees {torch.cuda.device_count()} "
+                           f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); unset "
+                           "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES so Ray hides the GPUs it did not assign.")
+
+
+def _ray_task_gpus() -> list | None:
+    """The GPU ids Ray assigned to this process when it is a Ray task or actor; None in a driver or without Ray."""
+    try:
+        import ray
+    except ImportError:
+        return None
+    if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray._private.worker.WORKER_MODE:
+        return None
+    return list(ray.get_gpu_ids())
+
+
 def _worker_loop(config: dict[str, Any]) -> None:
     """What each Ray Train worker runs: the stage entry on this worker's process group."""
     import torch
@@ -90,6 +120,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
     layout = ParallelConfig(**config["layout"])
     out_dir = Path(config["out_dir"])
     rank = ray.train.get_context().get_world_rank()
+    check_device(bool(config["use_gpu"]), f"{config['name']} (rank {rank})")
     fault = config.get("fault")
     hook = _rank_fault(fault, out_dir, rank) if fault is not None else None
     # rank 0 reports progress (progress.json, which the sweep's live view reads)
@@ -120,6 +151,9 @@ def run(entry: str, kwargs: dict[str, Any], layout: ParallelConfig, out_dir: Pat
     a Ray Train job's rank 0 writes progress.json itself. `fault` (tests only) kills a rank."""
     out_dir = Path(out_dir)
     if layout.workers == 1:
+        gpus = _ray_task_gpus()
+        if gpus is not None:  # a sweep's stage task: the device it was given is the one its key records
+            check_device(bool(gpus), name)
         summary = _resolve(entry)(**kwargs, layout=layout, on_step=on_step)
         return {**summary, "restarts": restarts(out_dir)}
 
@@ -128,6 +162,12 @@ def run(entry: str, kwargs: dict[str, Any], layout: ParallelConfig, out_dir: Pat
     from ray.train.torch import TorchConfig, TorchTrainer
 
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0 and layout.gpus_per_worker > 0
+    import torch
+
+    if use_gpu and not torch.version.cuda:  # before launch: NCCL would fail in every worker with less to say
+        raise RuntimeError(f"{name}: the cluster has GPUs for these {layout.workers} workers, but torch "
+                           f"{torch.__version__} here is a CPU-only build; install a CUDA build of torch on the nodes, "
+                           "or set train.gpus_per_worker=0 to train on CPUs.")
     capacity = node_capacity()
     check_fits(layout, capacity, use_gpu, name)
     strategy = placement(layout, capacity, use_gpu)
@@ -138,7 +178,7 @@ def run(entry: str, kwargs: dict[str, Any], layout: ParallelConfig, out_dir: Pat
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={"entry": entry, "kwargs": kwargs, "layout": asdict(layout), "out_dir": str(out_dir),
-                           "threads": threads, "fault": fault, "name": name},
+                           "threads": threads, "fault": fault, "name": name, "use_gpu": use_gpu},
         scaling_config=ScalingConfig(num_workers=layout.workers, use_gpu=use_gpu, resources_per_worker=resources,
                                      placement_strategy=strategy),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
