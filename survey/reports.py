@@ -235,8 +235,9 @@ def study_report(db: Engine | str | Path, study: str, include_flagged: bool = Fa
         "counts": counts,
         "correction": {"method": correction, "name": METHOD_NAMES[correction], "pairs": tested_pairs,
                        "systems": int(overall["p_value"].notna().sum()), "alpha": round(1.0 - confidence, 10),
+                       # a dimension with one cluster adds nothing to the variance (evaluation.bradley_terry drops it)
                        "clustered_by": ["rater", "prompt (task + prompt_id)"]
-                       + ([] if blocks is None else ["training seed block"])},
+                       + ([] if blocks is None or len(counts["seed_blocks_used"]) < 2 else ["training seed block"])},
         "overall": overall,
         "overall_by_task": pd.concat(by_task, ignore_index=True) if by_task else pd.DataFrame(),
         "pairwise": pairwise,

@@ -422,6 +422,25 @@ def test_report_header_says_whether_training_noise_is_included():
     assert "the claims are about these models" in line(None)
 
 
+def test_dashboard_caption_says_whether_training_noise_is_included():
+    """The Survey page's caption tells the same story as the report header: one seed block is not a clustering
+    dimension and gives no verdict; two or more include training noise; a folder study's systems are fixed models."""
+    from dashboard.views.survey import _correction_caption
+
+    def caption(blocks: list[int] | None) -> str:
+        clustered = ["rater", "prompt (task + prompt_id)"] + (["training seed block"] if blocks and len(blocks) > 1 else [])
+        return _correction_caption({"correction": {"method": "holm", "name": "Holm (family-wise error)", "pairs": 1,
+                                                   "systems": 2, "alpha": 0.05, "clustered_by": clustered},
+                                    "counts": {"raters_used": 9, "prompts_used": 4, "seed_blocks_used": blocks}})
+
+    one = caption([3])
+    assert "training noise is not included and no pair or system gets a verdict" in one
+    assert "training noise is included through" not in one and "seed block," not in one.split("(")[0]
+    assert "clustered by rater, prompt (task + prompt_id), training seed block (9 raters, 4 prompts, 2 seed block(s)" \
+        in caption([0, 1]) and "training noise is included through the seed blocks" in caption([0, 1])
+    assert "fixed models" in caption(None)
+
+
 def test_admin_routes_need_the_token(tmp_path):
     engine, summary = _study(tmp_path)
     client = TestClient(create_app(engine, ADMIN))

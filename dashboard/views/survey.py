@@ -56,8 +56,10 @@ def _correction_caption(report: dict) -> str:
     by = ", ".join(c.get("clustered_by", ["rater", "prompt"]))
     sizes = f"{counts['raters_used']} raters, {counts['prompts_used']} prompts" + (
         f", {len(blocks)} seed block(s)" if blocks is not None else "")
-    noise = ("training noise is included through the seed blocks; one seed block gives no verdict" if blocks is not None
-             else "the systems are fixed models, so the claims are about those models, not their configs")
+    noise = ("the systems are fixed models, so the claims are about those models, not their configs" if blocks is None
+             else "training noise is included through the seed blocks" if len(blocks) >= 2
+             else "every vote compares models of one seed block, so training noise is not included and no pair or "
+                  "system gets a verdict (survey a second seed)")
     return (f"{1 - c['alpha']:.0%} CIs and tests against 50% are clustered by {by} ({sizes}; t with the smallest "
             f"cluster count - 1 df); {noise}. {how}; significant means adjusted p < {c['alpha']:g}. "
             "\"No significant difference\" means the data cannot tell the two apart at this size, not that they are equal.")
