@@ -29,10 +29,15 @@ from torch import nn
 
 from models.dit.blocks import FeedForward, Rope, attend, gated_residual, make_qk_norm, norm_modulate
 from models.dit.rope import rotate
+from models.layers import WorkspaceLinear
 
 
 class JointBlock(nn.Module):
-    """One MM-DiT block: joint self-attention over video and text tokens, per-stream FFNs."""
+    """One MM-DiT block: joint self-attention over video and text tokens, per-stream FFNs.
+
+    Its projections are `WorkspaceLinear`s, as the cross-attention block's are, so a CPU speed comparison of the
+    two designs runs their products on the same library kernel (each role's output is consumed within the block).
+    """
 
     def __init__(
         self, dim: int, heads: int, head_dim: int, qk_norm: str, ffn_hidden: int, eps: float, text_pre_only: bool
@@ -40,21 +45,21 @@ class JointBlock(nn.Module):
         super().__init__()
         inner = heads * head_dim
         self.heads, self.eps, self.text_pre_only = heads, eps, text_pre_only
-        self.video_qkv = nn.Linear(dim, 3 * inner)
+        self.video_qkv = WorkspaceLinear(dim, 3 * inner, role="mm_video_qkv")
         self.video_norm_q = make_qk_norm(qk_norm, inner)
         self.video_norm_k = make_qk_norm(qk_norm, inner)
-        self.video_out = nn.Linear(inner, dim)
+        self.video_out = WorkspaceLinear(inner, dim, role="mm_video_out")
         self.video_ff = FeedForward(dim, ffn_hidden)
         self.video_scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
         # The last block only needs the text keys/values: no queries, output or FFN there.
         self.text_kv_only = text_pre_only
-        self.text_qkv = nn.Linear(dim, (2 if text_pre_only else 3) * inner)
+        self.text_qkv = WorkspaceLinear(dim, (2 if text_pre_only else 3) * inner, role="mm_text_qkv")
         self.text_norm_k = make_qk_norm(qk_norm, inner)
         rows = 2 if text_pre_only else 6
         self.text_scale_shift_table = nn.Parameter(torch.randn(rows, dim) / dim**0.5)
         if not text_pre_only:
             self.text_norm_q = make_qk_norm(qk_norm, inner)
-            self.text_out = nn.Linear(inner, dim)
+            self.text_out = WorkspaceLinear(inner, dim, role="mm_text_out")
             self.text_ff = FeedForward(dim, ffn_hidden)
 
     def forward(
