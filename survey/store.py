@@ -151,6 +151,10 @@ _INS_DELIVERY = Sql("INSERT INTO deliveries (assignment_id, part, first_byte, en
                     "VALUES (:aid, :part, :first, :end, :at)")
 _INS_REFUSAL = Sql("INSERT INTO refusals (study_id, rater_id, assignment_id, reason, at) "
                    "VALUES (:sid, :rid, :aid, :reason, :now)")
+_SEL_REFUSALS_OF = Sql("SELECT COUNT(*) FROM refusals WHERE assignment_id = :aid")
+# refused votes recorded per pair: enough to show a rater who votes before watching (the rater table and the
+# export count them), bounded so a client that repeats a refused vote in a loop cannot grow the database
+REFUSALS_RECORDED_PER_PAIR = 5
 _SEL_MEDIA_ASSIGNMENT = Sql("SELECT study_id, comparison_id, left_is_a FROM assignments WHERE id = :aid")
 # One atomic statement takes a token from the client's bucket (refilled by elapsed time, capped at
 # the burst): no read-then-write race between server processes. CASE, not MIN/LEAST, so that
@@ -615,8 +619,9 @@ class Store:
         now = time.time()
         delivered = (yield Read(_SEL_DELIVERED, {"aid": aid})) if state.config.get("require_delivery", True) else None
         refused = self._watch_refusal(state, cid, served_at, left_is_a, now, delivered)
-        if refused is not None:  # recorded (its own Write, committed), then refused
-            yield Write(((_INS_REFUSAL, {"sid": state.id, "rid": rid, "aid": aid, "reason": refused, "now": now}),))
+        if refused is not None:  # recorded (its own Write, committed; up to REFUSALS_RECORDED_PER_PAIR), then refused
+            if (yield Read(_SEL_REFUSALS_OF, {"aid": aid}))[0][0] < REFUSALS_RECORDED_PER_PAIR:
+                yield Write(((_INS_REFUSAL, {"sid": state.id, "rid": rid, "aid": aid, "reason": refused, "now": now}),))
             raise ApiError(425, _REFUSED[refused])
         votes = tuple((_INS_VOTE, {"aid": aid, "q": q, "choice": choice, "now": now, "server_s": now - served_at,
                                    "client_ms": float(elapsed_ms) if elapsed_ms is not None else None})

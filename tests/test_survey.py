@@ -320,6 +320,34 @@ def test_votes_faster_than_the_clips_are_refused(tmp_path):
     assert client.post(f"/api/s/{sid}/vote", json=vote).status_code == 200
 
 
+def test_a_refused_vote_repeated_in_a_loop_records_a_bounded_number_of_refusals(tmp_path):
+    """Every early vote is refused (425), but at most REFUSALS_RECORDED_PER_PAIR are written per pair: a client
+    that repeats one cannot grow the database. The server keeps serving: the vote counts once it is on time."""
+    from sqlalchemy import func, select
+
+    from survey import db as t
+    from survey.store import REFUSALS_RECORDED_PER_PAIR, refusal_summary
+
+    engine, summary = _study(tmp_path, min_watch_fraction=0.9)  # clips last 9/24 s
+    client = TestClient(create_app(engine, ADMIN))
+    sid = summary["public_id"]
+    rater = client.post(f"/api/s/{sid}/start", json={"pid": "loop"}).json()["rater"]
+    pair = client.post(f"/api/s/{sid}/next", json={"rater": rater}).json()
+    for side in ("left", "right"):
+        assert client.get(pair[side]).status_code == 200
+    vote = {"rater": rater, "assignment": pair["assignment"], "token": pair["token"], "answers": ["left"]}
+    statuses = [client.post(f"/api/s/{sid}/vote", json=vote).status_code for _ in range(REFUSALS_RECORDED_PER_PAIR + 7)]
+    assert set(statuses) == {425}
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(t.refusals)).scalar_one() == REFUSALS_RECORDED_PER_PAIR
+        study_id = conn.execute(select(t.studies.c.id)).scalar_one()
+    assert next(iter(refusal_summary(engine, study_id).values()))["refused"] == REFUSALS_RECORDED_PER_PAIR
+    import time
+
+    time.sleep(0.4)
+    assert client.post(f"/api/s/{sid}/vote", json=vote).status_code == 200 and _vote_count(engine) == 1
+
+
 def test_scheduler_balances_pairs_across_raters(tmp_path):
     engine, summary = _study(tmp_path, gold_per_rater=0)
     client = TestClient(create_app(engine, ADMIN))
