@@ -51,7 +51,8 @@ def collect_run(store: Any, variant: Any, needed: list[Any], cache_root: Path, s
                 source_id = row.get("source_id") or source_of_clip_id(clip_id)
                 metrics.append({"run_id": variant.run_id, "seed": variant.seed, "split": "heldout",
                                 "clip_id": clip_id, "source_id": source_id, "metric": row["metric"],
-                                "value": float(row["value"]), "metric_version": str(row.get("metric_version", "1"))})
+                                "value": float(row["value"]), "metric_version": str(row.get("metric_version", "1")),
+                                "producer": f"{st.instance.stage}/{st.instance.key}"})
                 values.setdefault(row["metric"], []).append(float(row["value"]))
             for part in ("not_applicable", "set_metrics", "weights"):  # weights: {metric: {file name: sha256}}
                 evaluation[part].update(result.get(part, {}))

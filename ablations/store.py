@@ -41,8 +41,10 @@ RUN_BASE_COLUMNS = ("run_id", "variant", "seed", "status", "failure_reason", "st
 # replicated baseline) and `block` (the nominal seed: seed, or seed - offset for "b" copies)
 RUN_REPLICATION_COLUMNS = ("replicate", "block")
 COST_COLUMNS = ("cost.params", "cost.tokens", "cost.flops_run", "cost.flops_ref", "cost.latency_s", "cost.h100_estimate_s")
-# source_id: the independent video a clip was cut from (clips.ids); not part of the key
-METRIC_COLUMNS = ("run_id", "seed", "split", "clip_id", "source_id", "metric", "value", "metric_version")
+# source_id: the independent video a clip was cut from (clips.ids); producer: the stage instance that computed the
+# value ("eval_recon/<key>"; "" where unknown), so the statistics can tell variants that share one computation from
+# variants computed apart that score the same. Neither is part of the key
+METRIC_COLUMNS = ("run_id", "seed", "split", "clip_id", "source_id", "metric", "value", "metric_version", "producer")
 # a metrics row is identified by these; a later append replaces the earlier value
 METRIC_KEY = ("run_id", "split", "clip_id", "metric")
 CURVE_COLUMNS = ("stage", "step", "name", "value")
@@ -373,14 +375,15 @@ def _order_run_columns(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 # columns a metrics row (or an older metrics.parquet) may lack; _fill_metric_defaults supplies them
-_METRIC_DEFAULTED = ("source_id", "metric_version")
+_METRIC_DEFAULTED = ("source_id", "metric_version", "producer")
 
 
 def _fill_metric_defaults(df: pd.DataFrame) -> pd.DataFrame:
-    """metric_version "1" and source_id from clip_id where a frame lacks them (stores before source_id)."""
+    """metric_version "1", producer "" (unknown) and source_id from clip_id where a frame lacks them (older stores)."""
     df = df.copy()
     if "metric_version" not in df.columns:
         df["metric_version"] = "1"
+    df["producer"] = df["producer"].fillna("") if "producer" in df.columns else ""
     derived = df["clip_id"].astype(str).map(source_of_clip_id)
     df["source_id"] = derived if "source_id" not in df.columns else df["source_id"].where(df["source_id"].notna(), derived)
     return df
@@ -388,7 +391,7 @@ def _fill_metric_defaults(df: pd.DataFrame) -> pd.DataFrame:
 
 def _normalise_metrics(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
-    for col in ("run_id", "split", "clip_id", "source_id", "metric", "metric_version"):
+    for col in ("run_id", "split", "clip_id", "source_id", "metric", "metric_version", "producer"):
         df[col] = df[col].astype(str)
     df["seed"] = pd.to_numeric(df["seed"]).astype("int64")
     df["value"] = pd.to_numeric(df["value"], errors="coerce").astype("float64")
@@ -511,9 +514,9 @@ def read_metrics(root: str | os.PathLike, sweep: str) -> pd.DataFrame:
     missing = [c for c in METRIC_COLUMNS if c not in metrics.columns and c not in _METRIC_DEFAULTED]
     if missing:
         raise StoreError(f"{path} lacks column(s) {', '.join(missing)}; it was not written by the results store.")
-    if "source_id" in metrics.columns and "metric_version" in metrics.columns and metrics["source_id"].notna().all():
+    if all(c in metrics.columns for c in _METRIC_DEFAULTED) and metrics["source_id"].notna().all():
         return metrics
-    metrics = _fill_metric_defaults(metrics)  # a store written before source_id was a column
+    metrics = _fill_metric_defaults(metrics)  # a store written before source_id (or producer) was a column
     return metrics[list(METRIC_COLUMNS) + [c for c in metrics.columns if c not in METRIC_COLUMNS]]
 
 

@@ -24,7 +24,9 @@ Holm (default) or Benjamini-Hochberg (`evaluation.multiplicity`). A "better" ver
 the adjusted p below alpha; the raw verdict is shown beside it. With one seed block no
 verdict is given at all (training noise is not estimable); the clip-level interval is kept,
 labelled as such. A contrast that is exactly 0 on every unit while the scores vary (a DiT
-axis on a VAE metric) is "not applicable", not an effect of 0; one whose every unit shows
+axis on a VAE metric: both sides' scores come from the same stage runs, metrics' `producer`) is "not
+applicable", not an effect of 0; zero on every unit between sides computed by separate runs is
+"identical" (the switch changed nothing the metric sees); one whose every unit shows
 the same value (a 0/1 metric at its floor, or a perfect separation) has no spread to build
 an interval from and is not tested. Main effects and interactions are contrasts within
 strata of the other axes, averaged in each block over the strata that have every side, so a
@@ -112,6 +114,9 @@ class _Design:
     n_video_sources: int = 0  # sources that are videos: n_sources less the set-level "__set__" pseudo-source
     n_video_clips: int = 0  # clips less the set-level rows (rfvd, fvd: one value per run, no clip)
     n_run_blocks: int = 0  # seed blocks of the runs (with or without rows of the chosen metrics)
+    # (M, B, C, V) code of the stage instance that computed each value (metrics' `producer`); -1 = no score or
+    # unknown. None when no row names its producer (stores written before the column)
+    producers: np.ndarray | None = None
 
 
 def _level_key(value) -> str:
@@ -169,6 +174,13 @@ def _design(metrics: pd.DataFrame, runs: pd.DataFrame, axes: list[str], axis_lev
     np.add.at(counts, where, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         cube = sums / counts  # (M, B, C, V)
+    producers = None
+    named = m["producer"].astype(str).to_numpy() != "" if "producer" in m.columns else np.zeros(len(m), dtype=bool)
+    if named[ok].any():
+        codes, _ = pd.factorize(np.where(named, m["producer"].astype(str).to_numpy(), ""))
+        producers = np.full(shape, -1, dtype=np.int64)
+        keep = ok & named
+        producers[metric_codes[keep], block_codes[keep], clip_codes[keep], var_codes[keep]] = codes[keep]
 
     first_run = ~variant_of_run.duplicated()
     names = runs.loc[first_run.to_numpy(), "variant"].astype(str).tolist() if "variant" in runs.columns else variants
@@ -183,7 +195,7 @@ def _design(metrics: pd.DataFrame, runs: pd.DataFrame, axes: list[str], axis_lev
     is_set = np.asarray(clip_source_raw.astype(str) == SET_SOURCE) if len(m) else np.zeros(0, dtype=bool)
     return _Design(cube, np.asarray(source_codes), len(sources), metric_names, names, axis_codes, levels_out, n_runs,
                    n_video_sources=len(sources) - int(SET_SOURCE in set(map(str, sources))),
-                   n_video_clips=int((~is_set).sum()), n_run_blocks=len(np.unique(run_block)))
+                   n_video_clips=int((~is_set).sum()), n_run_blocks=len(np.unique(run_block)), producers=producers)
 
 
 def _cell_means(cube: np.ndarray, member: np.ndarray) -> np.ndarray:
@@ -215,18 +227,22 @@ def _crossed(by_source: np.ndarray) -> tuple[Crossed, tuple[int, int]]:
 # ----------------------------------------------------------------------------- statistics of one contrast
 
 
-def _stat_fields(c: Crossed, i: int, confidence: float, higher_is_better: bool, constant: float = np.nan) -> dict:
+def _stat_fields(c: Crossed, i: int, confidence: float, higher_is_better: bool, constant: float = np.nan,
+                 shared: bool = True) -> dict:
     """Interval, test and noise floor of contrast `i` (before the family correction).
 
     `constant` is the one score every run on both sides has (NaN where the scores vary): an
     exactly-zero contrast between sides that all sit at one value is a measured floor or
-    ceiling, not a factor that cannot reach the metric.
+    ceiling, not a factor that cannot reach the metric. `shared`: the sides' scores come from
+    the same stage instances (`_shared`; True where the store does not say): an exactly-zero
+    contrast is then "not applicable" (the axis does not reach this metric's computation);
+    between sides computed apart it is "identical" (the switch changed nothing the metric sees).
     """
     est, se, df = float(c.estimate[i]), float(c.se[i]), float(c.df[i])
     half = float(t_quantile(np.array(df), 0.5 + confidence / 2.0)) * se if np.isfinite(se) else np.nan
     clip_half = float(t_quantile(np.array(c.clip_df[i]), 0.5 + confidence / 2.0)) * float(c.clip_se[i])
     if bool(c.exactly_zero[i]):
-        status = "no_spread" if np.isfinite(constant) else "not_applicable"
+        status = "no_spread" if np.isfinite(constant) else "not_applicable" if shared else "identical"
     elif not np.isfinite(est) or c.n_sources[i] < 1:
         status = "insufficient"
     elif c.n_seeds[i] < 2:
@@ -285,6 +301,10 @@ def _status_verdict(row: dict, what: str) -> str | None:
     if row["status"] == "not_applicable":
         return (f"{NOT_APPLICABLE}: both sides of {what} score the same on every clip and seed while the scores vary, "
                 "so they share what this metric measures (e.g. a DiT axis on a VAE metric)")  # fmt: skip
+    if row["status"] == "identical":
+        return (f"{NOT_TESTED}: both sides of {what} score exactly the same on every clip and seed although separate "
+                "stage runs computed them, so the switch changed nothing this metric measures: check that it reaches "
+                "the model (a config field nothing reads looks like this)")  # fmt: skip
     if row["status"] == "no_spread" and row["estimate"] == 0:
         return (f"{NOT_TESTED}: every run on both sides of {what} scores {_fmt(row['constant'])} on every clip and seed "
                 "(this metric's floor or ceiling here), so this sweep measures no difference and could not measure one")  # fmt: skip
@@ -517,6 +537,37 @@ def _stratified_cells(design: _Design, focus: list[str]) -> tuple[np.ndarray, np
     return cells, np.isfinite(cells).any(axis=(1, 2)), name
 
 
+def _cell_producers(design: _Design, focus: list[str]) -> np.ndarray | None:
+    """`_stratified_cells`' layout for the producer codes: `(M, B, C, K, F)`, -1 where no variant or no code.
+    Each (stratum, focus combination) is one variant, so its code is that variant's. None without codes."""
+    if design.producers is None:
+        return None
+    others = [a for a in design.axis_codes if a not in focus]
+    code = np.zeros(design.values.shape[-1], dtype=int)
+    n_cells = 1
+    for axis in others + focus:  # the same mixed radix as _stratified_cells: others slowest, then the focus axes
+        size = len(design.axis_levels[axis])
+        code, n_cells = code * size + design.axis_codes[axis], n_cells * size
+    out = np.full((*design.producers.shape[:3], n_cells), -1, dtype=np.int64)
+    out[..., code] = design.producers
+    n_f = int(np.prod([len(design.axis_levels[a]) for a in focus]))
+    return out.reshape(*out.shape[:3], n_cells // n_f, n_f)
+
+
+def _shared(producers: np.ndarray | None, pairs: list[tuple[list[int], list[int]]]) -> np.ndarray | None:
+    """`(M, B, C, K, F)` producer codes -> `(M,)`: whether, in every unit where all the cells have codes, one of
+    `pairs` (two lists of focus cells, matched position by position) has the same producer on both sides. None
+    without codes."""
+    if producers is None:
+        return None
+    cells = sorted({c for left, right in pairs for c in left + right})
+    known = (producers[..., cells] >= 0).all(axis=-1)  # (M, B, C, K)
+    same = np.zeros(known.shape, dtype=bool)
+    for left, right in pairs:
+        same |= (producers[..., left] == producers[..., right]).all(axis=-1)
+    return np.where(known, same, True).all(axis=(1, 2, 3))
+
+
 def _over_strata(per_stratum: np.ndarray) -> np.ndarray:
     """`(..., K)` -> `(...)`: the mean over the strata that have the whole contrast; NaN where none has."""
     ok = np.isfinite(per_stratum)
@@ -537,9 +588,9 @@ def _coverage(present: np.ndarray, sides: list[int], name: Callable[[int, int], 
 
 
 def _contrast_row(crossed: Crossed, index: int, coverage: tuple[int, int, str | None], confidence: float, hib: bool,
-                  constant: float) -> dict:
+                  constant: float, shared: bool = True) -> dict:
     """`_stat_fields`, and what the strata left out: "not_estimable" where no stratum has every side."""
-    row = _stat_fields(crossed, index, confidence, hib, constant)
+    row = _stat_fields(crossed, index, confidence, hib, constant, shared)
     used, total, missing = coverage
     if missing is not None and used == 0:
         row.update(status="not_estimable", missing_variant=missing, estimate=np.nan, clip_ci_low=np.nan, clip_ci_high=np.nan)
@@ -559,11 +610,14 @@ def _main_rows(design: _Design, axis: str, hib: dict[str, bool], confidence: flo
     crossed, (_, n_pairs) = _crossed(_by_source(diffs, design))
     coverage = [_coverage(present, [i, j], name) for i, j in pairs]  # (P, M)
     constant = [_constant_value(cells[..., [i, j]]) for i, j in pairs]  # (P, M)
+    producers = _cell_producers(design, [axis])
+    shared = [_shared(producers, [([i], [j])]) for i, j in pairs]  # (P, M) or None
     rows = []
     for k, metric in enumerate(design.metric_names):
         for p, (i, j) in enumerate(pairs):
             row = {"metric": metric, "axis": axis, "level_a": levels[j], "level_b": levels[i]}
-            row.update(_contrast_row(crossed, k * n_pairs + p, coverage[p][k], confidence, hib.get(metric, True), constant[p][k]))
+            row.update(_contrast_row(crossed, k * n_pairs + p, coverage[p][k], confidence, hib.get(metric, True), constant[p][k],
+                                     shared[p] is None or bool(shared[p][k])))
             row.update({"n_runs_a": int(design.n_runs[axis][j]), "n_runs_b": int(design.n_runs[axis][i])})
             rows.append(row)
     return rows
@@ -574,11 +628,14 @@ def _interaction_rows(design: _Design, axis_a: str, axis_b: str, hib: dict[str, 
     inter = _over_strata((cells[..., 3] - cells[..., 1]) - (cells[..., 2] - cells[..., 0]))[..., None]  # (M, B, C, 1)
     crossed, _ = _crossed(_by_source(inter, design))
     coverage, constant = _coverage(present, [0, 1, 2, 3], name), _constant_value(cells)
+    # zero because one axis does not reach the metric: its two levels share a producer at each level of the other
+    shared = _shared(_cell_producers(design, [axis_a, axis_b]), [([0, 2], [1, 3]), ([0, 1], [2, 3])])
     (a0, a1), (b0, b1) = design.axis_levels[axis_a], design.axis_levels[axis_b]
     rows = []
     for k, metric in enumerate(design.metric_names):
         row = {"metric": metric, "axis_a": axis_a, "axis_b": axis_b, "a0": a0, "a1": a1, "b0": b0, "b1": b1}
-        row.update(_contrast_row(crossed, k, coverage[k], confidence, hib.get(metric, True), constant[k]))
+        row.update(_contrast_row(crossed, k, coverage[k], confidence, hib.get(metric, True), constant[k],
+                                 shared is None or bool(shared[k])))
         rows.append(row)
     return rows
 

@@ -293,6 +293,33 @@ def test_axis_that_cannot_change_a_metric_is_not_applicable():
     assert "(identical on this metric: " in best.verdict and best.status in ("best", "tied")
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_identical_scores_from_separate_stage_runs_are_not_called_not_applicable(shared):
+    """With the metrics' `producer` column, an exactly-zero contrast is "not applicable" only where the two sides'
+    scores come from the same stage runs (a DiT axis on a VAE metric); where separate runs computed the same
+    scores (a switch nothing reads), it is "identical", with a verdict that says to check the switch."""
+    metrics, runs = sweep(np.random.default_rng(3), seeds=3)
+    pair = metrics.merge(runs[["run_id", "A", "B", "C", "seed"]], on=["run_id", "seed"])
+    twin = pair[~pair["C"]].set_index(["A", "B", "seed", "clip_id", "metric"])["value"]
+    metrics["value"] = twin.reindex(pd.MultiIndex.from_frame(pair[["A", "B", "seed", "clip_id", "metric"]])).to_numpy()
+    parts = ["A", "B", "seed"] if shared else ["A", "B", "C", "seed"]
+    metrics["producer"] = "eval_recon/" + pair[parts].astype(str).agg("-".join, axis=1).to_numpy()
+    rep = factorial_effects(metrics, runs, ["A", "B", "C"], axis_levels=LEVELS)
+    c, inter = rep.main.query("axis == 'C'"), rep.interactions.query("axis_b == 'C'")
+    expected = "not_applicable" if shared else "identical"
+    assert (c.status == expected).all() and (inter.status == expected).all() and c.p_value.isna().all()
+    if shared:
+        assert c.verdict.str.startswith(NOT_APPLICABLE).all()
+    else:
+        assert c.verdict.str.contains("although separate stage runs computed them").all()
+        assert c.verdict.str.contains("check that it reaches the model").all()
+    assert rep.family_size == 2 * 6 - 2 - 4  # untested either way: C and its interactions are out of the family
+    assert (rep.main.query("axis != 'C'").status == "estimated").all()
+    # a store written before the column (producer "") keeps the old reading
+    rep_old = factorial_effects(metrics.assign(producer=""), runs, ["A", "B", "C"], axis_levels=LEVELS)
+    assert (rep_old.main.query("axis == 'C'").status == "not_applicable").all()
+
+
 def test_only_done_runs_count_and_failed_blocks_are_reported():
     metrics, runs = sweep(np.random.default_rng(6), seeds=3, effect_a=1.0)
     runs.loc[runs.run_id == "r-1-x-False-0", "status"] = "failed"
