@@ -103,7 +103,10 @@ def _ray_task_gpus() -> list | None:
         import ray
     except ImportError:
         return None
-    if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray._private.worker.WORKER_MODE:
+    try:  # (the worker mode is not public API: a Ray without it skips the check rather than failing the stage)
+        if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray._private.worker.WORKER_MODE:
+            return None
+    except AttributeError:
         return None
     return list(ray.get_gpu_ids())
 
