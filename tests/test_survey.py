@@ -142,6 +142,31 @@ def test_build_from_sweep_surveys_every_seed_and_clusters_on_the_seed_block(tmp_
     assert (rep["overall"]["seed_blocks"] == 2).all()
 
 
+def test_a_one_seed_sweep_study_reports_rates_but_no_verdict_and_says_why(tmp_path):
+    """A study built from a one-seed sweep: one seed block, which is no clustering dimension, so the report gives
+    win rates but no test, and the CLI header and the Survey page both say that training noise is not included."""
+    from dashboard.views.survey import _correction_caption
+    from survey.cli import _correction_line
+
+    write_example_sweep(tmp_path / "results", "sw", ["vae.kind=ltx", "vae.kind=conventional"], n_prompts=2, seeds=(4,))
+    assert ltxlab(["survey", "create", "s1", "--sweep", "sw", "--results", str(tmp_path / "results"),
+                   "--db", str(tmp_path / "x.db"), "--pairs-per-rater", "4", "--min-watch-fraction", "0",
+                   "--max-raters-per-client", "0", "--start-burst", "0", "--gold-per-rater", "0"]) == 0
+    engine = t.make_engine(tmp_path / "x.db")
+    client = TestClient(create_app(engine, ADMIN))
+    public_id = reports.list_studies(engine)[0]["url"].rsplit("/", 1)[1]
+    for r in range(4):
+        _run_rater(client, engine, public_id, f"r{r}", lambda pair, gold, clean: "left")
+    rep = reports.study_report(engine, "s1", include_flagged=True, n_boot=50)
+    assert rep["counts"]["seed_blocks_used"] == [4] and _vote_count(engine) > 0
+    assert "training seed block" not in rep["correction"]["clustered_by"]
+    assert rep["pairwise"]["win_rate"].notna().all() and rep["pairwise"]["p_value"].isna().all()
+    assert "no pair or system gets a verdict" in _correction_line(rep)
+    caption = _correction_caption(rep)
+    assert "training noise is not included and no pair or system gets a verdict" in caption
+    assert "training seed block" not in caption
+
+
 def test_create_refuses_bad_sources_and_options_in_one_sentence_and_leaves_nothing(tmp_path, capsys):
     """Unreadable videos, unmatched files, bad image fields and impossible options are refused before any
     encoding, naming what to fix; a failed create leaves no study and no media behind."""
