@@ -79,9 +79,11 @@ def collect_run(store: Any, variant: Any, needed: list[Any], cache_root: Path, s
         if st.instance.stage == "cost":
             cost.update(_cost_columns(result["cost"], dit_used=bool(stages & {"train_dit", "sample"})))
         if st.instance.stage == "speed":  # measured generation beside the cost estimate (ablations/stages/speed.py)
+            from ablations.provenance import machine_label
             from ablations.stages.speed import speed_columns
 
             cost.update(speed_columns(result["speed"]))
+            cost["speed.machine"] = machine_label(result.get("hardware", {}))  # where it was measured
     headline = {name: float(np.mean(values[name])) for name in sweep.headline_metrics if values.get(name)}
     return {"metrics": metrics, "curve": curve, "headline": headline, "cost": cost, "evaluation": evaluation}
 

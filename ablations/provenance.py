@@ -93,3 +93,26 @@ def provenance() -> dict[str, Any]:
         "hardware": {"host": platform.node(), "platform": platform.platform(), "cpus": os.cpu_count(), **cpu_hardware(),
                      "gpu": gpu},
     }
+
+
+def machine_label(hardware: dict[str, Any]) -> str:
+    """What a measured time depends on beyond the code, from a stage result's `hardware` record: the GPU, or
+    the CPU model with torch's kernel ISA, the DiT projections' library and the threads ("" when unrecorded)."""
+    if hardware.get("gpu"):
+        return str(hardware["gpu"])
+    parts = [str(hardware[k]) for k in ("cpu_capability", "cpu_linear") if hardware.get(k)]
+    if hardware.get("torch_threads"):
+        parts.append(f"{hardware['torch_threads']} threads")
+    model = str(hardware.get("cpu_model") or "")
+    return f"{model} ({', '.join(parts)})" if model and parts else model or ", ".join(parts)
+
+
+def mixed_machines_note(runs: Any) -> str | None:
+    """One sentence when a run table's `speed.*` times come from more than one machine kind, else None."""
+    if "speed.machine" not in getattr(runs, "columns", ()):
+        return None
+    kinds = sorted({str(m) for m in runs["speed.machine"].dropna() if str(m)})
+    if len(kinds) < 2:
+        return None
+    return (f"speed.* was measured on {len(kinds)} different machines ({'; '.join(kinds)}): compare measured times "
+            "only between runs of one machine (speed.machine), or rerun the speed stages on one node.")

@@ -26,6 +26,7 @@ def build_report(root: str | Path, sweep: str, *, metrics: list[str] | None = No
     multiple-comparison correction adjusts over, so the verdicts printed are the ones corrected.
     """
     from ablations.collect import sweep_evaluation
+    from ablations.provenance import mixed_machines_note
     from ablations.store import load_sweep
     from evaluation.stats import factorial_effects
 
@@ -51,7 +52,7 @@ def build_report(root: str | Path, sweep: str, *, metrics: list[str] | None = No
         "headline_metrics": list(data.headline_metrics),
         "failed": [] if len(failed) == 0 else failed[["variant", "failure_reason"]].to_dict("records"),
         "set_metrics": evaluation["set_metrics"], "not_applicable": evaluation["not_applicable"], "done_runs": len(done),
-        "data_warnings": data_warning_lines(data.runs),
+        "data_warnings": data_warning_lines(data.runs), "speed_machines": mixed_machines_note(done),
     }  # fmt: skip
 
 
@@ -152,6 +153,8 @@ def format_report(report: dict[str, Any], metrics: list[str] | None = None) -> s
     out.append(f"  (metrics: {', '.join(report['metrics'])}; `ltxlab report {report['sweep']} --metrics a,b` or --json for others)")
     out += _evaluation_lines(report)
     out += ["", COST_HEADER, table(report["cost"], ["variant", "seed", *COST_SHOWN])]
+    if report.get("speed_machines"):
+        out.append(f"  note: {report['speed_machines']}")
     assumptions = report["cost_assumptions"]
     if assumptions:
         out.append(f"  assumptions: peak {assumptions.get('h100_peak_tflops_bf16')} TFLOP/s bf16, utilisation "

@@ -107,13 +107,16 @@ def test_cost_page_shows_measured_beside_estimated(tmp_path, monkeypatch):
     store = SweepStore(tmp_path, "s")
     for i, row in pd.read_parquet(store.path / "runs.parquet").iterrows():
         store.upsert_run({"run_id": row["run_id"], "speed.wall_s": 2.5 + i, "speed.dit_s": 2.0, "speed.decode_s": 0.4,
-                          "speed.flops": 1.2e15, "speed.tflops_achieved": 0.5, "speed.ref_wall_s": 3.0, "speed.ref_mfu": 0.4})
+                          "speed.flops": 1.2e15, "speed.tflops_achieved": 0.5, "speed.ref_wall_s": 3.0, "speed.ref_mfu": 0.4,
+                          "speed.machine": "NVIDIA H100" if i % 2 else "NVIDIA A100"})
     monkeypatch.setenv("LTXLAB_RESULTS", str(tmp_path))
     at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=90)
     at.run()
     at.switch_page("views/cost.py")
     at.run()
     assert not at.exception
+    # times from two machine kinds are not comparable: the page says so above the table
+    assert any("measured on 2 different machines (NVIDIA A100; NVIDIA H100)" in w.value for w in at.warning)
     frames = [df.value for df in at.dataframe]
     measured = [f for f in frames if "measured generation (s)" in f.columns]
     assert measured, [list(f.columns) for f in frames]
@@ -128,3 +131,19 @@ def test_cost_page_shows_measured_beside_estimated(tmp_path, monkeypatch):
     assert table.columns[0] == "variant" and table.columns[-1] == "full variant"
     assert all("=" in short and len(short) < len(full) for short, full in zip(table["variant"], table["full variant"]))
     assert table["variant"].is_unique
+
+
+def test_speed_times_name_their_machine_and_mixed_machines_are_said():
+    from ablations.provenance import machine_label, mixed_machines_note
+
+    cpu = {"cpu_model": "AMD EPYC", "cpu_capability": "AVX512", "cpu_linear": "onednn", "torch_threads": 1}
+    assert machine_label(cpu) == "AMD EPYC (AVX512, onednn, 1 threads)"
+    assert machine_label({**cpu, "gpu": "NVIDIA H100 80GB HBM3"}) == "NVIDIA H100 80GB HBM3"
+    assert machine_label({}) == ""  # results written before the record
+    one = pd.DataFrame({"speed.machine": [machine_label(cpu)] * 3})
+    assert mixed_machines_note(one) is None and mixed_machines_note(pd.DataFrame({"x": [1]})) is None
+    two = pd.DataFrame({"speed.machine": [machine_label(cpu), machine_label({**cpu, "cpu_linear": "mkl"}), None]})
+    note = mixed_machines_note(two)
+    assert note.startswith("speed.* was measured on 2 different machines (AMD EPYC (AVX512, mkl, 1 threads); ")
+    assert note.endswith("compare measured times only between runs of one machine (speed.machine), or rerun the "
+                         "speed stages on one node.")

@@ -97,6 +97,8 @@ def test_speed_stages_are_timed_alone(clean):
         assert result["hardware"]["cpu_capability"] and result["hardware"]["cpu_linear"] in ("onednn", "mkl")
     runs = pd.read_parquet(root / "tiny-pair" / "runs.parquet")
     assert runs["speed.wall_s"].gt(0).all()
+    # each time names where it was measured (one machine here: no mixed-machines note)
+    assert runs["speed.machine"].str.contains(r"\((AVX|DEFAULT|NO AVX).*(onednn|mkl), 1 threads\)").all(), runs["speed.machine"]
 
 
 def test_rerun_executes_no_stage(clean):

@@ -7,6 +7,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from ablations.provenance import mixed_machines_note
 from dashboard.charts import quantity_axis
 from dashboard.common import COST_COLUMNS, COST_LABELS, current_sweep
 from dashboard.labels import variant_labels
@@ -58,6 +59,9 @@ def show_speed(runs) -> None:  # type: ignore[no-untyped-def]
     if table is None:
         st.info("No measured generation times yet: add the `speed` stage to the sweep (it is in `demo`).")
         return
+    mixed = mixed_machines_note(runs)
+    if mixed:
+        st.warning(mixed)
     formats = {SPEED_LABELS.get(c, c): SPEED_FORMATS.get(c, "%.3f") for c in SPEED_LABELS}
     st.dataframe(table, hide_index=True,
                  column_config={k: st.column_config.NumberColumn(format=v) for k, v in formats.items() if k in table})
