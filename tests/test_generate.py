@@ -42,7 +42,8 @@ def test_cli_generates_any_shape_and_prints_the_breakdown(trained, tmp_path, cap
     assert code == 0
     video, _ = read_video(out)
     assert video.shape[:3] == (17, 64, 96)  # not the 9x32x32 it was trained on
-    for line in ("text encoding", "DiT step   1", "DiT step   3", "VAE decode", "wall", "process peak RSS"):
+    for line in ("text encoding", "DiT step   1", "DiT step   3", "VAE decode", "wall", "process peak RSS",
+                 "measured on"):
         assert line in printed, (line, printed)
     assert "DiT step   4" not in printed
 

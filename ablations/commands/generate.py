@@ -135,4 +135,8 @@ def run(args: argparse.Namespace) -> int:
           f"at {dit.fps:g} fps, {args.steps} steps, cfg {args.cfg:g})")
     for line in timing.lines():
         print(f"  {line}")
+    from ablations.executor import hardware
+    from ablations.provenance import machine_label
+
+    print(f"  measured on     {machine_label(hardware())}")  # what the times depend on beyond the code
     return 0
