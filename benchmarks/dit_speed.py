@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _paired import Paired, add_repeat_options, load_average, paired, print_profiles  # noqa: E402
+from _paired import Paired, add_repeat_options, load_average, paired, print_profiles, timed  # noqa: E402
 
 from models.dit import dit_config
 from models.dit.convert import config_from_diffusers, convert_diffusers_ltx
@@ -139,17 +139,12 @@ KERNEL_SHAPES = [(96, 512, 1536), (96, 2048, 512), (640, 512, 2048), (640, 2048,
 
 def linear_kernels(threads: list[int]) -> None:
     """Per projection shape and thread count: GFLOP/s of addmm, MKL packed sgemm and oneDNN's linear."""
-    from models.layers import cpu_linear_backend
+    from models.layers import cpu_linear_backend, mkl_packed_linear_available, onednn_linear_available
 
     def median_s(fn) -> float:  # type: ignore[no-untyped-def]
         for _ in range(3):
             fn()
-        times = []
-        for _ in range(30):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        return statistics.median(timed(fn)[0] for _ in range(30))
 
     print(f"projection kernels (CPU capability {torch.backends.cpu.get_cpu_capability()}; "
           f"models.layers.cpu_linear_backend() = {cpu_linear_backend()}):")
@@ -159,10 +154,10 @@ def linear_kernels(threads: list[int]) -> None:
         for rows, k, out in KERNEL_SHAPES:
             x, w, b = torch.randn(rows, k), torch.randn(out, k) / k**0.5, torch.randn(out)
             routes = {"addmm": lambda: torch.addmm(b, x, w.t())}
-            if hasattr(torch.ops.mkl, "_mkl_linear") and torch.backends.mkl.is_available():
+            if mkl_packed_linear_available():
                 mkl = torch.ops.mkl._mkl_reorder_linear_weight(w, rows)
                 routes["MKL packed"] = lambda: torch.ops.mkl._mkl_linear(x, mkl, w, b, rows)
-            if hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.backends.mkldnn.is_available():
+            if onednn_linear_available():
                 dnn = torch.ops.mkldnn._reorder_linear_weight(w, None)
                 routes["oneDNN"] = lambda: torch.ops.mkldnn._linear_pointwise(x, dnn, b, "none", [], "")
             flops = 2 * rows * k * out

@@ -109,8 +109,15 @@ def packed_weight(
     return packed
 
 
-def _mkl_packed_linear_available() -> bool:
+def mkl_packed_linear_available() -> bool:
+    """Whether this torch build has MKL's packed sgemm (`mkl::_mkl_linear`)."""
     return torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
+
+
+def onednn_linear_available() -> bool:
+    """Whether this torch build has oneDNN's linear with a reordered weight (`mkldnn::_linear_pointwise`)."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise") \
+        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
 
 
 CPU_LINEAR_ENV = "LTXLAB_CPU_LINEAR"  # auto | onednn | mkl: which library multiplies the DiT's inference projections
@@ -129,8 +136,7 @@ def cpu_linear_backend() -> str:
     choice = os.environ.get(CPU_LINEAR_ENV, "auto").strip().lower()
     if choice not in ("auto", "onednn", "mkl"):
         raise ConfigError(f"{CPU_LINEAR_ENV}={choice!r}: set it to auto, onednn or mkl (or unset it).")
-    onednn = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise") \
-        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    onednn = onednn_linear_available()
     if choice == "onednn" or (choice == "auto" and torch.backends.cpu.get_cpu_capability().startswith("AVX512")):
         if onednn:
             return "onednn"
@@ -168,7 +174,7 @@ class WorkspaceLinear(nn.Linear):
         if cpu_linear_backend() == "onednn":
             out = torch.ops.mkldnn._linear_pointwise(flat, self._packed(rows, "onednn"), self.bias, "none", [], "")
             return out.view(*x.shape[:-1], self.out_features)
-        if rows <= PACKED_MAX_ROWS and _mkl_packed_linear_available():
+        if rows <= PACKED_MAX_ROWS and mkl_packed_linear_available():
             out = torch.ops.mkl._mkl_linear(flat, self._packed(rows, "mkl"), self.weight, self.bias, rows)
             return out.view(*x.shape[:-1], self.out_features)
         out = workspace(self.role, (*x.shape[:-1], self.out_features), x)

@@ -63,7 +63,7 @@ def test_packed_weight_follows_updates(backend: str) -> None:
 def test_auto_follows_the_cpu_and_a_bad_setting_is_one_sentence(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """`auto` is oneDNN on AVX-512 CPUs (when the build has it) and MKL on AVX2; a bad value says what to set."""
     monkeypatch.delenv(CPU_LINEAR_ENV, raising=False)
-    has_onednn = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    has_onednn = layers.onednn_linear_available()
     try:
         for capability, expected in [("AVX512", "onednn" if has_onednn else "mkl"), ("AVX2", "mkl")]:
             monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
