@@ -499,6 +499,15 @@ def _adjust_family(rows: list[dict], correction: str, confidence: float) -> int:
     return int(np.isfinite(p).sum())
 
 
+def _radix(design: _Design, axes: list[str]) -> tuple[np.ndarray, list[int]]:
+    """(V,) mixed-radix code of each variant's levels of `axes` (first axis slowest), and the axes' sizes."""
+    sizes = [len(design.axis_levels[a]) for a in axes]
+    code = np.zeros(design.values.shape[-1], dtype=int)
+    for axis, size in zip(axes, sizes):
+        code = code * size + design.axis_codes[axis]
+    return code, sizes
+
+
 def _stratified_cells(design: _Design, focus: list[str]) -> tuple[np.ndarray, np.ndarray, Callable[[int, int], str]]:
     """Cell means of the `focus` axes' level combinations within each stratum of the other axes.
 
@@ -513,16 +522,7 @@ def _stratified_cells(design: _Design, focus: list[str]) -> tuple[np.ndarray, np
         (a score in some block), and name(k, f) -> "A=1,B=y,C=False".
     """
     others = [a for a in design.axis_codes if a not in focus]
-    n_v = design.values.shape[-1]
-
-    def radix(axes: list[str]) -> tuple[np.ndarray, list[int]]:  # (V,) mixed-radix code of each variant's levels
-        sizes = [len(design.axis_levels[a]) for a in axes]
-        code = np.zeros(n_v, dtype=int)
-        for axis, size in zip(axes, sizes):
-            code = code * size + design.axis_codes[axis]
-        return code, sizes
-
-    (k_code, k_sizes), (f_code, f_sizes) = radix(others), radix(focus)
+    (k_code, k_sizes), (f_code, f_sizes) = _radix(design, others), _radix(design, focus)
     n_k, n_f = int(np.prod(k_sizes)), int(np.prod(f_sizes))
     cells = _cell_means(design.values, np.eye(n_k * n_f)[k_code * n_f + f_code])  # (M, B, C, K*F)
     cells = cells.reshape(*cells.shape[:3], n_k, n_f)
@@ -543,15 +543,11 @@ def _cell_producers(design: _Design, focus: list[str]) -> np.ndarray | None:
     if design.producers is None:
         return None
     others = [a for a in design.axis_codes if a not in focus]
-    code = np.zeros(design.values.shape[-1], dtype=int)
-    n_cells = 1
-    for axis in others + focus:  # the same mixed radix as _stratified_cells: others slowest, then the focus axes
-        size = len(design.axis_levels[axis])
-        code, n_cells = code * size + design.axis_codes[axis], n_cells * size
-    out = np.full((*design.producers.shape[:3], n_cells), -1, dtype=np.int64)
-    out[..., code] = design.producers
-    n_f = int(np.prod([len(design.axis_levels[a]) for a in focus]))
-    return out.reshape(*out.shape[:3], n_cells // n_f, n_f)
+    (k_code, k_sizes), (f_code, f_sizes) = _radix(design, others), _radix(design, focus)
+    n_k, n_f = int(np.prod(k_sizes)), int(np.prod(f_sizes))
+    out = np.full((*design.producers.shape[:3], n_k * n_f), -1, dtype=np.int64)
+    out[..., k_code * n_f + f_code] = design.producers
+    return out.reshape(*out.shape[:3], n_k, n_f)
 
 
 def _shared(producers: np.ndarray | None, pairs: list[tuple[list[int], list[int]]]) -> np.ndarray | None:
